@@ -1,0 +1,232 @@
+//! The records mandate keeps. Times are Unix seconds; secrets appear only as hashes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::scope::ScopeSet;
+use crate::secret::SecretHash;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: UnixTime,
+    pub disabled: bool,
+}
+
+/// How a client came to be known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Added by an operator (`mandate clients add`): the only kind shown as verified.
+    Preregistered,
+    /// Registered through RFC 7591 dynamic client registration.
+    Dynamic,
+    /// Described by a Client ID Metadata Document fetched from its `client_id` URL.
+    MetadataDocument,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Preregistered => "preregistered",
+            ClientKind::Dynamic => "dynamic",
+            ClientKind::MetadataDocument => "metadata_document",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "preregistered" => Some(ClientKind::Preregistered),
+            "dynamic" => Some(ClientKind::Dynamic),
+            "metadata_document" => Some(ClientKind::MetadataDocument),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 7591 `token_endpoint_auth_method` values mandate supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(AuthMethod::None),
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            _ => None,
+        }
+    }
+    pub fn is_confidential(self) -> bool {
+        self != AuthMethod::None
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub kind: ClientKind,
+    pub name: String,
+    pub secret_hash: Option<SecretHash>,
+    pub auth_method: AuthMethod,
+    pub redirect_uris: Vec<String>,
+    /// Whether refresh tokens may be issued (`refresh_token` in `grant_types`).
+    pub allows_refresh: bool,
+    /// The scopes this client may ask for; `None` means any scope the resources define.
+    pub allowed_scope: Option<ScopeSet>,
+    /// The registration metadata as echoed to the client (RFC 7591 §3.2.1).
+    pub metadata: serde_json::Value,
+    pub created_at: UnixTime,
+    /// For metadata-document clients: when the cached document must be fetched again.
+    pub refresh_after: Option<UnixTime>,
+}
+
+impl Client {
+    pub fn is_verified(&self) -> bool {
+        self.kind == ClientKind::Preregistered
+    }
+}
+
+/// An authorization request that passed validation and waits for login and consent.
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    pub id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// The request carried `redirect_uri` (so the token request must repeat it).
+    pub redirect_uri_explicit: bool,
+    pub scope: ScopeSet,
+    pub resource: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The person who is looking at the consent page, once known.
+    pub user_id: Option<String>,
+}
+
+/// What a person has allowed a client to do, per redirect host.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    pub user_id: String,
+    pub client_id: String,
+    pub redirect_host: String,
+    pub scope: ScopeSet,
+    pub updated_at: UnixTime,
+}
+
+/// One authorization: a person, a client, scopes, a resource. Its refresh tokens are one family.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: ScopeSet,
+    pub resource: String,
+    pub created_at: UnixTime,
+    /// When its first tokens were issued; `None` while only a code exists.
+    pub activated_at: Option<UnixTime>,
+    pub last_used_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthorizationCode {
+    pub hash: SecretHash,
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub redirect_uri_explicit: bool,
+    pub code_challenge: String,
+    pub scope: ScopeSet,
+    pub resource: String,
+    pub expires_at: UnixTime,
+    pub consumed_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub hash: SecretHash,
+    pub grant_id: String,
+    pub parent_hash: Option<SecretHash>,
+    pub scope: ScopeSet,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub rotated_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The token was current; the successor is now the family's live token.
+    Rotated,
+    /// The token was rotated moments ago (inside the grace window) and its successor was never
+    /// used: the successor is retired and the new token replaces it.
+    GraceReissued,
+    /// A retry inside the grace window after the retry cap: refused, the family left intact
+    /// (a burst of concurrent refreshes from one client must not log it out).
+    GraceExhausted,
+    /// The token was already used outside the grace window, or its successor was already used:
+    /// the family is revoked.
+    ReuseDetected,
+    /// Unknown, expired, revoked, or its grant is revoked.
+    Inactive,
+}
+
+/// A signed-in browser session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub hash: SecretHash,
+    pub user_id: String,
+    pub csrf_token: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A signing key as stored: the private half encrypted with the key-encryption key.
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub encrypted_private_key: Vec<u8>,
+    /// The public JWK, as JSON.
+    pub public_jwk: String,
+    pub created_at: UnixTime,
+    /// The key signs from this time on (it is published from `created_at`).
+    pub activates_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub at: UnixTime,
+    pub kind: String,
+    pub outcome: String,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub since: Option<UnixTime>,
+    pub limit: i64,
+}

@@ -1,0 +1,249 @@
+//! Redirect URIs: what may be registered (RFC 9700 §2.1, §4.1; RFC 8252 §7) and how a requested
+//! URI is matched against a registered one: byte-exact, except that a loopback URI may carry any
+//! port (OAuth 2.1 §8.4.2, RFC 8252 §7.3).
+
+use url::Url;
+
+/// The longest redirect URI accepted.
+pub const MAX_REDIRECT_URI_LEN: usize = 2000;
+
+/// Schemes that are never a place to send an authorization code.
+const FORBIDDEN_SCHEMES: &[&str] = &[
+    "javascript", "data", "vbscript", "file", "about", "blob", "ftp", "ws", "wss", "mailto",
+    "tel", "chrome", "view-source", "filesystem", "jar",
+];
+
+/// Why a redirect URI cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriError {
+    #[error("redirect URI is empty or longer than {MAX_REDIRECT_URI_LEN} characters")]
+    Length,
+    #[error("redirect URI contains whitespace or control characters")]
+    Characters,
+    #[error("redirect URI is not an absolute URI")]
+    NotAbsolute,
+    #[error("redirect URI must not contain a fragment")]
+    Fragment,
+    #[error("redirect URI must not contain user information")]
+    UserInfo,
+    #[error("redirect URI must not contain wildcards")]
+    Wildcard,
+    #[error("redirect URI scheme is not allowed")]
+    ForbiddenScheme,
+    #[error("http redirect URIs are only allowed on loopback (127.0.0.1, [::1], localhost)")]
+    InsecureHttp,
+    #[error("custom-scheme redirect URIs must use a reverse-domain scheme such as com.example.app")]
+    CustomScheme,
+    #[error("redirect URI is not in normal form (dot segments, upper case, default port)")]
+    NotNormal,
+}
+
+/// Checks one redirect URI offered for registration.
+pub fn validate_for_registration(raw: &str) -> Result<(), RedirectUriError> {
+    if raw.is_empty() || raw.len() > MAX_REDIRECT_URI_LEN {
+        return Err(RedirectUriError::Length);
+    }
+    // WHATWG parsing silently drops tabs and newlines ("java\tscript:"), so look at the raw bytes.
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(RedirectUriError::Characters);
+    }
+    if raw.contains('#') {
+        return Err(RedirectUriError::Fragment);
+    }
+    if raw.contains('*') {
+        return Err(RedirectUriError::Wildcard);
+    }
+    let url = Url::parse(raw).map_err(|_| RedirectUriError::NotAbsolute)?;
+    let scheme = url.scheme();
+    if FORBIDDEN_SCHEMES.contains(&scheme) {
+        return Err(RedirectUriError::ForbiddenScheme);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(RedirectUriError::UserInfo);
+    }
+    match scheme {
+        "https" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(RedirectUriError::NotAbsolute);
+            }
+        }
+        "http" => {
+            if split_loopback(raw).is_none() {
+                return Err(RedirectUriError::InsecureHttp);
+            }
+        }
+        custom => {
+            // RFC 8252 §7.1: private-use schemes are reverse domain names.
+            if !custom.contains('.') {
+                return Err(RedirectUriError::CustomScheme);
+            }
+        }
+    }
+    // The registered string is compared byte for byte later, so it must already be in the form a
+    // parser would produce (no dot segments, lower-case host, no default port).
+    let normal = url.as_str();
+    if normal != raw && normal != format!("{raw}/") {
+        return Err(RedirectUriError::NotNormal);
+    }
+    Ok(())
+}
+
+/// For `http://<loopback>[:port]<rest>` returns `(host, rest)`; `None` for anything else.
+fn split_loopback(uri: &str) -> Option<(&str, &str)> {
+    let after = uri.strip_prefix("http://")?;
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let (host, port) = if let Some(stripped) = authority.strip_prefix("[::1]") {
+        ("[::1]", stripped)
+    } else {
+        match authority.split_once(':') {
+            Some((h, _)) => (h, &authority[h.len()..]),
+            None => (authority, ""),
+        }
+    };
+    if !matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
+        return None;
+    }
+    if let Some(digits) = port.strip_prefix(':') {
+        if digits.is_empty()
+            || digits.len() > 5
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.parse::<u16>().is_err()
+        {
+            return None;
+        }
+    } else if !port.is_empty() {
+        return None;
+    }
+    Some((host, rest))
+}
+
+/// True when `uri` is an http URI on a loopback host.
+pub fn is_loopback(uri: &str) -> bool {
+    split_loopback(uri).is_some()
+}
+
+/// Does the requested redirect URI match this registered one?
+pub fn matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    match (split_loopback(registered), split_loopback(requested)) {
+        (Some((rh, rrest)), Some((qh, qrest))) => {
+            rh == qh && rrest == qrest && !requested.contains('#') && !requested.contains('@')
+        }
+        _ => false,
+    }
+}
+
+/// The host a person should see for a redirect URI (or the scheme of a native-app URI).
+pub fn display_host(uri: &str) -> String {
+    match Url::parse(uri) {
+        Ok(u) => match u.host_str() {
+            Some(h) if !h.is_empty() => h.to_owned(),
+            _ => format!("{}:", u.scheme()),
+        },
+        Err(_) => uri.to_owned(),
+    }
+}
+
+/// The origin (or scheme source) of a redirect URI, for a CSP `form-action` list.
+pub fn csp_source(uri: &str) -> Option<String> {
+    let u = Url::parse(uri).ok()?;
+    match u.scheme() {
+        "http" | "https" => {
+            let origin = u.origin().ascii_serialization();
+            (origin != "null").then_some(origin)
+        }
+        other => Some(format!("{other}:")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_refuses_dangerous_uris_dc_02_dc_03_dc_04() {
+        for bad in [
+            "javascript:alert(1)",
+            "JAVASCRIPT:alert(1)",
+            "java\tscript:alert(1)",
+            "data:text/html,hi",
+            "vbscript:x",
+            "file:///etc/passwd",
+            "http://app.test/cb",
+            "https://app.test/cb#f",
+            "https://u:p@app.test/cb",
+            "https://*.app.test/cb",
+            "/cb",
+            " https://app.test/cb",
+            "https://app.test/a/../cb",
+            "https://APP.test/cb",
+            "myapp:/cb",
+        ] {
+            assert!(validate_for_registration(bad).is_err(), "{bad}");
+        }
+        let long = format!("https://app.test/{}", "a".repeat(2100));
+        assert_eq!(validate_for_registration(&long), Err(RedirectUriError::Length));
+        for good in [
+            "https://app.test/cb",
+            "https://app.test",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:8765/cb",
+            "http://[::1]/cb",
+            "http://localhost:3000/callback",
+            "com.example.app:/oauth2redirect",
+            "https://claude.ai/api/mcp/auth_callback",
+        ] {
+            assert_eq!(validate_for_registration(good), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn matching_is_exact_az_01_az_02_az_03() {
+        let reg = "https://app.test/cb";
+        assert!(matches(reg, reg));
+        for bad in [
+            "https://app.test/cb/",
+            "https://app.test/cb?x=1",
+            "https://app.test/cb/../evil",
+            "https://app.test/CB",
+            "https://APP.test/cb",
+            "https://app.test:443/cb",
+            "https://app.test@evil.test/cb",
+            "https://app.test.evil.test/cb",
+            "https://app.test:8443/cb",
+        ] {
+            assert!(!matches(reg, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_port_freedom_is_narrow_az_08() {
+        let reg = "http://127.0.0.1/cb";
+        assert!(matches(reg, "http://127.0.0.1:51004/cb"));
+        assert!(matches("http://localhost/callback", "http://localhost:49152/callback"));
+        assert!(matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
+        for bad in [
+            "http://127.0.0.1:51004/cb?x=1",
+            "http://127.0.0.1:51004/other",
+            "https://127.0.0.1:51004/cb",
+            "http://localhost:51004/cb",
+            "http://127.0.0.2:51004/cb",
+            "http://127.0.0.1:99999/cb",
+            "http://127.0.0.1:51004/cb#x",
+            "http://127.0.0.1:/cb",
+        ] {
+            assert!(!matches(reg, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_helpers() {
+        assert_eq!(display_host("https://claude.ai/cb"), "claude.ai");
+        assert_eq!(display_host("com.example.app:/cb"), "com.example.app:");
+        assert_eq!(csp_source("https://claude.ai/x").as_deref(), Some("https://claude.ai"));
+        assert_eq!(csp_source("http://127.0.0.1:5/x").as_deref(), Some("http://127.0.0.1:5"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Operator actions behind the `mandate users|clients|grants|audit|keys` commands.
+
+use serde_json::json;
+
+use super::keyman::KeyManagerError;
+use super::{AuditDraft, AuthServer};
+use crate::error::{OAuthError, StoreError};
+use crate::keys::KeyState;
+use crate::model::{AuditEvent, AuditFilter, AuthMethod, Client, ClientKind, Grant, User};
+use crate::password::PasswordError;
+use crate::redirect;
+use crate::secret::{Secret, SecretKind, generate, random_id};
+
+/// A pre-registered client, as the operator describes it.
+#[derive(Debug, Clone)]
+pub struct ClientRegistration {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub confidential: bool,
+    pub allow_refresh: bool,
+}
+
+/// A signing key as `mandate keys list` shows it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub state: KeyState,
+    pub created_at: i64,
+    pub activates_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyManagerError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+}
+
+impl AuthServer {
+    pub async fn add_user(&self, username: &str, password: String) -> Result<User, AdminError> {
+        let username = username.trim();
+        let valid = !username.is_empty()
+            && username.chars().count() <= 64
+            && username.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+        if !valid {
+            return Err(AdminError::Invalid(
+                "a username is 1 to 64 letters, digits, '.', '_', '-' or '@'".into(),
+            ));
+        }
+        let user = User {
+            id: random_id(self.rng.as_ref()),
+            username: username.to_owned(),
+            password_hash: self.passwords.hash(password).await?,
+            created_at: self.now(),
+            disabled: false,
+        };
+        match self.store.insert_user(&user).await {
+            Err(StoreError::Conflict(_)) => return Err(AdminError::UserExists(username.to_owned())),
+            other => other?,
+        }
+        self.audit(AuditDraft { kind: "user.created", outcome: "success", user: Some(&user.id), ..Default::default() }).await;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, AdminError> {
+        Ok(self.store.list_users().await?)
+    }
+
+    /// Adds a pre-registered client; returns it and, for a confidential one, its secret (once).
+    pub async fn add_client(&self, reg: ClientRegistration) -> Result<(Client, Option<Secret>), AdminError> {
+        let name = reg.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(AdminError::Invalid("a client name is 1 to 200 characters".into()));
+        }
+        if reg.redirect_uris.is_empty() {
+            return Err(AdminError::Invalid("give at least one --redirect-uri".into()));
+        }
+        for uri in &reg.redirect_uris {
+            redirect::validate_for_registration(uri).map_err(|e| AdminError::Invalid(format!("{uri}: {e}")))?;
+        }
+        let secret = reg.confidential.then(|| generate(self.rng.as_ref(), SecretKind::ClientSecret));
+        let auth_method = if reg.confidential { AuthMethod::ClientSecretBasic } else { AuthMethod::None };
+        let id = super::registration::uuid_like(self);
+        let client = Client {
+            id: id.clone(),
+            kind: ClientKind::Preregistered,
+            name: name.to_owned(),
+            secret_hash: secret.as_ref().map(Secret::hash),
+            auth_method,
+            redirect_uris: reg.redirect_uris.clone(),
+            allows_refresh: reg.allow_refresh,
+            allowed_scope: None,
+            metadata: json!({
+                "client_id": id,
+                "client_name": name,
+                "redirect_uris": reg.redirect_uris,
+                "token_endpoint_auth_method": auth_method.as_str(),
+            }),
+            created_at: self.now(),
+            refresh_after: None,
+        };
+        self.store.insert_client(&client).await?;
+        self.audit(AuditDraft {
+            kind: "client.registered",
+            outcome: "success",
+            client: Some(&client.id),
+            detail: Some(format!("pre-registered by an operator as {name:?}")),
+            ..Default::default()
+        })
+        .await;
+        Ok((client, secret))
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<Client>, AdminError> {
+        Ok(self.store.list_clients().await?)
+    }
+
+    /// Removes a client and revokes its grants. False when unknown.
+    pub async fn remove_client(&self, id: &str) -> Result<bool, AdminError> {
+        let removed = self.store.remove_client(id, self.now()).await?;
+        if removed {
+            self.audit(AuditDraft { kind: "client.removed", outcome: "success", client: Some(id), ..Default::default() }).await;
+        }
+        Ok(removed)
+    }
+
+    pub async fn list_grants(&self) -> Result<Vec<Grant>, AdminError> {
+        Ok(self.store.list_grants(None).await?)
+    }
+
+    /// Revokes one grant. False when unknown or already revoked.
+    pub async fn revoke_grant_by_operator(&self, id: &str) -> Result<bool, AdminError> {
+        let grant = self.store.grant(id).await?;
+        let revoked = self.store.revoke_grant(id, self.now()).await?;
+        if let (true, Some(g)) = (revoked, grant) {
+            self.audit(AuditDraft {
+                kind: "grant.revoked",
+                outcome: "success",
+                user: Some(&g.user_id),
+                client: Some(&g.client_id),
+                grant: Some(id),
+                detail: Some("revoked by an operator".into()),
+            })
+            .await;
+        }
+        Ok(revoked)
+    }
+
+    pub async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, AdminError> {
+        Ok(self.store.events(filter).await?)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, AdminError> {
+        let now = self.now();
+        let ring = self.keys.ring(now).await?;
+        Ok(ring
+            .keys()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KeyInfo {
+                kid: k.kid.clone(),
+                alg: k.alg.as_str().to_owned(),
+                state: ring.state(i, now),
+                created_at: k.created_at,
+                activates_at: k.activates_at,
+            })
+            .collect())
+    }
+
+    /// Publishes a new signing key that signs after the configured activation delay.
+    pub async fn rotate_key(&self) -> Result<KeyInfo, AdminError> {
+        let now = self.now();
+        let key = self.keys.rotate(self.settings.signing_alg, now, self.settings.key_activation_delay).await?;
+        self.audit(AuditDraft {
+            kind: "key.rotated",
+            outcome: "success",
+            detail: Some(format!("key {} published; signs from {}", key.kid, key.activates_at)),
+            ..Default::default()
+        })
+        .await;
+        Ok(KeyInfo { kid: key.kid, alg: key.alg, state: KeyState::Next, created_at: key.created_at, activates_at: key.activates_at })
+    }
+
+    /// The JSON Web Key Set to publish now.
+    pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, OAuthError> {
+        let now = self.now();
+        Ok(self.keys.ring(now).await?.jwks(now))
+    }
+}

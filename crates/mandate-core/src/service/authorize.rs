@@ -1,0 +1,380 @@
+//! The authorization endpoint and consent (OAuth 2.1 §4.1.1–4.1.2, RFC 9207, RFC 8707; MCP AS7,
+//! AS8, AS11–AS13). The client and redirect URI are validated before anything else: until they
+//! are, errors are shown on a page and never redirected.
+
+use url::Url;
+
+use super::clients::ClientLookupError;
+use super::{AuditDraft, AuthServer};
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::{AuthorizationCode, Client, ClientKind, Consent, Grant, PendingAuthorization, User};
+use crate::params::Params;
+use crate::pkce;
+use crate::redirect;
+use crate::scope::ScopeSet;
+use crate::secret::{SecretKind, generate, random_id};
+
+/// Scopes clients send that mandate grants through other means and silently drops: refresh
+/// tokens follow the client's `grant_types`.
+const IGNORED_SCOPES: &[&str] = &["offline_access"];
+
+/// What the HTTP layer does next with an authorization request.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// The client or redirect URI is unusable: show this message; never redirect.
+    ErrorPage(String),
+    /// Redirect the browser here (a code, or an error for the client).
+    Redirect(String),
+    /// Ask the person to sign in, then come back to this pending request.
+    Login { pending_id: String },
+    /// Show the consent page for this pending request.
+    Consent { pending_id: String },
+}
+
+/// One line of the consent page.
+#[derive(Debug, Clone)]
+pub struct ScopeLine {
+    pub name: String,
+    pub description: String,
+}
+
+/// Everything the consent page shows.
+#[derive(Debug, Clone)]
+pub struct ConsentView {
+    pub pending_id: String,
+    pub client_id: String,
+    pub client_name: String,
+    pub verified: bool,
+    /// For metadata-document clients: the host the client id names.
+    pub client_id_host: Option<String>,
+    pub redirect_host: String,
+    /// The only redirect targets are on this machine (anyone local could claim to be the app).
+    pub loopback_redirect: bool,
+    pub new_scopes: Vec<ScopeLine>,
+    pub already_granted: Vec<ScopeLine>,
+    pub resource_name: String,
+    /// Origin (or scheme) the consent form may redirect to, for the page's CSP.
+    pub redirect_csp_source: Option<String>,
+}
+
+/// The person's answer on the consent page.
+#[derive(Debug, Clone)]
+pub enum ConsentDecision {
+    Allow { scopes: ScopeSet },
+    Deny,
+}
+
+fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
+    let mut url = Url::parse(uri).ok()?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    Some(url.to_string())
+}
+
+impl AuthServer {
+    fn error_redirect(&self, redirect_uri: &str, err: &OAuthError, state: Option<&str>) -> AuthorizeOutcome {
+        let mut pairs = vec![("error", err.code.as_str()), ("error_description", err.description.as_ref())];
+        if let Some(s) = state {
+            pairs.push(("state", s));
+        }
+        pairs.push(("iss", self.settings.issuer.as_str()));
+        match redirect_with(redirect_uri, &pairs) {
+            Some(url) => AuthorizeOutcome::Redirect(url),
+            None => AuthorizeOutcome::ErrorPage("The application's redirect address is invalid.".to_owned()),
+        }
+    }
+
+    /// Validates an authorization request. `user` is the signed-in person, if any.
+    pub async fn authorize(&self, params: &Params, user: Option<&User>) -> Result<AuthorizeOutcome, OAuthError> {
+        // 1. Client and redirect URI: failures here are shown, never redirected (AZ-05, AZ-06).
+        let client_id = match params.single("client_id") {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(AuthorizeOutcome::ErrorPage("The request does not name an application (client_id is missing).".into())),
+            Err(_) => return Ok(AuthorizeOutcome::ErrorPage("The request names more than one application.".into())),
+        };
+        let client = match self.find_client(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(AuthorizeOutcome::ErrorPage("This application is not registered with this server.".into())),
+            Err(ClientLookupError::Document(e)) => {
+                self.audit(AuditDraft {
+                    kind: "client.metadata_document",
+                    outcome: "failure",
+                    client: Some(client_id),
+                    detail: Some(e.to_string()),
+                    ..Default::default()
+                })
+                .await;
+                return Ok(AuthorizeOutcome::ErrorPage(format!("This application could not be verified: {e}.")));
+            }
+            Err(ClientLookupError::Store(e)) => return Err(e.into()),
+        };
+        let (redirect_uri, explicit) = match params.single("redirect_uri") {
+            Err(_) => return Ok(AuthorizeOutcome::ErrorPage("The request carries more than one redirect address.".into())),
+            Ok(Some(requested)) => {
+                if !client.redirect_uris.iter().any(|r| redirect::matches(r, requested)) {
+                    return Ok(AuthorizeOutcome::ErrorPage(
+                        "The redirect address does not match any address registered for this application.".into(),
+                    ));
+                }
+                (requested.to_owned(), true)
+            }
+            Ok(None) => match client.redirect_uris.as_slice() {
+                [only] => (only.clone(), false),
+                _ => return Ok(AuthorizeOutcome::ErrorPage("The request must name its redirect address (redirect_uri).".into())),
+            },
+        };
+
+        // 2. From here on, errors go back to the client, with `state` and `iss` (RFC 9207).
+        let state = match params.single("state") {
+            Ok(s) => s,
+            Err(e) => return Ok(self.error_redirect(&redirect_uri, &e, None)),
+        };
+        if state.is_some_and(|s| s.len() > 4096) {
+            let e = OAuthError::invalid_request("state is too long");
+            return Ok(self.error_redirect(&redirect_uri, &e, None));
+        }
+        match self.check_request(params, &client, user).await {
+            Ok(pending) => {
+                let pending = PendingAuthorization { redirect_uri, redirect_uri_explicit: explicit, state: state.map(str::to_owned), ..pending };
+                self.store.insert_pending(&pending).await?;
+                let Some(user) = user else {
+                    return Ok(AuthorizeOutcome::Login { pending_id: pending.id });
+                };
+                self.after_login(&pending.id, user).await
+            }
+            Err(e) => {
+                // RFC 9700 §4.11.2: do not turn the server into an open redirector for clients
+                // nobody vouched for; an anonymous visitor sees the error instead.
+                if user.is_none() && !client.is_verified() {
+                    return Ok(AuthorizeOutcome::ErrorPage(format!(
+                        "The application sent an invalid request ({}: {}).",
+                        e.code.as_str(),
+                        e.description
+                    )));
+                }
+                Ok(self.error_redirect(&redirect_uri, &e, state))
+            }
+        }
+    }
+
+    /// The checks after the redirect URI is known; returns the pending request to store.
+    async fn check_request(&self, params: &Params, client: &Client, _user: Option<&User>) -> Result<PendingAuthorization, OAuthError> {
+        match params.single("response_type")? {
+            Some("code") => {}
+            Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
+            None => return Err(OAuthError::invalid_request("response_type is missing")),
+        }
+        if params.single("response_mode")?.is_some_and(|m| m != "query") {
+            return Err(OAuthError::invalid_request("only response_mode=query is supported"));
+        }
+        for unsupported in ["request", "request_uri"] {
+            if params.single(unsupported)?.is_some() {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "request objects are not supported"));
+            }
+        }
+        let challenge = pkce::validate_challenge(params.single("code_challenge")?, params.single("code_challenge_method")?)?;
+        if params.is_repeated("resource") {
+            return Err(OAuthError::invalid_target("only one resource may be requested"));
+        }
+        let resource = self.resources.resolve(params.single("resource")?)?;
+        let mut requested = match params.single("scope")? {
+            Some(s) => ScopeSet::parse(s)?,
+            None => {
+                let defaults = resource.default_scope_set();
+                match &client.allowed_scope {
+                    Some(allowed) => defaults.intersection(allowed),
+                    None => defaults,
+                }
+            }
+        };
+        for ignored in IGNORED_SCOPES {
+            requested = requested.difference(&ScopeSet::from_iter([ignored]));
+        }
+        if requested.is_empty() {
+            return Err(OAuthError::invalid_scope("no scope was requested"));
+        }
+        let unknown = requested.difference(&resource.scope_set());
+        if !unknown.is_empty() {
+            return Err(OAuthError::invalid_scope(format!("unknown scope: {unknown}")));
+        }
+        if let Some(allowed) = &client.allowed_scope {
+            if !requested.is_subset_of(allowed) {
+                return Err(OAuthError::invalid_scope("the application did not register some requested scopes"));
+            }
+        }
+        let now = self.now();
+        Ok(PendingAuthorization {
+            id: random_id(self.rng.as_ref()),
+            client_id: client.id.clone(),
+            redirect_uri: String::new(),
+            redirect_uri_explicit: false,
+            scope: requested,
+            resource: resource.uri.clone(),
+            state: None,
+            code_challenge: challenge.to_owned(),
+            created_at: now,
+            expires_at: now + self.settings.pending_ttl,
+            user_id: None,
+        })
+    }
+
+    async fn live_pending(&self, pending_id: &str, user: &User) -> Result<Result<PendingAuthorization, String>, OAuthError> {
+        let Some(pending) = self.store.pending(pending_id).await? else {
+            return Ok(Err("This sign-in request is unknown or was already used. Start again from the application.".into()));
+        };
+        if pending.expires_at <= self.now() {
+            return Ok(Err("This sign-in request has expired. Start again from the application.".into()));
+        }
+        if !self.store.bind_pending(pending_id, &user.id).await? {
+            return Ok(Err("This sign-in request belongs to another person.".into()));
+        }
+        Ok(Ok(PendingAuthorization { user_id: Some(user.id.clone()), ..pending }))
+    }
+
+    /// After sign-in: issue a code at once if earlier consent covers the request, else ask.
+    pub async fn after_login(&self, pending_id: &str, user: &User) -> Result<AuthorizeOutcome, OAuthError> {
+        let pending = match self.live_pending(pending_id, user).await? {
+            Ok(p) => p,
+            Err(msg) => return Ok(AuthorizeOutcome::ErrorPage(msg)),
+        };
+        let host = redirect::display_host(&pending.redirect_uri);
+        let earlier = self.store.consent(&user.id, &pending.client_id, &host).await?;
+        if earlier.is_some_and(|c| pending.scope.is_subset_of(&c.scope)) {
+            if !self.store.consume_pending(&pending.id, self.now()).await? {
+                return Ok(AuthorizeOutcome::ErrorPage("This sign-in request was already used.".into()));
+            }
+            self.audit(AuditDraft {
+                kind: "consent.remembered",
+                outcome: "success",
+                user: Some(&user.id),
+                client: Some(&pending.client_id),
+                detail: Some(format!("scope {}", pending.scope)),
+                ..Default::default()
+            })
+            .await;
+            return self.issue_code(&pending, user, pending.scope.clone()).await;
+        }
+        Ok(AuthorizeOutcome::Consent { pending_id: pending.id })
+    }
+
+    /// What the consent page shows for a pending request.
+    pub async fn consent_view(&self, pending_id: &str, user: &User) -> Result<Result<ConsentView, String>, OAuthError> {
+        let pending = match self.live_pending(pending_id, user).await? {
+            Ok(p) => p,
+            Err(msg) => return Ok(Err(msg)),
+        };
+        let Some(client) = self.store.client_by_id(&pending.client_id).await? else {
+            return Ok(Err("This application is no longer registered.".into()));
+        };
+        let host = redirect::display_host(&pending.redirect_uri);
+        let earlier = self.store.consent(&user.id, &client.id, &host).await?.map(|c| c.scope).unwrap_or_default();
+        let line = |s: &str| ScopeLine {
+            name: s.to_owned(),
+            description: self.resources.describe(s).unwrap_or(s).to_owned(),
+        };
+        Ok(Ok(ConsentView {
+            pending_id: pending.id.clone(),
+            client_id: client.id.clone(),
+            client_name: client.name.clone(),
+            verified: client.is_verified(),
+            client_id_host: (client.kind == ClientKind::MetadataDocument).then(|| redirect::display_host(&client.id)),
+            loopback_redirect: redirect::is_loopback(&pending.redirect_uri),
+            redirect_host: host,
+            new_scopes: pending.scope.difference(&earlier).iter().map(line).collect(),
+            already_granted: pending.scope.intersection(&earlier).iter().map(line).collect(),
+            resource_name: self
+                .resources
+                .resources()
+                .iter()
+                .find(|r| r.uri == pending.resource)
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| pending.resource.clone()),
+            redirect_csp_source: redirect::csp_source(&pending.redirect_uri),
+        }))
+    }
+
+    /// Applies the person's consent decision. Single use: a second submission is refused.
+    pub async fn decide_consent(&self, pending_id: &str, user: &User, decision: ConsentDecision) -> Result<AuthorizeOutcome, OAuthError> {
+        let pending = match self.live_pending(pending_id, user).await? {
+            Ok(p) => p,
+            Err(msg) => return Ok(AuthorizeOutcome::ErrorPage(msg)),
+        };
+        if !self.store.consume_pending(&pending.id, self.now()).await? {
+            return Ok(AuthorizeOutcome::ErrorPage("This consent was already submitted.".into()));
+        }
+        let host = redirect::display_host(&pending.redirect_uri);
+        let earlier = self.store.consent(&user.id, &pending.client_id, &host).await?.map(|c| c.scope).unwrap_or_default();
+        let ticked = match decision {
+            ConsentDecision::Allow { scopes } => scopes.intersection(&pending.scope),
+            ConsentDecision::Deny => ScopeSet::default(),
+        };
+        let granted = pending.scope.intersection(&earlier).union(&ticked);
+        let draft = |outcome: &'static str, detail: String| AuditDraft {
+            kind: "consent",
+            outcome,
+            user: Some(&user.id),
+            client: Some(&pending.client_id),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        if granted.is_empty() {
+            self.audit(draft("denied", format!("requested {}", pending.scope))).await;
+            let e = OAuthError::new(ErrorCode::AccessDenied, "the person declined the request");
+            return Ok(self.error_redirect(&pending.redirect_uri, &e, pending.state.as_deref()));
+        }
+        self.store
+            .save_consent(&Consent {
+                user_id: user.id.clone(),
+                client_id: pending.client_id.clone(),
+                redirect_host: host,
+                scope: earlier.union(&ticked),
+                updated_at: self.now(),
+            })
+            .await?;
+        self.audit(draft("granted", format!("granted {granted} of requested {}", pending.scope))).await;
+        self.issue_code(&pending, user, granted).await
+    }
+
+    async fn issue_code(&self, pending: &PendingAuthorization, user: &User, scope: ScopeSet) -> Result<AuthorizeOutcome, OAuthError> {
+        let now = self.now();
+        let code = generate(self.rng.as_ref(), SecretKind::AuthorizationCode);
+        let grant = Grant {
+            id: random_id(self.rng.as_ref()),
+            user_id: user.id.clone(),
+            client_id: pending.client_id.clone(),
+            scope: scope.clone(),
+            resource: pending.resource.clone(),
+            created_at: now,
+            activated_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let record = AuthorizationCode {
+            hash: code.hash(),
+            grant_id: grant.id.clone(),
+            client_id: pending.client_id.clone(),
+            user_id: user.id.clone(),
+            redirect_uri: pending.redirect_uri.clone(),
+            redirect_uri_explicit: pending.redirect_uri_explicit,
+            code_challenge: pending.code_challenge.clone(),
+            scope,
+            resource: pending.resource.clone(),
+            expires_at: now + self.settings.code_ttl,
+            consumed_at: None,
+        };
+        self.store.insert_grant_with_code(&grant, &record).await?;
+        let mut pairs = vec![("code", code.expose())];
+        if let Some(s) = pending.state.as_deref() {
+            pairs.push(("state", s));
+        }
+        pairs.push(("iss", self.settings.issuer.as_str()));
+        Ok(match redirect_with(&pending.redirect_uri, &pairs) {
+            Some(url) => AuthorizeOutcome::Redirect(url),
+            None => AuthorizeOutcome::ErrorPage("The application's redirect address is invalid.".into()),
+        })
+    }
+}

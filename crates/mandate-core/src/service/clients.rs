@@ -1,0 +1,117 @@
+//! Finding clients (registered, pre-registered, or by metadata document) and authenticating
+//! them at the token, revocation and introspection endpoints (OAuth 2.1 §2.4, §3.2.1).
+
+use super::AuthServer;
+use super::cimd::{self, FetchError};
+use crate::error::OAuthError;
+use crate::model::{AuthMethod, Client};
+use crate::params::Params;
+use crate::secret::SecretHash;
+
+/// Credentials from an `Authorization: Basic` header, already percent-decoded (RFC 6749 §2.3.1).
+#[derive(Clone)]
+pub struct BasicCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish()
+    }
+}
+
+impl AuthServer {
+    /// The client named by `client_id`: stored, or fetched from its metadata document URL.
+    /// `Ok(None)` when no such client exists.
+    pub async fn find_client(&self, client_id: &str) -> Result<Option<Client>, ClientLookupError> {
+        if client_id.len() > 2000 {
+            return Ok(None);
+        }
+        let now = self.now();
+        let stored = self.store.client_by_id(client_id).await?;
+        if !cimd::is_document_url(client_id) {
+            return Ok(stored);
+        }
+        if let Some(c) = stored.as_ref() {
+            if c.refresh_after.is_some_and(|t| t > now) {
+                return Ok(stored);
+            }
+        }
+        cimd::validate_document_url(client_id, self.settings.fetch_policy)?;
+        let doc = self.documents.fetch(client_id).await?;
+        let client = cimd::parse_document(client_id, &doc, &self.resources, now)?;
+        // Keep the first-seen time so grants and the audit trail stay stable across refetches.
+        let client = match stored {
+            Some(old) => Client { created_at: old.created_at, ..client },
+            None => client,
+        };
+        self.store.upsert_client(&client).await?;
+        Ok(Some(client))
+    }
+
+    /// Authenticates the client of a token, revocation or introspection request.
+    pub async fn authenticate_client(
+        &self,
+        params: &Params,
+        basic: Option<&BasicCredentials>,
+    ) -> Result<Client, OAuthError> {
+        let attempted_basic = basic.is_some();
+        let fail = |why: &'static str| OAuthError::invalid_client(why).with_basic_auth(attempted_basic);
+        let body_id = params.single("client_id")?;
+        let body_secret = params.single("client_secret")?;
+        let (client_id, secret, used) = match basic {
+            Some(b) => {
+                if body_secret.is_some() {
+                    return Err(OAuthError::invalid_request(
+                        "use one client authentication method, not several",
+                    ));
+                }
+                if body_id.is_some_and(|id| id != b.client_id) {
+                    return Err(fail("client_id does not match the authenticated client"));
+                }
+                (b.client_id.as_str(), Some(b.client_secret.as_str()).filter(|s| !s.is_empty()), AuthMethod::ClientSecretBasic)
+            }
+            None => {
+                let id = body_id.ok_or_else(|| fail("client authentication is required"))?;
+                let method = if body_secret.is_some() { AuthMethod::ClientSecretPost } else { AuthMethod::None };
+                (id, body_secret, method)
+            }
+        };
+        let client = match self.find_client(client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) | Err(ClientLookupError::Document(_)) => return Err(fail("unknown client")),
+            Err(ClientLookupError::Store(e)) => return Err(e.into()),
+        };
+        match (client.auth_method, secret) {
+            (AuthMethod::None, None) => Ok(client),
+            (AuthMethod::None, Some(_)) => Err(fail("this client is public and has no secret")),
+            (registered, Some(secret)) => {
+                let ok = client
+                    .secret_hash
+                    .as_ref()
+                    .is_some_and(|h| h.ct_eq(&SecretHash::of(secret)));
+                if !ok {
+                    return Err(fail("client authentication failed"));
+                }
+                if registered != used {
+                    return Err(fail("client authenticated with a method it did not register"));
+                }
+                Ok(client)
+            }
+            (_, None) => Err(fail("client authentication is required for this client")),
+        }
+    }
+}
+
+/// Why a client could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientLookupError {
+    #[error(transparent)]
+    Store(#[from] crate::error::StoreError),
+    #[error(transparent)]
+    Document(#[from] FetchError),
+}

@@ -1,0 +1,183 @@
+//! The authorization server's grant logic, written against the [`Store`] traits and free of any
+//! HTTP or SQL types. The HTTP layer parses requests into [`Params`](crate::params::Params) and
+//! renders what these methods return.
+
+mod admin;
+mod apps;
+mod authorize;
+mod cimd;
+mod clients;
+mod introspect;
+mod keyman;
+mod login;
+mod metadata;
+mod registration;
+mod token;
+
+use std::sync::Arc;
+
+pub use admin::{AdminError, ClientRegistration, KeyInfo};
+pub use apps::ConnectedApp;
+pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentView, ScopeLine};
+pub use cimd::{ClientDocumentFetcher, FetchError, FetchedDocument, validate_document_url};
+pub use clients::{BasicCredentials, ClientLookupError};
+pub use keyman::{KeyManager, KeyManagerError};
+pub use login::LoginError;
+pub use token::TokenResponse;
+
+use crate::clock::{Clock, Randomness, UnixTime};
+use crate::keys::{KeyEncryptionKey, KeyError, SigningAlg};
+use crate::model::AuditEvent;
+use crate::password::{PasswordError, PasswordHasher};
+use crate::scope::ResourceCatalog;
+use crate::secret::random_id;
+use crate::ssrf::FetchPolicy;
+use crate::store::Store;
+
+/// Lifetimes and policies; every duration in seconds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer identifier: the public URL, without a trailing slash.
+    pub issuer: String,
+    pub access_token_ttl: i64,
+    /// A refresh token unused for this long expires (each rotation starts a new period).
+    pub refresh_token_idle_ttl: i64,
+    pub code_ttl: i64,
+    /// How long a person has to log in and consent.
+    pub pending_ttl: i64,
+    pub session_ttl: i64,
+    /// A retry of a just-rotated refresh token inside this window is not treated as theft.
+    pub refresh_grace: i64,
+    /// How many times one refresh token may be retried inside the grace window.
+    pub max_grace_reissues: i64,
+    pub signing_alg: SigningAlg,
+    /// A rotated-in key is published this long before it signs.
+    pub key_activation_delay: i64,
+    /// What Client ID Metadata Document fetches may reach.
+    pub fetch_policy: FetchPolicy,
+}
+
+impl Settings {
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            access_token_ttl: 3600,
+            refresh_token_idle_ttl: 30 * 24 * 3600,
+            code_ttl: 60,
+            pending_ttl: 600,
+            session_ttl: 12 * 3600,
+            refresh_grace: 10,
+            max_grace_reissues: 3,
+            signing_alg: SigningAlg::Es256,
+            key_activation_delay: 600,
+            fetch_policy: FetchPolicy::default(),
+        }
+    }
+    /// True when the issuer is served over https (cookies get `Secure` and `__Host-`).
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Store(#[from] crate::error::StoreError),
+}
+
+/// The authorization server: every protocol operation, over injected storage, time and randomness.
+pub struct AuthServer {
+    pub settings: Settings,
+    pub resources: ResourceCatalog,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Randomness>,
+    passwords: PasswordHasher,
+    keys: KeyManager,
+    documents: Arc<dyn ClientDocumentFetcher>,
+}
+
+/// What an [`AuthServer`] is built from.
+pub struct Dependencies {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Randomness>,
+    pub kek: KeyEncryptionKey,
+    pub documents: Arc<dyn ClientDocumentFetcher>,
+}
+
+impl AuthServer {
+    /// Builds the server and makes sure a signing key exists.
+    pub async fn new(
+        settings: Settings,
+        resources: ResourceCatalog,
+        deps: Dependencies,
+    ) -> Result<Self, SetupError> {
+        let passwords = PasswordHasher::new(deps.rng.clone())?;
+        let keys = KeyManager::new(
+            deps.store.clone(),
+            deps.kek,
+            deps.rng.clone(),
+            settings.access_token_ttl,
+        );
+        let server = Self {
+            settings,
+            resources,
+            store: deps.store,
+            clock: deps.clock,
+            rng: deps.rng,
+            passwords,
+            keys,
+            documents: deps.documents,
+        };
+        server
+            .keys
+            .ensure_signing_key(server.settings.signing_alg, server.now())
+            .await?;
+        Ok(server)
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeyManager {
+        &self.keys
+    }
+
+    /// Records an audit event. A failure to record is logged, never hidden from operators.
+    pub(crate) async fn audit(&self, event: AuditDraft<'_>) {
+        let record = AuditEvent {
+            id: random_id(self.rng.as_ref()),
+            at: self.now(),
+            kind: event.kind.to_owned(),
+            outcome: event.outcome.to_owned(),
+            user_id: event.user.map(str::to_owned),
+            client_id: event.client.map(str::to_owned),
+            grant_id: event.grant.map(str::to_owned),
+            detail: event.detail,
+        };
+        if let Err(e) = self.store.append(&record).await {
+            tracing::error!(error = %e, kind = %record.kind, "could not record audit event");
+        }
+    }
+}
+
+/// An audit event about to be recorded.
+#[derive(Default)]
+pub(crate) struct AuditDraft<'a> {
+    pub kind: &'a str,
+    pub outcome: &'a str,
+    pub user: Option<&'a str>,
+    pub client: Option<&'a str>,
+    pub grant: Option<&'a str>,
+    pub detail: Option<String>,
+}

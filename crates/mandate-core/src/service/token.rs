@@ -1,0 +1,239 @@
+//! The token endpoint (OAuth 2.1 §3.2, §4.1.3, §4.3): authorization-code redemption and
+//! refresh-token rotation with reuse detection.
+
+use serde::Serialize;
+
+use super::clients::BasicCredentials;
+use super::{AuditDraft, AuthServer};
+use crate::error::{ErrorCode, OAuthError};
+use crate::model::{AuthorizationCode, Client, Grant, RefreshToken, RotateOutcome};
+use crate::params::Params;
+use crate::pkce;
+use crate::scope::{ScopeSet, canonical_resource};
+use crate::secret::{Secret, SecretHash, SecretKind, generate, random_id};
+use crate::tokens::{AccessClaims, mint};
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+impl AuthServer {
+    /// Handles a token request whose form body is `params`.
+    pub async fn token(&self, params: &Params, basic: Option<&BasicCredentials>) -> Result<TokenResponse, OAuthError> {
+        let grant_type = params.single("grant_type")?;
+        let client = self.authenticate_client(params, basic).await?;
+        match grant_type {
+            Some("authorization_code") => self.redeem_code(params, &client).await,
+            Some("refresh_token") => self.refresh(params, &client).await,
+            Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "supported grant types are authorization_code and refresh_token")),
+            None => Err(OAuthError::invalid_request("grant_type is missing")),
+        }
+    }
+
+    fn check_resource(params: &Params, bound: &str) -> Result<(), OAuthError> {
+        if params.is_repeated("resource") {
+            return Err(OAuthError::invalid_target("only one resource may be requested"));
+        }
+        match params.single("resource")? {
+            Some(r) if canonical_resource(r)? != bound => Err(OAuthError::invalid_target("the resource differs from the one authorized")),
+            _ => Ok(()),
+        }
+    }
+
+    async fn redeem_code(&self, params: &Params, client: &Client) -> Result<TokenResponse, OAuthError> {
+        let code = params.required("code")?;
+        let hash = SecretHash::of(code);
+        let Some(record) = self.store.code(&hash).await? else {
+            return Err(OAuthError::invalid_grant("the authorization code is invalid"));
+        };
+        // A code is bound to its client; another client's attempt changes nothing (AC-05).
+        if record.client_id != client.id {
+            return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+        }
+        let now = self.now();
+        let first_use = record.consumed_at.is_none() && self.store.consume_code(&hash, now).await?;
+        let proof_ok = self.code_proof_ok(params, &record)?;
+        if !first_use {
+            // Replay. Only a replay that proves possession (same client, verifier, redirect)
+            // revokes what the code issued; a garbled one must not be a denial of service (AC-03).
+            if proof_ok && self.store.revoke_grant(&record.grant_id, now).await? {
+                self.audit(AuditDraft {
+                    kind: "code.replay_detected",
+                    outcome: "grant_revoked",
+                    user: Some(&record.user_id),
+                    client: Some(&client.id),
+                    grant: Some(&record.grant_id),
+                    detail: Some("an authorization code was redeemed twice; every token it issued is revoked".into()),
+                })
+                .await;
+            }
+            return Err(OAuthError::invalid_grant("the authorization code was already used"));
+        }
+        if record.expires_at <= now {
+            return Err(OAuthError::invalid_grant("the authorization code has expired"));
+        }
+        if !proof_ok {
+            return Err(OAuthError::invalid_grant("code_verifier or redirect_uri does not match the authorization request"));
+        }
+        Self::check_resource(params, &record.resource)?;
+        if params.single("scope")?.is_some_and(|s| ScopeSet::parse(s).map(|s| !s.is_subset_of(&record.scope)).unwrap_or(true)) {
+            return Err(OAuthError::invalid_scope("the requested scope exceeds the authorization"));
+        }
+        let refresh = client.allows_refresh.then(|| self.new_refresh(&record.grant_id, &record.scope, None, now));
+        if !self.store.activate_grant(&record.grant_id, refresh.as_ref().map(|(_, r)| r), now).await? {
+            return Err(OAuthError::invalid_grant("the authorization was revoked"));
+        }
+        let grant = Grant {
+            id: record.grant_id.clone(),
+            user_id: record.user_id.clone(),
+            client_id: client.id.clone(),
+            scope: record.scope.clone(),
+            resource: record.resource.clone(),
+            created_at: now,
+            activated_at: Some(now),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let response = self.respond(&grant, &record.scope, refresh.map(|(s, _)| s)).await?;
+        self.audit(AuditDraft {
+            kind: "token.issued",
+            outcome: "success",
+            user: Some(&record.user_id),
+            client: Some(&client.id),
+            grant: Some(&record.grant_id),
+            detail: Some(format!("authorization_code; scope {}; resource {}", record.scope, record.resource)),
+        })
+        .await;
+        Ok(response)
+    }
+
+    /// Does the token request prove it continues the authorization request?
+    fn code_proof_ok(&self, params: &Params, record: &AuthorizationCode) -> Result<bool, OAuthError> {
+        let verifier_ok = params.single("code_verifier")?.is_some_and(|v| pkce::verify(v, &record.code_challenge));
+        let redirect_ok = match params.single("redirect_uri")? {
+            Some(r) => r == record.redirect_uri,
+            None => !record.redirect_uri_explicit,
+        };
+        Ok(verifier_ok && redirect_ok)
+    }
+
+    fn new_refresh(&self, grant_id: &str, scope: &ScopeSet, parent: Option<SecretHash>, now: i64) -> (Secret, RefreshToken) {
+        let secret = generate(self.rng.as_ref(), SecretKind::RefreshToken);
+        let record = RefreshToken {
+            hash: secret.hash(),
+            grant_id: grant_id.to_owned(),
+            parent_hash: parent,
+            scope: scope.clone(),
+            issued_at: now,
+            expires_at: now + self.settings.refresh_token_idle_ttl,
+            rotated_at: None,
+            revoked_at: None,
+        };
+        (secret, record)
+    }
+
+    async fn respond(&self, grant: &Grant, scope: &ScopeSet, refresh: Option<Secret>) -> Result<TokenResponse, OAuthError> {
+        let now = self.now();
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: grant.user_id.clone(),
+            aud: grant.resource.clone(),
+            client_id: grant.client_id.clone(),
+            scope: scope.to_string(),
+            iat: now,
+            exp: now + self.settings.access_token_ttl,
+            jti: random_id(self.rng.as_ref()),
+            grant_id: grant.id.clone(),
+        };
+        let ring = self.keys.ring(now).await?;
+        let access_token = mint(&ring, &claims, now).map_err(|e| {
+            tracing::error!(error = %e, "could not sign an access token");
+            OAuthError::server_error()
+        })?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_token_ttl,
+            refresh_token: refresh.map(|s| s.expose().to_owned()),
+            scope: scope.to_string(),
+        })
+    }
+
+    async fn refresh(&self, params: &Params, client: &Client) -> Result<TokenResponse, OAuthError> {
+        let presented = params.required("refresh_token")?;
+        let hash = SecretHash::of(presented);
+        let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+        let Some(token) = self.store.refresh_token(&hash).await? else {
+            return Err(invalid());
+        };
+        let Some(grant) = self.store.grant(&token.grant_id).await? else {
+            return Err(invalid());
+        };
+        // Bound to its client: another client's attempt changes nothing (RT-08).
+        if grant.client_id != client.id {
+            return Err(invalid());
+        }
+        if !client.allows_refresh {
+            return Err(OAuthError::unauthorized_client("this client did not register the refresh_token grant"));
+        }
+        if grant.revoked_at.is_some() {
+            return Err(invalid());
+        }
+        if !self.store.user_by_id(&grant.user_id).await?.is_some_and(|u| !u.disabled) {
+            return Err(invalid());
+        }
+        Self::check_resource(params, &grant.resource)?;
+        let scope = match params.single("scope")? {
+            Some(s) => {
+                let s = ScopeSet::parse(s)?;
+                if !s.is_subset_of(&token.scope) {
+                    return Err(OAuthError::invalid_scope("the requested scope exceeds the authorization"));
+                }
+                s
+            }
+            None => token.scope.clone(),
+        };
+        let now = self.now();
+        let (secret, next) = self.new_refresh(&grant.id, &token.scope, Some(hash.clone()), now);
+        let outcome = self
+            .store
+            .rotate_refresh(&hash, &next, now, now - self.settings.refresh_grace, self.settings.max_grace_reissues)
+            .await?;
+        let draft = |outcome: &'static str, detail: &str| AuditDraft {
+            kind: "token.refreshed",
+            outcome,
+            user: Some(&grant.user_id),
+            client: Some(&client.id),
+            grant: Some(&grant.id),
+            detail: Some(detail.to_owned()),
+        };
+        match outcome {
+            RotateOutcome::Rotated | RotateOutcome::GraceReissued => {
+                let detail = if outcome == RotateOutcome::Rotated { "rotated" } else { "retry inside the grace window; previous successor retired" };
+                let response = self.respond(&grant, &scope, Some(secret)).await?;
+                self.audit(draft("success", detail)).await;
+                Ok(response)
+            }
+            RotateOutcome::ReuseDetected => {
+                self.audit(AuditDraft {
+                    kind: "token.reuse_detected",
+                    ..draft("grant_revoked", "a rotated refresh token was presented again; the whole family is revoked")
+                })
+                .await;
+                Err(invalid())
+            }
+            RotateOutcome::GraceExhausted => {
+                self.audit(draft("refused", "too many retries of one refresh token inside the grace window")).await;
+                Err(invalid())
+            }
+            RotateOutcome::Inactive => Err(invalid()),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The narrow storage traits the grant logic is written against. `mandate-store` implements
+//! them over SQL; each method that must be atomic says so.
+
+use async_trait::async_trait;
+
+use crate::clock::UnixTime;
+use crate::error::StoreResult;
+use crate::model::*;
+use crate::secret::SecretHash;
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// `StoreError::Conflict` when the username is taken.
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    async fn insert_client(&self, client: &Client) -> StoreResult<()>;
+    /// Inserts or replaces (metadata-document clients, refreshed from their URL).
+    async fn upsert_client(&self, client: &Client) -> StoreResult<()>;
+    async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>>;
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Removes a client and revokes every grant it holds, atomically. False when unknown.
+    async fn remove_client(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session, if it exists and has not expired at `now`.
+    async fn session(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, hash: &SecretHash) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait AuthorizationRequestStore: Send + Sync {
+    async fn insert_pending(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    async fn pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>>;
+    /// Binds the request to the person viewing it; false if another person already holds it.
+    async fn bind_pending(&self, id: &str, user_id: &str) -> StoreResult<bool>;
+    /// Marks the request used; true for exactly one caller.
+    async fn consume_pending(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    async fn consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        redirect_host: &str,
+    ) -> StoreResult<Option<Consent>>;
+    async fn save_consent(&self, consent: &Consent) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Creates a (not yet active) grant and its authorization code, atomically.
+    async fn insert_grant_with_code(
+        &self,
+        grant: &Grant,
+        code: &AuthorizationCode,
+    ) -> StoreResult<()>;
+    async fn code(&self, hash: &SecretHash) -> StoreResult<Option<AuthorizationCode>>;
+    /// Marks the code used; true for exactly one caller.
+    async fn consume_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<bool>;
+    /// Activates the grant and stores its first refresh token, atomically; false when the
+    /// grant was revoked (a replayed code got there first) or is already active.
+    async fn activate_grant(
+        &self,
+        grant_id: &str,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
+    /// Active grants, newest first, optionally of one user.
+    async fn list_grants(&self, user_id: Option<&str>) -> StoreResult<Vec<Grant>>;
+    /// Revokes a grant and every refresh token of its family; true when it was live.
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Revokes every grant a person gave a client, forgets the consent; returns how many.
+    async fn revoke_user_client(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<u64>;
+    async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>>;
+    /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically. `grace_floor`
+    /// is the earliest rotation time still inside the grace window.
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: &RefreshToken,
+        now: UnixTime,
+        grace_floor: UnixTime,
+        max_grace_reissues: i64,
+    ) -> StoreResult<RotateOutcome>;
+    /// Records a revoked access token until it would have expired anyway.
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
+    async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Every key, oldest first.
+    async fn list_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Events matching the filter, oldest first.
+    async fn events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Everything the authorization server needs from storage.
+pub trait Store:
+    UserStore
+    + ClientStore
+    + SessionStore
+    + AuthorizationRequestStore
+    + ConsentStore
+    + GrantStore
+    + KeyStore
+    + AuditStore
+{
+}
+
+impl<T> Store for T where
+    T: UserStore
+        + ClientStore
+        + SessionStore
+        + AuthorizationRequestStore
+        + ConsentStore
+        + GrantStore
+        + KeyStore
+        + AuditStore
+{
+}
+

@@ -1,0 +1,46 @@
+//! Row decoding and error mapping shared by every query.
+
+use mandate_core::StoreError;
+use mandate_core::scope::ScopeSet;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// Maps a sqlx error to the store's error kinds; unreachable databases are `Unavailable`.
+pub fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) if db.message().contains("database is locked") => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, StoreError> {
+    row.try_get::<String, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn opt_text(row: &AnyRow, col: &str) -> Result<Option<String>, StoreError> {
+    row.try_get::<Option<String>, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64, StoreError> {
+    row.try_get::<i64, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, StoreError> {
+    row.try_get::<Option<i64>, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn flag(row: &AnyRow, col: &str) -> Result<bool, StoreError> {
+    Ok(int(row, col)? != 0)
+}
+
+pub(crate) fn scope(row: &AnyRow, col: &str) -> Result<ScopeSet, StoreError> {
+    ScopeSet::parse(&text(row, col)?).map_err(|_| StoreError::Corrupt(format!("{col}: bad scope")))
+}
+
+pub(crate) fn bytes(row: &AnyRow, col: &str) -> Result<Vec<u8>, StoreError> {
+    row.try_get::<Vec<u8>, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}

@@ -1,0 +1,362 @@
+//! Grants, authorization codes and refresh-token families. Every state change that must happen
+//! exactly once is a conditional UPDATE inside a transaction whose first statement writes, so
+//! SQLite takes its write lock up front and PostgreSQL row locks serialise competitors.
+
+use async_trait::async_trait;
+use mandate_core::clock::UnixTime;
+use mandate_core::error::StoreResult;
+use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome};
+use mandate_core::secret::SecretHash;
+use mandate_core::store::GrantStore;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use crate::SqlStore;
+use crate::convert::*;
+
+const GRANT_COLS: &str = "id, user_id, client_id, scope, resource, created_at, activated_at, last_used_at, revoked_at";
+const REFRESH_COLS: &str = "hash, grant_id, parent_hash, scope, issued_at, expires_at, rotated_at, revoked_at";
+
+fn grant(r: &AnyRow) -> StoreResult<Grant> {
+    Ok(Grant {
+        id: text(r, "id")?,
+        user_id: text(r, "user_id")?,
+        client_id: text(r, "client_id")?,
+        scope: scope(r, "scope")?,
+        resource: text(r, "resource")?,
+        created_at: int(r, "created_at")?,
+        activated_at: opt_int(r, "activated_at")?,
+        last_used_at: opt_int(r, "last_used_at")?,
+        revoked_at: opt_int(r, "revoked_at")?,
+    })
+}
+
+fn refresh(r: &AnyRow) -> StoreResult<RefreshToken> {
+    Ok(RefreshToken {
+        hash: SecretHash(text(r, "hash")?),
+        grant_id: text(r, "grant_id")?,
+        parent_hash: opt_text(r, "parent_hash")?.map(SecretHash),
+        scope: scope(r, "scope")?,
+        issued_at: int(r, "issued_at")?,
+        expires_at: int(r, "expires_at")?,
+        rotated_at: opt_int(r, "rotated_at")?,
+        revoked_at: opt_int(r, "revoked_at")?,
+    })
+}
+
+async fn insert_refresh(tx: &mut Transaction<'static, Any>, t: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, grant_id, parent_hash, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&t.hash.0)
+    .bind(&t.grant_id)
+    .bind(t.parent_hash.as_ref().map(|h| h.0.clone()))
+    .bind(t.scope.to_string())
+    .bind(t.issued_at)
+    .bind(t.expires_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Revokes a grant and its whole refresh family inside `tx`; true when the grant was live.
+async fn revoke_family(tx: &mut Transaction<'static, Any>, grant_id: &str, now: UnixTime) -> StoreResult<bool> {
+    let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    Ok(n == 1)
+}
+
+/// Marks the grant used; false when it was revoked meanwhile (then nothing may be issued).
+async fn touch_live_grant(tx: &mut Transaction<'static, Any>, grant_id: &str, now: UnixTime) -> StoreResult<bool> {
+    let n = sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(grant_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+#[async_trait]
+impl GrantStore for SqlStore {
+    async fn insert_grant_with_code(&self, g: &Grant, c: &AuthorizationCode) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO grants (id, user_id, client_id, scope, resource, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&g.id)
+        .bind(&g.user_id)
+        .bind(&g.client_id)
+        .bind(g.scope.to_string())
+        .bind(&g.resource)
+        .bind(g.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO authorization_codes (hash, grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, \
+             code_challenge, scope, resource, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&c.hash.0)
+        .bind(&c.grant_id)
+        .bind(&c.client_id)
+        .bind(&c.user_id)
+        .bind(&c.redirect_uri)
+        .bind(i64::from(c.redirect_uri_explicit))
+        .bind(&c.code_challenge)
+        .bind(c.scope.to_string())
+        .bind(&c.resource)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn code(&self, hash: &SecretHash) -> StoreResult<Option<AuthorizationCode>> {
+        let row = sqlx::query(
+            "SELECT hash, grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, code_challenge, scope, resource, \
+             expires_at, consumed_at FROM authorization_codes WHERE hash = $1",
+        )
+        .bind(&hash.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(AuthorizationCode {
+                hash: SecretHash(text(&r, "hash")?),
+                grant_id: text(&r, "grant_id")?,
+                client_id: text(&r, "client_id")?,
+                user_id: text(&r, "user_id")?,
+                redirect_uri: text(&r, "redirect_uri")?,
+                redirect_uri_explicit: flag(&r, "redirect_uri_explicit")?,
+                code_challenge: text(&r, "code_challenge")?,
+                scope: scope(&r, "scope")?,
+                resource: text(&r, "resource")?,
+                expires_at: int(&r, "expires_at")?,
+                consumed_at: opt_int(&r, "consumed_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn consume_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE authorization_codes SET consumed_at = $1 WHERE hash = $2 AND consumed_at IS NULL")
+            .bind(now)
+            .bind(&hash.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn activate_grant(&self, grant_id: &str, refresh: Option<&RefreshToken>, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let n = sqlx::query(
+            "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL",
+        )
+        .bind(now)
+        .bind(grant_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if n != 1 {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(false);
+        }
+        if let Some(t) = refresh {
+            insert_refresh(&mut tx, t).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
+        let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(grant).transpose()
+    }
+
+    async fn list_grants(&self, user_id: Option<&str>) -> StoreResult<Vec<Grant>> {
+        let rows = match user_id {
+            Some(u) => {
+                let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE revoked_at IS NULL AND user_id = $1 ORDER BY created_at DESC, id");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(u).fetch_all(&self.pool).await
+            }
+            None => {
+                let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE revoked_at IS NULL AND activated_at IS NOT NULL ORDER BY created_at DESC, id");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await
+            }
+        }
+        .map_err(map_err)?;
+        rows.iter().map(grant).collect()
+    }
+
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let live = revoke_family(&mut tx, id, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(live)
+    }
+
+    async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND grant_id IN \
+             (SELECT id FROM grants WHERE user_id = $2 AND client_id = $3)",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(n)
+    }
+
+    async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>> {
+        let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&hash.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+        row.as_ref().map(refresh).transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: &RefreshToken,
+        now: UnixTime,
+        grace_floor: UnixTime,
+        max_grace_reissues: i64,
+    ) -> StoreResult<RotateOutcome> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // 1. The normal case: the presented token is current. Exactly one caller wins this.
+        let rotated = sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(&presented.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if rotated == 1 {
+            insert_refresh(&mut tx, next).await?;
+            if !touch_live_grant(&mut tx, &next.grant_id, now).await? {
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(RotateOutcome::Inactive);
+            }
+            tx.commit().await.map_err(map_err)?;
+            return Ok(RotateOutcome::Rotated);
+        }
+        // 2. A retry of a token rotated moments ago. The UPDATE locks the row, so concurrent
+        //    retries take turns and each sees what the previous one did.
+        let in_grace = sqlx::query(
+            "UPDATE refresh_tokens SET grace_reissues = grace_reissues + 1 WHERE hash = $1 AND revoked_at IS NULL \
+             AND rotated_at IS NOT NULL AND rotated_at >= $2 AND grace_reissues < $3",
+        )
+        .bind(&presented.0)
+        .bind(grace_floor)
+        .bind(max_grace_reissues)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if in_grace == 1 {
+            let successor_used = sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
+                .bind(&presented.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .is_some();
+            if !successor_used {
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE parent_hash = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(&presented.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                insert_refresh(&mut tx, next).await?;
+                if !touch_live_grant(&mut tx, &next.grant_id, now).await? {
+                    tx.rollback().await.map_err(map_err)?;
+                    return Ok(RotateOutcome::Inactive);
+                }
+                tx.commit().await.map_err(map_err)?;
+                return Ok(RotateOutcome::GraceReissued);
+            }
+        }
+        // 3. A rotated token presented again. Inside the window with an unused successor it is a
+        //    retry burst past the cap: refuse, keep the family. Otherwise it is reuse: the family
+        //    is compromised and revoked. Anything else (unknown, expired, revoked) is inactive.
+        let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&presented.0).fetch_optional(&mut *tx).await.map_err(map_err)?;
+        let token = row.as_ref().map(refresh).transpose()?;
+        let outcome = match token {
+            Some(t) if t.revoked_at.is_none() && t.rotated_at.is_some() => {
+                let successor_used = sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
+                    .bind(&presented.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .is_some();
+                if t.rotated_at.is_some_and(|r| r >= grace_floor) && !successor_used {
+                    RotateOutcome::GraceExhausted
+                } else {
+                    revoke_family(&mut tx, &t.grant_id, now).await?;
+                    RotateOutcome::ReuseDetected
+                }
+            }
+            _ => RotateOutcome::Inactive,
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()> {
+        sqlx::query("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("SELECT jti FROM revoked_access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .is_some())
+    }
+}

@@ -1,0 +1,158 @@
+//! The SQL store against a real SQLite file.
+
+use std::sync::Arc;
+
+use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome};
+use mandate_core::scope::ScopeSet;
+use mandate_core::secret::SecretHash;
+use mandate_core::store::GrantStore;
+use mandate_store::{SqlStore, migration_names};
+
+async fn store() -> (tempfile::TempDir, SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (dir, SqlStore::open(&url).await.unwrap())
+}
+
+fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
+    RefreshToken {
+        hash: SecretHash(hash.into()),
+        grant_id: "g1".into(),
+        parent_hash: parent.map(|p| SecretHash(p.into())),
+        scope: ScopeSet::parse("a").unwrap(),
+        issued_at: now,
+        expires_at: now + 1000,
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn active_grant(s: &SqlStore) {
+    let g = Grant {
+        id: "g1".into(),
+        user_id: "u1".into(),
+        client_id: "c1".into(),
+        scope: ScopeSet::parse("a").unwrap(),
+        resource: "https://r".into(),
+        created_at: 0,
+        activated_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let c = AuthorizationCode {
+        hash: SecretHash("code".into()),
+        grant_id: "g1".into(),
+        client_id: "c1".into(),
+        user_id: "u1".into(),
+        redirect_uri: "https://a/cb".into(),
+        redirect_uri_explicit: true,
+        code_challenge: "x".into(),
+        scope: g.scope.clone(),
+        resource: g.resource.clone(),
+        expires_at: 60,
+        consumed_at: None,
+    };
+    s.insert_grant_with_code(&g, &c).await.unwrap();
+    assert!(s.activate_grant("g1", Some(&rt("r0", None, 0)), 0).await.unwrap());
+}
+
+#[test]
+fn migrations_are_in_lockstep() {
+    let (sqlite, postgres) = migration_names();
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, postgres);
+}
+
+#[tokio::test]
+async fn codes_are_consumed_exactly_once() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    let h = SecretHash("code".into());
+    let results = futures_all(&s, &h).await;
+    assert_eq!(results.iter().filter(|r| **r).count(), 1);
+    // A second activation of the same grant is refused.
+    assert!(!s.activate_grant("g1", None, 1).await.unwrap());
+}
+
+async fn futures_all(s: &SqlStore, h: &SecretHash) -> Vec<bool> {
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        let h = h.clone();
+        handles.push(tokio::spawn(async move { s.consume_code(&h, 5).await.unwrap() }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+async fn live_tokens(s: &SqlStore) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens WHERE grant_id = 'g1' AND rotated_at IS NULL AND revoked_at IS NULL")
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+        .try_get::<i64, _>("n")
+        .unwrap()
+}
+
+async fn storm(s: &Arc<SqlStore>, grace_floor: i64) -> Vec<RotateOutcome> {
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let next = rt(&format!("r1-{i}"), Some("r0"), 10);
+            s.rotate_refresh(&SecretHash("r0".into()), &next, 10, grace_floor, 3).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.await.unwrap());
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_rotate_once_and_keep_the_family_rt_05() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    let s = Arc::new(s);
+    let outcomes = storm(&s, 0).await;
+    let count = |o: RotateOutcome| outcomes.iter().filter(|x| **x == o).count();
+    assert_eq!(count(RotateOutcome::Rotated), 1, "{outcomes:?}");
+    assert_eq!(count(RotateOutcome::GraceReissued), 3, "{outcomes:?}");
+    assert_eq!(count(RotateOutcome::GraceExhausted), 16, "{outcomes:?}");
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_none(), "family intact");
+    assert_eq!(live_tokens(&s).await, 1, "no duplicate live tokens");
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_without_grace_are_reuse() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    let s = Arc::new(s);
+    let outcomes = storm(&s, 11).await;
+    assert_eq!(outcomes.iter().filter(|o| **o == RotateOutcome::Rotated).count(), 1, "{outcomes:?}");
+    assert!(outcomes.contains(&RotateOutcome::ReuseDetected));
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+    assert_eq!(live_tokens(&s).await, 0);
+}
+
+#[tokio::test]
+async fn grace_retry_retires_the_unused_successor() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    let r0 = SecretHash("r0".into());
+    assert_eq!(s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, 0, 3).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, 2, 3).await.unwrap(), RotateOutcome::GraceReissued);
+    let r1 = s.refresh_token(&SecretHash("r1".into())).await.unwrap().unwrap();
+    assert!(r1.revoked_at.is_some(), "the lost successor is retired");
+    let r1b = s.refresh_token(&SecretHash("r1b".into())).await.unwrap().unwrap();
+    assert!(r1b.revoked_at.is_none());
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_none());
+    // Outside the window the same presentation is theft.
+    assert_eq!(s.rotate_refresh(&r0, &rt("r1c", Some("r0"), 100), 100, 90, 3).await.unwrap(), RotateOutcome::ReuseDetected);
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+}
