@@ -33,6 +33,11 @@ impl Params {
             .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is missing")))
     }
 
+    /// Every non-empty value of `name` (checkbox lists).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str()).collect()
+    }
+
     /// True when `name` appears more than once.
     pub fn is_repeated(&self, name: &str) -> bool {
         self.0.iter().filter(|(k, _)| k == name).count() > 1

@@ -1,1 +1,99 @@
+//! mandate-server: the HTTP surface of the authorization server. Handlers are thin: they read
+//! the request, call `mandate_core::AuthServer`, and render what it returns.
 
+pub mod fetch;
+mod http;
+mod pages;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use mandate_core::AuthServer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use fetch::GuardedFetcher;
+
+/// Largest request body accepted anywhere (FZ-02).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Rate limits for the endpoints that check secrets or create state, per client IP.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    /// Login attempts: burst, then one more every `login_period`.
+    pub login_burst: u32,
+    pub login_period: Duration,
+    /// Dynamic client registrations.
+    pub register_burst: u32,
+    pub register_period: Duration,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            login_burst: 10,
+            login_period: Duration::from_secs(6),
+            register_burst: 20,
+            register_period: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<AuthServer>,
+    pub cookies: CookieNames,
+}
+
+/// Cookie names and attributes; `__Host-` prefixed and `Secure` when served over https.
+#[derive(Clone, Debug)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub login_csrf: &'static str,
+    pub secure: bool,
+}
+
+impl CookieNames {
+    pub fn for_https(https: bool) -> Self {
+        if https {
+            Self { session: "__Host-mandate_session", login_csrf: "__Host-mandate_login", secure: true }
+        } else {
+            Self { session: "mandate_session", login_csrf: "mandate_login", secure: false }
+        }
+    }
+
+    pub fn set(&self, name: &str, value: &str, max_age: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    }
+}
+
+/// The whole authorization-server router. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (rate limits key on the peer address).
+pub fn router(auth: Arc<AuthServer>, limits: RateLimits) -> Router {
+    let https = auth.settings.is_https();
+    let state = AppState { auth, cookies: CookieNames::for_https(https) };
+    let mut app = routes::routes(state, limits)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::new());
+    if https {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    app
+}

@@ -184,7 +184,7 @@ impl AuthServer {
         self.audit(AuditDraft {
             kind: "key.rotated",
             outcome: "success",
-            detail: Some(format!("key {} published; signs from {}", key.kid, key.activates_at)),
+            detail: Some(format!("key {} published; signs from {} UTC", key.kid, crate::clock::format_utc(key.activates_at))),
             ..Default::default()
         })
         .await;

@@ -6,6 +6,10 @@ mod admin;
 mod apps;
 mod authorize;
 mod cimd;
+/// Limits that fetchers of client metadata documents must apply.
+pub mod cimd_limits {
+    pub use super::cimd::{MAX_CACHE_SECONDS, MAX_DOCUMENT_BYTES, MIN_CACHE_SECONDS};
+}
 mod clients;
 mod introspect;
 mod keyman;

@@ -1,0 +1,199 @@
+//! The browser-facing flow: /authorize, sign-in, consent, sign-out.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mandate_core::model::{Session, User};
+use mandate_core::params::Params;
+use mandate_core::scope::ScopeSet;
+use mandate_core::secret::{ct_str_eq, random_token};
+use mandate_core::service::{AuthorizeOutcome, ConsentDecision, LoginError};
+
+use crate::AppState;
+use crate::http::{cookie, cross_site, form_params, redirect, see_other};
+use crate::pages::{ConsentPage, HomePage, LoginPage, error_page, render};
+
+/// The signed-in person, if the session cookie is valid. Store failures surface as `Err`.
+pub(crate) async fn current_session(s: &AppState, headers: &HeaderMap) -> Result<Option<(Session, User)>, Response> {
+    let Some(value) = cookie(headers, s.cookies.session) else {
+        return Ok(None);
+    };
+    s.auth.session(&value).await.map_err(|e| error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description))
+}
+
+/// Refuses cross-site form posts (UI-01, UI-03, CA-03).
+pub(crate) fn refuse_cross_site(s: &AppState, headers: &HeaderMap) -> Option<Response> {
+    cross_site(headers, &s.auth.settings.issuer).then(|| error_page(StatusCode::FORBIDDEN, "This form was submitted from another site."))
+}
+
+fn outcome_response(outcome: AuthorizeOutcome, after_post: bool) -> Response {
+    match outcome {
+        AuthorizeOutcome::ErrorPage(msg) => error_page(StatusCode::BAD_REQUEST, &msg),
+        AuthorizeOutcome::Redirect(url) => {
+            redirect(if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND }, &url)
+        }
+        AuthorizeOutcome::Login { pending_id } => see_other(&format!("/login?request={pending_id}")),
+        AuthorizeOutcome::Consent { pending_id } => see_other(&format!("/consent?request={pending_id}")),
+    }
+}
+
+fn server_error(e: &mandate_core::OAuthError) -> Response {
+    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+}
+
+pub async fn home() -> Response {
+    render(StatusCode::OK, &HomePage, None)
+}
+
+pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let params = Params::parse(q.unwrap_or_default().as_bytes());
+    let session = match current_session(&s, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match s.auth.authorize(&params, session.as_ref().map(|(_, u)| u)).await {
+        Ok(outcome) => outcome_response(outcome, false),
+        Err(e) => server_error(&e),
+    }
+}
+
+fn login_form(s: &AppState, status: StatusCode, request: Option<&str>, error: Option<&str>) -> Response {
+    let csrf = random_token(&mandate_core::clock::OsRandom);
+    let mut resp = render(status, &LoginPage { csrf: &csrf, request, app_name: None, error }, None);
+    if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.login_csrf, &csrf, 600)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let params = Params::parse(q.unwrap_or_default().as_bytes());
+    let request = params.single("request").ok().flatten();
+    if let Ok(Some((_, user))) = current_session(&s, &headers).await {
+        return match request {
+            Some(r) => match s.auth.after_login(r, &user).await {
+                Ok(o) => outcome_response(o, true),
+                Err(e) => server_error(&e),
+            },
+            None => see_other("/account/apps"),
+        };
+    }
+    login_form(&s, StatusCode::OK, request, None)
+}
+
+pub async fn login_submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refuse_cross_site(&s, &headers) {
+        return r;
+    }
+    let Ok(form) = form_params(&headers, &body) else {
+        return error_page(StatusCode::BAD_REQUEST, "The sign-in form was not sent as a form.");
+    };
+    let field = |n: &str| form.single(n).ok().flatten();
+    let csrf_ok = match (field("csrf"), cookie(&headers, s.cookies.login_csrf)) {
+        (Some(f), Some(c)) => ct_str_eq(f, &c),
+        _ => false,
+    };
+    if !csrf_ok {
+        return error_page(StatusCode::FORBIDDEN, "The sign-in form expired or did not come from this site. Reload the page and try again.");
+    }
+    let request = field("request");
+    let (Some(username), Some(password)) = (field("username"), field("password")) else {
+        return login_form(&s, StatusCode::BAD_REQUEST, request, Some("Enter your username and password."));
+    };
+    let (secret, _session, user) = match s.auth.login(username, password).await {
+        Ok(v) => v,
+        Err(LoginError::BadCredentials) => {
+            return login_form(&s, StatusCode::UNAUTHORIZED, request, Some("The username or password is wrong."));
+        }
+        Err(LoginError::Server(e)) => return server_error(&e),
+    };
+    let mut resp = match request {
+        Some(r) => match s.auth.after_login(r, &user).await {
+            Ok(o) => outcome_response(o, true),
+            Err(e) => server_error(&e),
+        },
+        None => see_other("/account/apps"),
+    };
+    let ttl = s.auth.settings.session_ttl;
+    for c in [s.cookies.set(s.cookies.session, secret.expose(), ttl), s.cookies.set(s.cookies.login_csrf, "", 0)] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+pub async fn consent_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let params = Params::parse(q.unwrap_or_default().as_bytes());
+    let Some(request) = params.single("request").ok().flatten() else {
+        return error_page(StatusCode::BAD_REQUEST, "No sign-in request was named.");
+    };
+    let (session, user) = match current_session(&s, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return see_other(&format!("/login?request={}", form_urlencoded::byte_serialize(request.as_bytes()).collect::<String>())),
+        Err(r) => return r,
+    };
+    match s.auth.consent_view(request, &user).await {
+        Ok(Ok(view)) => render(
+            StatusCode::OK,
+            &ConsentPage { v: &view, csrf: &session.csrf_token, username: &user.username },
+            view.redirect_csp_source.as_deref(),
+        ),
+        Ok(Err(msg)) => error_page(StatusCode::BAD_REQUEST, &msg),
+        Err(e) => server_error(&e),
+    }
+}
+
+pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refuse_cross_site(&s, &headers) {
+        return r;
+    }
+    let (session, user) = match current_session(&s, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return error_page(StatusCode::FORBIDDEN, "You are not signed in."),
+        Err(r) => return r,
+    };
+    let Ok(form) = form_params(&headers, &body) else {
+        return error_page(StatusCode::BAD_REQUEST, "The consent form was not sent as a form.");
+    };
+    let field = |n: &str| form.single(n).ok().flatten();
+    if !field("csrf").is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
+        return error_page(StatusCode::FORBIDDEN, "The consent form expired or did not come from this site.");
+    }
+    let Some(request) = field("request") else {
+        return error_page(StatusCode::BAD_REQUEST, "No sign-in request was named.");
+    };
+    let decision = match field("action") {
+        Some("allow") => ConsentDecision::Allow { scopes: ScopeSet::from_iter(form.all("scope")) },
+        Some("deny") => ConsentDecision::Deny,
+        _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
+    };
+    match s.auth.decide_consent(request, &user, decision).await {
+        Ok(o) => outcome_response(o, true),
+        Err(e) => server_error(&e),
+    }
+}
+
+pub async fn logout(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refuse_cross_site(&s, &headers) {
+        return r;
+    }
+    let Ok(Some((session, _))) = current_session(&s, &headers).await else {
+        return see_other("/");
+    };
+    let form = form_params(&headers, &body).unwrap_or_default();
+    if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
+        return error_page(StatusCode::FORBIDDEN, "The sign-out form did not come from this site.");
+    }
+    if let Some(v) = cookie(&headers, s.cookies.session) {
+        if let Err(e) = s.auth.logout(&v).await {
+            return server_error(&e);
+        }
+    }
+    let mut resp = see_other("/");
+    if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.session, "", 0)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp.into_response()
+}

@@ -1,0 +1,46 @@
+//! Routes, one module per area.
+
+mod account;
+mod browser;
+mod discovery;
+mod protocol;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+
+use crate::{AppState, RateLimits};
+
+/// Applies a per-peer-IP rate limit to `router` (429 with `Retry-After` past the burst).
+fn limited(router: Router<AppState>, burst: u32, period: std::time::Duration) -> Router<AppState> {
+    match GovernorConfigBuilder::default().period(period).burst_size(burst).finish() {
+        Some(config) => router.layer(GovernorLayer::new(Arc::new(config))),
+        None => router,
+    }
+}
+
+pub fn routes(state: AppState, limits: RateLimits) -> Router {
+    let login = limited(Router::new().route("/login", post(browser::login_submit)), limits.login_burst, limits.login_period);
+    let register = limited(Router::new().route("/register", post(protocol::register)), limits.register_burst, limits.register_period);
+    Router::new()
+        .route("/", get(browser::home))
+        .route("/static/mandate.css", get(discovery::stylesheet))
+        .route("/.well-known/oauth-authorization-server", get(discovery::metadata))
+        .route("/.well-known/openid-configuration", get(discovery::metadata))
+        .route("/jwks.json", get(discovery::jwks))
+        .route("/token", post(protocol::token))
+        .route("/revoke", post(protocol::revoke))
+        .route("/introspect", post(protocol::introspect))
+        .route("/authorize", get(browser::authorize))
+        .route("/login", get(browser::login_page))
+        .route("/consent", get(browser::consent_page).post(browser::consent_submit))
+        .route("/logout", post(browser::logout))
+        .route("/account/apps", get(account::apps_page))
+        .route("/account/apps/revoke", post(account::revoke_app))
+        .merge(login)
+        .merge(register)
+        .with_state(state)
+}

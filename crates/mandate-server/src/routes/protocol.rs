@@ -1,0 +1,74 @@
+//! The machine-facing endpoints: registration, token, revocation, introspection.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mandate_core::{ErrorCode, OAuthError};
+
+use crate::AppState;
+use crate::http::{OAuthErrorResponse, basic_credentials, form_params, no_store_json};
+
+/// Largest registration request accepted (DC-09).
+const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
+
+pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let bad = |d: &'static str| OAuthErrorResponse(OAuthError::new(ErrorCode::InvalidClientMetadata, d)).into_response();
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return bad("the registration request must be application/json");
+    }
+    if body.len() > MAX_REGISTRATION_BYTES {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return bad("the registration request is not valid JSON");
+    };
+    match s.auth.register_client(&value).await {
+        Ok(v) => no_store_json(StatusCode::CREATED, &v),
+        Err(e) => OAuthErrorResponse(e).into_response(),
+    }
+}
+
+pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = form_params(&headers, &body)?;
+        let basic = basic_credentials(&headers)?;
+        s.auth.token(&params, basic.as_ref()).await
+    }
+    .await;
+    match result.and_then(|r| serde_json::to_value(r).map_err(|_| OAuthError::server_error())) {
+        Ok(v) => no_store_json(StatusCode::OK, &v),
+        Err(e) => OAuthErrorResponse(e).into_response(),
+    }
+}
+
+pub async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = form_params(&headers, &body)?;
+        let basic = basic_credentials(&headers)?;
+        s.auth.revoke(&params, basic.as_ref()).await
+    }
+    .await;
+    match result {
+        Ok(()) => no_store_json(StatusCode::OK, &serde_json::json!({})),
+        Err(e) => OAuthErrorResponse(e).into_response(),
+    }
+}
+
+pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let params = form_params(&headers, &body)?;
+        let basic = basic_credentials(&headers)?;
+        s.auth.introspect(&params, basic.as_ref()).await
+    }
+    .await;
+    match result {
+        Ok(v) => no_store_json(StatusCode::OK, &v),
+        Err(e) => OAuthErrorResponse(e).into_response(),
+    }
+}

@@ -1,0 +1,270 @@
+//! The admin commands: users, clients, grants, audit, keys. They work on the same database as
+//! `serve` and print plain columns (or JSON for `audit --json`).
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use mandate_core::AuthServer;
+use mandate_core::model::AuditFilter;
+use mandate_core::service::ClientRegistration;
+
+use crate::Command;
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Add a person who can sign in. The password is asked for, or read from stdin.
+    Add {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List people.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ClientsCommand {
+    /// Pre-register a client (shown to people as verified). Prints its id, and its secret once.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// A redirect URI; repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Issue a client secret (client_secret_basic).
+        #[arg(long)]
+        confidential: bool,
+        /// Do not issue refresh tokens to this client.
+        #[arg(long)]
+        no_refresh: bool,
+    },
+    /// List clients.
+    List,
+    /// Remove a client and revoke everything it holds.
+    Remove { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum GrantsCommand {
+    /// List active grants.
+    List,
+    /// Revoke a grant and its tokens.
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+pub struct AuditFlags {
+    /// Only events about this username.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only events about this client id.
+    #[arg(long)]
+    client: Option<String>,
+    /// Only events newer than this: a duration (30m, 24h, 7d) or Unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many events (newest).
+    #[arg(long, default_value_t = 200)]
+    limit: i64,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys and their state.
+    List,
+    /// Publish a new signing key; it signs after the activation delay.
+    Rotate,
+}
+
+fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(t) = s.parse::<i64>() {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().with_context(|| format!("--since {s:?}: expected 30m, 24h, 7d or Unix seconds"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("--since {s:?}: expected 30m, 24h, 7d or Unix seconds"),
+    };
+    Ok(now - secs)
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let second = rpassword::prompt_password("Repeat password: ").context("reading the password")?;
+    if first != second {
+        bail!("the passwords do not match");
+    }
+    Ok(first)
+}
+
+fn time(t: i64) -> String {
+    mandate_core::clock::format_utc(t)
+}
+
+pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    let auth = crate::setup::build(config).await?;
+    match command {
+        Command::Serve(_) => unreachable_serve(),
+        Command::Users(c) => users(&auth, c).await,
+        Command::Clients(c) => clients(&auth, c).await,
+        Command::Grants(c) => grants(&auth, c).await,
+        Command::Audit(f) => audit(&auth, f).await,
+        Command::Keys(c) => keys(&auth, c).await,
+    }
+}
+
+fn unreachable_serve() -> anyhow::Result<()> {
+    bail!("serve is not an admin command")
+}
+
+async fn users(auth: &AuthServer, c: UsersCommand) -> anyhow::Result<()> {
+    match c {
+        UsersCommand::Add { name, password_stdin } => {
+            let password = read_password(password_stdin)?;
+            let user = auth.add_user(&name, password).await?;
+            println!("added user {} ({})", user.username, user.id);
+        }
+        UsersCommand::List => {
+            println!("{:<24} {:<24} {:<20} STATUS", "ID", "USERNAME", "CREATED");
+            for u in auth.list_users().await? {
+                let status = if u.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<24} {:<20} {status}", u.id, u.username, time(u.created_at));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn clients(auth: &AuthServer, c: ClientsCommand) -> anyhow::Result<()> {
+    match c {
+        ClientsCommand::Add { name, redirect_uris, confidential, no_refresh } => {
+            let (client, secret) = auth
+                .add_client(ClientRegistration { name, redirect_uris, confidential, allow_refresh: !no_refresh })
+                .await?;
+            println!("client_id: {}", client.id);
+            if let Some(s) = secret {
+                println!("client_secret: {}", s.expose());
+                println!("(the secret is shown only now; store it safely)");
+            }
+        }
+        ClientsCommand::List => {
+            println!("{:<38} {:<16} {:<28} {:<20} REDIRECT URIS", "ID", "KIND", "NAME", "AUTH");
+            for c in auth.list_clients().await? {
+                println!(
+                    "{:<38} {:<16} {:<28} {:<20} {}",
+                    c.id,
+                    c.kind.as_str(),
+                    c.name.chars().take(28).collect::<String>(),
+                    c.auth_method.as_str(),
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientsCommand::Remove { id } => {
+            if !auth.remove_client(&id).await? {
+                bail!("no client with id {id}");
+            }
+            println!("removed client {id}; its grants are revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn grants(auth: &AuthServer, c: GrantsCommand) -> anyhow::Result<()> {
+    match c {
+        GrantsCommand::List => {
+            println!("{:<24} {:<24} {:<38} {:<20} SCOPE", "ID", "USER", "CLIENT", "GRANTED");
+            for g in auth.list_grants().await? {
+                println!("{:<24} {:<24} {:<38} {:<20} {}", g.id, g.user_id, g.client_id, time(g.created_at), g.scope);
+            }
+        }
+        GrantsCommand::Revoke { id } => {
+            if !auth.revoke_grant_by_operator(&id).await? {
+                bail!("no active grant with id {id}");
+            }
+            println!("revoked grant {id} and its tokens");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(auth: &AuthServer, f: AuditFlags) -> anyhow::Result<()> {
+    let user_id = match &f.user {
+        Some(name) => match auth.store().user_by_name(name).await? {
+            Some(u) => Some(u.id),
+            None => bail!("no user named {name:?}"),
+        },
+        None => None,
+    };
+    if f.limit < 1 {
+        bail!("--limit must be at least 1");
+    }
+    let filter = AuditFilter {
+        user_id,
+        client_id: f.client.clone(),
+        since: f.since.as_deref().map(|s| parse_since(s, auth.now())).transpose()?,
+        limit: f.limit,
+    };
+    for e in auth.audit_events(&filter).await? {
+        if f.json {
+            println!("{}", serde_json::to_string(&e)?);
+        } else {
+            println!(
+                "{}  {:<22} {:<14} user={} client={} grant={}  {}",
+                time(e.at),
+                e.kind,
+                e.outcome,
+                e.user_id.as_deref().unwrap_or("-"),
+                e.client_id.as_deref().unwrap_or("-"),
+                e.grant_id.as_deref().unwrap_or("-"),
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn keys(auth: &AuthServer, c: KeysCommand) -> anyhow::Result<()> {
+    match c {
+        KeysCommand::List => {
+            println!("{:<24} {:<6} {:<8} {:<20} SIGNS FROM", "KID", "ALG", "STATE", "CREATED");
+            for k in auth.list_keys().await? {
+                println!("{:<24} {:<6} {:<8} {:<20} {}", k.kid, k.alg, k.state.as_str(), time(k.created_at), time(k.activates_at));
+            }
+        }
+        KeysCommand::Rotate => {
+            let k = auth.rotate_key().await?;
+            println!("published key {} ({}); it signs from {}", k.kid, k.alg, time(k.activates_at));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_parsing() {
+        assert_eq!(parse_since("30m", 10_000).unwrap(), 10_000 - 1800);
+        assert_eq!(parse_since("7d", 1_000_000).unwrap(), 1_000_000 - 604_800);
+        assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000);
+        assert!(parse_since("yesterday", 0).is_err());
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+    }
+}

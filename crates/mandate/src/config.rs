@@ -1,0 +1,168 @@
+//! Configuration: defaults < TOML file (`--config` or `MANDATE_CONFIG`) < `MANDATE_*`
+//! environment variables < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use mandate_core::scope::ResourceDef;
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// The public URL: the issuer identifier, byte-identical in every document and token.
+    pub public_url: String,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database: String,
+    /// Allow an http public URL that is not loopback (never in production).
+    pub insecure_http: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// ES256 (default) or EdDSA.
+    pub signing_alg: String,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub refresh_grace: i64,
+    /// Seconds a rotated-in signing key is published before it signs.
+    pub key_activation_delay: i64,
+    /// The key-encryption key (32 bytes, base64url). Prefer the environment or a key file.
+    pub secret_key: Option<String>,
+    /// A file holding the key-encryption key; for SQLite, created next to the database if absent.
+    pub secret_key_file: Option<PathBuf>,
+    /// Log filter (`info`, `mandate=debug`, ...); `RUST_LOG` wins when set.
+    pub log: String,
+    /// Protected resources and their scopes; default: the demo apps at `<public_url>/mcp`.
+    pub resources: Option<Vec<ResourceDef>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            database: "sqlite://mandate.db".into(),
+            insecure_http: false,
+            tls_cert: None,
+            tls_key: None,
+            signing_alg: "ES256".into(),
+            access_token_ttl: 3600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            refresh_grace: 10,
+            key_activation_delay: 600,
+            secret_key: None,
+            secret_key_file: None,
+            log: "info".into(),
+            resources: None,
+        }
+    }
+}
+
+/// Environment variables read (as `MANDATE_<NAME>`).
+const ENV_KEYS: &[&str] = &[
+    "listen", "public_url", "database", "insecure_http", "tls_cert", "tls_key", "signing_alg",
+    "access_token_ttl", "refresh_token_ttl", "refresh_grace", "key_activation_delay", "secret_key",
+    "secret_key_file", "log",
+];
+
+/// Loads the configuration; `overrides` are the flags given on the command line.
+pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> anyhow::Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("MANDATE_CONFIG").map(PathBuf::from));
+    if let Some(path) = file {
+        if !path.exists() {
+            bail!("configuration file {} does not exist", path.display());
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    fig = fig.merge(Env::prefixed("MANDATE_").only(ENV_KEYS)).merge(Serialized::defaults(overrides));
+    let config: Config = fig.extract().context("invalid configuration")?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
+impl Config {
+    /// Refuses settings that are unsafe or contradictory.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let url = url::Url::parse(&self.public_url).with_context(|| format!("public_url {:?} is not a URL", self.public_url))?;
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            bail!("public_url must be an origin such as https://auth.example.com (no path, query or fragment)");
+        }
+        let host = url.host_str().unwrap_or_default();
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(host) || self.insecure_http => {}
+            "http" => bail!(
+                "public_url {} uses http on a non-loopback host; use https (or --insecure-http for a throwaway test setup)",
+                self.public_url
+            ),
+            other => bail!("public_url must use https, not {other}"),
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("--tls-cert and --tls-key go together");
+        }
+        for (name, v) in [("access_token_ttl", self.access_token_ttl), ("refresh_token_ttl", self.refresh_token_ttl)] {
+            if v < 60 {
+                bail!("{name} must be at least 60 seconds");
+            }
+        }
+        if !(0..=300).contains(&self.refresh_grace) {
+            bail!("refresh_grace must be between 0 and 300 seconds");
+        }
+        if self.key_activation_delay < 0 {
+            bail!("key_activation_delay must not be negative");
+        }
+        mandate_core::keys::SigningAlg::parse(&self.signing_alg)?;
+        Ok(())
+    }
+
+    /// The issuer: the public URL without its trailing slash.
+    pub fn issuer(&self) -> String {
+        self.public_url.trim_end_matches('/').to_owned()
+    }
+
+    /// Where the key-encryption key is kept when it does not come from the environment.
+    pub fn key_file(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.secret_key_file {
+            return Some(p.clone());
+        }
+        let path = self.database.strip_prefix("sqlite://").or_else(|| self.database.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") {
+            return None;
+        }
+        Some(PathBuf::from(format!("{path}.key")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_outside_loopback_is_refused() {
+        let mut c = Config { public_url: "http://auth.example.com".into(), ..Config::default() };
+        assert!(c.validate().is_err());
+        c.insecure_http = true;
+        assert!(c.validate().is_ok());
+        let c = Config { public_url: "https://auth.example.com/tenant".into(), ..Config::default() };
+        assert!(c.validate().is_err());
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn key_file_sits_next_to_the_sqlite_database() {
+        let c = Config { database: "sqlite://data/m.db?mode=rwc".into(), ..Config::default() };
+        assert_eq!(c.key_file(), Some(PathBuf::from("data/m.db.key")));
+        let c = Config { database: "postgres://h/db".into(), ..Config::default() };
+        assert_eq!(c.key_file(), None);
+    }
+}
