@@ -70,11 +70,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            description: sanitize(description.into()),
-            basic_auth_attempted: false,
-        }
+        Self { code, description: sanitize(description.into()), basic_auth_attempted: false }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, d)
@@ -98,10 +94,7 @@ impl OAuthError {
         Self::new(ErrorCode::ServerError, "the server could not complete the request")
     }
     pub fn unavailable() -> Self {
-        Self::new(
-            ErrorCode::TemporarilyUnavailable,
-            "the service is temporarily unavailable; retry later",
-        )
+        Self::new(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable; retry later")
     }
     pub fn with_basic_auth(mut self, attempted: bool) -> Self {
         self.basic_auth_attempted = attempted;
@@ -116,11 +109,7 @@ impl OAuthError {
 /// (quotes, backslashes, non-ASCII, control characters) is replaced, so no input is echoed raw.
 fn sanitize(d: Cow<'static, str>) -> Cow<'static, str> {
     let ok = |c: char| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e');
-    if d.chars().all(ok) {
-        d
-    } else {
-        Cow::Owned(d.chars().map(|c| if ok(c) { c } else { '?' }).collect())
-    }
+    if d.chars().all(ok) { d } else { Cow::Owned(d.chars().map(|c| if ok(c) { c } else { '?' }).collect()) }
 }
 
 /// What storage can fail with.
@@ -163,7 +152,7 @@ mod tests {
 
     #[test]
     fn descriptions_never_carry_unsafe_characters_tk_11() {
-        let e = OAuthError::invalid_request(format!("bad code \"<script>\" é\n"));
+        let e = OAuthError::invalid_request("bad code \"<script>\" é\n");
         assert_eq!(e.description, "bad code ?<script>? ??");
     }
 

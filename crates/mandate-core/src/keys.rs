@@ -81,9 +81,7 @@ impl KeyEncryptionKey {
         Self(k)
     }
     pub fn from_base64url(s: &str) -> Result<Self, KeyError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(s.trim().trim_end_matches('='))
-            .map_err(|_| KeyError::BadKek)?;
+        let bytes = URL_SAFE_NO_PAD.decode(s.trim().trim_end_matches('=')).map_err(|_| KeyError::BadKek)?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::BadKek)?;
         Ok(Self(arr))
     }
@@ -91,9 +89,7 @@ impl KeyEncryptionKey {
         URL_SAFE_NO_PAD.encode(self.0)
     }
     fn aead(&self) -> Result<LessSafeKey, KeyError> {
-        Ok(LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &self.0).map_err(|_| KeyError::BadKek)?,
-        ))
+        Ok(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).map_err(|_| KeyError::BadKek)?))
     }
     /// `nonce || ciphertext || tag`, with `aad` bound in.
     pub fn seal(&self, rng: &dyn Randomness, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, KeyError> {
@@ -114,10 +110,8 @@ impl KeyEncryptionKey {
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Decrypt)?;
         let mut buf = ct.to_vec();
-        let plain = self
-            .aead()?
-            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
-            .map_err(|_| KeyError::Decrypt)?;
+        let plain =
+            self.aead()?.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| KeyError::Decrypt)?;
         Ok(plain.to_vec())
     }
 }
@@ -134,9 +128,7 @@ pub fn generate_key(
         SigningAlg::Es256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
             .and_then(|k| k.to_pkcs8v1())
             .map_err(|_| KeyError::Generate)?,
-        SigningAlg::EdDsa => Ed25519KeyPair::generate()
-            .and_then(|k| k.to_pkcs8v1())
-            .map_err(|_| KeyError::Generate)?,
+        SigningAlg::EdDsa => Ed25519KeyPair::generate().and_then(|k| k.to_pkcs8v1()).map_err(|_| KeyError::Generate)?,
     };
     let der = pkcs8.as_ref();
     let kid = random_id(rng);
@@ -160,8 +152,7 @@ fn encoding_key(alg: SigningAlg, der: &[u8]) -> EncodingKey {
 }
 
 fn public_jwk(alg: SigningAlg, der: &[u8], kid: &str) -> Result<Jwk, KeyError> {
-    let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, der), alg.jwt())
-        .map_err(|_| KeyError::Generate)?;
+    let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, der), alg.jwt()).map_err(|_| KeyError::Generate)?;
     jwk.common.key_id = Some(kid.to_owned());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_algorithm = Some(match alg {
@@ -213,19 +204,14 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    pub fn load(
-        stored: &[StoredSigningKey],
-        kek: &KeyEncryptionKey,
-        access_token_ttl: i64,
-    ) -> Result<Self, KeyError> {
+    pub fn load(stored: &[StoredSigningKey], kek: &KeyEncryptionKey, access_token_ttl: i64) -> Result<Self, KeyError> {
         let mut keys = Vec::with_capacity(stored.len());
         for s in stored {
             let alg = SigningAlg::parse(&s.alg)?;
             let der = kek.open(&s.encrypted_private_key, &s.kid)?;
-            let public_jwk: Jwk = serde_json::from_str(&s.public_jwk)
-                .map_err(|_| KeyError::Malformed(s.kid.clone()))?;
-            let decoding = DecodingKey::from_jwk(&public_jwk)
-                .map_err(|_| KeyError::Malformed(s.kid.clone()))?;
+            let public_jwk: Jwk =
+                serde_json::from_str(&s.public_jwk).map_err(|_| KeyError::Malformed(s.kid.clone()))?;
+            let decoding = DecodingKey::from_jwk(&public_jwk).map_err(|_| KeyError::Malformed(s.kid.clone()))?;
             keys.push(LoadedKey {
                 kid: s.kid.clone(),
                 alg,

@@ -8,11 +8,7 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn parse(input: &[u8]) -> Self {
-        Self(
-            form_urlencoded::parse(input)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+        Self(form_urlencoded::parse(input).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
     /// The one value of `name`; `None` when absent or empty; `invalid_request` when repeated.
@@ -20,17 +16,14 @@ impl Params {
         let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
         let first = found.next();
         if found.next().is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "the {name} parameter must not be repeated"
-            )));
+            return Err(OAuthError::invalid_request(format!("the {name} parameter must not be repeated")));
         }
         Ok(first.map(String::as_str).filter(|v| !v.is_empty()))
     }
 
     /// Like [`Params::single`] but the parameter is required.
     pub fn required(&self, name: &str) -> Result<&str, OAuthError> {
-        self.single(name)?
-            .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is missing")))
+        self.single(name)?.ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is missing")))
     }
 
     /// Every non-empty value of `name` (checkbox lists).

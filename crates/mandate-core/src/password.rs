@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use tokio::sync::Semaphore;
 
 use crate::clock::Randomness;
@@ -33,20 +33,12 @@ impl PasswordHasher {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let dummy_pw = crate::secret::random_token(rng.as_ref());
         let dummy = hash_blocking(rng.as_ref(), &dummy_pw)?;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(cores)),
-            rng,
-            dummy: Arc::new(dummy),
-        })
+        Ok(Self { permits: Arc::new(Semaphore::new(cores)), rng, dummy: Arc::new(dummy) })
     }
 
     pub fn check_policy(password: &str) -> Result<(), PasswordError> {
         let n = password.chars().count();
-        if (8..=1024).contains(&n) {
-            Ok(())
-        } else {
-            Err(PasswordError::Policy)
-        }
+        if (8..=1024).contains(&n) { Ok(()) } else { Err(PasswordError::Policy) }
     }
 
     /// A PHC string for `password`.
@@ -67,9 +59,7 @@ impl PasswordHasher {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.as_ref().clone());
         let ok = tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
+            Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
         })
         .await
         .unwrap_or(false);

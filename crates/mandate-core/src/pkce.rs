@@ -10,30 +10,20 @@ use crate::error::OAuthError;
 /// `43*128unreserved` (RFC 7636 §4.1 / §4.2).
 fn is_unreserved_43_128(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Checks the challenge of an authorization request; returns it when acceptable.
-pub fn validate_challenge<'a>(
-    challenge: Option<&'a str>,
-    method: Option<&str>,
-) -> Result<&'a str, OAuthError> {
-    let challenge = challenge.ok_or_else(|| {
-        OAuthError::invalid_request("code_challenge is required (PKCE with S256)")
-    })?;
+pub fn validate_challenge<'a>(challenge: Option<&'a str>, method: Option<&str>) -> Result<&'a str, OAuthError> {
+    let challenge =
+        challenge.ok_or_else(|| OAuthError::invalid_request("code_challenge is required (PKCE with S256)"))?;
     match method {
         Some("S256") => {}
         None => {
-            return Err(OAuthError::invalid_request(
-                "code_challenge_method is required and must be S256",
-            ));
+            return Err(OAuthError::invalid_request("code_challenge_method is required and must be S256"));
         }
         Some(_) => {
-            return Err(OAuthError::invalid_request(
-                "code_challenge_method must be S256",
-            ));
+            return Err(OAuthError::invalid_request("code_challenge_method must be S256"));
         }
     }
     // An S256 challenge is base64url(SHA-256) = 43 characters; accept the RFC's full range.

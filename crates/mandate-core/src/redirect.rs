@@ -9,8 +9,21 @@ pub const MAX_REDIRECT_URI_LEN: usize = 2000;
 
 /// Schemes that are never a place to send an authorization code.
 const FORBIDDEN_SCHEMES: &[&str] = &[
-    "javascript", "data", "vbscript", "file", "about", "blob", "ftp", "ws", "wss", "mailto",
-    "tel", "chrome", "view-source", "filesystem", "jar",
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "about",
+    "blob",
+    "ftp",
+    "ws",
+    "wss",
+    "mailto",
+    "tel",
+    "chrome",
+    "view-source",
+    "filesystem",
+    "jar",
 ];
 
 /// Why a redirect URI cannot be registered.

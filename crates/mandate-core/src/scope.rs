@@ -12,11 +12,7 @@ use crate::error::OAuthError;
 pub struct ScopeSet(Vec<String>);
 
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s
-            .bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 impl ScopeSet {
@@ -34,7 +30,7 @@ impl ScopeSet {
         }
         Ok(out)
     }
-    pub fn from_iter<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Self {
+    pub fn from_names<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Self {
         let mut out = ScopeSet::default();
         for i in items {
             out.insert(i.as_ref());
@@ -113,11 +109,7 @@ pub fn canonical_resource(raw: &str) -> Result<String, OAuthError> {
         return Err(invalid());
     }
     let s = url.as_str();
-    if url.path() == "/" && url.query().is_none() {
-        Ok(s.trim_end_matches('/').to_owned())
-    } else {
-        Ok(s.to_owned())
-    }
+    if url.path() == "/" && url.query().is_none() { Ok(s.trim_end_matches('/').to_owned()) } else { Ok(s.to_owned()) }
 }
 
 /// Every resource mandate issues tokens for.
@@ -142,10 +134,8 @@ impl ResourceCatalog {
 
     /// The demo catalogue: billing and todos on `<public_url>/mcp`.
     pub fn demo(public_url: &str) -> Result<Self, OAuthError> {
-        let def = |name: &str, description: &str| ScopeDef {
-            name: name.to_owned(),
-            description: description.to_owned(),
-        };
+        let def =
+            |name: &str, description: &str| ScopeDef { name: name.to_owned(), description: description.to_owned() };
         Self::new(vec![ResourceDef {
             uri: format!("{}/mcp", public_url.trim_end_matches('/')),
             name: "mandate demo apps (billing and todos)".to_owned(),
@@ -157,11 +147,7 @@ impl ResourceCatalog {
                 def("todos.read", "See your to-do list"),
                 def("todos.write", "Add, complete and delete your to-dos"),
             ],
-            default_scopes: vec![
-                "customers.read".to_owned(),
-                "invoices.read".to_owned(),
-                "todos.read".to_owned(),
-            ],
+            default_scopes: vec!["customers.read".to_owned(), "invoices.read".to_owned(), "todos.read".to_owned()],
         }])
     }
 
@@ -173,39 +159,31 @@ impl ResourceCatalog {
     /// `invalid_target`.
     pub fn resolve(&self, requested: Option<&str>) -> Result<&ResourceDef, OAuthError> {
         let Some(raw) = requested else {
-            return self
-                .resources
-                .first()
-                .ok_or_else(|| OAuthError::invalid_target("no resource configured"));
+            return self.resources.first().ok_or_else(|| OAuthError::invalid_target("no resource configured"));
         };
         let canonical = canonical_resource(raw)?;
-        self.resources
-            .iter()
-            .find(|r| r.uri == canonical)
-            .ok_or_else(|| OAuthError::invalid_target("the requested resource is not served by this authorization server"))
+        self.resources.iter().find(|r| r.uri == canonical).ok_or_else(|| {
+            OAuthError::invalid_target("the requested resource is not served by this authorization server")
+        })
     }
 
     /// Every scope name any resource understands, in catalogue order.
     pub fn all_scopes(&self) -> ScopeSet {
-        ScopeSet::from_iter(self.resources.iter().flat_map(|r| r.scopes.iter().map(|s| &s.name)))
+        ScopeSet::from_names(self.resources.iter().flat_map(|r| r.scopes.iter().map(|s| &s.name)))
     }
 
     /// The description of a scope, if any resource defines it.
     pub fn describe(&self, scope: &str) -> Option<&str> {
-        self.resources
-            .iter()
-            .flat_map(|r| r.scopes.iter())
-            .find(|s| s.name == scope)
-            .map(|s| s.description.as_str())
+        self.resources.iter().flat_map(|r| r.scopes.iter()).find(|s| s.name == scope).map(|s| s.description.as_str())
     }
 }
 
 impl ResourceDef {
     pub fn scope_set(&self) -> ScopeSet {
-        ScopeSet::from_iter(self.scopes.iter().map(|s| &s.name))
+        ScopeSet::from_names(self.scopes.iter().map(|s| &s.name))
     }
     pub fn default_scope_set(&self) -> ScopeSet {
-        ScopeSet::from_iter(&self.default_scopes)
+        ScopeSet::from_names(&self.default_scopes)
     }
 }
 
@@ -223,7 +201,10 @@ mod tests {
 
     #[test]
     fn resource_canonicalisation_as12() {
-        assert_eq!(canonical_resource("HTTPS://MCP.Example.com/mcp").ok().as_deref(), Some("https://mcp.example.com/mcp"));
+        assert_eq!(
+            canonical_resource("HTTPS://MCP.Example.com/mcp").ok().as_deref(),
+            Some("https://mcp.example.com/mcp")
+        );
         assert_eq!(canonical_resource("https://host/").ok().as_deref(), Some("https://host"));
         assert_eq!(canonical_resource("https://host:443/mcp").ok().as_deref(), Some("https://host/mcp"));
         for bad in ["https://host/mcp#x", "/mcp", "urn:x", "https://u:p@host/mcp", "ftp://h/x"] {

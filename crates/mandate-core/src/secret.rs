@@ -127,10 +127,7 @@ mod tests {
 
     #[test]
     fn hash_is_hex_sha256() {
-        assert_eq!(
-            SecretHash::of("abc").0,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(SecretHash::of("abc").0, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(SecretHash::of("a").ct_eq(&SecretHash::of("a")));
         assert!(!SecretHash::of("a").ct_eq(&SecretHash::of("b")));
     }

@@ -48,46 +48,27 @@ pub trait AuthorizationRequestStore: Send + Sync {
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    async fn consent(
-        &self,
-        user_id: &str,
-        client_id: &str,
-        redirect_host: &str,
-    ) -> StoreResult<Option<Consent>>;
+    async fn consent(&self, user_id: &str, client_id: &str, redirect_host: &str) -> StoreResult<Option<Consent>>;
     async fn save_consent(&self, consent: &Consent) -> StoreResult<()>;
 }
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Creates a (not yet active) grant and its authorization code, atomically.
-    async fn insert_grant_with_code(
-        &self,
-        grant: &Grant,
-        code: &AuthorizationCode,
-    ) -> StoreResult<()>;
+    async fn insert_grant_with_code(&self, grant: &Grant, code: &AuthorizationCode) -> StoreResult<()>;
     async fn code(&self, hash: &SecretHash) -> StoreResult<Option<AuthorizationCode>>;
     /// Marks the code used; true for exactly one caller.
     async fn consume_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<bool>;
     /// Activates the grant and stores its first refresh token, atomically; false when the
     /// grant was revoked (a replayed code got there first) or is already active.
-    async fn activate_grant(
-        &self,
-        grant_id: &str,
-        refresh: Option<&RefreshToken>,
-        now: UnixTime,
-    ) -> StoreResult<bool>;
+    async fn activate_grant(&self, grant_id: &str, refresh: Option<&RefreshToken>, now: UnixTime) -> StoreResult<bool>;
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     /// Active grants, newest first, optionally of one user.
     async fn list_grants(&self, user_id: Option<&str>) -> StoreResult<Vec<Grant>>;
     /// Revokes a grant and every refresh token of its family; true when it was live.
     async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
     /// Revokes every grant a person gave a client, forgets the consent; returns how many.
-    async fn revoke_user_client(
-        &self,
-        user_id: &str,
-        client_id: &str,
-        now: UnixTime,
-    ) -> StoreResult<u64>;
+    async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64>;
     async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>>;
     /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically. `grace_floor`
     /// is the earliest rotation time still inside the grace window.
@@ -120,14 +101,7 @@ pub trait AuditStore: Send + Sync {
 
 /// Everything the authorization server needs from storage.
 pub trait Store:
-    UserStore
-    + ClientStore
-    + SessionStore
-    + AuthorizationRequestStore
-    + ConsentStore
-    + GrantStore
-    + KeyStore
-    + AuditStore
+    UserStore + ClientStore + SessionStore + AuthorizationRequestStore + ConsentStore + GrantStore + KeyStore + AuditStore
 {
 }
 
@@ -142,4 +116,3 @@ impl<T> Store for T where
         + AuditStore
 {
 }
-

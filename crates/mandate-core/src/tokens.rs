@@ -49,17 +49,10 @@ pub fn mint(ring: &KeyRing, claims: &AccessClaims, now: UnixTime) -> Result<Stri
 /// Verifies an access token this server issued: compact JWS only, `typ` `at+jwt`, a published
 /// `kid` used with its own algorithm, no key-carrying or critical headers, a valid signature,
 /// `iss` equal to `issuer`, and not expired at `now` (no leeway: it is our own clock).
-pub fn verify(
-    ring: &KeyRing,
-    token: &str,
-    issuer: &str,
-    now: UnixTime,
-) -> Result<AccessClaims, TokenError> {
+pub fn verify(ring: &KeyRing, token: &str, issuer: &str, now: UnixTime) -> Result<AccessClaims, TokenError> {
     if token.len() > 8192
         || token.split('.').count() != 3
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
         return Err(TokenError::Invalid);
     }
@@ -84,8 +77,7 @@ pub fn verify(
     validation.validate_aud = false;
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let data = decode::<AccessClaims>(token, &key.decoding, &validation)
-        .map_err(|_| TokenError::Invalid)?;
+    let data = decode::<AccessClaims>(token, &key.decoding, &validation).map_err(|_| TokenError::Invalid)?;
     if data.claims.iss != issuer {
         return Err(TokenError::Invalid);
     }

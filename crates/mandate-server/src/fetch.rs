@@ -122,20 +122,20 @@ impl ClientDocumentFetcher for GuardedFetcher {
         let parsed = mandate_core::service::validate_document_url(url, self.policy)?;
         if let Some(host) = parsed.host_str() {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = bare.parse::<IpAddr>() {
-                if is_forbidden(ip, self.policy) {
-                    return Err(FetchError::ForbiddenAddress);
-                }
+            if let Ok(ip) = bare.parse::<IpAddr>()
+                && is_forbidden(ip, self.policy)
+            {
+                return Err(FetchError::ForbiddenAddress);
             }
         }
         let _permit = self.permits.try_acquire().map_err(|_| FetchError::Busy)?;
-        let mut resp = self
-            .client
-            .get(parsed)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| if forbidden_in_chain(&e) { FetchError::ForbiddenAddress } else { FetchError::Transport(transport_reason(&e)) })?;
+        let mut resp = self.client.get(parsed).header("accept", "application/json").send().await.map_err(|e| {
+            if forbidden_in_chain(&e) {
+                FetchError::ForbiddenAddress
+            } else {
+                FetchError::Transport(transport_reason(&e))
+            }
+        })?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(FetchError::Status(status));
@@ -143,8 +143,7 @@ impl ClientDocumentFetcher for GuardedFetcher {
         if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
             return Err(FetchError::TooLarge);
         }
-        let (cacheable, max_age) =
-            cache_control(resp.headers().get("cache-control").and_then(|v| v.to_str().ok()));
+        let (cacheable, max_age) = cache_control(resp.headers().get("cache-control").and_then(|v| v.to_str().ok()));
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Transport(transport_reason(&e)))? {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {

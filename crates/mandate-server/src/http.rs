@@ -27,8 +27,10 @@ impl IntoResponse for OAuthErrorResponse {
         let body = serde_json::json!({ "error": e.code.as_str(), "error_description": e.description });
         let mut resp = no_store_json(status, &body);
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mandate\", charset=\"UTF-8\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mandate\", charset=\"UTF-8\""),
+            );
         }
         resp
     }
@@ -117,16 +119,15 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>
         return Err(bad());
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_client("only Basic client authentication is accepted in the Authorization header"));
+        return Err(OAuthError::invalid_client(
+            "only Basic client authentication is accepted in the Authorization header",
+        ));
     }
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
     let unescape = |s: &str| {
-        form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .ok_or_else(bad)
+        form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).ok_or_else(bad)
     };
     Ok(Some(BasicCredentials { client_id: unescape(id)?, client_secret: unescape(secret)? }))
 }
@@ -145,10 +146,11 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// True when a browser form POST comes from another site (Origin / Sec-Fetch-Site checks).
 pub fn cross_site(headers: &HeaderMap, own_origin: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return true;
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return true;
     }
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(origin) => origin != own_origin,

@@ -28,21 +28,24 @@ const USER_COLS: &str = "id, username, password_hash, created_at, disabled";
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&u.id)
-            .bind(&u.username)
-            .bind(&u.password_hash)
-            .bind(u.created_at)
-            .bind(i64::from(u.disabled))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&u.id)
+        .bind(&u.username)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .bind(i64::from(u.disabled))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE username = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(username).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(username).fetch_optional(&self.pool).await.map_err(map_err)?;
         row.as_ref().map(user).transpose()
     }
 
@@ -69,7 +72,8 @@ fn client(row: &AnyRow) -> StoreResult<Client> {
         name: text(row, "name")?,
         secret_hash: opt_text(row, "secret_hash")?.map(SecretHash),
         auth_method: AuthMethod::parse(&text(row, "auth_method")?).ok_or_else(|| corrupt("clients.auth_method"))?,
-        redirect_uris: serde_json::from_str(&text(row, "redirect_uris")?).map_err(|_| corrupt("clients.redirect_uris"))?,
+        redirect_uris: serde_json::from_str(&text(row, "redirect_uris")?)
+            .map_err(|_| corrupt("clients.redirect_uris"))?,
         allows_refresh: flag(row, "allows_refresh")?,
         allowed_scope: opt_text(row, "allowed_scope")?
             .map(|s| ScopeSet::parse(&s).map_err(|_| corrupt("clients.allowed_scope")))
@@ -135,7 +139,12 @@ impl ClientStore for SqlStore {
 
     async fn remove_client(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let n = sqlx::query("DELETE FROM clients WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+        let n = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
         sqlx::query("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(id)

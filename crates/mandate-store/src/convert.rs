@@ -12,7 +12,9 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             StoreError::Unavailable(e.to_string())
         }
-        sqlx::Error::Database(db) if db.message().contains("database is locked") => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) if db.message().contains("database is locked") => {
+            StoreError::Unavailable(e.to_string())
+        }
         _ => StoreError::Backend(e.to_string()),
     }
 }

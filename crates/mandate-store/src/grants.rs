@@ -216,14 +216,16 @@ impl GrantStore for SqlStore {
 
     async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND grant_id IN \
              (SELECT id FROM grants WHERE user_id = $2 AND client_id = $3)",
@@ -246,7 +248,8 @@ impl GrantStore for SqlStore {
 
     async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>> {
         let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&hash.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&hash.0).fetch_optional(&self.pool).await.map_err(map_err)?;
         row.as_ref().map(refresh).transpose()
     }
 
@@ -292,12 +295,13 @@ impl GrantStore for SqlStore {
         .map_err(map_err)?
         .rows_affected();
         if in_grace == 1 {
-            let successor_used = sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
-                .bind(&presented.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .is_some();
+            let successor_used =
+                sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
+                    .bind(&presented.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .is_some();
             if !successor_used {
                 sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE parent_hash = $2 AND revoked_at IS NULL")
                     .bind(now)
@@ -318,16 +322,18 @@ impl GrantStore for SqlStore {
         //    retry burst past the cap: refuse, keep the family. Otherwise it is reuse: the family
         //    is compromised and revoked. Anything else (unknown, expired, revoked) is inactive.
         let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&presented.0).fetch_optional(&mut *tx).await.map_err(map_err)?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&presented.0).fetch_optional(&mut *tx).await.map_err(map_err)?;
         let token = row.as_ref().map(refresh).transpose()?;
         let outcome = match token {
             Some(t) if t.revoked_at.is_none() && t.rotated_at.is_some() => {
-                let successor_used = sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
-                    .bind(&presented.0)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .is_some();
+                let successor_used =
+                    sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
+                        .bind(&presented.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                        .is_some();
                 if t.rotated_at.is_some_and(|r| r >= grace_floor) && !successor_used {
                     RotateOutcome::GraceExhausted
                 } else {

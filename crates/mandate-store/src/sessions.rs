@@ -14,15 +14,17 @@ use crate::convert::*;
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&s.hash.0)
-            .bind(&s.user_id)
-            .bind(&s.csrf_token)
-            .bind(s.created_at)
-            .bind(s.expires_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO sessions (hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&s.hash.0)
+        .bind(&s.user_id)
+        .bind(&s.csrf_token)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
@@ -104,13 +106,15 @@ impl AuthorizationRequestStore for SqlStore {
     }
 
     async fn bind_pending(&self, id: &str, user_id: &str) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE pending_authorizations SET user_id = $1 WHERE id = $2 AND (user_id IS NULL OR user_id = $1)")
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE pending_authorizations SET user_id = $1 WHERE id = $2 AND (user_id IS NULL OR user_id = $1)",
+        )
+        .bind(user_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
         Ok(n == 1)
     }
 

@@ -1,4 +1,5 @@
 //! The SQL store against a real SQLite file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
@@ -90,12 +91,14 @@ async fn futures_all(s: &SqlStore, h: &SecretHash) -> Vec<bool> {
 
 async fn live_tokens(s: &SqlStore) -> i64 {
     use sqlx::Row;
-    sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens WHERE grant_id = 'g1' AND rotated_at IS NULL AND revoked_at IS NULL")
-        .fetch_one(s.pool())
-        .await
-        .unwrap()
-        .try_get::<i64, _>("n")
-        .unwrap()
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM refresh_tokens WHERE grant_id = 'g1' AND rotated_at IS NULL AND revoked_at IS NULL",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap()
+    .try_get::<i64, _>("n")
+    .unwrap()
 }
 
 async fn storm(s: &Arc<SqlStore>, grace_floor: i64) -> Vec<RotateOutcome> {
@@ -146,13 +149,19 @@ async fn grace_retry_retires_the_unused_successor() {
     active_grant(&s).await;
     let r0 = SecretHash("r0".into());
     assert_eq!(s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, 0, 3).await.unwrap(), RotateOutcome::Rotated);
-    assert_eq!(s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, 2, 3).await.unwrap(), RotateOutcome::GraceReissued);
+    assert_eq!(
+        s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, 2, 3).await.unwrap(),
+        RotateOutcome::GraceReissued
+    );
     let r1 = s.refresh_token(&SecretHash("r1".into())).await.unwrap().unwrap();
     assert!(r1.revoked_at.is_some(), "the lost successor is retired");
     let r1b = s.refresh_token(&SecretHash("r1b".into())).await.unwrap().unwrap();
     assert!(r1b.revoked_at.is_none());
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_none());
     // Outside the window the same presentation is theft.
-    assert_eq!(s.rotate_refresh(&r0, &rt("r1c", Some("r0"), 100), 100, 90, 3).await.unwrap(), RotateOutcome::ReuseDetected);
+    assert_eq!(
+        s.rotate_refresh(&r0, &rt("r1c", Some("r0"), 100), 100, 90, 3).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
 }

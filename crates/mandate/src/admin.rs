@@ -244,7 +244,14 @@ async fn keys(auth: &AuthServer, c: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => {
             println!("{:<24} {:<6} {:<8} {:<20} SIGNS FROM", "KID", "ALG", "STATE", "CREATED");
             for k in auth.list_keys().await? {
-                println!("{:<24} {:<6} {:<8} {:<20} {}", k.kid, k.alg, k.state.as_str(), time(k.created_at), time(k.activates_at));
+                println!(
+                    "{:<24} {:<6} {:<8} {:<20} {}",
+                    k.kid,
+                    k.alg,
+                    k.state.as_str(),
+                    time(k.created_at),
+                    time(k.activates_at)
+                );
             }
         }
         KeysCommand::Rotate => {

@@ -64,9 +64,20 @@ impl Default for Config {
 
 /// Environment variables read (as `MANDATE_<NAME>`).
 const ENV_KEYS: &[&str] = &[
-    "listen", "public_url", "database", "insecure_http", "tls_cert", "tls_key", "signing_alg",
-    "access_token_ttl", "refresh_token_ttl", "refresh_grace", "key_activation_delay", "secret_key",
-    "secret_key_file", "log",
+    "listen",
+    "public_url",
+    "database",
+    "insecure_http",
+    "tls_cert",
+    "tls_key",
+    "signing_alg",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "refresh_grace",
+    "key_activation_delay",
+    "secret_key",
+    "secret_key_file",
+    "log",
 ];
 
 /// Loads the configuration; `overrides` are the flags given on the command line.
@@ -92,7 +103,8 @@ fn is_loopback_host(host: &str) -> bool {
 impl Config {
     /// Refuses settings that are unsafe or contradictory.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let url = url::Url::parse(&self.public_url).with_context(|| format!("public_url {:?} is not a URL", self.public_url))?;
+        let url = url::Url::parse(&self.public_url)
+            .with_context(|| format!("public_url {:?} is not a URL", self.public_url))?;
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
             bail!("public_url must be an origin such as https://auth.example.com (no path, query or fragment)");
         }

@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "mandate", version, about = "Let people hand AI agents a subset of their permissions, see it, and take it back.")]
+#[command(
+    name = "mandate",
+    version,
+    about = "Let people hand AI agents a subset of their permissions, see it, and take it back."
+)]
 struct Cli {
     /// A TOML configuration file (also MANDATE_CONFIG).
     #[arg(long, global = true, value_name = "FILE")]

@@ -43,7 +43,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let auth = crate::setup::build(&config).await?;
     let app = mandate_server::router(auth.clone(), mandate_server::RateLimits::default())
         .into_make_service_with_connect_info::<SocketAddr>();
-    let addr: SocketAddr = config.listen.parse().with_context(|| format!("--listen {:?} is not an address", config.listen))?;
+    let addr: SocketAddr =
+        config.listen.parse().with_context(|| format!("--listen {:?} is not an address", config.listen))?;
     tracing::info!(issuer = %auth.settings.issuer, %addr, database = %crate::setup::redact(&config.database), "mandate is serving");
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {

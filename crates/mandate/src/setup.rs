@@ -44,7 +44,8 @@ fn key_encryption_key(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
 
 /// Opens the database and builds the authorization server.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
-    let store = SqlStore::open(&config.database).await.with_context(|| format!("database {}", redact(&config.database)))?;
+    let store =
+        SqlStore::open(&config.database).await.with_context(|| format!("database {}", redact(&config.database)))?;
     let kek = key_encryption_key(config)?;
     let issuer = config.issuer();
     let mut settings = Settings::new(&issuer);

@@ -53,9 +53,7 @@ impl AuthServer {
             && username.chars().count() <= 64
             && username.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
         if !valid {
-            return Err(AdminError::Invalid(
-                "a username is 1 to 64 letters, digits, '.', '_', '-' or '@'".into(),
-            ));
+            return Err(AdminError::Invalid("a username is 1 to 64 letters, digits, '.', '_', '-' or '@'".into()));
         }
         let user = User {
             id: random_id(self.rng.as_ref()),
@@ -68,7 +66,8 @@ impl AuthServer {
             Err(StoreError::Conflict(_)) => return Err(AdminError::UserExists(username.to_owned())),
             other => other?,
         }
-        self.audit(AuditDraft { kind: "user.created", outcome: "success", user: Some(&user.id), ..Default::default() }).await;
+        self.audit(AuditDraft { kind: "user.created", outcome: "success", user: Some(&user.id), ..Default::default() })
+            .await;
         Ok(user)
     }
 
@@ -129,7 +128,13 @@ impl AuthServer {
     pub async fn remove_client(&self, id: &str) -> Result<bool, AdminError> {
         let removed = self.store.remove_client(id, self.now()).await?;
         if removed {
-            self.audit(AuditDraft { kind: "client.removed", outcome: "success", client: Some(id), ..Default::default() }).await;
+            self.audit(AuditDraft {
+                kind: "client.removed",
+                outcome: "success",
+                client: Some(id),
+                ..Default::default()
+            })
+            .await;
         }
         Ok(removed)
     }
@@ -184,11 +189,21 @@ impl AuthServer {
         self.audit(AuditDraft {
             kind: "key.rotated",
             outcome: "success",
-            detail: Some(format!("key {} published; signs from {} UTC", key.kid, crate::clock::format_utc(key.activates_at))),
+            detail: Some(format!(
+                "key {} published; signs from {} UTC",
+                key.kid,
+                crate::clock::format_utc(key.activates_at)
+            )),
             ..Default::default()
         })
         .await;
-        Ok(KeyInfo { kid: key.kid, alg: key.alg, state: KeyState::Next, created_at: key.created_at, activates_at: key.activates_at })
+        Ok(KeyInfo {
+            kid: key.kid,
+            alg: key.alg,
+            state: KeyState::Next,
+            created_at: key.created_at,
+            activates_at: key.activates_at,
+        })
     }
 
     /// The JSON Web Key Set to publish now.

@@ -46,7 +46,10 @@ impl AuthServer {
             .map(|(mut app, scope)| {
                 app.scopes = scope
                     .iter()
-                    .map(|s| ScopeLine { name: s.to_owned(), description: self.resources.describe(s).unwrap_or(s).to_owned() })
+                    .map(|s| ScopeLine {
+                        name: s.to_owned(),
+                        description: self.resources.describe(s).unwrap_or(s).to_owned(),
+                    })
                     .collect();
                 app
             })

@@ -93,12 +93,18 @@ impl AuthServer {
         // 1. Client and redirect URI: failures here are shown, never redirected (AZ-05, AZ-06).
         let client_id = match params.single("client_id") {
             Ok(Some(id)) => id,
-            Ok(None) => return Ok(AuthorizeOutcome::ErrorPage("The request does not name an application (client_id is missing).".into())),
+            Ok(None) => {
+                return Ok(AuthorizeOutcome::ErrorPage(
+                    "The request does not name an application (client_id is missing).".into(),
+                ));
+            }
             Err(_) => return Ok(AuthorizeOutcome::ErrorPage("The request names more than one application.".into())),
         };
         let client = match self.find_client(client_id).await {
             Ok(Some(c)) => c,
-            Ok(None) => return Ok(AuthorizeOutcome::ErrorPage("This application is not registered with this server.".into())),
+            Ok(None) => {
+                return Ok(AuthorizeOutcome::ErrorPage("This application is not registered with this server.".into()));
+            }
             Err(ClientLookupError::Document(e)) => {
                 self.audit(AuditDraft {
                     kind: "client.metadata_document",
@@ -113,7 +119,9 @@ impl AuthServer {
             Err(ClientLookupError::Store(e)) => return Err(e.into()),
         };
         let (redirect_uri, explicit) = match params.single("redirect_uri") {
-            Err(_) => return Ok(AuthorizeOutcome::ErrorPage("The request carries more than one redirect address.".into())),
+            Err(_) => {
+                return Ok(AuthorizeOutcome::ErrorPage("The request carries more than one redirect address.".into()));
+            }
             Ok(Some(requested)) => {
                 if !client.redirect_uris.iter().any(|r| redirect::matches(r, requested)) {
                     return Ok(AuthorizeOutcome::ErrorPage(
@@ -124,7 +132,11 @@ impl AuthServer {
             }
             Ok(None) => match client.redirect_uris.as_slice() {
                 [only] => (only.clone(), false),
-                _ => return Ok(AuthorizeOutcome::ErrorPage("The request must name its redirect address (redirect_uri).".into())),
+                _ => {
+                    return Ok(AuthorizeOutcome::ErrorPage(
+                        "The request must name its redirect address (redirect_uri).".into(),
+                    ));
+                }
             },
         };
 
@@ -139,7 +151,12 @@ impl AuthServer {
         }
         match self.check_request(params, &client, user).await {
             Ok(pending) => {
-                let pending = PendingAuthorization { redirect_uri, redirect_uri_explicit: explicit, state: state.map(str::to_owned), ..pending };
+                let pending = PendingAuthorization {
+                    redirect_uri,
+                    redirect_uri_explicit: explicit,
+                    state: state.map(str::to_owned),
+                    ..pending
+                };
                 self.store.insert_pending(&pending).await?;
                 let Some(user) = user else {
                     return Ok(AuthorizeOutcome::Login { pending_id: pending.id });
@@ -162,10 +179,20 @@ impl AuthServer {
     }
 
     /// The checks after the redirect URI is known; returns the pending request to store.
-    async fn check_request(&self, params: &Params, client: &Client, _user: Option<&User>) -> Result<PendingAuthorization, OAuthError> {
+    async fn check_request(
+        &self,
+        params: &Params,
+        client: &Client,
+        _user: Option<&User>,
+    ) -> Result<PendingAuthorization, OAuthError> {
         match params.single("response_type")? {
             Some("code") => {}
-            Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
+            Some(_) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                ));
+            }
             None => return Err(OAuthError::invalid_request("response_type is missing")),
         }
         if params.single("response_mode")?.is_some_and(|m| m != "query") {
@@ -176,7 +203,8 @@ impl AuthServer {
                 return Err(OAuthError::new(ErrorCode::InvalidRequest, "request objects are not supported"));
             }
         }
-        let challenge = pkce::validate_challenge(params.single("code_challenge")?, params.single("code_challenge_method")?)?;
+        let challenge =
+            pkce::validate_challenge(params.single("code_challenge")?, params.single("code_challenge_method")?)?;
         if params.is_repeated("resource") {
             return Err(OAuthError::invalid_target("only one resource may be requested"));
         }
@@ -192,7 +220,7 @@ impl AuthServer {
             }
         };
         for ignored in IGNORED_SCOPES {
-            requested = requested.difference(&ScopeSet::from_iter([ignored]));
+            requested = requested.difference(&ScopeSet::from_names([ignored]));
         }
         if requested.is_empty() {
             return Err(OAuthError::invalid_scope("no scope was requested"));
@@ -201,10 +229,10 @@ impl AuthServer {
         if !unknown.is_empty() {
             return Err(OAuthError::invalid_scope(format!("unknown scope: {unknown}")));
         }
-        if let Some(allowed) = &client.allowed_scope {
-            if !requested.is_subset_of(allowed) {
-                return Err(OAuthError::invalid_scope("the application did not register some requested scopes"));
-            }
+        if let Some(allowed) = &client.allowed_scope
+            && !requested.is_subset_of(allowed)
+        {
+            return Err(OAuthError::invalid_scope("the application did not register some requested scopes"));
         }
         let now = self.now();
         Ok(PendingAuthorization {
@@ -222,9 +250,15 @@ impl AuthServer {
         })
     }
 
-    async fn live_pending(&self, pending_id: &str, user: &User) -> Result<Result<PendingAuthorization, String>, OAuthError> {
+    async fn live_pending(
+        &self,
+        pending_id: &str,
+        user: &User,
+    ) -> Result<Result<PendingAuthorization, String>, OAuthError> {
         let Some(pending) = self.store.pending(pending_id).await? else {
-            return Ok(Err("This sign-in request is unknown or was already used. Start again from the application.".into()));
+            return Ok(Err(
+                "This sign-in request is unknown or was already used. Start again from the application.".into()
+            ));
         };
         if pending.expires_at <= self.now() {
             return Ok(Err("This sign-in request has expired. Start again from the application.".into()));
@@ -272,10 +306,8 @@ impl AuthServer {
         };
         let host = redirect::display_host(&pending.redirect_uri);
         let earlier = self.store.consent(&user.id, &client.id, &host).await?.map(|c| c.scope).unwrap_or_default();
-        let line = |s: &str| ScopeLine {
-            name: s.to_owned(),
-            description: self.resources.describe(s).unwrap_or(s).to_owned(),
-        };
+        let line =
+            |s: &str| ScopeLine { name: s.to_owned(), description: self.resources.describe(s).unwrap_or(s).to_owned() };
         Ok(Ok(ConsentView {
             pending_id: pending.id.clone(),
             client_id: client.id.clone(),
@@ -298,7 +330,12 @@ impl AuthServer {
     }
 
     /// Applies the person's consent decision. Single use: a second submission is refused.
-    pub async fn decide_consent(&self, pending_id: &str, user: &User, decision: ConsentDecision) -> Result<AuthorizeOutcome, OAuthError> {
+    pub async fn decide_consent(
+        &self,
+        pending_id: &str,
+        user: &User,
+        decision: ConsentDecision,
+    ) -> Result<AuthorizeOutcome, OAuthError> {
         let pending = match self.live_pending(pending_id, user).await? {
             Ok(p) => p,
             Err(msg) => return Ok(AuthorizeOutcome::ErrorPage(msg)),
@@ -307,7 +344,8 @@ impl AuthServer {
             return Ok(AuthorizeOutcome::ErrorPage("This consent was already submitted.".into()));
         }
         let host = redirect::display_host(&pending.redirect_uri);
-        let earlier = self.store.consent(&user.id, &pending.client_id, &host).await?.map(|c| c.scope).unwrap_or_default();
+        let earlier =
+            self.store.consent(&user.id, &pending.client_id, &host).await?.map(|c| c.scope).unwrap_or_default();
         let ticked = match decision {
             ConsentDecision::Allow { scopes } => scopes.intersection(&pending.scope),
             ConsentDecision::Deny => ScopeSet::default(),
@@ -339,7 +377,12 @@ impl AuthServer {
         self.issue_code(&pending, user, granted).await
     }
 
-    async fn issue_code(&self, pending: &PendingAuthorization, user: &User, scope: ScopeSet) -> Result<AuthorizeOutcome, OAuthError> {
+    async fn issue_code(
+        &self,
+        pending: &PendingAuthorization,
+        user: &User,
+        scope: ScopeSet,
+    ) -> Result<AuthorizeOutcome, OAuthError> {
         let now = self.now();
         let code = generate(self.rng.as_ref(), SecretKind::AuthorizationCode);
         let grant = Grant {

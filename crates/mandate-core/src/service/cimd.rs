@@ -127,14 +127,10 @@ pub fn parse_document(
         .get("grant_types")
         .and_then(Value::as_array)
         .is_some_and(|g| g.iter().any(|t| t.as_str() == Some("refresh_token")));
-    let allowed_scope = obj
-        .get("scope")
-        .and_then(Value::as_str)
-        .and_then(|s| super::registration::known_scopes(s, resources));
+    let allowed_scope =
+        obj.get("scope").and_then(Value::as_str).and_then(|s| super::registration::known_scopes(s, resources));
     let ttl = if doc.cacheable {
-        doc.max_age
-            .unwrap_or(DEFAULT_CACHE_SECONDS)
-            .clamp(MIN_CACHE_SECONDS, MAX_CACHE_SECONDS)
+        doc.max_age.unwrap_or(DEFAULT_CACHE_SECONDS).clamp(MIN_CACHE_SECONDS, MAX_CACHE_SECONDS)
     } else {
         0
     };

@@ -17,10 +17,7 @@ pub struct BasicCredentials {
 
 impl std::fmt::Debug for BasicCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"***")
-            .finish()
+        f.debug_struct("BasicCredentials").field("client_id", &self.client_id).field("client_secret", &"***").finish()
     }
 }
 
@@ -36,10 +33,10 @@ impl AuthServer {
         if !cimd::is_document_url(client_id) {
             return Ok(stored);
         }
-        if let Some(c) = stored.as_ref() {
-            if c.refresh_after.is_some_and(|t| t > now) {
-                return Ok(stored);
-            }
+        if let Some(c) = stored.as_ref()
+            && c.refresh_after.is_some_and(|t| t > now)
+        {
+            return Ok(stored);
         }
         cimd::validate_document_url(client_id, self.settings.fetch_policy)?;
         let doc = self.documents.fetch(client_id).await?;
@@ -66,14 +63,16 @@ impl AuthServer {
         let (client_id, secret, used) = match basic {
             Some(b) => {
                 if body_secret.is_some() {
-                    return Err(OAuthError::invalid_request(
-                        "use one client authentication method, not several",
-                    ));
+                    return Err(OAuthError::invalid_request("use one client authentication method, not several"));
                 }
                 if body_id.is_some_and(|id| id != b.client_id) {
                     return Err(fail("client_id does not match the authenticated client"));
                 }
-                (b.client_id.as_str(), Some(b.client_secret.as_str()).filter(|s| !s.is_empty()), AuthMethod::ClientSecretBasic)
+                (
+                    b.client_id.as_str(),
+                    Some(b.client_secret.as_str()).filter(|s| !s.is_empty()),
+                    AuthMethod::ClientSecretBasic,
+                )
             }
             None => {
                 let id = body_id.ok_or_else(|| fail("client authentication is required"))?;
@@ -90,10 +89,7 @@ impl AuthServer {
             (AuthMethod::None, None) => Ok(client),
             (AuthMethod::None, Some(_)) => Err(fail("this client is public and has no secret")),
             (registered, Some(secret)) => {
-                let ok = client
-                    .secret_hash
-                    .as_ref()
-                    .is_some_and(|h| h.ct_eq(&SecretHash::of(secret)));
+                let ok = client.secret_hash.as_ref().is_some_and(|h| h.ct_eq(&SecretHash::of(secret)));
                 if !ok {
                     return Err(fail("client authentication failed"));
                 }

@@ -24,7 +24,8 @@ impl AuthServer {
             let Some(grant) = self.store.grant(&rt.grant_id).await? else {
                 return Ok(Found::Nothing);
             };
-            let active = rt.rotated_at.is_none() && rt.revoked_at.is_none() && rt.expires_at > now && grant.revoked_at.is_none();
+            let active =
+                rt.rotated_at.is_none() && rt.revoked_at.is_none() && rt.expires_at > now && grant.revoked_at.is_none();
             return Ok(Found::Refresh {
                 grant_id: grant.id,
                 client_id: grant.client_id,
@@ -55,7 +56,8 @@ impl AuthServer {
         let now = self.now();
         match self.identify(token).await? {
             Found::Refresh { grant_id, client_id, user_id, .. } if client_id == client.id => {
-                if self.store.revoke_grant(&grant_id, now).await? {
+                let was_live = self.store.revoke_grant(&grant_id, now).await?;
+                if was_live {
                     self.audit(AuditDraft {
                         kind: "grant.revoked",
                         outcome: "success",

@@ -51,28 +51,12 @@ impl From<KeyManagerError> for super::SetupError {
 }
 
 impl KeyManager {
-    pub fn new(
-        store: Arc<dyn Store>,
-        kek: KeyEncryptionKey,
-        rng: Arc<dyn Randomness>,
-        access_token_ttl: i64,
-    ) -> Self {
-        Self {
-            store,
-            kek,
-            rng,
-            access_token_ttl,
-            ring: RwLock::new(None),
-            loaded_at: AtomicI64::new(i64::MIN),
-        }
+    pub fn new(store: Arc<dyn Store>, kek: KeyEncryptionKey, rng: Arc<dyn Randomness>, access_token_ttl: i64) -> Self {
+        Self { store, kek, rng, access_token_ttl, ring: RwLock::new(None), loaded_at: AtomicI64::new(i64::MIN) }
     }
 
     /// Creates the first signing key if there is none; checks every stored key decrypts.
-    pub async fn ensure_signing_key(
-        &self,
-        alg: SigningAlg,
-        now: UnixTime,
-    ) -> Result<(), KeyManagerError> {
+    pub async fn ensure_signing_key(&self, alg: SigningAlg, now: UnixTime) -> Result<(), KeyManagerError> {
         if self.store.list_keys().await?.is_empty() {
             let key = generate_key(alg, &self.kek, self.rng.as_ref(), now, now)?;
             self.store.insert_key(&key).await?;
@@ -107,10 +91,8 @@ impl KeyManager {
     /// The current key ring, reloaded when older than [`RELOAD_INTERVAL`].
     pub async fn ring(&self, now: UnixTime) -> Result<Arc<KeyRing>, KeyManagerError> {
         let fresh = self.loaded_at.load(Ordering::SeqCst).saturating_add(RELOAD_INTERVAL) > now;
-        if fresh {
-            if let Some(ring) = self.ring.read().ok().and_then(|r| r.clone()) {
-                return Ok(ring);
-            }
+        if fresh && let Some(ring) = self.ring.read().ok().and_then(|r| r.clone()) {
+            return Ok(ring);
         }
         self.reload(now).await
     }

@@ -40,7 +40,8 @@ impl AuthServer {
             expires_at: now + self.settings.session_ttl,
         };
         self.store.insert_session(&session).await.map_err(OAuthError::from)?;
-        self.audit(AuditDraft { kind: "user.login", outcome: "success", user: Some(&user.id), ..Default::default() }).await;
+        self.audit(AuditDraft { kind: "user.login", outcome: "success", user: Some(&user.id), ..Default::default() })
+            .await;
         Ok((secret, session, user))
     }
 
@@ -52,12 +53,7 @@ impl AuthServer {
         let Some(session) = self.store.session(&SecretHash::of(cookie_value), self.now()).await? else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .user_by_id(&session.user_id)
-            .await?
-            .filter(|u| !u.disabled)
-            .map(|u| (session, u)))
+        Ok(self.store.user_by_id(&session.user_id).await?.filter(|u| !u.disabled).map(|u| (session, u)))
     }
 
     pub async fn logout(&self, cookie_value: &str) -> Result<(), OAuthError> {

@@ -116,18 +116,9 @@ pub struct Dependencies {
 
 impl AuthServer {
     /// Builds the server and makes sure a signing key exists.
-    pub async fn new(
-        settings: Settings,
-        resources: ResourceCatalog,
-        deps: Dependencies,
-    ) -> Result<Self, SetupError> {
+    pub async fn new(settings: Settings, resources: ResourceCatalog, deps: Dependencies) -> Result<Self, SetupError> {
         let passwords = PasswordHasher::new(deps.rng.clone())?;
-        let keys = KeyManager::new(
-            deps.store.clone(),
-            deps.kek,
-            deps.rng.clone(),
-            settings.access_token_ttl,
-        );
+        let keys = KeyManager::new(deps.store.clone(), deps.kek, deps.rng.clone(), settings.access_token_ttl);
         let server = Self {
             settings,
             resources,
@@ -138,10 +129,7 @@ impl AuthServer {
             keys,
             documents: deps.documents,
         };
-        server
-            .keys
-            .ensure_signing_key(server.settings.signing_alg, server.now())
-            .await?;
+        server.keys.ensure_signing_key(server.settings.signing_alg, server.now()).await?;
         Ok(server)
     }
 

@@ -38,7 +38,9 @@ fn string_list(obj: &Map<String, Value>, key: &str, default: &[&str]) -> Result<
         None | Some(Value::Null) => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
         Some(Value::Array(items)) if items.len() <= 10 => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| metadata_error(format!("{key} must be a list of strings"))))
+            .map(|i| {
+                i.as_str().map(str::to_owned).ok_or_else(|| metadata_error(format!("{key} must be a list of strings")))
+            })
             .collect(),
         Some(_) => Err(metadata_error(format!("{key} must be a list of strings"))),
     }
@@ -46,21 +48,15 @@ fn string_list(obj: &Map<String, Value>, key: &str, default: &[&str]) -> Result<
 
 /// A display URL (`client_uri`, `logo_uri`, ...): https only, never fetched at registration.
 fn check_display_url(key: &str, value: &str) -> Result<(), OAuthError> {
-    let ok = value.len() <= 2000
-        && url::Url::parse(value).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
-    if ok {
-        Ok(())
-    } else {
-        Err(metadata_error(format!("{key} must be an https URL")))
-    }
+    let ok =
+        value.len() <= 2000 && url::Url::parse(value).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+    if ok { Ok(()) } else { Err(metadata_error(format!("{key} must be an https URL"))) }
 }
 
 impl AuthServer {
     /// Registers a client; returns the RFC 7591 §3.2.1 response body (status 201).
     pub async fn register_client(&self, body: &Value) -> Result<Value, OAuthError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| metadata_error("the registration request must be a JSON object"))?;
+        let obj = body.as_object().ok_or_else(|| metadata_error("the registration request must be a JSON object"))?;
 
         let uris = match obj.get("redirect_uris") {
             Some(Value::Array(a)) if !a.is_empty() => a,
@@ -95,7 +91,9 @@ impl AuthServer {
         if !grant_types.iter().any(|g| g == "authorization_code")
             || grant_types.iter().any(|g| g != "authorization_code" && g != "refresh_token")
         {
-            return Err(metadata_error("grant_types may only be authorization_code and refresh_token, and must include authorization_code"));
+            return Err(metadata_error(
+                "grant_types may only be authorization_code and refresh_token, and must include authorization_code",
+            ));
         }
         let response_types = string_list(obj, "response_types", &["code"])?;
         if response_types.iter().any(|r| r != "code") {
@@ -132,9 +130,7 @@ impl AuthServer {
 
         let now = self.now();
         let id = uuid_like(self);
-        let secret = auth_method
-            .is_confidential()
-            .then(|| generate(self.rng.as_ref(), SecretKind::ClientSecret));
+        let secret = auth_method.is_confidential().then(|| generate(self.rng.as_ref(), SecretKind::ClientSecret));
         let display_name = if name.is_empty() { "Unnamed app".to_owned() } else { name.to_owned() };
 
         echoed.insert("client_id".to_owned(), json!(id));

@@ -32,7 +32,10 @@ impl AuthServer {
         match grant_type {
             Some("authorization_code") => self.redeem_code(params, &client).await,
             Some("refresh_token") => self.refresh(params, &client).await,
-            Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "supported grant types are authorization_code and refresh_token")),
+            Some(_) => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "supported grant types are authorization_code and refresh_token",
+            )),
             None => Err(OAuthError::invalid_request("grant_type is missing")),
         }
     }
@@ -42,7 +45,9 @@ impl AuthServer {
             return Err(OAuthError::invalid_target("only one resource may be requested"));
         }
         match params.single("resource")? {
-            Some(r) if canonical_resource(r)? != bound => Err(OAuthError::invalid_target("the resource differs from the one authorized")),
+            Some(r) if canonical_resource(r)? != bound => {
+                Err(OAuthError::invalid_target("the resource differs from the one authorized"))
+            }
             _ => Ok(()),
         }
     }
@@ -80,10 +85,15 @@ impl AuthServer {
             return Err(OAuthError::invalid_grant("the authorization code has expired"));
         }
         if !proof_ok {
-            return Err(OAuthError::invalid_grant("code_verifier or redirect_uri does not match the authorization request"));
+            return Err(OAuthError::invalid_grant(
+                "code_verifier or redirect_uri does not match the authorization request",
+            ));
         }
         Self::check_resource(params, &record.resource)?;
-        if params.single("scope")?.is_some_and(|s| ScopeSet::parse(s).map(|s| !s.is_subset_of(&record.scope)).unwrap_or(true)) {
+        if params
+            .single("scope")?
+            .is_some_and(|s| ScopeSet::parse(s).map(|s| !s.is_subset_of(&record.scope)).unwrap_or(true))
+        {
             return Err(OAuthError::invalid_scope("the requested scope exceeds the authorization"));
         }
         let refresh = client.allows_refresh.then(|| self.new_refresh(&record.grant_id, &record.scope, None, now));
@@ -124,7 +134,13 @@ impl AuthServer {
         Ok(verifier_ok && redirect_ok)
     }
 
-    fn new_refresh(&self, grant_id: &str, scope: &ScopeSet, parent: Option<SecretHash>, now: i64) -> (Secret, RefreshToken) {
+    fn new_refresh(
+        &self,
+        grant_id: &str,
+        scope: &ScopeSet,
+        parent: Option<SecretHash>,
+        now: i64,
+    ) -> (Secret, RefreshToken) {
         let secret = generate(self.rng.as_ref(), SecretKind::RefreshToken);
         let record = RefreshToken {
             hash: secret.hash(),
@@ -139,7 +155,12 @@ impl AuthServer {
         (secret, record)
     }
 
-    async fn respond(&self, grant: &Grant, scope: &ScopeSet, refresh: Option<Secret>) -> Result<TokenResponse, OAuthError> {
+    async fn respond(
+        &self,
+        grant: &Grant,
+        scope: &ScopeSet,
+        refresh: Option<Secret>,
+    ) -> Result<TokenResponse, OAuthError> {
         let now = self.now();
         let claims = AccessClaims {
             iss: self.settings.issuer.clone(),
@@ -186,7 +207,7 @@ impl AuthServer {
         if grant.revoked_at.is_some() {
             return Err(invalid());
         }
-        if !self.store.user_by_id(&grant.user_id).await?.is_some_and(|u| !u.disabled) {
+        if self.store.user_by_id(&grant.user_id).await?.is_none_or(|u| u.disabled) {
             return Err(invalid());
         }
         Self::check_resource(params, &grant.resource)?;
@@ -216,7 +237,11 @@ impl AuthServer {
         };
         match outcome {
             RotateOutcome::Rotated | RotateOutcome::GraceReissued => {
-                let detail = if outcome == RotateOutcome::Rotated { "rotated" } else { "retry inside the grace window; previous successor retired" };
+                let detail = if outcome == RotateOutcome::Rotated {
+                    "rotated"
+                } else {
+                    "retry inside the grace window; previous successor retired"
+                };
                 let response = self.respond(&grant, &scope, Some(secret)).await?;
                 self.audit(draft("success", detail)).await;
                 Ok(response)

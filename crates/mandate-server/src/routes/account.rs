@@ -20,10 +20,16 @@ pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap) -> Respons
     match s.auth.connected_apps(&user.id).await {
         Ok(apps) => render(
             StatusCode::OK,
-            &AppsPage { apps: apps.into_iter().map(AppRow::from_app).collect(), csrf: &session.csrf_token, username: &user.username },
+            &AppsPage {
+                apps: apps.into_iter().map(AppRow::from_app).collect(),
+                csrf: &session.csrf_token,
+                username: &user.username,
+            },
             None,
         ),
-        Err(e) => error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description),
+        Err(e) => {
+            error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+        }
     }
 }
 
@@ -49,6 +55,8 @@ pub async fn revoke_app(State(s): State<AppState>, headers: HeaderMap, body: Byt
         Ok(true) => see_other("/account/apps"),
         // Another person's app looks exactly like an unknown one (CA-04).
         Ok(false) => error_page(StatusCode::NOT_FOUND, "You have not connected that application."),
-        Err(e) => error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description),
+        Err(e) => {
+            error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+        }
     }
 }

@@ -19,12 +19,15 @@ pub(crate) async fn current_session(s: &AppState, headers: &HeaderMap) -> Result
     let Some(value) = cookie(headers, s.cookies.session) else {
         return Ok(None);
     };
-    s.auth.session(&value).await.map_err(|e| error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description))
+    s.auth.session(&value).await.map_err(|e| {
+        error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+    })
 }
 
 /// Refuses cross-site form posts (UI-01, UI-03, CA-03).
 pub(crate) fn refuse_cross_site(s: &AppState, headers: &HeaderMap) -> Option<Response> {
-    cross_site(headers, &s.auth.settings.issuer).then(|| error_page(StatusCode::FORBIDDEN, "This form was submitted from another site."))
+    cross_site(headers, &s.auth.settings.issuer)
+        .then(|| error_page(StatusCode::FORBIDDEN, "This form was submitted from another site."))
 }
 
 fn outcome_response(outcome: AuthorizeOutcome, after_post: bool) -> Response {
@@ -95,7 +98,10 @@ pub async fn login_submit(State(s): State<AppState>, headers: HeaderMap, body: B
         _ => false,
     };
     if !csrf_ok {
-        return error_page(StatusCode::FORBIDDEN, "The sign-in form expired or did not come from this site. Reload the page and try again.");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired or did not come from this site. Reload the page and try again.",
+        );
     }
     let request = field("request");
     let (Some(username), Some(password)) = (field("username"), field("password")) else {
@@ -131,7 +137,12 @@ pub async fn consent_page(State(s): State<AppState>, headers: HeaderMap, RawQuer
     };
     let (session, user) = match current_session(&s, &headers).await {
         Ok(Some(v)) => v,
-        Ok(None) => return see_other(&format!("/login?request={}", form_urlencoded::byte_serialize(request.as_bytes()).collect::<String>())),
+        Ok(None) => {
+            return see_other(&format!(
+                "/login?request={}",
+                form_urlencoded::byte_serialize(request.as_bytes()).collect::<String>()
+            ));
+        }
         Err(r) => return r,
     };
     match s.auth.consent_view(request, &user).await {
@@ -165,7 +176,7 @@ pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body:
         return error_page(StatusCode::BAD_REQUEST, "No sign-in request was named.");
     };
     let decision = match field("action") {
-        Some("allow") => ConsentDecision::Allow { scopes: ScopeSet::from_iter(form.all("scope")) },
+        Some("allow") => ConsentDecision::Allow { scopes: ScopeSet::from_names(form.all("scope")) },
         Some("deny") => ConsentDecision::Deny,
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
     };
@@ -186,10 +197,10 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
         return error_page(StatusCode::FORBIDDEN, "The sign-out form did not come from this site.");
     }
-    if let Some(v) = cookie(&headers, s.cookies.session) {
-        if let Err(e) = s.auth.logout(&v).await {
-            return server_error(&e);
-        }
+    if let Some(v) = cookie(&headers, s.cookies.session)
+        && let Err(e) = s.auth.logout(&v).await
+    {
+        return server_error(&e);
     }
     let mut resp = see_other("/");
     if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.session, "", 0)) {

@@ -23,8 +23,13 @@ fn limited(router: Router<AppState>, burst: u32, period: std::time::Duration) ->
 }
 
 pub fn routes(state: AppState, limits: RateLimits) -> Router {
-    let login = limited(Router::new().route("/login", post(browser::login_submit)), limits.login_burst, limits.login_period);
-    let register = limited(Router::new().route("/register", post(protocol::register)), limits.register_burst, limits.register_period);
+    let login =
+        limited(Router::new().route("/login", post(browser::login_submit)), limits.login_burst, limits.login_period);
+    let register = limited(
+        Router::new().route("/register", post(protocol::register)),
+        limits.register_burst,
+        limits.register_period,
+    );
     Router::new()
         .route("/", get(browser::home))
         .route("/static/mandate.css", get(discovery::stylesheet))

@@ -13,7 +13,8 @@ use crate::http::{OAuthErrorResponse, basic_credentials, form_params, no_store_j
 const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 
 pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let bad = |d: &'static str| OAuthErrorResponse(OAuthError::new(ErrorCode::InvalidClientMetadata, d)).into_response();
+    let bad =
+        |d: &'static str| OAuthErrorResponse(OAuthError::new(ErrorCode::InvalidClientMetadata, d)).into_response();
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

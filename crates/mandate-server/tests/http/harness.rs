@@ -1,0 +1,353 @@
+//! A real mandate router on a loopback port, backed by a SQLite file in a temp dir, with a
+//! manual clock; and a cookie-keeping "browser" that never follows redirects.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mandate_core::clock::{ManualClock, OsRandom};
+use mandate_core::keys::KeyEncryptionKey;
+use mandate_core::scope::ResourceCatalog;
+use mandate_core::ssrf::FetchPolicy;
+use mandate_core::{AuthServer, Dependencies, Settings};
+use mandate_server::{GuardedFetcher, RateLimits, router};
+use mandate_store::SqlStore;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::Value;
+
+pub const START: i64 = 1_800_000_000;
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestServer {
+    pub base: String,
+    pub auth: Arc<AuthServer>,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub fetch_policy: FetchPolicy,
+    pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        // Tests serve client metadata documents from loopback over http.
+        Self { fetch_policy: FetchPolicy { allow_loopback: true, allow_http: true }, resolver: None }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
+        let store = SqlStore::open(&url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let clock = ManualClock::new(START);
+        let mut settings = Settings::new(&base);
+        settings.fetch_policy = opts.fetch_policy;
+        let fetcher = match opts.resolver {
+            Some(r) => GuardedFetcher::with_resolver(opts.fetch_policy, r),
+            None => GuardedFetcher::new(opts.fetch_policy),
+        }
+        .unwrap();
+        let deps = Dependencies {
+            store: Arc::new(store),
+            clock: Arc::new(clock.clone()),
+            rng: Arc::new(OsRandom),
+            kek: KeyEncryptionKey::generate(&OsRandom),
+            documents: Arc::new(fetcher),
+        };
+        let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::demo(&base).unwrap(), deps).await.unwrap());
+        auth.add_user("alice", PASSWORD.into()).await.unwrap();
+        auth.add_user("bob", PASSWORD.into()).await.unwrap();
+        let limits = RateLimits { login_burst: 1000, register_burst: 1000, ..RateLimits::default() };
+        let app = router(auth.clone(), limits).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base, auth, clock, http, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn resource(&self) -> String {
+        self.url("/mcp")
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser { http: self.http.clone(), base: self.base.clone(), cookies: HashMap::new() }
+    }
+
+    /// Registers a public client through RFC 7591.
+    pub async fn register_public(&self, redirect_uri: &str) -> String {
+        let body = serde_json::json!({
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Test agent",
+        });
+        let r = self.http.post(self.url("/register")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a confidential client (client_secret_basic); returns (id, secret).
+    pub async fn register_confidential(&self, redirect_uri: &str) -> (String, String) {
+        let body = serde_json::json!({
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Confidential agent",
+        });
+        let r = self.http.post(self.url("/register")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+        let r = self.http.post(self.url("/token")).form(form).send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
+        let r = self
+            .http
+            .post(self.url("/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+}
+
+/// PKCE verifier and its S256 challenge.
+pub fn pkce() -> (String, String) {
+    let verifier = mandate_core::secret::random_token(&OsRandom);
+    let challenge = mandate_core::pkce::s256(&verifier);
+    (verifier, challenge)
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The value of a hidden form field in a page.
+pub fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    pub cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn absorb(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let s = v.to_str().unwrap();
+            let pair = s.split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() || s.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), val.to_owned());
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn abs(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") { path_or_url.to_owned() } else { format!("{}{path_or_url}", self.base) }
+    }
+
+    async fn finish(&mut self, r: reqwest::Response) -> Reply {
+        let status = r.status();
+        let headers = r.headers().clone();
+        self.absorb(&headers);
+        let location = headers.get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        Reply { status, location, headers, body: r.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let r = self.http.get(self.abs(path)).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.finish(r).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let r = self
+            .http
+            .post(self.abs(path))
+            .header("cookie", self.cookie_header())
+            .header("origin", self.base.clone())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    pub async fn post_raw(&mut self, path: &str, body: String, extra: &[(&str, &str)]) -> Reply {
+        let mut req = self
+            .http
+            .post(self.abs(path))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        self.finish(r).await
+    }
+
+    /// Signs in on the login page (optionally continuing a pending request).
+    pub async fn login(&mut self, user: &str, request: Option<&str>) -> Reply {
+        let page = self.get(&format!("/login{}", request.map(|r| format!("?request={r}")).unwrap_or_default())).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let csrf = hidden(&page.body, "csrf").unwrap();
+        let mut form = vec![("csrf", csrf.as_str()), ("username", user), ("password", PASSWORD)];
+        if let Some(r) = request {
+            form.push(("request", r));
+        }
+        self.post("/login", &form).await
+    }
+}
+
+/// An authorization request URL.
+pub struct Authz {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub challenge: String,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+    pub state: String,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Authz {
+    pub fn new(client_id: &str, redirect_uri: &str, challenge: &str) -> Self {
+        Self {
+            client_id: client_id.into(),
+            redirect_uri: redirect_uri.into(),
+            challenge: challenge.into(),
+            scope: Some("customers.read customers.write".into()),
+            resource: None,
+            state: "st-123".into(),
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("code_challenge", &self.challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", &self.state);
+        if let Some(sc) = &self.scope {
+            s.append_pair("scope", sc);
+        }
+        if let Some(r) = &self.resource {
+            s.append_pair("resource", r);
+        }
+        for (k, v) in &self.extra {
+            s.append_pair(k, v);
+        }
+        format!("/authorize?{}", s.finish())
+    }
+}
+
+/// Runs authorize → login → consent (allowing `allow`) and returns the final redirect.
+pub async fn consent_flow(b: &mut Browser, authz: &Authz, user: &str, allow: &[&str]) -> String {
+    let r = b.get(&authz.url()).await;
+    let mut next = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+    if let Some(req) = next.strip_prefix("/login?request=") {
+        let req = req.to_owned();
+        let r = b.login(user, Some(&req)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        next = r.location.unwrap();
+    }
+    if next.starts_with("/consent") {
+        let page = b.get(&next).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let csrf = hidden(&page.body, "csrf").unwrap();
+        let request = hidden(&page.body, "request").unwrap();
+        let mut form = vec![("csrf", csrf.as_str()), ("request", request.as_str()), ("action", "allow")];
+        for s in allow {
+            form.push(("scope", s));
+        }
+        let r = b.post("/consent", &form).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        next = r.location.unwrap();
+    }
+    next
+}
+
+/// A full authorization: returns (code, verifier).
+pub async fn authorize_code(
+    s: &TestServer,
+    b: &mut Browser,
+    client_id: &str,
+    redirect: &str,
+    allow: &[&str],
+) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let loc = consent_flow(b, &Authz::new(client_id, redirect, &challenge), "alice", allow).await;
+    assert!(loc.starts_with(redirect), "{loc}");
+    assert_eq!(query_param(&loc, "iss").as_deref(), Some(s.base.as_str()));
+    (query_param(&loc, "code").unwrap_or_else(|| panic!("no code in {loc}")), verifier)
+}
+
+pub async fn redeem(
+    s: &TestServer,
+    client_id: &str,
+    redirect: &str,
+    code: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
+    let (st, _, v) = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+        ])
+        .await;
+    (st, v)
+}
+
+pub async fn refresh(s: &TestServer, client_id: &str, rt: &str) -> (StatusCode, Value) {
+    let (st, _, v) = s.token(&[("grant_type", "refresh_token"), ("refresh_token", rt), ("client_id", client_id)]).await;
+    (st, v)
+}

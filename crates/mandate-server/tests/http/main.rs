@@ -1,0 +1,12 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test harness: failing loudly is the point
+//! In-process integration tests: the real router on a loopback port, a real SQLite file, a
+//! manual clock. Test names carry the requirement ids they cover (mcp-auth-spec.md,
+//! security-tests.md).
+
+mod harness;
+
+mod authorize_errors;
+mod flow;
+mod metadata;
+mod registration;
+mod token_errors;

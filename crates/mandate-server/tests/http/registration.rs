@@ -1,0 +1,206 @@
+//! Dynamic client registration (RFC 7591) and Client ID Metadata Documents.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::routing::get;
+use mandate_core::ssrf::FetchPolicy;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const CB: &str = "https://agent.test/callback";
+
+async fn register(s: &TestServer, body: Value) -> (StatusCode, Value) {
+    let r = s.http.post(s.url("/register")).json(&body).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn registration_happy_path_dc_01_dc_07_dc_08() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .post(s.url("/register"))
+        .json(&json!({
+            "redirect_uris": [CB], "token_endpoint_auth_method": "none", "client_name": "Claude",
+            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+            "client_id": "chosen-by-attacker", "application_type": "native", "scope": "claudeai", "foo": "bar"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let v: Value = r.json().await.unwrap();
+    assert_ne!(v["client_id"], "chosen-by-attacker");
+    assert!(!v["client_id"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(v["redirect_uris"], json!([CB]));
+    assert_eq!(v["token_endpoint_auth_method"], "none");
+    assert_eq!(v["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert!(v.get("client_secret").is_none());
+    assert!(v.get("foo").is_none());
+    assert!(v.get("scope").is_none(), "unknown vendor scopes are dropped, not stored");
+}
+
+#[tokio::test]
+async fn confidential_registration_returns_a_secret_once_dc_15() {
+    let s = TestServer::start().await;
+    let (a, sa) = s.register_confidential(CB).await;
+    let (b, sb) = s.register_confidential(CB).await;
+    assert_ne!(a, b);
+    assert_ne!(sa, sb);
+    assert!(sa.starts_with("mcs_"));
+    let stored = s.auth.store().client_by_id(&a).await.unwrap().unwrap();
+    assert_ne!(stored.secret_hash.unwrap().0, sa, "AC-10: only the hash is stored");
+}
+
+#[tokio::test]
+async fn dangerous_redirect_uris_are_refused_dc_02_dc_03_dc_04() {
+    let s = TestServer::start().await;
+    for bad in [
+        "javascript:alert(1)",
+        "JAVASCRIPT:alert(1)",
+        "data:text/html,x",
+        "file:///etc/passwd",
+        "http://app.test/cb",
+        "https://app.test/cb#f",
+        "https://u:p@app.test/cb",
+        "/cb",
+    ] {
+        let (st, v) = register(&s, json!({"redirect_uris": [bad], "token_endpoint_auth_method": "none"})).await;
+        assert_eq!((st, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")), "{bad}");
+    }
+    let (st, v) = register(&s, json!({"token_endpoint_auth_method": "none"})).await;
+    assert_eq!((st, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")), "DC-05");
+}
+
+#[tokio::test]
+async fn bad_metadata_is_refused_dc_06_dc_09_dc_11_dc_14() {
+    let s = TestServer::start().await;
+    for body in [
+        json!({"redirect_uris": [CB], "grant_types": ["password"]}),
+        json!({"redirect_uris": [CB], "grant_types": ["client_credentials"]}),
+        json!({"redirect_uris": [CB], "response_types": ["token"]}),
+        json!({"redirect_uris": [CB], "token_endpoint_auth_method": "private_key_jwt"}),
+        json!({"redirect_uris": [CB], "jwks": {"keys": []}, "jwks_uri": "https://a.test/jwks"}),
+        json!({"redirect_uris": [CB], "logo_uri": "javascript:alert(1)"}),
+        json!({"redirect_uris": [CB], "client_name": "x".repeat(300)}),
+        json!([1, 2, 3]),
+    ] {
+        let (st, v) = register(&s, body.clone()).await;
+        assert_eq!((st, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_client_metadata")), "{body}");
+    }
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = s.http.post(s.url("/register")).header("content-type", "application/json").body(deep).send().await.unwrap();
+    assert!(r.status() == StatusCode::BAD_REQUEST || r.status() == StatusCode::PAYLOAD_TOO_LARGE, "{}", r.status());
+    let r = s.http.post(s.url("/register")).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A loopback server for metadata documents that counts its hits.
+async fn doc_server(doc: impl Fn(&str) -> Value + Send + Sync + 'static) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base}/client.json");
+    let body = doc(&url);
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/client.json",
+        get(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            async move { ([("cache-control", "max-age=600")], axum::Json(body)) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn metadata_document_client_authorizes_ss_01() {
+    let s = TestServer::start().await;
+    let (url, hits) = doc_server(|u| json!({"client_id": u, "client_name": "Claude", "redirect_uris": [CB], "grant_types": ["authorization_code", "refresh_token"]})).await;
+    let mut b = s.browser();
+    let (verifier, challenge) = pkce();
+    let authz = Authz::new(&url, CB, &challenge);
+    let r = b.get(&authz.url()).await;
+    let req = r.location.unwrap().trim_start_matches("/login?request=").to_owned();
+    let consent = b.login("alice", Some(&req)).await.location.unwrap();
+    let page = b.get(&consent).await;
+    assert!(page.body.contains("Claude"));
+    assert!(page.body.contains("The application is described by <strong>127.0.0.1</strong>"));
+    let r = b
+        .post(
+            "/consent",
+            &[
+                ("csrf", &hidden(&page.body, "csrf").unwrap()),
+                ("request", &hidden(&page.body, "request").unwrap()),
+                ("action", "allow"),
+                ("scope", "customers.read"),
+            ],
+        )
+        .await;
+    let code = query_param(&r.location.unwrap(), "code").unwrap();
+    let (st, tok) = redeem(&s, &url, CB, &code, &verifier).await;
+    assert_eq!(st, StatusCode::OK, "{tok}");
+    assert!(tok["refresh_token"].is_string());
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "cached per Cache-Control");
+}
+
+#[tokio::test]
+async fn metadata_document_with_another_client_id_is_refused_ss_03() {
+    let s = TestServer::start().await;
+    let (url, _) =
+        doc_server(|u| json!({"client_id": format!("{u}/"), "client_name": "Claude", "redirect_uris": [CB]})).await;
+    let (_, ch) = pkce();
+    let r = s.browser().get(&Authz::new(&url, CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.location.is_none());
+    assert!(r.body.contains("does not equal the URL"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn metadata_document_on_loopback_is_not_fetched_by_default_ss_09() {
+    let s = TestServer::start_with(Options { fetch_policy: FetchPolicy::default(), resolver: None }).await;
+    let (url, hits) = doc_server(|u| json!({"client_id": u, "client_name": "x", "redirect_uris": [CB]})).await;
+    let https = url.replace("http://", "https://");
+    let (_, ch) = pkce();
+    let r = s.browser().get(&Authz::new(&https, CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("may not be fetched"), "{}", r.body);
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let r = s.browser().get(&Authz::new(&url, CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "http is refused");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// Resolves every name to one address, recording the names asked for.
+struct FixedResolver(SocketAddr, Arc<AtomicUsize>);
+
+impl reqwest::dns::Resolve for FixedResolver {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        let addr = self.0;
+        Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
+    }
+}
+
+#[tokio::test]
+async fn metadata_document_resolving_to_a_private_address_is_refused_ss_10() {
+    let lookups = Arc::new(AtomicUsize::new(0));
+    // A name that resolves to 10.0.0.1: refused in the resolver, before any connection.
+    let resolver = Arc::new(FixedResolver("10.0.0.1:443".parse().unwrap(), lookups.clone()));
+    let s = TestServer::start_with(Options { fetch_policy: FetchPolicy::default(), resolver: Some(resolver) }).await;
+    let (_, ch) = pkce();
+    let r = s.browser().get(&Authz::new("https://cimd.test/client.json", CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.location.is_none());
+    assert!(r.body.contains("may not be fetched"), "{}", r.body);
+    assert_eq!(lookups.load(Ordering::SeqCst), 1, "the guard ran on the resolved address");
+    let events = s.auth.audit_events(&Default::default()).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "client.metadata_document" && e.outcome == "failure"));
+}
