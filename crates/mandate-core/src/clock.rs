@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn civil_time() {
         assert_eq!(super::format_utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::format_utc(1_795_000_000), "2026-11-18 09:06:40");
+        assert_eq!(super::format_utc(1_795_000_000), "2026-11-18 11:06:40");
     }
 }
 

@@ -101,6 +101,6 @@ mod tests {
     #[test]
     fn times_format() {
         assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_time(1_795_000_000), "2026-11-18 09:06 UTC");
+        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06 UTC");
     }
 }
