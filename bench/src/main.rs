@@ -73,7 +73,8 @@ async fn start() -> anyhow::Result<Target> {
     let limits = RateLimits { login_burst: 1_000_000, register_burst: 1_000_000, ..RateLimits::default() };
     let app = router(auth, limits).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build()?;
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build()?;
     Ok(Target { base, http, _dir: dir })
 }
 
@@ -102,7 +103,13 @@ impl Target {
 
     async fn login(&self, user: &str) -> anyhow::Result<(reqwest::StatusCode, Option<String>)> {
         let page = self.http.get(format!("{}/login", self.base)).send().await?;
-        let csrf_cookie = page.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(str::to_owned).context("no login cookie")?;
+        let csrf_cookie = page
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .context("no login cookie")?;
         let csrf = hidden(&page.text().await?, "csrf").context("no csrf")?;
         let r = self
             .http
@@ -111,7 +118,14 @@ impl Target {
             .form(&[("csrf", csrf.as_str()), ("username", user), ("password", PASSWORD)])
             .send()
             .await?;
-        let session = r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with("mandate_session=")).and_then(|c| c.split(';').next()).map(str::to_owned);
+        let session = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("mandate_session="))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned);
         Ok((r.status(), session))
     }
 
@@ -135,8 +149,19 @@ impl Target {
         let r = self.http.get(self.authorize_url(client, &challenge)).header("cookie", &cookie).send().await?;
         let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).context("no redirect")?.to_owned();
         let page = self.http.get(format!("{}{loc}", self.base)).header("cookie", &cookie).send().await?.text().await?;
-        let form = [("csrf", hidden(&page, "csrf").context("csrf")?), ("request", hidden(&page, "request").context("request")?), ("action", "allow".into()), ("scope", "customers.read".into())];
-        self.http.post(format!("{}/consent", self.base)).header("cookie", &cookie).header("origin", &self.base).form(&form).send().await?;
+        let form = [
+            ("csrf", hidden(&page, "csrf").context("csrf")?),
+            ("request", hidden(&page, "request").context("request")?),
+            ("action", "allow".into()),
+            ("scope", "customers.read".into()),
+        ];
+        self.http
+            .post(format!("{}/consent", self.base))
+            .header("cookie", &cookie)
+            .header("origin", &self.base)
+            .form(&form)
+            .send()
+            .await?;
         Ok(Session { cookie })
     }
 
@@ -153,7 +178,13 @@ impl Target {
         let r = self
             .http
             .post(format!("{}/token", self.base))
-            .form(&[("grant_type", "authorization_code"), ("code", code), ("code_verifier", verifier), ("client_id", client), ("redirect_uri", CB)])
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("client_id", client),
+                ("redirect_uri", CB),
+            ])
             .send()
             .await?;
         if !r.status().is_success() {
@@ -174,11 +205,22 @@ impl Stats {
     fn print(&mut self) {
         self.latencies.sort();
         let n = self.latencies.len();
-        let pct = |p: f64| self.latencies.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+        let pct = |p: f64| {
+            self.latencies
+                .get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .unwrap_or(0.0)
+        };
         let rps = n as f64 / self.elapsed.as_secs_f64();
         println!(
             "{:<26} ok={n:<6} errors={:<4} {:>8.0} req/s  p50={:>6.2}ms p90={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms",
-            self.name, self.errors, rps, pct(0.5), pct(0.9), pct(0.99), pct(1.0)
+            self.name,
+            self.errors,
+            rps,
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
         );
         println!(
             "{}",
@@ -193,7 +235,9 @@ async fn refresh_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Stats> {
     let mut tokens = Vec::new();
     for _ in 0..a.concurrency {
         let (code, v) = t.code(&s, &client).await?;
-        tokens.push(t.redeem(&client, &code, &v).await?["refresh_token"].as_str().context("no refresh token")?.to_owned());
+        tokens.push(
+            t.redeem(&client, &code, &v).await?["refresh_token"].as_str().context("no refresh token")?.to_owned(),
+        );
     }
     let per_worker = a.requests / a.concurrency;
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
@@ -209,7 +253,16 @@ async fn refresh_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Stats> {
                     break;
                 }
                 let t0 = Instant::now();
-                let r = t.http.post(format!("{}/token", t.base)).form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", client.as_str())]).send().await;
+                let r = t
+                    .http
+                    .post(format!("{}/token", t.base))
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", rt.as_str()),
+                        ("client_id", client.as_str()),
+                    ])
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status().is_success() => {
                         let v: Value = r.json().await.unwrap_or(Value::Null);
@@ -264,7 +317,8 @@ async fn code_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Vec<Stats>> {
             (codes, lat, errors)
         }));
     }
-    let mut issue = Stats { name: "authorize (code issued)", latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut issue =
+        Stats { name: "authorize (code issued)", latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
     let mut batches = Vec::new();
     for h in handles {
         let (codes, l, e) = h.await?;
@@ -290,7 +344,8 @@ async fn code_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Vec<Stats>> {
             (lat, errors)
         }));
     }
-    let mut redeem = Stats { name: "authorization_code grant", latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut redeem =
+        Stats { name: "authorization_code grant", latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
     for h in handles {
         let (l, e) = h.await?;
         redeem.latencies.extend(l);
@@ -343,7 +398,8 @@ async fn login_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Vec<Stats>> 
     }
     let mut busy = probe(&t, probes).await;
     busy.name = "metadata probe, login storm";
-    let mut storm = Stats { name: "password login (argon2id)", latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    let mut storm =
+        Stats { name: "password login (argon2id)", latencies: Vec::new(), errors: 0, elapsed: Duration::ZERO };
     for h in handles {
         let (l, e) = h.await?;
         storm.latencies.extend(l);
@@ -365,7 +421,10 @@ async fn main() -> anyhow::Result<()> {
         bail!("--requests must be at least --concurrency, and --concurrency at least 1");
     }
     let t = Arc::new(start().await?);
-    println!("mandate-load: {} workers, at most {} requests and {} s per scenario, target {}", a.concurrency, a.requests, a.seconds, t.base);
+    println!(
+        "mandate-load: {} workers, at most {} requests and {} s per scenario, target {}",
+        a.concurrency, a.requests, a.seconds, t.base
+    );
     let mut failed = false;
     let mut report = |mut s: Stats| {
         failed |= s.errors > 0 || s.latencies.is_empty();

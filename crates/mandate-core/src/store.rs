@@ -99,9 +99,24 @@ pub trait AuditStore: Send + Sync {
     async fn events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
 }
 
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync {
+    /// Deletes what can no longer be used: expired sessions, pending requests, codes, refresh
+    /// tokens, never-activated grants and access-token revocations. Never touches the audit trail.
+    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
+}
+
 /// Everything the authorization server needs from storage.
 pub trait Store:
-    UserStore + ClientStore + SessionStore + AuthorizationRequestStore + ConsentStore + GrantStore + KeyStore + AuditStore
+    UserStore
+    + ClientStore
+    + SessionStore
+    + AuthorizationRequestStore
+    + ConsentStore
+    + GrantStore
+    + KeyStore
+    + AuditStore
+    + MaintenanceStore
 {
 }
 
@@ -114,5 +129,6 @@ impl<T> Store for T where
         + GrantStore
         + KeyStore
         + AuditStore
+        + MaintenanceStore
 {
 }

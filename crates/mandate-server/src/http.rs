@@ -45,14 +45,13 @@ pub fn no_store_json(status: StatusCode, body: &serde_json::Value) -> Response {
     resp
 }
 
-/// A public document: cacheable and readable cross-origin (discovery, JWKS).
+/// A public document: cacheable (discovery, JWKS; CORS comes from the router's layer).
 pub fn public_json(body: &serde_json::Value, max_age: u32) -> Response {
     let mut resp = axum::Json(body).into_response();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         h.insert(header::CACHE_CONTROL, v);
     }
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     resp
 }
 

@@ -8,6 +8,7 @@ mod audit_keys;
 mod clients_users;
 mod convert;
 mod grants;
+mod maintenance;
 mod sessions;
 
 use std::str::FromStr;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
-use mandate_core::store::GrantStore;
+use mandate_core::store::{GrantStore, MaintenanceStore};
 use mandate_store::{SqlStore, migration_names};
 
 async fn store() -> (tempfile::TempDir, SqlStore) {
@@ -164,4 +164,18 @@ async fn grace_retry_retires_the_unused_successor() {
         RotateOutcome::ReuseDetected
     );
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+}
+
+#[tokio::test]
+async fn purge_removes_only_what_can_no_longer_be_used() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    // The live refresh token (expires at 1000) and the active grant survive a purge at 500.
+    assert_eq!(s.purge_expired(500).await.unwrap(), 0);
+    assert!(s.refresh_token(&SecretHash("r0".into())).await.unwrap().is_some());
+    // Past its expiry (and the code's one-day grace) both the token and the code go; the grant stays.
+    let removed = s.purge_expired(200_000).await.unwrap();
+    assert_eq!(removed, 2);
+    assert!(s.refresh_token(&SecretHash("r0".into())).await.unwrap().is_none());
+    assert!(s.grant("g1").await.unwrap().is_some());
 }

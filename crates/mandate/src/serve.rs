@@ -41,6 +41,18 @@ pub struct Overrides<'a> {
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let auth = crate::setup::build(&config).await?;
+    let janitor = auth.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match janitor.purge_expired().await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions, codes and tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired state failed"),
+            }
+        }
+    });
     let app = mandate_server::router(auth.clone(), mandate_server::RateLimits::default())
         .into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr =

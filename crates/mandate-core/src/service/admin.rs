@@ -206,6 +206,11 @@ impl AuthServer {
         })
     }
 
+    /// Deletes expired state (see [`crate::store::MaintenanceStore`]); returns rows removed.
+    pub async fn purge_expired(&self) -> Result<u64, AdminError> {
+        Ok(self.store.purge_expired(self.now()).await?)
+    }
+
     /// The JSON Web Key Set to publish now.
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, OAuthError> {
         let now = self.now();

@@ -20,10 +20,11 @@ impl AuthServer {
         let user = self.store.user_by_name(username).await.map_err(OAuthError::from)?;
         let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
         let ok = self.passwords.verify(password.to_owned(), hash).await;
-        let (true, Some(user)) = (ok, user) else {
+        let (true, Some(user)) = (ok, user.clone()) else {
             self.audit(AuditDraft {
                 kind: "user.login",
                 outcome: "failure",
+                user: user.as_ref().map(|u| u.id.as_str()),
                 detail: Some(format!("wrong username or password for {:?}", truncate(username))),
                 ..Default::default()
             })

@@ -8,9 +8,11 @@ mod protocol;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::{Method, header};
 use axum::routing::{get, post};
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
+use tower_http::cors::{Any, CorsLayer};
 
 use crate::{AppState, RateLimits};
 
@@ -30,15 +32,25 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         limits.register_burst,
         limits.register_period,
     );
-    Router::new()
-        .route("/", get(browser::home))
-        .route("/static/mandate.css", get(discovery::stylesheet))
+    // Machine-facing endpoints are called cross-origin by browser-based MCP clients; they carry
+    // no cookies, so CORS without credentials is safe. Browser pages get no CORS (AZ-16).
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(std::time::Duration::from_secs(3600));
+    let machine = Router::new()
         .route("/.well-known/oauth-authorization-server", get(discovery::metadata))
         .route("/.well-known/openid-configuration", get(discovery::metadata))
         .route("/jwks.json", get(discovery::jwks))
         .route("/token", post(protocol::token))
         .route("/revoke", post(protocol::revoke))
         .route("/introspect", post(protocol::introspect))
+        .merge(register)
+        .layer(cors);
+    Router::new()
+        .route("/", get(browser::home))
+        .route("/static/mandate.css", get(discovery::stylesheet))
         .route("/authorize", get(browser::authorize))
         .route("/login", get(browser::login_page))
         .route("/consent", get(browser::consent_page).post(browser::consent_submit))
@@ -46,6 +58,6 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/account/apps", get(account::apps_page))
         .route("/account/apps/revoke", post(account::revoke_app))
         .merge(login)
-        .merge(register)
+        .merge(machine)
         .with_state(state)
 }

@@ -85,3 +85,22 @@ async fn authorize_has_no_cors_az_16() {
     let r = s.http.get(s.url("/authorize")).header("origin", "https://evil.test").send().await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn machine_endpoints_allow_browser_clients_without_credentials() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/token"))
+        .header("origin", "https://inspector.test")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers().get("access-control-allow-credentials").is_none());
+    let r = s.http.get(s.url("/account/apps")).header("origin", "https://evil.test").send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "no CORS on browser pages");
+}
