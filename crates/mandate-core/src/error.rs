@@ -124,6 +124,9 @@ pub enum StoreError {
     /// Anything else the backend reported.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database refused a value (e.g. a NUL byte in text on PostgreSQL).
+    #[error("value refused by the database: {0}")]
+    InvalidInput(String),
     /// A stored value could not be decoded.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
@@ -137,6 +140,10 @@ impl From<StoreError> for OAuthError {
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
                 OAuthError::unavailable()
+            }
+            StoreError::InvalidInput(detail) => {
+                tracing::warn!(%detail, "input refused by the database");
+                OAuthError::invalid_request("the request contains characters that cannot be stored")
             }
             other => {
                 tracing::error!(error = %other, "storage failure");

@@ -118,12 +118,13 @@ pub struct PendingAuthorization {
     pub user_id: Option<String>,
 }
 
-/// What a person has allowed a client to do, per redirect host.
+/// What a person has allowed a client to do, per redirect host and resource.
 #[derive(Debug, Clone)]
 pub struct Consent {
     pub user_id: String,
     pub client_id: String,
     pub redirect_host: String,
+    pub resource: String,
     pub scope: ScopeSet,
     pub updated_at: UnixTime,
 }

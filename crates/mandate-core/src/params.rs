@@ -11,12 +11,16 @@ impl Params {
         Self(form_urlencoded::parse(input).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
-    /// The one value of `name`; `None` when absent or empty; `invalid_request` when repeated.
+    /// The one value of `name`; `None` when absent or empty; `invalid_request` when repeated
+    /// or when it holds control characters (NUL and friends never reach storage or pages).
     pub fn single(&self, name: &str) -> Result<Option<&str>, OAuthError> {
         let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
         let first = found.next();
         if found.next().is_some() {
             return Err(OAuthError::invalid_request(format!("the {name} parameter must not be repeated")));
+        }
+        if first.is_some_and(|v| v.chars().any(char::is_control)) {
+            return Err(OAuthError::invalid_request(format!("the {name} parameter contains control characters")));
         }
         Ok(first.map(String::as_str).filter(|v| !v.is_empty()))
     }
@@ -28,7 +32,11 @@ impl Params {
 
     /// Every non-empty value of `name` (checkbox lists).
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty() && !v.chars().any(char::is_control))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// True when `name` appears more than once.
@@ -49,5 +57,6 @@ mod tests {
         assert_eq!(p.single("b").ok().flatten(), None);
         assert_eq!(p.single("c").ok().flatten(), Some("x y"));
         assert!(p.required("missing").is_err());
+        assert!(Params::parse(b"client_id=a%00b").single("client_id").is_err(), "FZ-03");
     }
 }

@@ -48,7 +48,13 @@ pub trait AuthorizationRequestStore: Send + Sync {
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    async fn consent(&self, user_id: &str, client_id: &str, redirect_host: &str) -> StoreResult<Option<Consent>>;
+    async fn consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        redirect_host: &str,
+        resource: &str,
+    ) -> StoreResult<Option<Consent>>;
     async fn save_consent(&self, consent: &Consent) -> StoreResult<()>;
 }
 
@@ -70,14 +76,14 @@ pub trait GrantStore: Send + Sync {
     /// Revokes every grant a person gave a client, forgets the consent; returns how many.
     async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64>;
     async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>>;
-    /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically. `grace_floor`
-    /// is the earliest rotation time still inside the grace window.
+    /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically. A token rotated
+    /// after `grace_floor` is inside the grace window; `None` disables the window.
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
         next: &RefreshToken,
         now: UnixTime,
-        grace_floor: UnixTime,
+        grace_floor: Option<UnixTime>,
         max_grace_reissues: i64,
     ) -> StoreResult<RotateOutcome>;
     /// Records a revoked access token until it would have expired anyway.

@@ -12,6 +12,8 @@ use crate::http::page;
 struct ErrorPage<'a> {
     heading: &'a str,
     message: &'a str,
+    /// A link back to the application with the error, for the person to follow or not.
+    return_to: Option<(&'a str, &'a str)>,
 }
 
 #[derive(Template)]
@@ -65,14 +67,22 @@ pub fn render<T: Template>(status: StatusCode, t: &T, form_target: Option<&str>)
 
 /// An error page: explains, never redirects.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    let heading = match status {
+    render(status, &ErrorPage { heading: heading_for(status), message, return_to: None }, None)
+}
+
+fn heading_for(status: StatusCode) -> &'static str {
+    match status {
         StatusCode::FORBIDDEN => "Request refused",
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
         s if s.is_server_error() => "The server could not complete the request",
         _ => "This request cannot be completed",
-    };
-    render(status, &ErrorPage { heading, message }, None)
+    }
+}
+
+/// An error page offering (not forcing) the way back to an unverified application.
+pub fn error_page_with_return(status: StatusCode, message: &str, return_to: &str, host: &str) -> Response {
+    render(status, &ErrorPage { heading: heading_for(status), message, return_to: Some((return_to, host)) }, None)
 }
 
 /// Unix time as `YYYY-MM-DD HH:MM UTC`.

@@ -9,6 +9,10 @@ use sqlx::any::AnyRow;
 pub fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        // PostgreSQL: character_not_in_repertoire / untranslatable_character (NUL in text).
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
+            StoreError::InvalidInput(db.message().to_owned())
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             StoreError::Unavailable(e.to_string())
         }

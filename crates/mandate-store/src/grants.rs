@@ -78,6 +78,15 @@ async fn revoke_family(tx: &mut Transaction<'static, Any>, grant_id: &str, now: 
     Ok(n == 1)
 }
 
+async fn token_grace_reissues(tx: &mut Transaction<'static, Any>, hash: &str) -> StoreResult<i64> {
+    let row = sqlx::query("SELECT grace_reissues FROM refresh_tokens WHERE hash = $1")
+        .bind(hash)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    int(&row, "grace_reissues")
+}
+
 /// Marks the grant used; false when it was revoked meanwhile (then nothing may be issued).
 async fn touch_live_grant(tx: &mut Transaction<'static, Any>, grant_id: &str, now: UnixTime) -> StoreResult<bool> {
     let n = sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -258,93 +267,90 @@ impl GrantStore for SqlStore {
         presented: &SecretHash,
         next: &RefreshToken,
         now: UnixTime,
-        grace_floor: UnixTime,
+        grace_floor: Option<UnixTime>,
         max_grace_reissues: i64,
     ) -> StoreResult<RotateOutcome> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // 0. Lock the grant first, as every family operation does (revocation too), so that
+        //    competing operations on one family take turns instead of deadlocking, and every
+        //    later statement sees what the previous holder committed.
+        if !touch_live_grant(&mut tx, &next.grant_id, now).await? {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(RotateOutcome::Inactive);
+        }
         // 1. The normal case: the presented token is current. Exactly one caller wins this.
         let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+            "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND grant_id = $3 AND rotated_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > $1",
         )
         .bind(now)
         .bind(&presented.0)
+        .bind(&next.grant_id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
         .rows_affected();
         if rotated == 1 {
             insert_refresh(&mut tx, next).await?;
-            if !touch_live_grant(&mut tx, &next.grant_id, now).await? {
-                tx.rollback().await.map_err(map_err)?;
-                return Ok(RotateOutcome::Inactive);
-            }
             tx.commit().await.map_err(map_err)?;
             return Ok(RotateOutcome::Rotated);
         }
-        // 2. A retry of a token rotated moments ago. The UPDATE locks the row, so concurrent
-        //    retries take turns and each sees what the previous one did.
-        let in_grace = sqlx::query(
-            "UPDATE refresh_tokens SET grace_reissues = grace_reissues + 1 WHERE hash = $1 AND revoked_at IS NULL \
-             AND rotated_at IS NOT NULL AND rotated_at >= $2 AND grace_reissues < $3",
-        )
-        .bind(&presented.0)
-        .bind(grace_floor)
-        .bind(max_grace_reissues)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
-        if in_grace == 1 {
-            let successor_used =
-                sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
-                    .bind(&presented.0)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .is_some();
-            if !successor_used {
-                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE parent_hash = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(&presented.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                insert_refresh(&mut tx, next).await?;
-                if !touch_live_grant(&mut tx, &next.grant_id, now).await? {
-                    tx.rollback().await.map_err(map_err)?;
-                    return Ok(RotateOutcome::Inactive);
-                }
-                tx.commit().await.map_err(map_err)?;
-                return Ok(RotateOutcome::GraceReissued);
-            }
-        }
-        // 3. A rotated token presented again. Inside the window with an unused successor it is a
-        //    retry burst past the cap: refuse, keep the family. Otherwise it is reuse: the family
-        //    is compromised and revoked. Anything else (unknown, expired, revoked) is inactive.
-        let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1");
-        let row =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&presented.0).fetch_optional(&mut *tx).await.map_err(map_err)?;
-        let token = row.as_ref().map(refresh).transpose()?;
-        let outcome = match token {
-            Some(t) if t.revoked_at.is_none() && t.rotated_at.is_some() => {
-                let successor_used =
-                    sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
-                        .bind(&presented.0)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(map_err)?
-                        .is_some();
-                if t.rotated_at.is_some_and(|r| r >= grace_floor) && !successor_used {
-                    RotateOutcome::GraceExhausted
-                } else {
-                    revoke_family(&mut tx, &t.grant_id, now).await?;
-                    RotateOutcome::ReuseDetected
-                }
-            }
-            _ => RotateOutcome::Inactive,
+        let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1 AND grant_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&presented.0)
+            .bind(&next.grant_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(token) = row.as_ref().map(refresh).transpose()? else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(RotateOutcome::Inactive);
         };
+        if token.rotated_at.is_none() && token.revoked_at.is_none() {
+            // Current but expired.
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(RotateOutcome::Inactive);
+        }
+        let successor_used =
+            sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
+                .bind(&presented.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .is_some();
+        let in_window = match (grace_floor, token.rotated_at) {
+            (Some(floor), Some(rotated_at)) => token.revoked_at.is_none() && rotated_at > floor && !successor_used,
+            _ => false,
+        };
+        // 2. A retry of a token rotated moments ago whose successor was never used: the client
+        //    lost the response. Retire the unused successor and issue a new one, a bounded
+        //    number of times; past the cap, refuse without harming the family.
+        if in_window {
+            if token_grace_reissues(&mut tx, &presented.0).await? >= max_grace_reissues {
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(RotateOutcome::GraceExhausted);
+            }
+            sqlx::query("UPDATE refresh_tokens SET grace_reissues = grace_reissues + 1 WHERE hash = $1")
+                .bind(&presented.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE parent_hash = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(&presented.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            insert_refresh(&mut tx, next).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(RotateOutcome::GraceReissued);
+        }
+        // 3. Anything else is reuse of an invalidated token of a live family (RFC 9700 §4.14.2):
+        //    rotated outside the window, after its successor was used, or retired by a grace
+        //    re-issue. The family is compromised.
+        revoke_family(&mut tx, &next.grant_id, now).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(outcome)
+        Ok(RotateOutcome::ReuseDetected)
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()> {

@@ -132,14 +132,21 @@ impl AuthorizationRequestStore for SqlStore {
 
 #[async_trait]
 impl ConsentStore for SqlStore {
-    async fn consent(&self, user_id: &str, client_id: &str, redirect_host: &str) -> StoreResult<Option<Consent>> {
+    async fn consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        redirect_host: &str,
+        resource: &str,
+    ) -> StoreResult<Option<Consent>> {
         let row = sqlx::query(
-            "SELECT user_id, client_id, redirect_host, scope, updated_at FROM consents \
-             WHERE user_id = $1 AND client_id = $2 AND redirect_host = $3",
+            "SELECT user_id, client_id, redirect_host, resource, scope, updated_at FROM consents \
+             WHERE user_id = $1 AND client_id = $2 AND redirect_host = $3 AND resource = $4",
         )
         .bind(user_id)
         .bind(client_id)
         .bind(redirect_host)
+        .bind(resource)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
@@ -148,6 +155,7 @@ impl ConsentStore for SqlStore {
                 user_id: text(&r, "user_id")?,
                 client_id: text(&r, "client_id")?,
                 redirect_host: text(&r, "redirect_host")?,
+                resource: text(&r, "resource")?,
                 scope: scope(&r, "scope")?,
                 updated_at: int(&r, "updated_at")?,
             })
@@ -157,12 +165,13 @@ impl ConsentStore for SqlStore {
 
     async fn save_consent(&self, c: &Consent) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO consents (user_id, client_id, redirect_host, scope, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (user_id, client_id, redirect_host) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
+            "INSERT INTO consents (user_id, client_id, redirect_host, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, client_id, redirect_host, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
         )
         .bind(&c.user_id)
         .bind(&c.client_id)
         .bind(&c.redirect_host)
+        .bind(&c.resource)
         .bind(c.scope.to_string())
         .bind(c.updated_at)
         .execute(&self.pool)

@@ -101,7 +101,7 @@ async fn live_tokens(s: &SqlStore) -> i64 {
     .unwrap()
 }
 
-async fn storm(s: &Arc<SqlStore>, grace_floor: i64) -> Vec<RotateOutcome> {
+async fn storm(s: &Arc<SqlStore>, grace_floor: Option<i64>) -> Vec<RotateOutcome> {
     let mut handles = Vec::new();
     for i in 0..20 {
         let s = s.clone();
@@ -122,7 +122,7 @@ async fn concurrent_refreshes_rotate_once_and_keep_the_family_rt_05() {
     let (_d, s) = store().await;
     active_grant(&s).await;
     let s = Arc::new(s);
-    let outcomes = storm(&s, 0).await;
+    let outcomes = storm(&s, Some(0)).await;
     let count = |o: RotateOutcome| outcomes.iter().filter(|x| **x == o).count();
     assert_eq!(count(RotateOutcome::Rotated), 1, "{outcomes:?}");
     assert_eq!(count(RotateOutcome::GraceReissued), 3, "{outcomes:?}");
@@ -136,7 +136,7 @@ async fn concurrent_refreshes_without_grace_are_reuse() {
     let (_d, s) = store().await;
     active_grant(&s).await;
     let s = Arc::new(s);
-    let outcomes = storm(&s, 11).await;
+    let outcomes = storm(&s, None).await;
     assert_eq!(outcomes.iter().filter(|o| **o == RotateOutcome::Rotated).count(), 1, "{outcomes:?}");
     assert!(outcomes.contains(&RotateOutcome::ReuseDetected));
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
@@ -148,9 +148,9 @@ async fn grace_retry_retires_the_unused_successor() {
     let (_d, s) = store().await;
     active_grant(&s).await;
     let r0 = SecretHash("r0".into());
-    assert_eq!(s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, 0, 3).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, Some(0), 3).await.unwrap(), RotateOutcome::Rotated);
     assert_eq!(
-        s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, 2, 3).await.unwrap(),
+        s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, Some(2), 3).await.unwrap(),
         RotateOutcome::GraceReissued
     );
     let r1 = s.refresh_token(&SecretHash("r1".into())).await.unwrap().unwrap();
@@ -160,7 +160,7 @@ async fn grace_retry_retires_the_unused_successor() {
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_none());
     // Outside the window the same presentation is theft.
     assert_eq!(
-        s.rotate_refresh(&r0, &rt("r1c", Some("r0"), 100), 100, 90, 3).await.unwrap(),
+        s.rotate_refresh(&r0, &rt("r1c", Some("r0"), 100), 100, Some(90), 3).await.unwrap(),
         RotateOutcome::ReuseDetected
     );
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
@@ -178,4 +178,34 @@ async fn purge_removes_only_what_can_no_longer_be_used() {
     assert_eq!(removed, 2);
     assert!(s.refresh_token(&SecretHash("r0".into())).await.unwrap().is_none());
     assert!(s.grant("g1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_token_retired_by_a_grace_reissue_is_reuse_when_presented() {
+    // A thief replays r0 inside the window and gets r1b; the real client then presents r1,
+    // which the re-issue retired: that is the signal of theft, and the family is revoked.
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    let r0 = SecretHash("r0".into());
+    s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, Some(0), 3).await.unwrap();
+    s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, Some(2), 3).await.unwrap();
+    let r1 = SecretHash("r1".into());
+    assert_eq!(
+        s.rotate_refresh(&r1, &rt("r2", Some("r1"), 20), 20, Some(10), 3).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
+    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+    assert_eq!(live_tokens(&s).await, 0);
+}
+
+#[tokio::test]
+async fn without_a_grace_window_an_immediate_replay_is_reuse() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    let r0 = SecretHash("r0".into());
+    s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, None, 3).await.unwrap();
+    assert_eq!(
+        s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 10), 10, None, 3).await.unwrap(),
+        RotateOutcome::ReuseDetected
+    );
 }

@@ -23,6 +23,10 @@ const IGNORED_SCOPES: &[&str] = &["offline_access"];
 pub enum AuthorizeOutcome {
     /// The client or redirect URI is unusable: show this message; never redirect.
     ErrorPage(String),
+    /// The request is invalid and the client is not verified: explain, and let the person
+    /// decide whether to go back to the application (RFC 9700 §4.11.2: no automatic redirect
+    /// to a redirect URI nobody vouched for).
+    ErrorWithReturn { message: String, return_to: String, host: String },
     /// Redirect the browser here (a code, or an error for the client).
     Redirect(String),
     /// Ask the person to sign in, then come back to this pending request.
@@ -98,7 +102,7 @@ impl AuthServer {
                     "The request does not name an application (client_id is missing).".into(),
                 ));
             }
-            Err(_) => return Ok(AuthorizeOutcome::ErrorPage("The request names more than one application.".into())),
+            Err(e) => return Ok(AuthorizeOutcome::ErrorPage(format!("The request is malformed: {}.", e.description))),
         };
         let client = match self.find_client(client_id).await {
             Ok(Some(c)) => c,
@@ -119,8 +123,8 @@ impl AuthServer {
             Err(ClientLookupError::Store(e)) => return Err(e.into()),
         };
         let (redirect_uri, explicit) = match params.single("redirect_uri") {
-            Err(_) => {
-                return Ok(AuthorizeOutcome::ErrorPage("The request carries more than one redirect address.".into()));
+            Err(e) => {
+                return Ok(AuthorizeOutcome::ErrorPage(format!("The request is malformed: {}.", e.description)));
             }
             Ok(Some(requested)) => {
                 if !client.redirect_uris.iter().any(|r| redirect::matches(r, requested)) {
@@ -164,16 +168,19 @@ impl AuthServer {
                 self.after_login(&pending.id, user).await
             }
             Err(e) => {
-                // RFC 9700 §4.11.2: do not turn the server into an open redirector for clients
-                // nobody vouched for; an anonymous visitor sees the error instead.
-                if user.is_none() && !client.is_verified() {
-                    return Ok(AuthorizeOutcome::ErrorPage(format!(
-                        "The application sent an invalid request ({}: {}).",
-                        e.code.as_str(),
-                        e.description
-                    )));
+                let redirect = self.error_redirect(&redirect_uri, &e, state);
+                match redirect {
+                    AuthorizeOutcome::Redirect(url) if !client.is_verified() => Ok(AuthorizeOutcome::ErrorWithReturn {
+                        message: format!(
+                            "The application sent an invalid request ({}: {}).",
+                            e.code.as_str(),
+                            e.description
+                        ),
+                        return_to: url,
+                        host: redirect::display_host(&redirect_uri),
+                    }),
+                    other => Ok(other),
                 }
-                Ok(self.error_redirect(&redirect_uri, &e, state))
             }
         }
     }
@@ -211,16 +218,16 @@ impl AuthServer {
         let resource = self.resources.resolve(params.single("resource")?)?;
         let mut requested = match params.single("scope")? {
             Some(s) => ScopeSet::parse(s)?,
-            None => {
-                let defaults = resource.default_scope_set();
-                match &client.allowed_scope {
-                    Some(allowed) => defaults.intersection(allowed),
-                    None => defaults,
-                }
-            }
+            None => ScopeSet::default(),
         };
-        for ignored in IGNORED_SCOPES {
-            requested = requested.difference(&ScopeSet::from_names([ignored]));
+        requested = requested.difference(&ScopeSet::from_names(IGNORED_SCOPES));
+        if requested.is_empty() {
+            // No scope (or only `offline_access`, as Claude sends): the resource's baseline.
+            let defaults = resource.default_scope_set();
+            requested = match &client.allowed_scope {
+                Some(allowed) => defaults.intersection(allowed),
+                None => defaults,
+            };
         }
         if requested.is_empty() {
             return Err(OAuthError::invalid_scope("no scope was requested"));
@@ -276,7 +283,7 @@ impl AuthServer {
             Err(msg) => return Ok(AuthorizeOutcome::ErrorPage(msg)),
         };
         let host = redirect::display_host(&pending.redirect_uri);
-        let earlier = self.store.consent(&user.id, &pending.client_id, &host).await?;
+        let earlier = self.store.consent(&user.id, &pending.client_id, &host, &pending.resource).await?;
         if earlier.is_some_and(|c| pending.scope.is_subset_of(&c.scope)) {
             if !self.store.consume_pending(&pending.id, self.now()).await? {
                 return Ok(AuthorizeOutcome::ErrorPage("This sign-in request was already used.".into()));
@@ -305,7 +312,12 @@ impl AuthServer {
             return Ok(Err("This application is no longer registered.".into()));
         };
         let host = redirect::display_host(&pending.redirect_uri);
-        let earlier = self.store.consent(&user.id, &client.id, &host).await?.map(|c| c.scope).unwrap_or_default();
+        let earlier = self
+            .store
+            .consent(&user.id, &client.id, &host, &pending.resource)
+            .await?
+            .map(|c| c.scope)
+            .unwrap_or_default();
         let line =
             |s: &str| ScopeLine { name: s.to_owned(), description: self.resources.describe(s).unwrap_or(s).to_owned() };
         Ok(Ok(ConsentView {
@@ -344,13 +356,20 @@ impl AuthServer {
             return Ok(AuthorizeOutcome::ErrorPage("This consent was already submitted.".into()));
         }
         let host = redirect::display_host(&pending.redirect_uri);
-        let earlier =
-            self.store.consent(&user.id, &pending.client_id, &host).await?.map(|c| c.scope).unwrap_or_default();
-        let ticked = match decision {
+        let earlier = self
+            .store
+            .consent(&user.id, &pending.client_id, &host, &pending.resource)
+            .await?
+            .map(|c| c.scope)
+            .unwrap_or_default();
+        let ticked = match &decision {
             ConsentDecision::Allow { scopes } => scopes.intersection(&pending.scope),
             ConsentDecision::Deny => ScopeSet::default(),
         };
-        let granted = pending.scope.intersection(&earlier).union(&ticked);
+        let granted = match decision {
+            ConsentDecision::Deny => ScopeSet::default(),
+            ConsentDecision::Allow { .. } => pending.scope.intersection(&earlier).union(&ticked),
+        };
         let draft = |outcome: &'static str, detail: String| AuditDraft {
             kind: "consent",
             outcome,
@@ -369,6 +388,7 @@ impl AuthServer {
                 user_id: user.id.clone(),
                 client_id: pending.client_id.clone(),
                 redirect_host: host,
+                resource: pending.resource.clone(),
                 scope: earlier.union(&ticked),
                 updated_at: self.now(),
             })

@@ -66,7 +66,7 @@ impl AuthServer {
                     return Err(OAuthError::invalid_request("use one client authentication method, not several"));
                 }
                 if body_id.is_some_and(|id| id != b.client_id) {
-                    return Err(fail("client_id does not match the authenticated client"));
+                    return Err(fail("client authentication failed"));
                 }
                 (
                     b.client_id.as_str(),
@@ -82,23 +82,23 @@ impl AuthServer {
         };
         let client = match self.find_client(client_id).await {
             Ok(Some(c)) => c,
-            Ok(None) | Err(ClientLookupError::Document(_)) => return Err(fail("unknown client")),
+            Ok(None) | Err(ClientLookupError::Document(_)) => return Err(fail("client authentication failed")),
             Err(ClientLookupError::Store(e)) => return Err(e.into()),
         };
         match (client.auth_method, secret) {
             (AuthMethod::None, None) => Ok(client),
-            (AuthMethod::None, Some(_)) => Err(fail("this client is public and has no secret")),
+            (AuthMethod::None, Some(_)) => Err(fail("client authentication failed")),
             (registered, Some(secret)) => {
                 let ok = client.secret_hash.as_ref().is_some_and(|h| h.ct_eq(&SecretHash::of(secret)));
                 if !ok {
                     return Err(fail("client authentication failed"));
                 }
                 if registered != used {
-                    return Err(fail("client authenticated with a method it did not register"));
+                    return Err(fail("client authentication failed"));
                 }
                 Ok(client)
             }
-            (_, None) => Err(fail("client authentication is required for this client")),
+            (_, None) => Err(fail("client authentication failed")),
         }
     }
 }

@@ -95,7 +95,21 @@ impl AuthServer {
         }
         let token = params.required("token")?;
         params.single("token_type_hint")?;
-        Ok(match self.identify(token).await? {
+        // Who may learn about a token (RFC 7662 §4, RV-09): the client it was issued to, or a
+        // client an operator registered (resource servers). A self-registered client learns
+        // nothing about other clients' tokens.
+        let found = self.identify(token).await?;
+        let (owner, user) = match &found {
+            Found::Refresh { client_id, user_id, .. } => (client_id.clone(), user_id.clone()),
+            Found::Access(c, _) => (c.client_id.clone(), c.sub.clone()),
+            Found::Nothing => (String::new(), String::new()),
+        };
+        let entitled = owner == client.id || client.is_verified();
+        let user_active = self.store.user_by_id(&user).await?.is_some_and(|u| !u.disabled);
+        if !entitled || !user_active {
+            return Ok(json!({ "active": false }));
+        }
+        Ok(match found {
             Found::Refresh { client_id, user_id, scope, iat, exp, active: true, .. } => json!({
                 "active": true,
                 "token_type": "refresh_token",

@@ -107,6 +107,9 @@ impl AuthServer {
         if name.chars().count() > 200 {
             return Err(metadata_error("client_name is longer than 200 characters"));
         }
+        if name.chars().any(char::is_control) {
+            return Err(metadata_error("client_name contains control characters"));
+        }
         let mut echoed = Map::new();
         for key in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {
             if let Some(v) = optional_str(obj, key)? {

@@ -60,7 +60,7 @@ impl AuthServer {
         };
         // A code is bound to its client; another client's attempt changes nothing (AC-05).
         if record.client_id != client.id {
-            return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+            return Err(OAuthError::invalid_grant("the authorization code is invalid"));
         }
         let now = self.now();
         let first_use = record.consumed_at.is_none() && self.store.consume_code(&hash, now).await?;
@@ -225,7 +225,13 @@ impl AuthServer {
         let (secret, next) = self.new_refresh(&grant.id, &token.scope, Some(hash.clone()), now);
         let outcome = self
             .store
-            .rotate_refresh(&hash, &next, now, now - self.settings.refresh_grace, self.settings.max_grace_reissues)
+            .rotate_refresh(
+                &hash,
+                &next,
+                now,
+                (self.settings.refresh_grace > 0).then(|| now - self.settings.refresh_grace),
+                self.settings.max_grace_reissues,
+            )
             .await?;
         let draft = |outcome: &'static str, detail: &str| AuditDraft {
             kind: "token.refreshed",

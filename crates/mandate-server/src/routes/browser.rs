@@ -12,7 +12,7 @@ use mandate_core::service::{AuthorizeOutcome, ConsentDecision, LoginError};
 
 use crate::AppState;
 use crate::http::{cookie, cross_site, form_params, redirect, see_other};
-use crate::pages::{ConsentPage, HomePage, LoginPage, error_page, render};
+use crate::pages::{ConsentPage, HomePage, LoginPage, error_page, error_page_with_return, render};
 
 /// The signed-in person, if the session cookie is valid. Store failures surface as `Err`.
 pub(crate) async fn current_session(s: &AppState, headers: &HeaderMap) -> Result<Option<(Session, User)>, Response> {
@@ -33,6 +33,9 @@ pub(crate) fn refuse_cross_site(s: &AppState, headers: &HeaderMap) -> Option<Res
 fn outcome_response(outcome: AuthorizeOutcome, after_post: bool) -> Response {
     match outcome {
         AuthorizeOutcome::ErrorPage(msg) => error_page(StatusCode::BAD_REQUEST, &msg),
+        AuthorizeOutcome::ErrorWithReturn { message, return_to, host } => {
+            error_page_with_return(StatusCode::BAD_REQUEST, &message, &return_to, &host)
+        }
         AuthorizeOutcome::Redirect(url) => {
             redirect(if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND }, &url)
         }

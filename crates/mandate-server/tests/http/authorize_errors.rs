@@ -6,10 +6,10 @@ use crate::harness::*;
 
 const CB: &str = "https://agent.test/callback";
 
-/// A signed-in browser and a registered client.
+/// A signed-in browser and a client an operator registered (verified, so errors redirect).
 async fn signed_in() -> (TestServer, Browser, String) {
     let s = TestServer::start().await;
-    let client = s.register_public(CB).await;
+    let (client, _) = s.preregister(CB, false).await;
     let mut b = s.browser();
     assert_eq!(b.login("alice", None).await.status, StatusCode::SEE_OTHER);
     (s, b, client)
@@ -199,4 +199,55 @@ async fn pending_requests_belong_to_one_person_and_expire() {
     let r = alice.get(&format!("/consent?request={req}")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("expired"));
+}
+
+#[tokio::test]
+async fn unverified_clients_get_a_page_with_a_way_back_not_a_redirect() {
+    // RFC 9700 §4.11.2: even for a signed-in person, an error is not sent automatically to a
+    // redirect URI nobody vouched for; the person may follow a link back.
+    let s = TestServer::start().await;
+    let client = s.register_public(CB).await;
+    let mut b = s.browser();
+    b.login("alice", None).await;
+    let r = b.get(&Authz::new(&client, CB, "").url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.location.is_none());
+    assert!(r.body.contains("not sent back automatically"));
+    let href =
+        r.body.split("class=\"return\" href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&#38;", "&");
+    assert!(href.starts_with(CB), "{href}");
+    assert_eq!(query_param(&href, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(query_param(&href, "iss").as_deref(), Some(s.base.as_str()));
+}
+
+#[tokio::test]
+async fn offline_access_alone_means_the_baseline_scopes() {
+    // Claude sends scope=offline_access (or "+offline_access"); refresh follows grant_types.
+    let (s, mut b, client) = signed_in().await;
+    let (_, ch) = pkce();
+    let mut a = Authz::new(&client, CB, &ch);
+    a.scope = Some(" offline_access".into());
+    let r = b.get(&a.url()).await;
+    let page = b.get(r.location.as_deref().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for baseline in ["customers.read", "invoices.read", "todos.read"] {
+        assert!(page.body.contains(&format!(r#"name="scope" value="{baseline}""#)), "{baseline}");
+    }
+    assert!(!page.body.contains("offline_access"));
+    let _ = s;
+}
+
+#[tokio::test]
+async fn control_characters_are_invalid_requests_fz_03() {
+    let (s, mut b, client) = signed_in().await;
+    let r = b.get("/authorize?client_id=a%00b&response_type=code").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("control characters"));
+    let (_, ch) = pkce();
+    let mut a = Authz::new(&client, CB, &ch);
+    a.state = "a\u{0}b".into();
+    let loc = b.get(&a.url()).await.location.unwrap();
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"));
+    let (st, _, v) = s.token(&[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", "a\u{0}")]).await;
+    assert_eq!((st, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
 }

@@ -10,7 +10,7 @@ const CB: &str = "https://agent.test/callback";
 async fn full_flow_register_authorize_consent_token_refresh_revoke_introspect() {
     let s = TestServer::start().await;
     let client = s.register_public(CB).await;
-    let (rs_id, rs_secret) = s.register_confidential("https://rs.test/cb").await;
+    let (rs_id, rs_secret) = s.resource_server().await;
     let mut b = s.browser();
 
     // The person ticks only customers.read of the two requested scopes.
@@ -224,7 +224,7 @@ async fn denying_consent_redirects_access_denied_az_15() {
 async fn connected_apps_lists_and_revokes_ca_01_ca_02_ca_04() {
     let s = TestServer::start().await;
     let client = s.register_public(CB).await;
-    let (rs_id, rs_secret) = s.register_confidential("https://rs.test/cb").await;
+    let (rs_id, rs_secret) = s.resource_server().await;
     let mut alice = s.browser();
     let (code, verifier) = authorize_code(&s, &mut alice, &client, CB, &["customers.read", "customers.write"]).await;
     let (_, tok) = redeem(&s, &client, CB, &code, &verifier).await;
@@ -309,4 +309,46 @@ async fn login_failures_and_sessions_ui_03_ui_09() {
     b.post("/logout", &[("csrf", &csrf)]).await;
     b.cookies.insert("mandate_session".into(), old);
     assert_eq!(b.get("/account/apps").await.location.as_deref(), Some("/login"), "UI-10");
+}
+
+#[tokio::test]
+async fn deny_is_always_access_denied_even_with_earlier_consent_az_15() {
+    let s = TestServer::start().await;
+    let client = s.register_public(CB).await;
+    let mut b = s.browser();
+    let (_, ch) = pkce();
+    let mut authz = Authz::new(&client, CB, &ch);
+    authz.scope = Some("customers.read".into());
+    consent_flow(&mut b, &authz, "alice", &["customers.read"]).await;
+    authz.scope = Some("customers.read invoices.send".into());
+    let r = b.get(&authz.url()).await;
+    let page = b.get(r.location.as_deref().unwrap()).await;
+    let r = b
+        .post(
+            "/consent",
+            &[
+                ("csrf", &hidden(&page.body, "csrf").unwrap()),
+                ("request", &hidden(&page.body, "request").unwrap()),
+                ("action", "deny"),
+            ],
+        )
+        .await;
+    let loc = r.location.unwrap();
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
+    assert!(query_param(&loc, "code").is_none());
+}
+
+#[tokio::test]
+async fn self_registered_clients_learn_nothing_about_other_tokens_rv_09() {
+    let s = TestServer::start().await;
+    let client = s.register_public(CB).await;
+    let (snoop, snoop_secret) = s.register_confidential("https://snoop.test/cb").await;
+    let mut b = s.browser();
+    let (code, verifier) = authorize_code(&s, &mut b, &client, CB, &["customers.read"]).await;
+    let (_, tok) = redeem(&s, &client, CB, &code, &verifier).await;
+    for t in [tok["access_token"].as_str().unwrap(), tok["refresh_token"].as_str().unwrap()] {
+        assert_eq!(s.introspect(&snoop, &snoop_secret, t).await, serde_json::json!({"active": false}));
+    }
+    let (rs, rs_secret) = s.resource_server().await;
+    assert_eq!(s.introspect(&rs, &rs_secret, tok["access_token"].as_str().unwrap()).await["active"], true);
 }

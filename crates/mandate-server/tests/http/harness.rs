@@ -114,6 +114,28 @@ impl TestServer {
         (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
     }
 
+    /// A client pre-registered by an operator (shown as verified); public or confidential.
+    pub async fn preregister(&self, redirect_uri: &str, confidential: bool) -> (String, Option<String>) {
+        let (client, secret) = self
+            .auth
+            .add_client(mandate_core::service::ClientRegistration {
+                name: "Operator app".into(),
+                redirect_uris: vec![redirect_uri.into()],
+                confidential,
+                allow_refresh: true,
+            })
+            .await
+            .unwrap();
+        (client.id, secret.map(|s| s.expose().to_owned()))
+    }
+
+    /// A resource server an operator registered: a verified confidential client that may
+    /// introspect any token.
+    pub async fn resource_server(&self) -> (String, String) {
+        let (id, secret) = self.preregister("https://rs.test/cb", true).await;
+        (id, secret.unwrap())
+    }
+
     pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
         let r = self.http.post(self.url("/token")).form(form).send().await.unwrap();
         let status = r.status();

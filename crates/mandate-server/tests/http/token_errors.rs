@@ -50,7 +50,7 @@ async fn missing_verifier_and_challenge_as_verifier_pk_07_pk_11() {
 async fn code_replay_is_refused_and_revokes_what_it_issued_ac_01_ac_02() {
     let s = TestServer::start().await;
     let client = s.register_public(CB).await;
-    let (rs, rs_secret) = s.register_confidential("https://rs.test/cb").await;
+    let (rs, rs_secret) = s.resource_server().await;
     let mut b = s.browser();
     let (code, verifier) = authorize_code(&s, &mut b, &client, CB, &["customers.read"]).await;
     let (st, tok) = redeem(&s, &client, CB, &code, &verifier).await;
@@ -265,7 +265,7 @@ async fn grant_types_and_encodings_tk_02_tk_08() {
 #[tokio::test]
 async fn revocation_and_introspection_rules_rv_03_rv_04_rv_07() {
     let (s, client, tok) = issued().await;
-    let (rs, rs_secret) = s.register_confidential("https://rs.test/cb").await;
+    let (rs, rs_secret) = s.resource_server().await;
     let other = s.register_public(CB).await;
     let rt = tok["refresh_token"].as_str().unwrap();
     // RV-04: garbage is answered 200.

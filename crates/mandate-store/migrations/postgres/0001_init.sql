@@ -50,9 +50,10 @@ CREATE TABLE consents (
     user_id TEXT NOT NULL,
     client_id TEXT NOT NULL,
     redirect_host TEXT NOT NULL,
+    resource TEXT NOT NULL,
     scope TEXT NOT NULL,
     updated_at BIGINT NOT NULL,
-    PRIMARY KEY (user_id, client_id, redirect_host)
+    PRIMARY KEY (user_id, client_id, redirect_host, resource)
 );
 
 CREATE TABLE grants (
