@@ -58,6 +58,7 @@ async fn start() -> anyhow::Result<Target> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let settings = Settings::new(&base);
+    let demo: Arc<dyn mandate_core::demo::DemoStore> = Arc::new(store.clone());
     let deps = Dependencies {
         store: Arc::new(store),
         clock: Arc::new(SystemClock),
@@ -71,7 +72,7 @@ async fn start() -> anyhow::Result<Target> {
     }
     // Bench traffic comes from one address: lift the per-IP limits for it.
     let limits = RateLimits { login_burst: 1_000_000, register_burst: 1_000_000, ..RateLimits::default() };
-    let app = router(auth, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(auth, demo, limits).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build()?;

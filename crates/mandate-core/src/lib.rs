@@ -3,6 +3,7 @@
 //! [`clock`].
 
 pub mod clock;
+pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod model;

@@ -80,6 +80,9 @@ impl std::fmt::Display for ScopeSet {
 pub struct ScopeDef {
     pub name: String,
     pub description: String,
+    /// The tools this scope unlocks, shown on the consent page.
+    #[serde(default)]
+    pub tools: Vec<String>,
 }
 
 /// A protected resource (an MCP server) this authorization server issues tokens for.
@@ -134,10 +137,18 @@ impl ResourceCatalog {
 
     /// The demo catalogue: billing and todos on `<public_url>/mcp`.
     pub fn demo(public_url: &str) -> Result<Self, OAuthError> {
-        let def =
-            |name: &str, description: &str| ScopeDef { name: name.to_owned(), description: description.to_owned() };
+        Self::demo_at(&format!("{}/mcp", public_url.trim_end_matches('/')))
+    }
+
+    /// The demo catalogue for an MCP endpoint at `resource`.
+    pub fn demo_at(resource: &str) -> Result<Self, OAuthError> {
+        let def = |name: &str, description: &str| ScopeDef {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            tools: crate::demo::tools_for_scope(name),
+        };
         Self::new(vec![ResourceDef {
-            uri: format!("{}/mcp", public_url.trim_end_matches('/')),
+            uri: resource.to_owned(),
             name: "mandate demo apps (billing and todos)".to_owned(),
             scopes: vec![
                 def("customers.read", "See your customers and their details"),
@@ -170,6 +181,16 @@ impl ResourceCatalog {
     /// Every scope name any resource understands, in catalogue order.
     pub fn all_scopes(&self) -> ScopeSet {
         ScopeSet::from_names(self.resources.iter().flat_map(|r| r.scopes.iter().map(|s| &s.name)))
+    }
+
+    /// The tools a scope unlocks, if any resource lists them.
+    pub fn tools_of(&self, scope: &str) -> &[String] {
+        self.resources
+            .iter()
+            .flat_map(|r| r.scopes.iter())
+            .find(|s| s.name == scope)
+            .map(|s| s.tools.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The description of a scope, if any resource defines it.

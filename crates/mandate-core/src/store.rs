@@ -15,6 +15,8 @@ pub trait UserStore: Send + Sync {
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces a user's password hash; false when the user does not exist.
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool>;
 }
 
 #[async_trait]

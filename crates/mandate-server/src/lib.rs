@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use mandate_core::AuthServer;
+use mandate_core::demo::DemoStore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -49,6 +50,7 @@ impl Default for RateLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<AuthServer>,
+    pub demo: Arc<dyn DemoStore>,
     pub cookies: CookieNames,
 }
 
@@ -77,9 +79,9 @@ impl CookieNames {
 
 /// The whole authorization-server router. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` (rate limits key on the peer address).
-pub fn router(auth: Arc<AuthServer>, limits: RateLimits) -> Router {
+pub fn router(auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>, limits: RateLimits) -> Router {
     let https = auth.settings.is_https();
-    let state = AppState { auth, cookies: CookieNames::for_https(https) };
+    let state = AppState { auth, demo, cookies: CookieNames::for_https(https) };
     let mut app = routes::routes(state, limits)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -55,6 +55,17 @@ impl UserStore for SqlStore {
         row.as_ref().map(user).transpose()
     }
 
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users ORDER BY created_at, username");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(map_err)?;

@@ -7,6 +7,7 @@
 mod audit_keys;
 mod clients_users;
 mod convert;
+mod demo;
 mod grants;
 mod maintenance;
 mod sessions;

@@ -38,6 +38,15 @@ pub struct Config {
     pub log: String,
     /// Protected resources and their scopes; default: the demo apps at `<public_url>/mcp`.
     pub resources: Option<Vec<ResourceDef>>,
+    /// Where the demo apps' MCP endpoint lives, when not at `<public_url>/mcp` (an MCP server
+    /// run separately with `--mcp-only`).
+    pub resource_url: Option<String>,
+    /// Seed a demo user (password printed at start) and demo data.
+    pub demo: bool,
+    /// Serve only the MCP endpoint, trusting the authorization server at `issuer`.
+    pub mcp_only: bool,
+    /// The authorization server's issuer, for `mcp_only`.
+    pub issuer: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +67,10 @@ impl Default for Config {
             secret_key_file: None,
             log: "info".into(),
             resources: None,
+            resource_url: None,
+            demo: false,
+            mcp_only: false,
+            issuer: None,
         }
     }
 }
@@ -78,6 +91,10 @@ const ENV_KEYS: &[&str] = &[
     "secret_key",
     "secret_key_file",
     "log",
+    "resource_url",
+    "demo",
+    "mcp_only",
+    "issuer",
 ];
 
 /// Loads the configuration; `overrides` are the flags given on the command line.
@@ -133,6 +150,19 @@ impl Config {
             bail!("key_activation_delay must not be negative");
         }
         mandate_core::keys::SigningAlg::parse(&self.signing_alg)?;
+        if self.mcp_only && self.issuer.is_none() {
+            bail!("--mcp-only needs --issuer, the authorization server to trust");
+        }
+        if let Some(issuer) = &self.issuer {
+            let u = url::Url::parse(issuer).with_context(|| format!("--issuer {issuer:?} is not a URL"))?;
+            if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default())) {
+                bail!("--issuer must use https (http only on loopback)");
+            }
+        }
+        if let Some(r) = &self.resource_url {
+            mandate_core::scope::canonical_resource(r)
+                .map_err(|e| anyhow::anyhow!("--resource-url: {}", e.description))?;
+        }
         Ok(())
     }
 

@@ -7,6 +7,13 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use mandate_core::AuthServer;
+use mandate_core::demo::{Customer, DemoStore, Invoice, InvoiceStatus, Todo};
+use mandate_guard::{JwksKeySource, LocalKeys, TokenCheck, Validator};
+use mandate_mcp::{McpSettings, SharedDatabaseRevocation};
+
 use crate::CommonFlags;
 use crate::config::Config;
 
@@ -28,6 +35,22 @@ pub struct ServeFlags {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_key: Option<PathBuf>,
+    /// Seed a demo user (its password is printed) and demo data [env: MANDATE_DEMO]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    demo: bool,
+    /// Serve only the MCP endpoint, trusting the authorization server at --issuer [env: MANDATE_MCP_ONLY]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mcp_only: bool,
+    /// The authorization server to trust with --mcp-only [env: MANDATE_ISSUER]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    /// Where the demo MCP endpoint lives when it runs separately [env: MANDATE_RESOURCE_URL]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_url: Option<String>,
 }
 
 /// The flags of `serve`, merged over the file and environment.
@@ -40,24 +63,40 @@ pub struct Overrides<'a> {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let auth = crate::setup::build(&config).await?;
-    let janitor = auth.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            match janitor.purge_expired().await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions, codes and tokens"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purging expired state failed"),
-            }
+    let (auth, store) = crate::setup::build_with_store(&config).await?;
+    let demo: Arc<dyn DemoStore> = Arc::new(store);
+    spawn_janitor(auth.clone());
+    let app = if config.mcp_only {
+        mcp_only_router(&config, auth.clone(), demo).await?
+    } else {
+        if config.demo {
+            seed_demo(&auth, demo.as_ref()).await?;
         }
-    });
-    let app = mandate_server::router(auth.clone(), mandate_server::RateLimits::default())
-        .into_make_service_with_connect_info::<SocketAddr>();
+        let resource = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?;
+        let baseline = resource.default_scopes.clone();
+        let mcp = mandate_mcp::router(
+            McpSettings {
+                resource: resource.uri.clone(),
+                issuer: auth.settings.issuer.clone(),
+                scopes_supported: baseline,
+                check: TokenCheck::Jwt(Validator::new(
+                    auth.settings.issuer.clone(),
+                    resource.uri.clone(),
+                    Arc::new(LocalKeys(auth.clone())),
+                    auth.clock(),
+                )),
+                revocation: Some(Arc::new(SharedDatabaseRevocation(auth.clone()))),
+            },
+            auth.clone(),
+            demo.clone(),
+        );
+        mandate_server::router(auth.clone(), demo, mandate_server::RateLimits::default()).merge(mcp)
+    };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr =
         config.listen.parse().with_context(|| format!("--listen {:?} is not an address", config.listen))?;
-    tracing::info!(issuer = %auth.settings.issuer, %addr, database = %crate::setup::redact(&config.database), "mandate is serving");
+    tracing::info!(public_url = %auth.settings.issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
+    println!("mandate is serving {} (MCP endpoint {}/mcp)", auth.settings.issuer, auth.settings.issuer);
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -70,6 +109,94 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving")
         }
     }
+}
+
+fn spawn_janitor(auth: Arc<AuthServer>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            match auth.purge_expired().await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired sessions, codes and tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired state failed"),
+            }
+        }
+    });
+}
+
+/// `--mcp-only`: the MCP endpoint alone, validating tokens against the issuer's published keys.
+async fn mcp_only_router(
+    config: &Config,
+    auth: Arc<AuthServer>,
+    demo: Arc<dyn DemoStore>,
+) -> anyhow::Result<axum::Router> {
+    let issuer = config.issuer.clone().context("--mcp-only needs --issuer")?;
+    let metadata_url = format!("{}/.well-known/oauth-authorization-server", issuer.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let metadata: serde_json::Value = http
+        .get(&metadata_url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("fetching {metadata_url}"))?
+        .json()
+        .await
+        .with_context(|| format!("reading {metadata_url}"))?;
+    if metadata["issuer"].as_str() != Some(issuer.as_str()) {
+        anyhow::bail!("the metadata at {metadata_url} names issuer {:?}, not {issuer:?}", metadata["issuer"]);
+    }
+    let jwks_uri = metadata["jwks_uri"].as_str().context("the issuer publishes no jwks_uri")?;
+    let resource = format!("{}/mcp", auth.settings.issuer);
+    let baseline = auth.resources.resolve(None).map(|r| r.default_scopes.clone()).unwrap_or_default();
+    Ok(mandate_mcp::router(
+        McpSettings {
+            resource: resource.clone(),
+            issuer: issuer.clone(),
+            scopes_supported: baseline,
+            check: TokenCheck::Jwt(Validator::new(
+                issuer,
+                resource,
+                Arc::new(JwksKeySource::new(jwks_uri)?),
+                auth.clock(),
+            )),
+            revocation: None,
+        },
+        auth,
+        demo,
+    ))
+}
+
+/// `--demo`: a demo user with a fresh password (printed), and some billing and todo data.
+async fn seed_demo(auth: &AuthServer, demo: &dyn DemoStore) -> anyhow::Result<()> {
+    let password = auth.new_secret();
+    let user = auth.set_or_create_user("demo", password.clone()).await?;
+    if demo.customers(&user.id).await?.is_empty() {
+        let now = auth.now();
+        for (name, email) in [("Acme Corp", "billing@acme.example"), ("Globex", "ap@globex.example")] {
+            let c = Customer { id: auth.new_id(), name: name.into(), email: Some(email.into()), created_at: now };
+            demo.insert_customer(&user.id, &c).await?;
+            let i = Invoice {
+                id: auth.new_id(),
+                customer_id: c.id.clone(),
+                amount_cents: 125_000,
+                currency: "EUR".into(),
+                status: InvoiceStatus::Draft,
+                created_at: now,
+                sent_at: None,
+            };
+            demo.insert_invoice(&user.id, &i).await?;
+        }
+        for title in ["Chase the Globex payment", "Prepare the quarterly report"] {
+            demo.insert_todo(&user.id, &Todo { id: auth.new_id(), title: title.into(), done: false, created_at: now })
+                .await?;
+        }
+    }
+    println!("demo user: demo / password: {password}");
+    Ok(())
 }
 
 async fn shutdown() {

@@ -44,6 +44,11 @@ fn key_encryption_key(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
 
 /// Opens the database and builds the authorization server.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
+    Ok(build_with_store(config).await?.0)
+}
+
+/// Like [`build`], also returning the store (the demo apps use it directly).
+pub async fn build_with_store(config: &Config) -> anyhow::Result<(Arc<AuthServer>, SqlStore)> {
     let store =
         SqlStore::open(&config.database).await.with_context(|| format!("database {}", redact(&config.database)))?;
     let kek = key_encryption_key(config)?;
@@ -54,19 +59,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
     settings.refresh_grace = config.refresh_grace;
     settings.key_activation_delay = config.key_activation_delay;
     settings.signing_alg = SigningAlg::parse(&config.signing_alg)?;
-    let resources = match &config.resources {
-        Some(r) => ResourceCatalog::new(r.clone())?,
-        None => ResourceCatalog::demo(&issuer)?,
+    let resources = match (&config.resources, &config.resource_url) {
+        (Some(r), _) => ResourceCatalog::new(r.clone())?,
+        (None, Some(url)) => ResourceCatalog::demo_at(url)?,
+        (None, None) => ResourceCatalog::demo(&issuer)?,
     };
     let fetcher = GuardedFetcher::new(settings.fetch_policy).context("building the HTTP client")?;
     let deps = Dependencies {
-        store: Arc::new(store),
+        store: Arc::new(store.clone()),
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRandom),
         kek,
         documents: Arc::new(fetcher),
     };
-    Ok(Arc::new(AuthServer::new(settings, resources, deps).await?))
+    Ok((Arc::new(AuthServer::new(settings, resources, deps).await?), store))
 }
 
 /// A database URL with any password removed, for messages.

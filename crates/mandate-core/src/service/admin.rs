@@ -71,6 +71,25 @@ impl AuthServer {
         Ok(user)
     }
 
+    /// Sets a new password for an existing user, or creates the user; returns the user.
+    pub async fn set_or_create_user(&self, username: &str, password: String) -> Result<User, AdminError> {
+        match self.store.user_by_name(username).await? {
+            Some(u) => {
+                let hash = self.passwords.hash(password).await?;
+                self.store.set_password(&u.id, &hash).await?;
+                self.audit(AuditDraft {
+                    kind: "user.password_set",
+                    outcome: "success",
+                    user: Some(&u.id),
+                    ..Default::default()
+                })
+                .await;
+                Ok(User { password_hash: hash, ..u })
+            }
+            None => self.add_user(username, password).await,
+        }
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>, AdminError> {
         Ok(self.store.list_users().await?)
     }

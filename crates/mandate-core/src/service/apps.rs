@@ -44,13 +44,7 @@ impl AuthServer {
         Ok(apps
             .into_iter()
             .map(|(mut app, scope)| {
-                app.scopes = scope
-                    .iter()
-                    .map(|s| ScopeLine {
-                        name: s.to_owned(),
-                        description: self.resources.describe(s).unwrap_or(s).to_owned(),
-                    })
-                    .collect();
+                app.scopes = scope.iter().map(|s| self.scope_line(s)).collect();
                 app
             })
             .collect())

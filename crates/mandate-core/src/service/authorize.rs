@@ -40,6 +40,8 @@ pub enum AuthorizeOutcome {
 pub struct ScopeLine {
     pub name: String,
     pub description: String,
+    /// The tools it unlocks (comma-separated; empty when the resource lists none).
+    pub tools: String,
 }
 
 /// Everything the consent page shows.
@@ -318,8 +320,7 @@ impl AuthServer {
             .await?
             .map(|c| c.scope)
             .unwrap_or_default();
-        let line =
-            |s: &str| ScopeLine { name: s.to_owned(), description: self.resources.describe(s).unwrap_or(s).to_owned() };
+        let line = |s: &str| self.scope_line(s);
         Ok(Ok(ConsentView {
             pending_id: pending.id.clone(),
             client_id: client.id.clone(),
@@ -395,6 +396,15 @@ impl AuthServer {
             .await?;
         self.audit(draft("granted", format!("granted {granted} of requested {}", pending.scope))).await;
         self.issue_code(&pending, user, granted).await
+    }
+
+    /// A scope as a person reads it.
+    pub fn scope_line(&self, s: &str) -> ScopeLine {
+        ScopeLine {
+            name: s.to_owned(),
+            description: self.resources.describe(s).unwrap_or(s).to_owned(),
+            tools: self.resources.tools_of(s).join(", "),
+        }
     }
 
     async fn issue_code(

@@ -137,6 +137,16 @@ impl AuthServer {
         self.clock.now()
     }
 
+    /// The injected clock (resource servers in this process validate tokens against it).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// A fresh random secret (demo passwords).
+    pub fn new_secret(&self) -> String {
+        crate::secret::random_token(self.rng.as_ref())
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -145,8 +155,30 @@ impl AuthServer {
         &self.keys
     }
 
+    /// True when the grant behind an access token was revoked, or the token itself was
+    /// (a resource server sharing this database refuses it at once).
+    pub async fn access_revoked(&self, grant_id: Option<&str>, jti: Option<&str>) -> Result<bool, crate::OAuthError> {
+        if let Some(g) = grant_id {
+            match self.store.grant(g).await? {
+                Some(grant) if grant.revoked_at.is_none() => {}
+                _ => return Ok(true),
+            }
+        }
+        if let Some(j) = jti
+            && self.store.access_token_revoked(j).await?
+        {
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// A random identifier from the injected randomness.
+    pub fn new_id(&self) -> String {
+        random_id(self.rng.as_ref())
+    }
+
     /// Records an audit event. A failure to record is logged, never hidden from operators.
-    pub(crate) async fn audit(&self, event: AuditDraft<'_>) {
+    pub async fn audit(&self, event: AuditDraft<'_>) {
         let record = AuditEvent {
             id: random_id(self.rng.as_ref()),
             at: self.now(),
@@ -165,7 +197,7 @@ impl AuthServer {
 
 /// An audit event about to be recorded.
 #[derive(Default)]
-pub(crate) struct AuditDraft<'a> {
+pub struct AuditDraft<'a> {
     pub kind: &'a str,
     pub outcome: &'a str,
     pub user: Option<&'a str>,

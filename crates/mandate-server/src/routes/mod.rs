@@ -3,6 +3,7 @@
 mod account;
 mod browser;
 mod discovery;
+mod personal;
 mod protocol;
 
 use std::sync::Arc;
@@ -57,6 +58,10 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/logout", post(browser::logout))
         .route("/account/apps", get(account::apps_page))
         .route("/account/apps/revoke", post(account::revoke_app))
+        .route("/account/activity", get(personal::activity))
+        .route("/apps", get(personal::apps))
+        .route("/apps/customers", post(personal::create_customer))
+        .route("/apps/todos", post(personal::add_todo))
         .merge(login)
         .merge(machine)
         .with_state(state)

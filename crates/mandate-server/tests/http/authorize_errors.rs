@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::harness::*;
+use mandate_testkit::*;
 
 const CB: &str = "https://agent.test/callback";
 

@@ -3,8 +3,6 @@
 //! manual clock. Test names carry the requirement ids they cover (mcp-auth-spec.md,
 //! security-tests.md).
 
-mod harness;
-
 mod authorize_errors;
 mod flow;
 mod metadata;

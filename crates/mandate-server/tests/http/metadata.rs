@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::*;
+use mandate_testkit::*;
 
 async fn document(s: &TestServer, path: &str) -> Value {
     let r = s.http.get(s.url(path)).header("origin", "https://inspector.test").send().await.unwrap();

@@ -9,7 +9,7 @@ use mandate_core::ssrf::FetchPolicy;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::*;
+use mandate_testkit::*;
 
 const CB: &str = "https://agent.test/callback";
 

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::*;
+use mandate_testkit::*;
 
 const CB: &str = "https://agent.test/callback";
 

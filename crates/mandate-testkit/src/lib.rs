@@ -1,5 +1,12 @@
-//! A real mandate router on a loopback port, backed by a SQLite file in a temp dir, with a
-//! manual clock; and a cookie-keeping "browser" that never follows redirects.
+//! mandate-testkit: a real mandate (authorization server and MCP endpoint, one router) on a
+//! loopback port, backed by a SQLite file in a temp dir, with a manual clock; a cookie-keeping
+//! "browser" that never follows redirects; and a raw JSON-RPC MCP client. Test support only:
+//! failing loudly (unwrap) is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod mcp;
+
+pub use mcp::{McpClient, McpReply};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +29,7 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestServer {
     pub base: String,
     pub auth: Arc<AuthServer>,
+    pub store: SqlStore,
     pub clock: ManualClock,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -58,6 +66,8 @@ impl TestServer {
             None => GuardedFetcher::new(opts.fetch_policy),
         }
         .unwrap();
+        let demo: Arc<dyn mandate_core::demo::DemoStore> = Arc::new(store.clone());
+        let kept = store.clone();
         let deps = Dependencies {
             store: Arc::new(store),
             clock: Arc::new(clock.clone()),
@@ -69,10 +79,27 @@ impl TestServer {
         auth.add_user("alice", PASSWORD.into()).await.unwrap();
         auth.add_user("bob", PASSWORD.into()).await.unwrap();
         let limits = RateLimits { login_burst: 1000, register_burst: 1000, ..RateLimits::default() };
-        let app = router(auth.clone(), limits).into_make_service_with_connect_info::<SocketAddr>();
+        let resource = format!("{base}/mcp");
+        let mcp = mandate_mcp::router(
+            mandate_mcp::McpSettings {
+                resource: resource.clone(),
+                issuer: base.clone(),
+                scopes_supported: vec!["customers.read".into(), "invoices.read".into(), "todos.read".into()],
+                check: mandate_guard::TokenCheck::Jwt(mandate_guard::Validator::new(
+                    base.clone(),
+                    resource,
+                    Arc::new(mandate_guard::LocalKeys(auth.clone())),
+                    auth.clock(),
+                )),
+                revocation: Some(Arc::new(mandate_mcp::SharedDatabaseRevocation(auth.clone()))),
+            },
+            auth.clone(),
+            demo.clone(),
+        );
+        let app = router(auth.clone(), demo, limits).merge(mcp).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { base, auth, clock, http, _dir: dir }
+        Self { base, auth, store: kept, clock, http, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {

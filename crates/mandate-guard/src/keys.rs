@@ -1,0 +1,148 @@
+//! Where verification keys come from: an issuer's JWKS over HTTPS (cached; an unknown `kid`
+//! triggers at most one refetch per cooldown), or mandate's own key ring in-process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::sync::Mutex;
+
+/// A key a token may be verified with, and the one algorithm it is used with (RFC 8725 §3.1).
+#[derive(Clone)]
+pub struct VerificationKey {
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// Resolves a `kid` to its verification key.
+#[async_trait]
+pub trait KeySource: Send + Sync {
+    async fn key(&self, kid: &str) -> Option<VerificationKey>;
+}
+
+/// Asymmetric algorithms accepted from a JWKS; never `none` or HMAC.
+fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
+    let declared = jwk.common.key_algorithm.and_then(|a| match a {
+        KeyAlgorithm::ES256 => Some(Algorithm::ES256),
+        KeyAlgorithm::ES384 => Some(Algorithm::ES384),
+        KeyAlgorithm::EdDSA => Some(Algorithm::EdDSA),
+        KeyAlgorithm::RS256 => Some(Algorithm::RS256),
+        KeyAlgorithm::PS256 => Some(Algorithm::PS256),
+        _ => None,
+    });
+    let inferred = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => Some(Algorithm::EdDSA),
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        _ => None,
+    }?;
+    match declared {
+        // A declared algorithm must fit the key type.
+        Some(d) if jsonwebtoken::jwk::Jwk::is_supported(jwk) && compatible(d, inferred) => Some(d),
+        Some(_) => None,
+        None => Some(inferred),
+    }
+}
+
+fn compatible(declared: Algorithm, inferred: Algorithm) -> bool {
+    declared == inferred || (inferred == Algorithm::RS256 && declared == Algorithm::PS256)
+}
+
+/// Keys of a JWKS by `kid` (keys without a `kid`, or of unsupported types, are skipped).
+pub fn keys_from_jwks(set: &JwkSet) -> HashMap<String, VerificationKey> {
+    set.keys
+        .iter()
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            let alg = algorithm_of(jwk)?;
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some((kid, VerificationKey { alg, key }))
+        })
+        .collect()
+}
+
+struct Cache {
+    keys: HashMap<String, VerificationKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// An issuer's JWKS fetched over HTTP(S), never following redirects.
+pub struct JwksKeySource {
+    url: String,
+    http: reqwest::Client,
+    cache: Mutex<Cache>,
+    /// Minimum time between two fetches triggered by unknown `kid`s (RL-11, JW-14).
+    cooldown: Duration,
+    /// Keys are refetched when older than this.
+    max_age: Duration,
+}
+
+impl JwksKeySource {
+    pub fn new(url: impl Into<String>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self {
+            url: url.into(),
+            http,
+            cache: Mutex::new(Cache { keys: HashMap::new(), fetched_at: None }),
+            cooldown: Duration::from_secs(30),
+            max_age: Duration::from_secs(300),
+        })
+    }
+
+    async fn fetch(&self) -> Option<HashMap<String, VerificationKey>> {
+        let resp = self.http.get(&self.url).send().await.ok()?;
+        if !resp.status().is_success() {
+            tracing::warn!(url = %self.url, status = %resp.status(), "JWKS fetch failed");
+            return None;
+        }
+        let bytes = resp.bytes().await.ok()?;
+        if bytes.len() > 256 * 1024 {
+            return None;
+        }
+        let set: JwkSet = serde_json::from_slice(&bytes).ok()?;
+        Some(keys_from_jwks(&set))
+    }
+}
+
+#[async_trait]
+impl KeySource for JwksKeySource {
+    async fn key(&self, kid: &str) -> Option<VerificationKey> {
+        let mut cache = self.cache.lock().await;
+        let stale = cache.fetched_at.is_none_or(|t| t.elapsed() > self.max_age);
+        let known = cache.keys.get(kid).cloned();
+        if known.is_some() && !stale {
+            return known;
+        }
+        let may_fetch = cache.fetched_at.is_none_or(|t| t.elapsed() > self.cooldown) || stale;
+        if may_fetch {
+            cache.fetched_at = Some(Instant::now());
+            if let Some(keys) = self.fetch().await {
+                cache.keys = keys;
+            }
+        }
+        cache.keys.get(kid).cloned()
+    }
+}
+
+/// mandate's own key ring, for a resource server in the same process as the authorization server.
+pub struct LocalKeys(pub Arc<mandate_core::AuthServer>);
+
+#[async_trait]
+impl KeySource for LocalKeys {
+    async fn key(&self, kid: &str) -> Option<VerificationKey> {
+        let now = self.0.now();
+        let ring = self.0.keys().ring(now).await.ok()?;
+        let k = ring.verification_key(kid, now)?;
+        Some(VerificationKey { alg: k.alg.jwt(), key: k.decoding.clone() })
+    }
+}

@@ -1,0 +1,331 @@
+//! The guard itself: the middleware in front of an MCP endpoint. Order of checks (MCP H13):
+//! Host and Origin (403) → bearer token (401) → revocation (401) → session ownership (404) →
+//! per-tool scopes (403 step-up) → the MCP server, with the [`Principal`] in the extensions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use mandate_core::scope::ScopeSet;
+use serde_json::Value;
+
+use crate::challenge::{ChallengeKind, challenge};
+use crate::metadata::metadata_path_for;
+use crate::principal::Principal;
+use crate::sessions::SessionOwners;
+use crate::tools::{ToolCallAudit, ToolDecision, ToolScopes};
+use crate::validate::{Rejection, Validator};
+
+/// Largest JSON-RPC body the guard reads to find the tool being called.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// What the guard protects and for whom.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// The canonical resource URL, e.g. `https://mcp.example.com/mcp`.
+    pub resource: String,
+    /// The authorization server's issuer, byte-identical to its metadata `issuer`.
+    pub issuer: String,
+    /// Baseline scopes: published in the metadata and asked for in the 401 challenge.
+    pub scopes_supported: Vec<String>,
+    pub resource_name: String,
+    /// Accepted `Host` values (`host` or `host:port`); derived from `resource` by default.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted `Origin` values when the header is present; the resource's origin by default.
+    pub allowed_origins: Vec<String>,
+    pub tools: ToolScopes,
+}
+
+impl GuardConfig {
+    pub fn new(resource: &str, issuer: &str) -> Self {
+        let url = url::Url::parse(resource).ok();
+        let host = url.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+        let mut allowed_hosts = vec![host.clone()];
+        if let Some(port) = url.as_ref().and_then(url::Url::port) {
+            allowed_hosts.push(format!("{host}:{port}"));
+        }
+        let origin = url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        Self {
+            resource: resource.to_owned(),
+            issuer: issuer.to_owned(),
+            scopes_supported: Vec::new(),
+            resource_name: "MCP server".to_owned(),
+            allowed_hosts,
+            allowed_origins: vec![origin],
+            tools: ToolScopes::default(),
+        }
+    }
+
+    /// The URL of this resource's metadata document.
+    pub fn metadata_url(&self) -> String {
+        let origin = url::Url::parse(&self.resource).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        format!("{origin}{}", metadata_path_for(&self.resource))
+    }
+}
+
+/// Is the grant behind a token still alive? (mandate shares its database with the resource
+/// server in the single-binary deployment, so revocation takes effect on the next request.)
+#[async_trait]
+pub trait RevocationCheck: Send + Sync {
+    /// `Err` when the answer cannot be had: the guard then fails closed (503).
+    async fn revoked(&self, principal: &Principal) -> Result<bool, ()>;
+}
+
+/// How tokens are checked.
+pub enum TokenCheck {
+    /// Local JWT validation (RFC 9068) against the issuer's keys.
+    Jwt(Validator),
+    /// RFC 7662 introspection at the authorization server (opaque tokens).
+    Introspection { endpoint: String, client_id: String, client_secret: String, http: reqwest::Client },
+}
+
+impl TokenCheck {
+    pub fn introspection(endpoint: &str, client_id: &str, client_secret: &str) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self::Introspection {
+            endpoint: endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            http,
+        })
+    }
+}
+
+/// The resource-server guard. Build once, share as `Arc<Guard>`.
+pub struct Guard {
+    pub config: GuardConfig,
+    check: TokenCheck,
+    revocation: Option<Arc<dyn RevocationCheck>>,
+    audit: Option<Arc<dyn ToolCallAudit>>,
+    sessions: SessionOwners,
+}
+
+enum Refusal {
+    Challenge(Response),
+    Status(StatusCode, &'static str),
+}
+
+impl Guard {
+    pub fn new(config: GuardConfig, check: TokenCheck) -> Self {
+        Self { config, check, revocation: None, audit: None, sessions: SessionOwners::default() }
+    }
+
+    pub fn with_revocation(mut self, r: Arc<dyn RevocationCheck>) -> Self {
+        self.revocation = Some(r);
+        self
+    }
+
+    pub fn with_audit(mut self, a: Arc<dyn ToolCallAudit>) -> Self {
+        self.audit = Some(a);
+        self
+    }
+
+    /// Wraps `router` (the MCP endpoint) in the guard.
+    pub fn protect(self: &Arc<Self>, router: Router) -> Router {
+        router.layer(from_fn_with_state(self.clone(), run))
+    }
+
+    /// The protected resource metadata routes (public: mount them outside the guard).
+    pub fn metadata_router(self: &Arc<Self>) -> Router {
+        crate::metadata::router(self.clone())
+    }
+
+    fn baseline_scope(&self) -> String {
+        self.config.scopes_supported.join(" ")
+    }
+
+    fn challenge(&self, kind: ChallengeKind, scope: &str, description: Option<&str>) -> Response {
+        challenge(kind, &self.config.metadata_url(), scope, description)
+    }
+
+    fn host_and_origin_ok(&self, headers: &HeaderMap, uri_host: Option<&str>) -> bool {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or(uri_host);
+        let host_ok = host.is_some_and(|h| self.config.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h)));
+        let origin_ok = match headers.get(header::ORIGIN).map(|v| v.to_str()) {
+            None => true,
+            Some(Ok(o)) => self.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)),
+            Some(Err(_)) => false,
+        };
+        host_ok && origin_ok
+    }
+
+    /// Validates the bearer token of a request.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Response> {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Err(self.challenge(ChallengeKind::Missing, &self.baseline_scope(), None));
+        };
+        let invalid = |d: &str| self.challenge(ChallengeKind::InvalidToken, &self.baseline_scope(), Some(d));
+        if values.next().is_some() {
+            return Err(invalid("send exactly one Authorization header"));
+        }
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| invalid("use the Bearer scheme"))?;
+        let principal = match &self.check {
+            TokenCheck::Jwt(v) => v.validate(token).await.map_err(|r| invalid(&r.to_string()))?,
+            TokenCheck::Introspection { endpoint, client_id, client_secret, http } => {
+                introspect(http, endpoint, client_id, client_secret, token, &self.config)
+                    .await
+                    .map_err(|r| invalid(&r.to_string()))?
+            }
+        };
+        if let Some(r) = &self.revocation {
+            match r.revoked(&principal).await {
+                Ok(false) => {}
+                Ok(true) => return Err(invalid(&Rejection::Revoked.to_string())),
+                Err(()) => {
+                    return Err(
+                        (StatusCode::SERVICE_UNAVAILABLE, "authorization state unavailable; retry").into_response()
+                    );
+                }
+            }
+        }
+        Ok(principal)
+    }
+
+    /// Finds tools/call requests in a JSON-RPC body and checks their scopes.
+    async fn check_tools(&self, principal: &Principal, body: &[u8]) -> Result<(), Refusal> {
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return Ok(()); // not JSON: the transport answers it
+        };
+        let messages = match v {
+            Value::Array(items) => items,
+            other => vec![other],
+        };
+        for m in messages {
+            if m.get("method").and_then(Value::as_str) != Some("tools/call") {
+                continue;
+            }
+            let Some(tool) = m.get("params").and_then(|p| p.get("name")).and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(required) = self.config.tools.required(tool) else { continue };
+            let missing: Vec<String> = required.iter().filter(|s| !principal.scopes.contains(s)).cloned().collect();
+            let decision = if missing.is_empty() {
+                ToolDecision::Allowed
+            } else {
+                ToolDecision::Refused { missing: missing.clone() }
+            };
+            if let Some(a) = &self.audit {
+                a.tool_call(principal, tool, &decision).await;
+            }
+            if !missing.is_empty() {
+                // All the scopes this operation needs, in one challenge (RS11, 2026-07-28).
+                let scope = required.join(" ");
+                let description = format!("the {tool} tool needs the scope {}", missing.join(" "));
+                return Err(Refusal::Challenge(self.challenge(
+                    ChallengeKind::InsufficientScope,
+                    &scope,
+                    Some(&description),
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    match guarded(&g, req, next).await {
+        Ok(r) => r,
+        Err(Refusal::Challenge(r)) => r,
+        Err(Refusal::Status(status, message)) => {
+            let body = serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
+            (status, axum::Json(body)).into_response()
+        }
+    }
+}
+
+async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusal> {
+    if !g.host_and_origin_ok(req.headers(), req.uri().host()) {
+        return Err(Refusal::Status(StatusCode::FORBIDDEN, "Host or Origin not allowed"));
+    }
+    let principal = g.authenticate(req.headers()).await.map_err(Refusal::Challenge)?;
+    let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(s) = &session
+        && !g.sessions.allows(s, &principal.issuer, &principal.subject)
+    {
+        return Err(Refusal::Status(StatusCode::NOT_FOUND, "Session not found"));
+    }
+    let (mut parts, body) = req.into_parts();
+    let req = if parts.method == Method::POST {
+        let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| Refusal::Status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+        g.check_tools(&principal, &bytes).await?;
+        parts.extensions.insert(principal.clone());
+        Request::from_parts(parts, Body::from(bytes))
+    } else {
+        parts.extensions.insert(principal.clone());
+        Request::from_parts(parts, body)
+    };
+    let is_delete = req.method() == Method::DELETE;
+    let response = next.run(req).await;
+    match (&session, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())) {
+        (None, Some(new)) => g.sessions.bind(new, &principal.issuer, &principal.subject),
+        (Some(s), _) if is_delete && response.status().is_success() => g.sessions.forget(s),
+        _ => {}
+    }
+    Ok(response)
+}
+
+async fn introspect(
+    http: &reqwest::Client,
+    endpoint: &str,
+    client_id: &str,
+    client_secret: &str,
+    token: &str,
+    config: &GuardConfig,
+) -> Result<Principal, Rejection> {
+    if token.is_empty() || token.len() > crate::validate::MAX_TOKEN_BYTES {
+        return Err(Rejection::Malformed);
+    }
+    let resp = http
+        .post(endpoint)
+        .basic_auth(client_id, Some(client_secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .map_err(|_| Rejection::UnknownKey)?;
+    let v: Value = resp.json().await.map_err(|_| Rejection::Malformed)?;
+    if v.get("active").and_then(Value::as_bool) != Some(true) {
+        return Err(Rejection::Revoked);
+    }
+    if v.get("token_type").and_then(Value::as_str).is_some_and(|t| t == "refresh_token") {
+        return Err(Rejection::WrongType);
+    }
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    if s("iss").is_some_and(|i| i != config.issuer) {
+        return Err(Rejection::WrongIssuer);
+    }
+    let aud_ok = match v.get("aud") {
+        Some(Value::String(a)) => *a == config.resource,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(config.resource.as_str())),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(Rejection::WrongAudience);
+    }
+    Ok(Principal {
+        issuer: config.issuer.clone(),
+        subject: s("sub").ok_or(Rejection::Malformed)?,
+        client_id: s("client_id").ok_or(Rejection::Malformed)?,
+        scopes: ScopeSet::parse(&s("scope").unwrap_or_default()).map_err(|_| Rejection::Malformed)?,
+        grant_id: None,
+        token_id: s("jti"),
+        expires_at: v.get("exp").and_then(Value::as_i64).unwrap_or(0),
+    })
+}

@@ -1,0 +1,29 @@
+//! mandate-guard: the resource-server layer an axum/rmcp MCP server mounts to be an OAuth 2.1
+//! protected resource: RFC 9728 metadata, RFC 6750 challenges, token validation (mandate's own
+//! keys in-process, any issuer's JWKS, or introspection), Host/Origin checks before auth,
+//! per-tool scopes with step-up challenges, sessions bound to their user.
+//!
+//! ```ignore
+//! let guard = Guard::new(GuardConfig::new(resource_url, issuer), validator);
+//! let app = Router::new()
+//!     .nest_service("/mcp", mcp_service)
+//!     .layer(guard.layer())
+//!     .merge(guard.metadata_router());
+//! ```
+
+mod challenge;
+mod keys;
+mod layer;
+mod metadata;
+mod principal;
+mod sessions;
+mod tools;
+mod validate;
+
+pub use challenge::{ChallengeKind, challenge};
+pub use keys::{JwksKeySource, KeySource, LocalKeys, VerificationKey, keys_from_jwks};
+pub use layer::{Guard, GuardConfig, RevocationCheck, TokenCheck};
+pub use metadata::metadata_path_for;
+pub use principal::Principal;
+pub use tools::{ToolCallAudit, ToolDecision, ToolScopes};
+pub use validate::{LEEWAY, Rejection, Validator};

@@ -1,0 +1,41 @@
+//! RFC 9728 protected resource metadata (MCP RS1–RS4, RS7).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+use crate::layer::Guard;
+
+/// `/.well-known/oauth-protected-resource/<path>` for a resource URL (path-inserted form).
+pub fn metadata_path_for(resource: &str) -> String {
+    let path = url::Url::parse(resource).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
+    format!("/.well-known/oauth-protected-resource{path}")
+}
+
+async fn document(State(g): State<Arc<Guard>>) -> Response {
+    let c = &g.config;
+    let body = serde_json::json!({
+        "resource": c.resource,
+        "authorization_servers": [c.issuer],
+        "scopes_supported": c.scopes_supported,
+        "bearer_methods_supported": ["header"],
+        "resource_name": c.resource_name,
+    });
+    let mut resp = axum::Json(body).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    resp
+}
+
+/// The metadata at both the path-inserted and the root well-known URL.
+pub fn router(guard: Arc<Guard>) -> Router {
+    let inserted = metadata_path_for(&guard.config.resource);
+    let mut r = Router::new().route("/.well-known/oauth-protected-resource", get(document));
+    if inserted != "/.well-known/oauth-protected-resource" {
+        r = r.route(&inserted, get(document));
+    }
+    r.with_state(guard)
+}

@@ -1,0 +1,95 @@
+//! mandate-mcp: the MCP server (Streamable HTTP via rmcp) serving the demo apps at `/mcp`,
+//! behind the [`mandate_guard`] resource-server layer. With the authorization server in the
+//! same process it validates tokens against mandate's own key ring and refuses tokens of
+//! revoked grants at once; on its own (`--mcp-only`) it validates against the issuer's JWKS.
+
+mod tools;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use mandate_core::AuthServer;
+use mandate_core::demo::{DemoStore, TOOLS};
+use mandate_core::service::AuditDraft;
+use mandate_guard::{
+    Guard, GuardConfig, Principal, RevocationCheck, TokenCheck, ToolCallAudit, ToolDecision, ToolScopes,
+};
+use rmcp::transport::StreamableHttpServerConfig;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::tower::StreamableHttpService;
+
+pub use tools::{DemoApps, SCOPES_META_KEY};
+
+/// The demo tools and the scopes each needs.
+pub fn tool_scopes() -> ToolScopes {
+    TOOLS.iter().fold(ToolScopes::new(), |acc, (tool, scopes, _)| acc.with(tool, scopes))
+}
+
+/// Refuses tokens of revoked grants (and revoked tokens) at once, via the shared database.
+pub struct SharedDatabaseRevocation(pub Arc<AuthServer>);
+
+#[async_trait]
+impl RevocationCheck for SharedDatabaseRevocation {
+    async fn revoked(&self, p: &Principal) -> Result<bool, ()> {
+        self.0.access_revoked(p.grant_id.as_deref(), p.token_id.as_deref()).await.map_err(|e| {
+            tracing::error!(error = %e, "revocation check failed");
+        })
+    }
+}
+
+/// Records refused tool calls in the audit trail (allowed calls are recorded by the tools,
+/// with what they did).
+pub struct AuditRefusals(pub Arc<AuthServer>);
+
+#[async_trait]
+impl ToolCallAudit for AuditRefusals {
+    async fn tool_call(&self, p: &Principal, tool: &str, decision: &ToolDecision) {
+        if let ToolDecision::Refused { missing } = decision {
+            self.0
+                .audit(AuditDraft {
+                    kind: "tool.call",
+                    outcome: "refused",
+                    user: Some(&p.subject),
+                    client: Some(&p.client_id),
+                    grant: p.grant_id.as_deref(),
+                    detail: Some(format!("{tool}: refused, needs {}", missing.join(" "))),
+                })
+                .await;
+        }
+    }
+}
+
+/// Everything the MCP endpoint is built from.
+pub struct McpSettings {
+    /// The canonical resource URL (`<public url>/mcp`).
+    pub resource: String,
+    /// The authorization server's issuer.
+    pub issuer: String,
+    /// Baseline scopes for the metadata and the 401 challenge (no `offline_access`).
+    pub scopes_supported: Vec<String>,
+    pub check: TokenCheck,
+    /// Set when the authorization server shares this process and database.
+    pub revocation: Option<Arc<dyn RevocationCheck>>,
+}
+
+/// The `/mcp` endpoint behind the guard, plus the protected resource metadata routes.
+pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>) -> Router {
+    let mut config = GuardConfig::new(&settings.resource, &settings.issuer);
+    config.scopes_supported = settings.scopes_supported;
+    config.resource_name = "mandate demo apps (billing and todos)".to_owned();
+    config.tools = tool_scopes();
+    // rmcp checks Host itself (loopback only by default): allow exactly what the guard allows.
+    let hosts = config.allowed_hosts.clone();
+    let mut guard = Guard::new(config, settings.check).with_audit(Arc::new(AuditRefusals(auth.clone())));
+    if let Some(r) = settings.revocation {
+        guard = guard.with_revocation(r);
+    }
+    let guard = Arc::new(guard);
+    let service = StreamableHttpService::new(
+        move || Ok(DemoApps::new(auth.clone(), demo.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
+    );
+    guard.protect(Router::new().nest_service("/mcp", service)).merge(guard.metadata_router())
+}

@@ -1,0 +1,214 @@
+//! The person's own pages: using the demo apps directly (so the audit trail can tell the
+//! person's actions from an agent's) and reading the activity trail.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use mandate_core::demo::{Customer, Todo};
+use mandate_core::model::{AuditEvent, AuditFilter, User};
+use mandate_core::secret::ct_str_eq;
+use mandate_core::service::AuditDraft;
+
+use super::browser::{current_session, refuse_cross_site};
+use crate::AppState;
+use crate::http::{form_params, see_other};
+use crate::pages::{error_page, format_time, render};
+
+pub struct InvoiceRow {
+    pub id: String,
+    pub amount: String,
+    pub currency: String,
+    pub status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "apps_direct.html")]
+struct DirectAppsPage<'a> {
+    username: &'a str,
+    csrf: &'a str,
+    customers: Vec<Customer>,
+    invoices: Vec<InvoiceRow>,
+    todos: Vec<Todo>,
+}
+
+pub struct ActivityLine {
+    pub at: String,
+    pub text: String,
+    pub class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "activity.html")]
+struct ActivityPage {
+    lines: Vec<ActivityLine>,
+}
+
+fn storage_error(e: mandate_core::StoreError) -> Response {
+    let e: mandate_core::OAuthError = e.into();
+    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+}
+
+pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let (session, user) = match current_session(&s, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return see_other("/login"),
+        Err(r) => return r,
+    };
+    let (customers, invoices, todos) =
+        match tokio::try_join!(s.demo.customers(&user.id), s.demo.invoices(&user.id), s.demo.todos(&user.id)) {
+            Ok(v) => v,
+            Err(e) => return storage_error(e),
+        };
+    let invoices = invoices
+        .into_iter()
+        .map(|i| InvoiceRow {
+            id: i.id,
+            amount: format!("{}.{:02}", i.amount_cents / 100, i.amount_cents % 100),
+            currency: i.currency,
+            status: match i.status {
+                mandate_core::demo::InvoiceStatus::Draft => "draft",
+                mandate_core::demo::InvoiceStatus::Sent => "sent",
+            },
+        })
+        .collect();
+    let page = DirectAppsPage { username: &user.username, csrf: &session.csrf_token, customers, invoices, todos };
+    render(StatusCode::OK, &page, None)
+}
+
+/// Checks origin, session and CSRF of a form post; returns the person and the form.
+async fn form_post(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(User, mandate_core::params::Params), Response> {
+    if let Some(r) = refuse_cross_site(s, headers) {
+        return Err(r);
+    }
+    let (session, user) = match current_session(s, headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(error_page(StatusCode::FORBIDDEN, "You are not signed in.")),
+        Err(r) => return Err(r),
+    };
+    let form = form_params(headers, body)
+        .map_err(|_| error_page(StatusCode::BAD_REQUEST, "The form was not sent as a form."))?;
+    if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
+        return Err(error_page(StatusCode::FORBIDDEN, "The form expired or did not come from this site."));
+    }
+    Ok((user, form))
+}
+
+/// A short text field: 1 to 200 characters after trimming.
+fn text_field(form: &mandate_core::params::Params, name: &str) -> Option<String> {
+    form.single(name)
+        .ok()
+        .flatten()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.chars().count() <= 200)
+        .map(str::to_owned)
+}
+
+fn bad_text() -> Response {
+    error_page(StatusCode::BAD_REQUEST, "Enter 1 to 200 characters.")
+}
+
+async fn record_own_action(s: &AppState, user: &User, what: String) {
+    s.auth
+        .audit(AuditDraft {
+            kind: "app.action",
+            outcome: "success",
+            user: Some(&user.id),
+            detail: Some(what),
+            ..Default::default()
+        })
+        .await;
+}
+
+pub async fn create_customer(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, form) = match form_post(&s, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(name) = text_field(&form, "name") else {
+        return bad_text();
+    };
+    let c = Customer { id: s.auth.new_id(), name, email: None, created_at: s.auth.now() };
+    if let Err(e) = s.demo.insert_customer(&user.id, &c).await {
+        return storage_error(e);
+    }
+    record_own_action(&s, &user, format!("created customer {}", c.name)).await;
+    see_other("/apps")
+}
+
+pub async fn add_todo(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, form) = match form_post(&s, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(title) = text_field(&form, "title") else {
+        return bad_text();
+    };
+    let t = Todo { id: s.auth.new_id(), title, done: false, created_at: s.auth.now() };
+    if let Err(e) = s.demo.insert_todo(&user.id, &t).await {
+        return storage_error(e);
+    }
+    record_own_action(&s, &user, format!("added to-do {}", t.title)).await;
+    see_other("/apps")
+}
+
+/// One audit event as the person reads it, or `None` for events not shown there.
+fn sentence(e: &AuditEvent, client_name: &str) -> Option<(String, &'static str)> {
+    let detail = e.detail.as_deref().unwrap_or("");
+    let what = detail.split_once(": ").map_or(detail, |(_, w)| w);
+    let tool = detail.split_once(": ").map_or("", |(t, _)| t);
+    match (e.kind.as_str(), e.outcome.as_str()) {
+        ("tool.call", "success") => Some((format!("{client_name} (for you) {what}"), "agent")),
+        ("tool.call", "refused") => Some((format!("{client_name} was refused {tool} ({what})"), "refused")),
+        ("app.action", _) => Some((format!("You {detail}"), "you")),
+        ("consent", "granted") => Some((format!("You allowed {client_name}: {detail}"), "you")),
+        ("consent", "denied") => Some((format!("You denied {client_name}"), "you")),
+        ("grant.revoked", _) => Some((format!("{client_name} lost access ({detail})"), "you")),
+        ("token.reuse_detected", _) => {
+            Some((format!("{client_name} was disconnected: a stolen refresh token was used"), "refused"))
+        }
+        _ => None,
+    }
+}
+
+pub async fn activity(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let user = match current_session(&s, &headers).await {
+        Ok(Some((_, u))) => u,
+        Ok(None) => return see_other("/login"),
+        Err(r) => return r,
+    };
+    let filter = AuditFilter { user_id: Some(user.id.clone()), limit: 500, ..Default::default() };
+    let events = match s.auth.store().events(&filter).await {
+        Ok(e) => e,
+        Err(e) => return storage_error(e),
+    };
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut lines = Vec::new();
+    for e in events.iter().rev() {
+        let name = match e.client_id.as_deref() {
+            Some(id) => match names.get(id) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = match s.auth.store().client_by_id(id).await {
+                        Ok(Some(c)) => c.name,
+                        _ => "An application".to_owned(),
+                    };
+                    names.insert(id.to_owned(), n.clone());
+                    n
+                }
+            },
+            None => String::new(),
+        };
+        if let Some((text, class)) = sentence(e, &name) {
+            lines.push(ActivityLine { at: format_time(e.at), text, class });
+        }
+    }
+    render(StatusCode::OK, &ActivityPage { lines }, None)
+}
