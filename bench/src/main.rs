@@ -7,7 +7,10 @@
 //! - `code`: issue codes through /authorize (remembered consent), then redeem them concurrently.
 //! - `login`: a storm of password logins (argon2id) while a probe measures /.well-known latency,
 //!   showing that password hashing does not block the async runtime.
+//! - `mcp`: `tools/call` with auth on and auth off on the same server, in interleaved rounds.
 #![allow(clippy::print_stdout)]
+
+mod mcp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,11 +71,35 @@ async fn start() -> anyhow::Result<Target> {
     };
     let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::demo(&base)?, deps).await?);
     for i in 0..64 {
+        // user2's session is also the fixed caller of the unguarded endpoint (see `mcp`).
         auth.add_user(&format!("user{i}"), PASSWORD.into()).await?;
     }
     // Bench traffic comes from one address: lift the per-IP limits for it.
     let limits = RateLimits { login_burst: 1_000_000, register_burst: 1_000_000, ..RateLimits::default() };
-    let app = router(auth, demo, limits).into_make_service_with_connect_info::<SocketAddr>();
+    let resource = format!("{base}/mcp");
+    let host = base.trim_start_matches("http://").to_owned();
+    let guarded = mandate_mcp::router(
+        mandate_mcp::McpSettings {
+            resource: resource.clone(),
+            issuer: base.clone(),
+            scopes_supported: vec!["customers.read".into()],
+            check: mandate_guard::TokenCheck::Jwt(mandate_guard::Validator::new(
+                base.clone(),
+                resource,
+                Arc::new(mandate_guard::LocalKeys(auth.clone())),
+                auth.clock(),
+            )),
+            revocation: Some(Arc::new(mandate_mcp::SharedDatabaseRevocation(auth.clone()))),
+        },
+        auth.clone(),
+        demo.clone(),
+    );
+    let bench_user = auth.store().user_by_name("user2").await?.context("bench user")?;
+    let open = mcp::open_router(auth.clone(), demo.clone(), vec![host], mcp::caller(&bench_user.id, "bench-open"));
+    let app = router(auth, demo, limits).merge(guarded).merge(open).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build()?;
@@ -195,11 +222,11 @@ impl Target {
     }
 }
 
-struct Stats {
-    name: &'static str,
-    latencies: Vec<Duration>,
-    errors: usize,
-    elapsed: Duration,
+pub(crate) struct Stats {
+    pub(crate) name: &'static str,
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) errors: usize,
+    pub(crate) elapsed: Duration,
 }
 
 impl Stats {
@@ -436,6 +463,18 @@ async fn main() -> anyhow::Result<()> {
     }
     if matches!(a.scenario.as_str(), "code" | "all") {
         code_scenario(t.clone(), &a).await?.into_iter().for_each(&mut report);
+    }
+    if matches!(a.scenario.as_str(), "mcp" | "all") {
+        let client = t.register().await?;
+        let s = t.session("user2", &client).await?;
+        let (code, v) = t.code(&s, &client).await?;
+        let token = t.redeem(&client, &code, &v).await?["access_token"].as_str().context("no token")?.to_owned();
+        let (off, on) = mcp::compare(&t.base, &token, a.concurrency, a.requests, a.seconds).await?;
+        let ratio = (off.latencies.len() as f64 / off.elapsed.as_secs_f64())
+            / (on.latencies.len() as f64 / on.elapsed.as_secs_f64());
+        report(off);
+        report(on);
+        println!("auth overhead: throughput off/on = {ratio:.3} ({:+.1}%)", (ratio - 1.0) * 100.0);
     }
     if matches!(a.scenario.as_str(), "login" | "all") {
         login_scenario(t.clone(), &a).await?.into_iter().for_each(&mut report);

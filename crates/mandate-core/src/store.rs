@@ -91,6 +91,9 @@ pub trait GrantStore: Send + Sync {
     /// Records a revoked access token until it would have expired anyway.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
     async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// One lookup for a resource server: is the grant (when given) gone or revoked, or the token
+    /// (when given) revoked?
+    async fn access_revoked(&self, grant_id: Option<&str>, jti: Option<&str>) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -99,6 +99,12 @@ impl JwksKeySource {
         })
     }
 
+    /// Sets the minimum time between refetches triggered by unknown `kid`s.
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
     async fn fetch(&self) -> Option<HashMap<String, VerificationKey>> {
         let resp = self.http.get(&self.url).send().await.ok()?;
         if !resp.status().is_success() {

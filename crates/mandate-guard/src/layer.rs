@@ -199,6 +199,9 @@ impl Guard {
 
     /// Finds tools/call requests in a JSON-RPC body and checks their scopes.
     async fn check_tools(&self, principal: &Principal, body: &[u8]) -> Result<(), Refusal> {
+        if !body.windows(10).any(|w| w == b"tools/call") {
+            return Ok(()); // no tool call in this message: nothing to check, no parse
+        }
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return Ok(()); // not JSON: the transport answers it
         };

@@ -4,11 +4,14 @@
 //! per-tool scopes with step-up challenges, sessions bound to their user.
 //!
 //! ```ignore
-//! let guard = Guard::new(GuardConfig::new(resource_url, issuer), validator);
-//! let app = Router::new()
-//!     .nest_service("/mcp", mcp_service)
-//!     .layer(guard.layer())
-//!     .merge(guard.metadata_router());
+//! let keys = Arc::new(JwksKeySource::new("https://auth.example.com/jwks.json")?);
+//! let validator = Validator::new(issuer, resource_url, keys, Arc::new(SystemClock));
+//! let mut config = GuardConfig::new(resource_url, issuer);
+//! config.scopes_supported = vec!["notes.read".into()];
+//! config.tools = ToolScopes::new().with("delete_note", &["notes.write"]);
+//! let guard = Arc::new(Guard::new(config, TokenCheck::Jwt(validator)));
+//! let app = guard.protect(Router::new().nest_service("/mcp", mcp_service)).merge(guard.metadata_router());
+//! // Tools read the caller: parts.extensions.get::<mandate_guard::Principal>()
 //! ```
 
 mod challenge;

@@ -3,7 +3,10 @@
 //! headers, valid signature, `iss` equal to the configured issuer, `aud` naming this resource,
 //! `exp`/`nbf`/`iat` within a small leeway of the injected clock.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use jsonwebtoken::{Validation, decode, decode_header};
 use mandate_core::clock::Clock;
@@ -72,12 +75,18 @@ struct Claims {
     grant_id: Option<String>,
 }
 
+/// Tokens remembered as valid; the cache is emptied when it reaches this size.
+const CACHE_ENTRIES: usize = 10_000;
+
 /// Validates tokens for one resource from one issuer.
 pub struct Validator {
     pub issuer: String,
     pub resource: String,
     keys: Arc<dyn KeySource>,
     clock: Arc<dyn Clock>,
+    /// Successful validations by SHA-256 of the token (tokens themselves are never kept): a
+    /// repeated token skips the signature check, never the expiry check.
+    verified: Mutex<HashMap<[u8; 32], Principal>>,
 }
 
 impl Validator {
@@ -87,10 +96,29 @@ impl Validator {
         keys: Arc<dyn KeySource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { issuer: issuer.into(), resource: resource.into(), keys, clock }
+        Self { issuer: issuer.into(), resource: resource.into(), keys, clock, verified: Mutex::new(HashMap::new()) }
     }
 
     pub async fn validate(&self, token: &str) -> Result<Principal, Rejection> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned());
+        if let Some(p) = cached {
+            if p.expires_at + LEEWAY <= self.clock.now() {
+                return Err(Rejection::Expired);
+            }
+            return Ok(p);
+        }
+        let principal = self.validate_uncached(token).await?;
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= CACHE_ENTRIES {
+                m.clear();
+            }
+            m.insert(digest, principal.clone());
+        }
+        Ok(principal)
+    }
+
+    async fn validate_uncached(&self, token: &str) -> Result<Principal, Rejection> {
         if token.is_empty()
             || token.len() > MAX_TOKEN_BYTES
             || token.split('.').count() != 3

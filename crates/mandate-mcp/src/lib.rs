@@ -86,10 +86,20 @@ pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoSt
         guard = guard.with_revocation(r);
     }
     let guard = Arc::new(guard);
-    let service = StreamableHttpService::new(
+    let service = service(auth, demo, hosts);
+    guard.protect(Router::new().nest_service("/mcp", service)).merge(guard.metadata_router())
+}
+
+/// The demo apps' Streamable HTTP service, without any guard. Mount it only behind one (the
+/// benchmarks compare it with and without); the tools need a [`Principal`] in the request.
+pub fn service(
+    auth: Arc<AuthServer>,
+    demo: Arc<dyn DemoStore>,
+    allowed_hosts: Vec<String>,
+) -> StreamableHttpService<DemoApps, LocalSessionManager> {
+    StreamableHttpService::new(
         move || Ok(DemoApps::new(auth.clone(), demo.clone())),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
-    );
-    guard.protect(Router::new().nest_service("/mcp", service)).merge(guard.metadata_router())
+        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+    )
 }

@@ -363,6 +363,19 @@ impl GrantStore for SqlStore {
         Ok(())
     }
 
+    async fn access_revoked(&self, grant_id: Option<&str>, jti: Option<&str>) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT (CASE WHEN $1 IS NULL OR EXISTS (SELECT 1 FROM grants WHERE id = $1 AND revoked_at IS NULL) THEN 0 ELSE 1 END) \
+             + (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $2) AS n",
+        )
+        .bind(grant_id.map(str::to_owned))
+        .bind(jti.map(str::to_owned))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(int(&row, "n")? > 0)
+    }
+
     async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool> {
         Ok(sqlx::query("SELECT jti FROM revoked_access_tokens WHERE jti = $1")
             .bind(jti)

@@ -209,3 +209,17 @@ async fn without_a_grace_window_an_immediate_replay_is_reuse() {
         RotateOutcome::ReuseDetected
     );
 }
+
+#[tokio::test]
+async fn one_query_answers_whether_an_access_token_is_revoked() {
+    let (_d, s) = store().await;
+    active_grant(&s).await;
+    assert!(!s.access_revoked(Some("g1"), Some("j1")).await.unwrap());
+    assert!(!s.access_revoked(None, None).await.unwrap());
+    assert!(s.access_revoked(Some("no-such-grant"), None).await.unwrap());
+    s.revoke_access_token("j1", 10_000).await.unwrap();
+    assert!(s.access_revoked(Some("g1"), Some("j1")).await.unwrap());
+    assert!(!s.access_revoked(Some("g1"), Some("j2")).await.unwrap());
+    s.revoke_grant("g1", 5).await.unwrap();
+    assert!(s.access_revoked(Some("g1"), Some("j2")).await.unwrap());
+}

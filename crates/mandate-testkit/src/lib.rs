@@ -97,6 +97,9 @@ impl TestServer {
             demo.clone(),
         );
         let app = router(auth.clone(), demo, limits).merge(mcp).into_make_service_with_connect_info::<SocketAddr>();
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Self { base, auth, store: kept, clock, http, _dir: dir }
@@ -217,6 +220,12 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser for a server at `base` (for servers run as separate processes).
+    pub fn for_base(base: &str) -> Self {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http, base: base.to_owned(), cookies: HashMap::new() }
+    }
+
     fn absorb(&mut self, headers: &HeaderMap) {
         for v in headers.get_all(SET_COOKIE) {
             let s = v.to_str().unwrap();
@@ -280,10 +289,15 @@ impl Browser {
 
     /// Signs in on the login page (optionally continuing a pending request).
     pub async fn login(&mut self, user: &str, request: Option<&str>) -> Reply {
+        self.login_with(user, PASSWORD, request).await
+    }
+
+    /// Signs in with a given password.
+    pub async fn login_with(&mut self, user: &str, password: &str, request: Option<&str>) -> Reply {
         let page = self.get(&format!("/login{}", request.map(|r| format!("?request={r}")).unwrap_or_default())).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         let csrf = hidden(&page.body, "csrf").unwrap();
-        let mut form = vec![("csrf", csrf.as_str()), ("username", user), ("password", PASSWORD)];
+        let mut form = vec![("csrf", csrf.as_str()), ("username", user), ("password", password)];
         if let Some(r) = request {
             form.push(("request", r));
         }

@@ -29,6 +29,8 @@ pub struct McpClient {
     pub url: String,
     pub token: Option<String>,
     pub session: Option<String>,
+    /// The negotiated protocol version, sent on every request after initialize (H10).
+    pub protocol: Option<String>,
     http: reqwest::Client,
     next_id: u64,
 }
@@ -53,6 +55,7 @@ impl McpClient {
             url: url.to_owned(),
             token: token.map(str::to_owned),
             session: None,
+            protocol: None,
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             next_id: 1,
         }
@@ -64,8 +67,10 @@ impl McpClient {
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", PROTOCOL)
             .json(&body);
+        if let Some(v) = &self.protocol {
+            req = req.header("mcp-protocol-version", v);
+        }
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -88,15 +93,21 @@ impl McpClient {
 
     /// initialize + notifications/initialized; keeps the session id.
     pub async fn initialize(&mut self) -> McpReply {
+        self.initialize_with(PROTOCOL).await
+    }
+
+    /// Like [`McpClient::initialize`], offering `version`.
+    pub async fn initialize_with(&mut self, version: &str) -> McpReply {
         let r = self
             .request(
                 "initialize",
-                json!({"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "mandate-tests", "version": "1"}}),
+                json!({"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "mandate-tests", "version": "1"}}),
             )
             .await;
         if let Some(s) = r.headers.get("mcp-session-id") {
             self.session = Some(s.to_str().unwrap().to_owned());
         }
+        self.protocol = r.message["result"]["protocolVersion"].as_str().map(str::to_owned);
         if r.status.is_success() {
             let n = self.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
             assert_eq!(n.status, StatusCode::ACCEPTED, "H4: a notification is answered 202");

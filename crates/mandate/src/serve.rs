@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::Args;
 use serde::Serialize;
 
@@ -105,7 +106,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             axum_server::bind_rustls(addr, tls).serve(app).await.context("serving")
         }
         _ => {
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            // No Nagle: streamed (SSE) MCP responses are several small writes, and delayed ACKs
+            // would add ~40 ms to every one of them.
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
             axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving")
         }
     }

@@ -158,18 +158,7 @@ impl AuthServer {
     /// True when the grant behind an access token was revoked, or the token itself was
     /// (a resource server sharing this database refuses it at once).
     pub async fn access_revoked(&self, grant_id: Option<&str>, jti: Option<&str>) -> Result<bool, crate::OAuthError> {
-        if let Some(g) = grant_id {
-            match self.store.grant(g).await? {
-                Some(grant) if grant.revoked_at.is_none() => {}
-                _ => return Ok(true),
-            }
-        }
-        if let Some(j) = jti
-            && self.store.access_token_revoked(j).await?
-        {
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(self.store.access_revoked(grant_id, jti).await?)
     }
 
     /// A random identifier from the injected randomness.

@@ -177,3 +177,18 @@ async fn a_session_belongs_to_the_user_who_opened_it() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(alice.call("list_customers", json!({})).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn older_protocol_versions_are_negotiated_h10_h11() {
+    let s = TestServer::start().await;
+    let client = s.register_public(CB).await;
+    let mut b = s.browser();
+    let (code, verifier) = authorize_code(&s, &mut b, &client, CB, &["customers.read"]).await;
+    let (_, tok) = redeem(&s, &client, CB, &code, &verifier).await;
+    for version in ["2025-06-18", "2025-03-26"] {
+        let mut c = McpClient::new(&s.url("/mcp"), tok["access_token"].as_str());
+        let r = c.initialize_with(version).await;
+        assert_eq!(r.status, StatusCode::OK, "{version}");
+        assert_eq!(r.message["result"]["protocolVersion"], version);
+    }
+}
