@@ -23,16 +23,21 @@ pub trait KeySource: Send + Sync {
     async fn key(&self, kid: &str) -> Option<VerificationKey>;
 }
 
-/// Asymmetric algorithms accepted from a JWKS; never `none` or HMAC.
+/// Asymmetric signature algorithms accepted from a JWKS; never `none` or HMAC. A key that
+/// declares another algorithm, or a use other than `sig`, is not used at all (RFC 8725 §3.1).
 fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
-    let declared = jwk.common.key_algorithm.and_then(|a| match a {
-        KeyAlgorithm::ES256 => Some(Algorithm::ES256),
-        KeyAlgorithm::ES384 => Some(Algorithm::ES384),
-        KeyAlgorithm::EdDSA => Some(Algorithm::EdDSA),
-        KeyAlgorithm::RS256 => Some(Algorithm::RS256),
-        KeyAlgorithm::PS256 => Some(Algorithm::PS256),
-        _ => None,
-    });
+    if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature) {
+        return None;
+    }
+    let declared = match jwk.common.key_algorithm {
+        None => None,
+        Some(KeyAlgorithm::ES256) => Some(Algorithm::ES256),
+        Some(KeyAlgorithm::ES384) => Some(Algorithm::ES384),
+        Some(KeyAlgorithm::EdDSA) => Some(Algorithm::EdDSA),
+        Some(KeyAlgorithm::RS256) => Some(Algorithm::RS256),
+        Some(KeyAlgorithm::PS256) => Some(Algorithm::PS256),
+        Some(_) => return None,
+    };
     let inferred = match &jwk.algorithm {
         AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
             EllipticCurve::P256 => Some(Algorithm::ES256),
@@ -150,5 +155,26 @@ impl KeySource for LocalKeys {
         let ring = self.0.keys().ring(now).await.ok()?;
         let k = ring.verification_key(kid, now)?;
         Some(VerificationKey { alg: k.alg.jwt(), key: k.decoding.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_signing_keys_with_allowed_algorithms_are_used_jw_12() {
+        let set: JwkSet = serde_json::from_value(serde_json::json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "sig", "use": "sig", "alg": "EdDSA"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "enc", "use": "enc"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "hs", "alg": "HS256"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "plain"}
+        ]}))
+        .unwrap();
+        let keys = keys_from_jwks(&set);
+        assert!(keys.contains_key("sig"));
+        assert!(keys.contains_key("plain"), "no declared alg: inferred from the key type");
+        assert!(!keys.contains_key("enc"));
+        assert!(!keys.contains_key("hs"));
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use mandate_core::scope::ScopeSet;
@@ -178,9 +178,14 @@ impl Guard {
         let principal = match &self.check {
             TokenCheck::Jwt(v) => v.validate(token).await.map_err(|r| invalid(&r.to_string()))?,
             TokenCheck::Introspection { endpoint, client_id, client_secret, http } => {
-                introspect(http, endpoint, client_id, client_secret, token, &self.config)
-                    .await
-                    .map_err(|r| invalid(&r.to_string()))?
+                match introspect(http, endpoint, client_id, client_secret, token, &self.config).await {
+                    Ok(p) => p,
+                    Err(IntrospectionError::Refused(r)) => return Err(invalid(&r.to_string())),
+                    Err(IntrospectionError::Unavailable) => {
+                        return Err((StatusCode::SERVICE_UNAVAILABLE, "authorization server unavailable; retry")
+                            .into_response());
+                    }
+                }
             }
         };
         if let Some(r) = &self.revocation {
@@ -199,11 +204,9 @@ impl Guard {
 
     /// Finds tools/call requests in a JSON-RPC body and checks their scopes.
     async fn check_tools(&self, principal: &Principal, body: &[u8]) -> Result<(), Refusal> {
-        if !body.windows(10).any(|w| w == b"tools/call") {
-            return Ok(()); // no tool call in this message: nothing to check, no parse
-        }
+        // Always decode: the transport decodes JSON escapes ("tools\/call"), so must we.
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return Ok(()); // not JSON: the transport answers it
+            return Ok(()); // not JSON: the transport refuses it
         };
         let messages = match v {
             Value::Array(items) => items,
@@ -216,7 +219,13 @@ impl Guard {
             let Some(tool) = m.get("params").and_then(|p| p.get("name")).and_then(Value::as_str) else {
                 continue;
             };
-            let Some(required) = self.config.tools.required(tool) else { continue };
+            if self.config.tools.is_empty() {
+                continue; // no per-tool policy configured: authentication is the whole check
+            }
+            // A configured policy is complete: a tool it does not name is refused (fail closed).
+            let Some(required) = self.config.tools.required(tool) else {
+                return Err(Refusal::Status(StatusCode::BAD_REQUEST, "unknown tool"));
+            };
             let missing: Vec<String> = required.iter().filter(|s| !principal.scopes.contains(s)).cloned().collect();
             let decision = if missing.is_empty() {
                 ToolDecision::Allowed
@@ -242,14 +251,56 @@ impl Guard {
 }
 
 async fn run(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    match guarded(&g, req, next).await {
+    // Browsers: an allowed Origin may read the challenges and the session id (CORS).
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| g.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)))
+        .map(str::to_owned);
+    if req.method() == Method::OPTIONS {
+        let mut resp = match &origin {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => StatusCode::FORBIDDEN.into_response(),
+        };
+        if let Some(o) = &origin {
+            cors(&mut resp, o);
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(
+                    "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id",
+                ),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        return resp;
+    }
+    let mut resp = match guarded(&g, req, next).await {
         Ok(r) => r,
         Err(Refusal::Challenge(r)) => r,
         Err(Refusal::Status(status, message)) => {
             let body = serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
             (status, axum::Json(body)).into_response()
         }
+    };
+    if let Some(o) = &origin {
+        cors(&mut resp, o);
     }
+    resp
+}
+
+fn cors(resp: &mut Response, origin: &str) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("www-authenticate, mcp-session-id, mcp-protocol-version"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("origin"));
 }
 
 async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusal> {
@@ -285,6 +336,13 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
     Ok(response)
 }
 
+/// Why introspection gave no caller.
+enum IntrospectionError {
+    Refused(Rejection),
+    /// The authorization server could not be asked: not the token's fault (503, not 401).
+    Unavailable,
+}
+
 async fn introspect(
     http: &reqwest::Client,
     endpoint: &str,
@@ -292,9 +350,9 @@ async fn introspect(
     client_secret: &str,
     token: &str,
     config: &GuardConfig,
-) -> Result<Principal, Rejection> {
+) -> Result<Principal, IntrospectionError> {
     if token.is_empty() || token.len() > crate::validate::MAX_TOKEN_BYTES {
-        return Err(Rejection::Malformed);
+        return Err(IntrospectionError::Refused(Rejection::Malformed));
     }
     let resp = http
         .post(endpoint)
@@ -302,17 +360,20 @@ async fn introspect(
         .form(&[("token", token)])
         .send()
         .await
-        .map_err(|_| Rejection::UnknownKey)?;
-    let v: Value = resp.json().await.map_err(|_| Rejection::Malformed)?;
+        .map_err(|_| IntrospectionError::Unavailable)?;
+    if !resp.status().is_success() {
+        return Err(IntrospectionError::Unavailable);
+    }
+    let v: Value = resp.json().await.map_err(|_| IntrospectionError::Unavailable)?;
     if v.get("active").and_then(Value::as_bool) != Some(true) {
-        return Err(Rejection::Revoked);
+        return Err(IntrospectionError::Refused(Rejection::Revoked));
     }
     if v.get("token_type").and_then(Value::as_str).is_some_and(|t| t == "refresh_token") {
-        return Err(Rejection::WrongType);
+        return Err(IntrospectionError::Refused(Rejection::WrongType));
     }
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     if s("iss").is_some_and(|i| i != config.issuer) {
-        return Err(Rejection::WrongIssuer);
+        return Err(IntrospectionError::Refused(Rejection::WrongIssuer));
     }
     let aud_ok = match v.get("aud") {
         Some(Value::String(a)) => *a == config.resource,
@@ -320,13 +381,14 @@ async fn introspect(
         _ => false,
     };
     if !aud_ok {
-        return Err(Rejection::WrongAudience);
+        return Err(IntrospectionError::Refused(Rejection::WrongAudience));
     }
     Ok(Principal {
         issuer: config.issuer.clone(),
-        subject: s("sub").ok_or(Rejection::Malformed)?,
-        client_id: s("client_id").ok_or(Rejection::Malformed)?,
-        scopes: ScopeSet::parse(&s("scope").unwrap_or_default()).map_err(|_| Rejection::Malformed)?,
+        subject: s("sub").ok_or(IntrospectionError::Refused(Rejection::Malformed))?,
+        client_id: s("client_id").ok_or(IntrospectionError::Refused(Rejection::Malformed))?,
+        scopes: ScopeSet::parse(&s("scope").unwrap_or_default())
+            .map_err(|_| IntrospectionError::Refused(Rejection::Malformed))?,
         grant_id: None,
         token_id: s("jti"),
         expires_at: v.get("exp").and_then(Value::as_i64).unwrap_or(0),

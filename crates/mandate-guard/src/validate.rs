@@ -86,7 +86,7 @@ pub struct Validator {
     clock: Arc<dyn Clock>,
     /// Successful validations by SHA-256 of the token (tokens themselves are never kept): a
     /// repeated token skips the signature check, never the expiry check.
-    verified: Mutex<HashMap<[u8; 32], Principal>>,
+    verified: Mutex<HashMap<[u8; 32], (String, Principal)>>,
 }
 
 impl Validator {
@@ -102,23 +102,30 @@ impl Validator {
     pub async fn validate(&self, token: &str) -> Result<Principal, Rejection> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = self.verified.lock().ok().and_then(|m| m.get(&digest).cloned());
-        if let Some(p) = cached {
+        if let Some((kid, p)) = cached {
             if p.expires_at + LEEWAY <= self.clock.now() {
                 return Err(Rejection::Expired);
             }
-            return Ok(p);
+            // The key must still be published: a withdrawn key invalidates its tokens.
+            if self.keys.key(&kid).await.is_some() {
+                return Ok(p);
+            }
+            if let Ok(mut m) = self.verified.lock() {
+                m.remove(&digest);
+            }
+            return Err(Rejection::UnknownKey);
         }
-        let principal = self.validate_uncached(token).await?;
+        let (kid, principal) = self.validate_uncached(token).await?;
         if let Ok(mut m) = self.verified.lock() {
             if m.len() >= CACHE_ENTRIES {
                 m.clear();
             }
-            m.insert(digest, principal.clone());
+            m.insert(digest, (kid, principal.clone()));
         }
         Ok(principal)
     }
 
-    async fn validate_uncached(&self, token: &str) -> Result<Principal, Rejection> {
+    async fn validate_uncached(&self, token: &str) -> Result<(String, Principal), Rejection> {
         if token.is_empty()
             || token.len() > MAX_TOKEN_BYTES
             || token.split('.').count() != 3
@@ -177,14 +184,17 @@ impl Validator {
         }
         let scopes =
             c.scope.as_deref().map(ScopeSet::parse).transpose().map_err(|_| Rejection::Malformed)?.unwrap_or_default();
-        Ok(Principal {
-            issuer: c.iss,
-            subject: c.sub,
-            client_id: c.client_id.or(c.azp).ok_or(Rejection::Malformed)?,
-            scopes,
-            grant_id: c.grant_id,
-            token_id: c.jti,
-            expires_at: c.exp,
-        })
+        Ok((
+            kid.to_owned(),
+            Principal {
+                issuer: c.iss,
+                subject: c.sub,
+                client_id: c.client_id.or(c.azp).ok_or(Rejection::Malformed)?,
+                scopes,
+                grant_id: c.grant_id,
+                token_id: c.jti,
+                expires_at: c.exp,
+            },
+        ))
     }
 }

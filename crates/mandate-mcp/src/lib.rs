@@ -5,7 +5,9 @@
 
 mod tools;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -26,15 +28,53 @@ pub fn tool_scopes() -> ToolScopes {
     TOOLS.iter().fold(ToolScopes::new(), |acc, (tool, scopes, _)| acc.with(tool, scopes))
 }
 
-/// Refuses tokens of revoked grants (and revoked tokens) at once, via the shared database.
-pub struct SharedDatabaseRevocation(pub Arc<AuthServer>);
+/// How long a "still live" answer is reused when nothing was revoked in this process.
+const LIVE_FOR: Duration = Duration::from_secs(1);
+const CACHE_ENTRIES: usize = 10_000;
+
+/// Refuses tokens of revoked grants (and revoked tokens) via the shared database. A revocation
+/// made through this process (connected-apps page, `/revoke`, reuse detection, an operator via
+/// the server) takes effect on the very next request; one made by another process (the CLI,
+/// another instance) within [`LIVE_FOR`].
+pub struct SharedDatabaseRevocation {
+    auth: Arc<AuthServer>,
+    live: Mutex<HashMap<(Option<String>, Option<String>), (u64, Instant)>>,
+}
+
+impl SharedDatabaseRevocation {
+    pub fn new(auth: Arc<AuthServer>) -> Self {
+        Self { auth, live: Mutex::new(HashMap::new()) }
+    }
+}
 
 #[async_trait]
 impl RevocationCheck for SharedDatabaseRevocation {
     async fn revoked(&self, p: &Principal) -> Result<bool, ()> {
-        self.0.access_revoked(p.grant_id.as_deref(), p.token_id.as_deref()).await.map_err(|e| {
+        let key = (p.grant_id.clone(), p.token_id.clone());
+        let epoch = self.auth.revocation_epoch();
+        let fresh = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied())
+            .is_some_and(|(e, at)| e == epoch && at.elapsed() < LIVE_FOR);
+        if fresh {
+            return Ok(false);
+        }
+        let revoked = self.auth.access_revoked(p.grant_id.as_deref(), p.token_id.as_deref()).await.map_err(|e| {
             tracing::error!(error = %e, "revocation check failed");
-        })
+        })?;
+        if let Ok(mut m) = self.live.lock() {
+            if revoked {
+                m.remove(&key);
+            } else {
+                if m.len() >= CACHE_ENTRIES {
+                    m.clear();
+                }
+                m.insert(key, (epoch, Instant::now()));
+            }
+        }
+        Ok(revoked)
     }
 }
 
@@ -69,6 +109,8 @@ pub struct McpSettings {
     /// Baseline scopes for the metadata and the 401 challenge (no `offline_access`).
     pub scopes_supported: Vec<String>,
     pub check: TokenCheck,
+    /// Browser origins allowed besides the resource's own (e.g. an MCP inspector).
+    pub extra_origins: Vec<String>,
     /// Set when the authorization server shares this process and database.
     pub revocation: Option<Arc<dyn RevocationCheck>>,
 }
@@ -79,6 +121,7 @@ pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoSt
     config.scopes_supported = settings.scopes_supported;
     config.resource_name = "mandate demo apps (billing and todos)".to_owned();
     config.tools = tool_scopes();
+    config.allowed_origins.extend(settings.extra_origins);
     // rmcp checks Host itself (loopback only by default): allow exactly what the guard allows.
     let hosts = config.allowed_hosts.clone();
     let mut guard = Guard::new(config, settings.check).with_audit(Arc::new(AuditRefusals(auth.clone())));

@@ -57,12 +57,21 @@ pub struct NewTodo {
     pub title: String,
 }
 
-fn principal(parts: &http::request::Parts) -> Result<Principal, McpError> {
-    parts
+/// The caller, who must hold every scope `tool` needs. The guard refuses such calls with a 403
+/// step-up challenge before they get here; this is the second lock on the same door.
+fn caller(parts: &http::request::Parts, tool: &str) -> Result<Principal, McpError> {
+    let p = parts
         .extensions
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| McpError::internal_error("request is not authenticated", None))
+        .ok_or_else(|| McpError::internal_error("request is not authenticated", None))?;
+    let Some((_, required, _)) = TOOLS.iter().find(|(name, _, _)| *name == tool) else {
+        return Err(McpError::invalid_request(format!("{tool} has no scope policy"), None));
+    };
+    if !p.has_all(required) {
+        return Err(McpError::invalid_request(format!("{tool} needs the scope {}", required.join(" ")), None));
+    }
+    Ok(p)
 }
 
 fn storage(e: mandate_core::StoreError) -> McpError {
@@ -114,7 +123,7 @@ impl DemoApps {
         &self,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "list_customers")?;
         let list = self.store.customers(&p.subject).await.map_err(storage)?;
         self.record(&p, "list_customers", "success", format!("listed {} customers", list.len())).await;
         Ok(json_result(json!({ "customers": list })))
@@ -126,7 +135,7 @@ impl DemoApps {
         Parameters(IdArgs { id }): Parameters<IdArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "get_customer")?;
         match self.store.customer(&p.subject, &id).await.map_err(storage)? {
             Some(c) => {
                 self.record(&p, "get_customer", "success", format!("looked at customer {}", c.name)).await;
@@ -142,7 +151,7 @@ impl DemoApps {
         Parameters(args): Parameters<NewCustomer>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "create_customer")?;
         let name = match clean(&args.name, "name") {
             Ok(n) => n,
             Err(e) => return Ok(e),
@@ -162,7 +171,7 @@ impl DemoApps {
         &self,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "list_invoices")?;
         let list = self.store.invoices(&p.subject).await.map_err(storage)?;
         self.record(&p, "list_invoices", "success", format!("listed {} invoices", list.len())).await;
         Ok(json_result(json!({ "invoices": list })))
@@ -177,7 +186,7 @@ impl DemoApps {
         Parameters(InvoiceArgs { invoice_id }): Parameters<InvoiceArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "send_invoice")?;
         match self.store.send_invoice(&p.subject, &invoice_id, self.auth.now()).await.map_err(storage)? {
             Some(true) => {
                 self.record(&p, "send_invoice", "success", format!("sent invoice {invoice_id}")).await;
@@ -190,7 +199,7 @@ impl DemoApps {
 
     #[tool(description = "List your to-dos. Needs todos.read.", annotations(read_only_hint = true))]
     async fn list_todos(&self, Extension(parts): Extension<http::request::Parts>) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "list_todos")?;
         let list = self.store.todos(&p.subject).await.map_err(storage)?;
         self.record(&p, "list_todos", "success", format!("listed {} to-dos", list.len())).await;
         Ok(json_result(json!({ "todos": list })))
@@ -202,7 +211,7 @@ impl DemoApps {
         Parameters(NewTodo { title }): Parameters<NewTodo>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "add_todo")?;
         let title = match clean(&title, "title") {
             Ok(t) => t,
             Err(e) => return Ok(e),
@@ -219,7 +228,7 @@ impl DemoApps {
         Parameters(IdArgs { id }): Parameters<IdArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "complete_todo")?;
         if !self.store.complete_todo(&p.subject, &id).await.map_err(storage)? {
             return Ok(invalid("no such to-do"));
         }
@@ -236,7 +245,7 @@ impl DemoApps {
         Parameters(IdArgs { id }): Parameters<IdArgs>,
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let p = principal(&parts)?;
+        let p = caller(&parts, "delete_todo")?;
         if !self.store.delete_todo(&p.subject, &id).await.map_err(storage)? {
             return Ok(invalid("no such to-do"));
         }

@@ -62,12 +62,17 @@ impl McpClient {
     }
 
     pub async fn post(&mut self, body: Value) -> McpReply {
+        self.post_raw(body.to_string()).await
+    }
+
+    /// POSTs a body exactly as given (for encodings a JSON serializer would never produce).
+    pub async fn post_raw(&mut self, body: String) -> McpReply {
         let mut req = self
             .http
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .json(&body);
+            .body(body);
         if let Some(v) = &self.protocol {
             req = req.header("mcp-protocol-version", v);
         }

@@ -47,6 +47,9 @@ pub struct Config {
     pub mcp_only: bool,
     /// The authorization server's issuer, for `mcp_only`.
     pub issuer: Option<String>,
+    /// Browser origins allowed to call `/mcp` besides its own (e.g. `["http://localhost:6274"]`
+    /// for the MCP Inspector).
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             demo: false,
             mcp_only: false,
             issuer: None,
+            mcp_allowed_origins: Vec::new(),
         }
     }
 }
@@ -95,6 +99,7 @@ const ENV_KEYS: &[&str] = &[
     "demo",
     "mcp_only",
     "issuer",
+    "mcp_allowed_origins",
 ];
 
 /// Loads the configuration; `overrides` are the flags given on the command line.
@@ -157,6 +162,12 @@ impl Config {
             let u = url::Url::parse(issuer).with_context(|| format!("--issuer {issuer:?} is not a URL"))?;
             if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default())) {
                 bail!("--issuer must use https (http only on loopback)");
+            }
+        }
+        for o in &self.mcp_allowed_origins {
+            let u = url::Url::parse(o).with_context(|| format!("mcp_allowed_origins: {o:?} is not an origin"))?;
+            if u.origin().ascii_serialization() != o.trim_end_matches('/') {
+                bail!("mcp_allowed_origins: {o:?} must be an origin such as https://app.example.com");
             }
         }
         if let Some(r) = &self.resource_url {

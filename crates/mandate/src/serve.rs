@@ -86,7 +86,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     Arc::new(LocalKeys(auth.clone())),
                     auth.clock(),
                 )),
-                revocation: Some(Arc::new(SharedDatabaseRevocation(auth.clone()))),
+                extra_origins: config.mcp_allowed_origins.clone(),
+                revocation: Some(Arc::new(SharedDatabaseRevocation::new(auth.clone()))),
             },
             auth.clone(),
             demo.clone(),
@@ -138,20 +139,31 @@ async fn mcp_only_router(
     demo: Arc<dyn DemoStore>,
 ) -> anyhow::Result<axum::Router> {
     let issuer = config.issuer.clone().context("--mcp-only needs --issuer")?;
-    let metadata_url = format!("{}/.well-known/oauth-authorization-server", issuer.trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
-    let metadata: serde_json::Value = http
-        .get(&metadata_url)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .with_context(|| format!("fetching {metadata_url}"))?
-        .json()
-        .await
-        .with_context(|| format!("reading {metadata_url}"))?;
+    // RFC 8414 §3: the well-known segment goes between the origin and the issuer's path; then
+    // the OpenID Connect form, appended.
+    let parsed = url::Url::parse(&issuer).context("--issuer")?;
+    let origin = parsed.origin().ascii_serialization();
+    let path = parsed.path().trim_end_matches('/');
+    let candidates = [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}/.well-known/openid-configuration{path}"),
+        format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
+    ];
+    let mut metadata: Option<(String, serde_json::Value)> = None;
+    for url in &candidates {
+        let got = async { http.get(url).send().await?.error_for_status()?.json::<serde_json::Value>().await }.await;
+        if let Ok(v) = got {
+            metadata = Some((url.clone(), v));
+            break;
+        }
+    }
+    let (metadata_url, metadata) = metadata.with_context(|| {
+        format!("no authorization server metadata found for {issuer} (tried {})", candidates.join(", "))
+    })?;
     if metadata["issuer"].as_str() != Some(issuer.as_str()) {
         anyhow::bail!("the metadata at {metadata_url} names issuer {:?}, not {issuer:?}", metadata["issuer"]);
     }
@@ -169,6 +181,7 @@ async fn mcp_only_router(
                 Arc::new(JwksKeySource::new(jwks_uri)?),
                 auth.clock(),
             )),
+            extra_origins: config.mcp_allowed_origins.clone(),
             revocation: None,
         },
         auth,

@@ -103,6 +103,9 @@ pub struct AuthServer {
     passwords: PasswordHasher,
     keys: KeyManager,
     documents: Arc<dyn ClientDocumentFetcher>,
+    /// Bumped by every revocation made through this process, so that resource servers in the
+    /// same process can cache "still live" answers and drop them the moment anything is revoked.
+    revocation_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What an [`AuthServer`] is built from.
@@ -128,6 +131,7 @@ impl AuthServer {
             passwords,
             keys,
             documents: deps.documents,
+            revocation_epoch: std::sync::atomic::AtomicU64::new(0),
         };
         server.keys.ensure_signing_key(server.settings.signing_alg, server.now()).await?;
         Ok(server)
@@ -159,6 +163,16 @@ impl AuthServer {
     /// (a resource server sharing this database refuses it at once).
     pub async fn access_revoked(&self, grant_id: Option<&str>, jti: Option<&str>) -> Result<bool, crate::OAuthError> {
         Ok(self.store.access_revoked(grant_id, jti).await?)
+    }
+
+    /// The current revocation epoch (see the field's documentation).
+    pub fn revocation_epoch(&self) -> u64 {
+        self.revocation_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that something was revoked through this process.
+    pub(crate) fn note_revocation(&self) {
+        self.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A random identifier from the injected randomness.

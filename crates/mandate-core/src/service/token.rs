@@ -68,7 +68,9 @@ impl AuthServer {
         if !first_use {
             // Replay. Only a replay that proves possession (same client, verifier, redirect)
             // revokes what the code issued; a garbled one must not be a denial of service (AC-03).
-            if proof_ok && self.store.revoke_grant(&record.grant_id, now).await? {
+            let revoked = proof_ok && self.store.revoke_grant(&record.grant_id, now).await?;
+            if revoked {
+                self.note_revocation();
                 self.audit(AuditDraft {
                     kind: "code.replay_detected",
                     outcome: "grant_revoked",
@@ -253,6 +255,7 @@ impl AuthServer {
                 Ok(response)
             }
             RotateOutcome::ReuseDetected => {
+                self.note_revocation();
                 self.audit(AuditDraft {
                     kind: "token.reuse_detected",
                     ..draft("grant_revoked", "a rotated refresh token was presented again; the whole family is revoked")

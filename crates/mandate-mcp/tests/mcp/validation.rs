@@ -209,3 +209,68 @@ async fn a_revoked_grant_is_refused_at_once_even_before_expiry() {
     assert!(s.auth.revoke_grant_by_operator(&c.grant_id).await.unwrap());
     refused(&s, &token, "revoked").await;
 }
+
+/// An initialized session for alice holding only customers.read.
+async fn session_with_customers_read(s: &TestServer) -> McpClient {
+    let c = with_real_grant(s, claims(s).await).await;
+    let mut client = McpClient::new(&s.url("/mcp"), Some(&minted(s, &c).await));
+    assert_eq!(client.initialize().await.status, StatusCode::OK);
+    client
+}
+
+#[tokio::test]
+async fn escaped_method_names_do_not_bypass_tool_scopes() {
+    let s = TestServer::start().await;
+    let mut c = session_with_customers_read(&s).await;
+    for method in [r#"tools\/call"#, r#"\u0074ools/call"#, "tools/call"] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{"name":"send_invoice","arguments":{{"invoice_id":"x"}}}}}}"#
+        );
+        let r = c.post_raw(body).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{method}");
+        assert!(r.www_authenticate().contains(r#"scope="invoices.send""#));
+    }
+    let body = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"send_\u0069nvoice","arguments":{}}}"#;
+    assert_eq!(c.post_raw(body.into()).await.status, StatusCode::FORBIDDEN, "escaped tool name");
+    let r = c.call("no_such_tool", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "a tool outside the policy is refused");
+    assert_eq!(c.call("list_customers", json!({})).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_session_ids_are_not_found_rs14() {
+    let s = TestServer::start().await;
+    let mut c = session_with_customers_read(&s).await;
+    c.session = Some("made-up-session".into());
+    assert_eq!(c.call("list_customers", json!({})).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn browsers_of_allowed_origins_get_cors_and_can_read_the_challenge() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/mcp"))
+        .header("origin", s.base.clone())
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type, mcp-session-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["access-control-allow-origin"], s.base.as_str());
+    assert!(r.headers()["access-control-allow-headers"].to_str().unwrap().contains("mcp-session-id"));
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/mcp"))
+        .header("origin", "https://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = s.http.post(s.url("/mcp")).header("origin", s.base.clone()).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["access-control-expose-headers"].to_str().unwrap().contains("www-authenticate"));
+    let prm = s.http.get(s.url("/.well-known/oauth-protected-resource/mcp")).send().await.unwrap();
+    assert_eq!(prm.headers()["access-control-allow-origin"], "*", "CORS on the metadata");
+}
