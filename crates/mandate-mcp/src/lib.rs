@@ -32,13 +32,16 @@ pub fn tool_scopes() -> ToolScopes {
 const LIVE_FOR: Duration = Duration::from_secs(1);
 const CACHE_ENTRIES: usize = 10_000;
 
+/// A token as the revocation check knows it: (grant id, token id).
+type TokenKey = (Option<String>, Option<String>);
+
 /// Refuses tokens of revoked grants (and revoked tokens) via the shared database. A revocation
 /// made through this process (connected-apps page, `/revoke`, reuse detection, an operator via
 /// the server) takes effect on the very next request; one made by another process (the CLI,
 /// another instance) within [`LIVE_FOR`].
 pub struct SharedDatabaseRevocation {
     auth: Arc<AuthServer>,
-    live: Mutex<HashMap<(Option<String>, Option<String>), (u64, Instant)>>,
+    live: Mutex<HashMap<TokenKey, (u64, Instant)>>,
 }
 
 impl SharedDatabaseRevocation {
