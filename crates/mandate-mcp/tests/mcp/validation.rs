@@ -274,3 +274,30 @@ async fn browsers_of_allowed_origins_get_cors_and_can_read_the_challenge() {
     let prm = s.http.get(s.url("/.well-known/oauth-protected-resource/mcp")).send().await.unwrap();
     assert_eq!(prm.headers()["access-control-allow-origin"], "*", "CORS on the metadata");
 }
+
+#[tokio::test]
+async fn introspection_mode_accepts_live_tokens_and_refuses_revoked_ones() {
+    use std::sync::Arc;
+    let s = TestServer::start().await;
+    let (rs_id, rs_secret) = s.resource_server().await;
+    let c = with_real_grant(&s, claims(&s).await).await;
+    let token = minted(&s, &c).await;
+    // A second resource server, in front of a trivial handler, that introspects at mandate.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = mandate_guard::GuardConfig::new(&s.url("/mcp"), &s.base);
+    config.allowed_hosts.push(base.trim_start_matches("http://").to_owned());
+    let check = mandate_guard::TokenCheck::introspection(&s.url("/introspect"), &rs_id, &rs_secret).unwrap();
+    let guard = Arc::new(mandate_guard::Guard::new(config, check));
+    let app = guard.protect(axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|axum::Extension(p): axum::Extension<mandate_guard::Principal>| async move { p.subject }),
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let r = s.http.post(format!("{base}/mcp")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), c.sub);
+    assert!(s.auth.revoke_grant_by_operator(&c.grant_id).await.unwrap());
+    let r = s.http.post(format!("{base}/mcp")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
