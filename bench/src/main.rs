@@ -78,23 +78,8 @@ async fn start() -> anyhow::Result<Target> {
     let limits = RateLimits { login_burst: 1_000_000, register_burst: 1_000_000, ..RateLimits::default() };
     let resource = format!("{base}/mcp");
     let host = base.trim_start_matches("http://").to_owned();
-    let guarded = mandate_mcp::router(
-        mandate_mcp::McpSettings {
-            resource: resource.clone(),
-            issuer: base.clone(),
-            scopes_supported: vec!["customers.read".into()],
-            check: mandate_guard::TokenCheck::Jwt(mandate_guard::Validator::new(
-                base.clone(),
-                resource,
-                Arc::new(mandate_guard::LocalKeys(auth.clone())),
-                auth.clock(),
-            )),
-            extra_origins: Vec::new(),
-            revocation: Some(Arc::new(mandate_mcp::SharedDatabaseRevocation::new(auth.clone()))),
-        },
-        auth.clone(),
-        demo.clone(),
-    );
+    let settings = mandate_mcp::McpSettings::in_process(&auth, &resource, vec!["customers.read".into()], Vec::new());
+    let guarded = mandate_mcp::router(settings, auth.clone(), demo.clone());
     let bench_user = auth.store().user_by_name("user2").await?.context("bench user")?;
     let open = mcp::open_router(auth.clone(), demo.clone(), vec![host], mcp::caller(&bench_user.id, "bench-open"));
     let app = router(auth, demo, limits).merge(guarded).merge(open).into_make_service_with_connect_info::<SocketAddr>();

@@ -15,7 +15,8 @@ use mandate_core::AuthServer;
 use mandate_core::demo::{DemoStore, TOOLS};
 use mandate_core::service::AuditDraft;
 use mandate_guard::{
-    Guard, GuardConfig, Principal, RevocationCheck, TokenCheck, ToolCallAudit, ToolDecision, ToolScopes,
+    Guard, GuardConfig, LocalKeys, Principal, RevocationCheck, TokenCheck, ToolCallAudit, ToolDecision, ToolScopes,
+    Validator,
 };
 use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -116,6 +117,31 @@ pub struct McpSettings {
     pub extra_origins: Vec<String>,
     /// Set when the authorization server shares this process and database.
     pub revocation: Option<Arc<dyn RevocationCheck>>,
+}
+
+impl McpSettings {
+    /// The single-binary deployment: the authorization server is in this process, so tokens are
+    /// checked against its key ring and its database (revocation takes effect at once).
+    pub fn in_process(
+        auth: &Arc<AuthServer>,
+        resource: &str,
+        scopes_supported: Vec<String>,
+        extra_origins: Vec<String>,
+    ) -> Self {
+        Self {
+            resource: resource.to_owned(),
+            issuer: auth.settings.issuer.clone(),
+            scopes_supported,
+            check: TokenCheck::Jwt(Validator::new(
+                auth.settings.issuer.clone(),
+                resource,
+                Arc::new(LocalKeys(auth.clone())),
+                auth.clock(),
+            )),
+            extra_origins,
+            revocation: Some(Arc::new(SharedDatabaseRevocation::new(auth.clone()))),
+        }
+    }
 }
 
 /// The `/mcp` endpoint behind the guard, plus the protected resource metadata routes.

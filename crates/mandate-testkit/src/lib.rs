@@ -80,20 +80,9 @@ impl TestServer {
         auth.add_user("bob", PASSWORD.into()).await.unwrap();
         let limits = RateLimits { login_burst: 1000, register_burst: 1000, ..RateLimits::default() };
         let resource = format!("{base}/mcp");
+        let baseline = vec!["customers.read".into(), "invoices.read".into(), "todos.read".into()];
         let mcp = mandate_mcp::router(
-            mandate_mcp::McpSettings {
-                resource: resource.clone(),
-                issuer: base.clone(),
-                scopes_supported: vec!["customers.read".into(), "invoices.read".into(), "todos.read".into()],
-                check: mandate_guard::TokenCheck::Jwt(mandate_guard::Validator::new(
-                    base.clone(),
-                    resource,
-                    Arc::new(mandate_guard::LocalKeys(auth.clone())),
-                    auth.clock(),
-                )),
-                extra_origins: Vec::new(),
-                revocation: Some(Arc::new(mandate_mcp::SharedDatabaseRevocation::new(auth.clone()))),
-            },
+            mandate_mcp::McpSettings::in_process(&auth, &resource, baseline, Vec::new()),
             auth.clone(),
             demo.clone(),
         );
@@ -349,6 +338,23 @@ impl Authz {
         }
         format!("/authorize?{}", s.finish())
     }
+}
+
+/// GET the authorization URL, sign in as `user`, and open the consent page.
+pub async fn open_consent(b: &mut Browser, authorize_url: &str, user: &str) -> Reply {
+    let r = b.get(authorize_url).await;
+    let request = r.location.expect("a redirect to sign in").trim_start_matches("/login?request=").to_owned();
+    let consent = b.login(user, Some(&request)).await.location.expect("a redirect to consent");
+    b.get(&consent).await
+}
+
+/// Submits a consent page with `action` (allow or deny) and the ticked `scopes`.
+pub async fn submit_consent(b: &mut Browser, page: &Reply, action: &str, scopes: &[&str]) -> Reply {
+    let csrf = hidden(&page.body, "csrf").expect("csrf field");
+    let request = hidden(&page.body, "request").expect("request field");
+    let mut form = vec![("csrf", csrf.as_str()), ("request", request.as_str()), ("action", action)];
+    form.extend(scopes.iter().map(|s| ("scope", *s)));
+    b.post("/consent", &form).await
 }
 
 /// Runs authorize → login → consent (allowing `allow`) and returns the final redirect.

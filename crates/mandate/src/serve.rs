@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use mandate_core::AuthServer;
 use mandate_core::demo::{Customer, DemoStore, Invoice, InvoiceStatus, Todo};
-use mandate_guard::{JwksKeySource, LocalKeys, TokenCheck, Validator};
-use mandate_mcp::{McpSettings, SharedDatabaseRevocation};
+use mandate_guard::{JwksKeySource, TokenCheck, Validator};
+use mandate_mcp::McpSettings;
 
 use crate::CommonFlags;
 use crate::config::Config;
@@ -76,19 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let resource = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?;
         let baseline = resource.default_scopes.clone();
         let mcp = mandate_mcp::router(
-            McpSettings {
-                resource: resource.uri.clone(),
-                issuer: auth.settings.issuer.clone(),
-                scopes_supported: baseline,
-                check: TokenCheck::Jwt(Validator::new(
-                    auth.settings.issuer.clone(),
-                    resource.uri.clone(),
-                    Arc::new(LocalKeys(auth.clone())),
-                    auth.clock(),
-                )),
-                extra_origins: config.mcp_allowed_origins.clone(),
-                revocation: Some(Arc::new(SharedDatabaseRevocation::new(auth.clone()))),
-            },
+            McpSettings::in_process(&auth, &resource.uri, baseline, config.mcp_allowed_origins.clone()),
             auth.clone(),
             demo.clone(),
         );

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mandate_testkit::{Authz, Browser, McpClient, hidden, pkce, query_param};
+use mandate_testkit::{Authz, Browser, McpClient, pkce, query_param, submit_consent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -116,18 +116,7 @@ async fn authorization_server_and_mcp_server_in_two_processes() {
     let request = r.location.unwrap().trim_start_matches("/login?request=").to_owned();
     let consent = browser.login_with("demo", &password, Some(&request)).await.location.unwrap();
     let page = browser.get(&consent).await;
-    let r = browser
-        .post(
-            "/consent",
-            &[
-                ("csrf", &hidden(&page.body, "csrf").unwrap()),
-                ("request", &hidden(&page.body, "request").unwrap()),
-                ("action", "allow"),
-                ("scope", "customers.read"),
-                ("scope", "customers.write"),
-            ],
-        )
-        .await;
+    let r = submit_consent(&mut browser, &page, "allow", &["customers.read", "customers.write"]).await;
     let code = query_param(&r.location.unwrap(), "code").unwrap();
     let tok: Value = http
         .post(format!("{issuer}/token"))
@@ -167,19 +156,7 @@ async fn authorization_server_and_mcp_server_in_two_processes() {
     let loc = r.location.unwrap();
     let loc = if loc.starts_with("/consent") {
         let page = browser.get(&loc).await;
-        browser
-            .post(
-                "/consent",
-                &[
-                    ("csrf", &hidden(&page.body, "csrf").unwrap()),
-                    ("request", &hidden(&page.body, "request").unwrap()),
-                    ("action", "allow"),
-                    ("scope", "customers.read"),
-                ],
-            )
-            .await
-            .location
-            .unwrap()
+        submit_consent(&mut browser, &page, "allow", &["customers.read"]).await.location.unwrap()
     } else {
         loc
     };

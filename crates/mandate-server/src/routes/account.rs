@@ -4,11 +4,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use mandate_core::secret::ct_str_eq;
 
-use super::browser::{current_session, refuse_cross_site};
+use super::browser::{current_session, signed_in_form};
 use crate::AppState;
-use crate::http::{form_params, see_other};
+use crate::http::see_other;
 use crate::pages::{AppRow, AppsPage, error_page, render};
 
 pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -34,20 +33,10 @@ pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 pub async fn revoke_app(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refuse_cross_site(&s, &headers) {
-        return r;
-    }
-    let (session, user) = match current_session(&s, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return error_page(StatusCode::FORBIDDEN, "You are not signed in."),
+    let (user, form) = match signed_in_form(&s, &headers, &body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let Ok(form) = form_params(&headers, &body) else {
-        return error_page(StatusCode::BAD_REQUEST, "The form was not sent as a form.");
-    };
-    if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
-        return error_page(StatusCode::FORBIDDEN, "The form expired or did not come from this site.");
-    }
     let Some(client_id) = form.single("client_id").ok().flatten() else {
         return error_page(StatusCode::BAD_REQUEST, "No application was named.");
     };

@@ -24,6 +24,29 @@ pub(crate) async fn current_session(s: &AppState, headers: &HeaderMap) -> Result
     })
 }
 
+/// A form post by the signed-in person: same-site, with the session's CSRF token (UI-01,
+/// CA-03). Returns the person and the form, or the page that refuses it.
+pub(crate) async fn signed_in_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(User, Params), Response> {
+    if let Some(r) = refuse_cross_site(s, headers) {
+        return Err(r);
+    }
+    let (session, user) = match current_session(s, headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(error_page(StatusCode::FORBIDDEN, "You are not signed in.")),
+        Err(r) => return Err(r),
+    };
+    let form = form_params(headers, body)
+        .map_err(|_| error_page(StatusCode::BAD_REQUEST, "The form was not sent as a form."))?;
+    if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
+        return Err(error_page(StatusCode::FORBIDDEN, "The form expired or did not come from this site."));
+    }
+    Ok((user, form))
+}
+
 /// Refuses cross-site form posts (UI-01, UI-03, CA-03).
 pub(crate) fn refuse_cross_site(s: &AppState, headers: &HeaderMap) -> Option<Response> {
     cross_site(headers, &s.auth.settings.issuer)
@@ -160,21 +183,11 @@ pub async fn consent_page(State(s): State<AppState>, headers: HeaderMap, RawQuer
 }
 
 pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refuse_cross_site(&s, &headers) {
-        return r;
-    }
-    let (session, user) = match current_session(&s, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return error_page(StatusCode::FORBIDDEN, "You are not signed in."),
+    let (user, form) = match signed_in_form(&s, &headers, &body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let Ok(form) = form_params(&headers, &body) else {
-        return error_page(StatusCode::BAD_REQUEST, "The consent form was not sent as a form.");
-    };
     let field = |n: &str| form.single(n).ok().flatten();
-    if !field("csrf").is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
-        return error_page(StatusCode::FORBIDDEN, "The consent form expired or did not come from this site.");
-    }
     let Some(request) = field("request") else {
         return error_page(StatusCode::BAD_REQUEST, "No sign-in request was named.");
     };

@@ -10,12 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use mandate_core::demo::{Customer, Todo};
 use mandate_core::model::{AuditEvent, AuditFilter, User};
-use mandate_core::secret::ct_str_eq;
 use mandate_core::service::AuditDraft;
 
-use super::browser::{current_session, refuse_cross_site};
+use super::browser::{current_session, signed_in_form};
 use crate::AppState;
-use crate::http::{form_params, see_other};
+use crate::http::see_other;
 use crate::pages::{error_page, format_time, render};
 
 pub struct InvoiceRow {
@@ -79,28 +78,6 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
     render(StatusCode::OK, &page, None)
 }
 
-/// Checks origin, session and CSRF of a form post; returns the person and the form.
-async fn form_post(
-    s: &AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(User, mandate_core::params::Params), Response> {
-    if let Some(r) = refuse_cross_site(s, headers) {
-        return Err(r);
-    }
-    let (session, user) = match current_session(s, headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Err(error_page(StatusCode::FORBIDDEN, "You are not signed in.")),
-        Err(r) => return Err(r),
-    };
-    let form = form_params(headers, body)
-        .map_err(|_| error_page(StatusCode::BAD_REQUEST, "The form was not sent as a form."))?;
-    if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
-        return Err(error_page(StatusCode::FORBIDDEN, "The form expired or did not come from this site."));
-    }
-    Ok((user, form))
-}
-
 /// A short text field: 1 to 200 characters after trimming.
 fn text_field(form: &mandate_core::params::Params, name: &str) -> Option<String> {
     form.single(name)
@@ -128,7 +105,7 @@ async fn record_own_action(s: &AppState, user: &User, what: String) {
 }
 
 pub async fn create_customer(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, form) = match form_post(&s, &headers, &body).await {
+    let (user, form) = match signed_in_form(&s, &headers, &body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -144,7 +121,7 @@ pub async fn create_customer(State(s): State<AppState>, headers: HeaderMap, body
 }
 
 pub async fn add_todo(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, form) = match form_post(&s, &headers, &body).await {
+    let (user, form) = match signed_in_form(&s, &headers, &body).await {
         Ok(v) => v,
         Err(r) => return r,
     };

@@ -153,10 +153,7 @@ async fn consent_without_csrf_token_is_refused_ui_01() {
     let client = s.register_public(CB).await;
     let mut b = s.browser();
     let (_, ch) = pkce();
-    let r = b.get(&Authz::new(&client, CB, &ch).url()).await;
-    let req = r.location.unwrap().trim_start_matches("/login?request=").to_owned();
-    let consent = b.login("alice", Some(&req)).await.location.unwrap();
-    let page = b.get(&consent).await;
+    let page = open_consent(&mut b, &Authz::new(&client, CB, &ch).url(), "alice").await;
     let request = hidden(&page.body, "request").unwrap();
     let r = b.post("/consent", &[("request", &request), ("action", "allow"), ("scope", "customers.read")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);

@@ -99,21 +99,8 @@ async fn an_independent_oauth_client_completes_the_flow() {
         .set_pkce_challenge(challenge)
         .url();
     let mut b = s.browser();
-    let first = b.get(auth_url.as_str()).await;
-    let req = first.location.unwrap().trim_start_matches("/login?request=").to_owned();
-    let consent = b.login("alice", Some(&req)).await.location.unwrap();
-    let page = b.get(&consent).await;
-    let r = b
-        .post(
-            "/consent",
-            &[
-                ("csrf", &hidden(&page.body, "csrf").unwrap()),
-                ("request", &hidden(&page.body, "request").unwrap()),
-                ("action", "allow"),
-                ("scope", "todos.read"),
-            ],
-        )
-        .await;
+    let page = open_consent(&mut b, auth_url.as_str(), "alice").await;
+    let r = submit_consent(&mut b, &page, "allow", &["todos.read"]).await;
     let loc = r.location.unwrap();
     assert_eq!(query_param(&loc, "state").as_deref(), Some(csrf.secret().as_str()));
     let code = query_param(&loc, "code").unwrap();
@@ -176,10 +163,7 @@ async fn consent_page_names_the_client_and_the_redirect_host_as7_ui_19() {
     let client = r.json::<serde_json::Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned();
     let mut b = s.browser();
     let (_, ch) = pkce();
-    let r = b.get(&Authz::new(&client, "http://127.0.0.1:5555/cb", &ch).url()).await;
-    let req = r.location.unwrap().trim_start_matches("/login?request=").to_owned();
-    let consent = b.login("alice", Some(&req)).await.location.unwrap();
-    let page = b.get(&consent).await;
+    let page = open_consent(&mut b, &Authz::new(&client, "http://127.0.0.1:5555/cb", &ch).url(), "alice").await;
     assert!(page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "DC-11: escaped");
     assert!(!page.body.contains("<script>"));
     assert!(page.body.contains("Unverified application"));
@@ -198,24 +182,15 @@ async fn denying_consent_redirects_access_denied_az_15() {
     let client = s.register_public(CB).await;
     let mut b = s.browser();
     let (_, ch) = pkce();
-    let r = b.get(&Authz::new(&client, CB, &ch).url()).await;
-    let req = r.location.unwrap().trim_start_matches("/login?request=").to_owned();
-    let consent = b.login("alice", Some(&req)).await.location.unwrap();
-    let page = b.get(&consent).await;
-    let form = [
-        ("csrf", hidden(&page.body, "csrf").unwrap()),
-        ("request", hidden(&page.body, "request").unwrap()),
-        ("action", "deny".into()),
-    ];
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = b.post("/consent", &form).await;
+    let page = open_consent(&mut b, &Authz::new(&client, CB, &ch).url(), "alice").await;
+    let r = submit_consent(&mut b, &page, "deny", &[]).await;
     let loc = r.location.unwrap();
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
     assert_eq!(query_param(&loc, "state").as_deref(), Some("st-123"));
     assert_eq!(query_param(&loc, "iss").as_deref(), Some(s.base.as_str()));
     assert!(query_param(&loc, "code").is_none());
     // UI-02: the consent cannot be replayed.
-    let r = b.post("/consent", &form).await;
+    let r = submit_consent(&mut b, &page, "deny", &[]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.location.is_none());
 }
@@ -323,16 +298,7 @@ async fn deny_is_always_access_denied_even_with_earlier_consent_az_15() {
     authz.scope = Some("customers.read invoices.send".into());
     let r = b.get(&authz.url()).await;
     let page = b.get(r.location.as_deref().unwrap()).await;
-    let r = b
-        .post(
-            "/consent",
-            &[
-                ("csrf", &hidden(&page.body, "csrf").unwrap()),
-                ("request", &hidden(&page.body, "request").unwrap()),
-                ("action", "deny"),
-            ],
-        )
-        .await;
+    let r = submit_consent(&mut b, &page, "deny", &[]).await;
     let loc = r.location.unwrap();
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
     assert!(query_param(&loc, "code").is_none());

@@ -127,23 +127,10 @@ async fn metadata_document_client_authorizes_ss_01() {
     let mut b = s.browser();
     let (verifier, challenge) = pkce();
     let authz = Authz::new(&url, CB, &challenge);
-    let r = b.get(&authz.url()).await;
-    let req = r.location.unwrap().trim_start_matches("/login?request=").to_owned();
-    let consent = b.login("alice", Some(&req)).await.location.unwrap();
-    let page = b.get(&consent).await;
+    let page = open_consent(&mut b, &authz.url(), "alice").await;
     assert!(page.body.contains("Claude"));
     assert!(page.body.contains("The application is described by <strong>127.0.0.1</strong>"));
-    let r = b
-        .post(
-            "/consent",
-            &[
-                ("csrf", &hidden(&page.body, "csrf").unwrap()),
-                ("request", &hidden(&page.body, "request").unwrap()),
-                ("action", "allow"),
-                ("scope", "customers.read"),
-            ],
-        )
-        .await;
+    let r = submit_consent(&mut b, &page, "allow", &["customers.read"]).await;
     let code = query_param(&r.location.unwrap(), "code").unwrap();
     let (st, tok) = redeem(&s, &url, CB, &code, &verifier).await;
     assert_eq!(st, StatusCode::OK, "{tok}");
