@@ -1,4 +1,6 @@
-//! The SQL store against a real SQLite file.
+//! The SQL store against a real SQLite file, and against PostgreSQL when
+//! `MANDATE_TEST_POSTGRES_URL` is set (each test in a database of its own): one query path, the
+//! same assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use mandate_core::secret::SecretHash;
 use mandate_core::store::{GrantStore, MaintenanceStore};
 use mandate_store::{SqlStore, migration_names};
 
-async fn store() -> (tempfile::TempDir, SqlStore) {
+async fn sqlite() -> (tempfile::TempDir, SqlStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     (dir, SqlStore::open(&url).await.unwrap())
@@ -64,9 +66,7 @@ fn migrations_are_in_lockstep() {
     assert_eq!(sqlite, postgres);
 }
 
-#[tokio::test]
-async fn codes_are_consumed_exactly_once() {
-    let (_d, s) = store().await;
+async fn codes_are_consumed_exactly_once(s: SqlStore) {
     active_grant(&s).await;
     let h = SecretHash("code".into());
     let results = futures_all(&s, &h).await;
@@ -117,9 +117,7 @@ async fn storm(s: &Arc<SqlStore>, grace_floor: Option<i64>) -> Vec<RotateOutcome
     outcomes
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_rotate_once_and_keep_the_family_rt_05() {
-    let (_d, s) = store().await;
+async fn concurrent_refreshes_rotate_once_and_keep_the_family_rt_05(s: SqlStore) {
     active_grant(&s).await;
     let s = Arc::new(s);
     let outcomes = storm(&s, Some(0)).await;
@@ -131,9 +129,7 @@ async fn concurrent_refreshes_rotate_once_and_keep_the_family_rt_05() {
     assert_eq!(live_tokens(&s).await, 1, "no duplicate live tokens");
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_without_grace_are_reuse() {
-    let (_d, s) = store().await;
+async fn concurrent_refreshes_without_grace_are_reuse(s: SqlStore) {
     active_grant(&s).await;
     let s = Arc::new(s);
     let outcomes = storm(&s, None).await;
@@ -143,9 +139,7 @@ async fn concurrent_refreshes_without_grace_are_reuse() {
     assert_eq!(live_tokens(&s).await, 0);
 }
 
-#[tokio::test]
-async fn grace_retry_retires_the_unused_successor() {
-    let (_d, s) = store().await;
+async fn grace_retry_retires_the_unused_successor(s: SqlStore) {
     active_grant(&s).await;
     let r0 = SecretHash("r0".into());
     assert_eq!(s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, Some(0), 3).await.unwrap(), RotateOutcome::Rotated);
@@ -166,9 +160,7 @@ async fn grace_retry_retires_the_unused_successor() {
     assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
 }
 
-#[tokio::test]
-async fn purge_removes_only_what_can_no_longer_be_used() {
-    let (_d, s) = store().await;
+async fn purge_removes_only_what_can_no_longer_be_used(s: SqlStore) {
     active_grant(&s).await;
     // The live refresh token (expires at 1000) and the active grant survive a purge at 500.
     assert_eq!(s.purge_expired(500).await.unwrap(), 0);
@@ -180,11 +172,9 @@ async fn purge_removes_only_what_can_no_longer_be_used() {
     assert!(s.grant("g1").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn a_token_retired_by_a_grace_reissue_is_reuse_when_presented() {
+async fn a_token_retired_by_a_grace_reissue_is_reuse_when_presented(s: SqlStore) {
     // A thief replays r0 inside the window and gets r1b; the real client then presents r1,
     // which the re-issue retired: that is the signal of theft, and the family is revoked.
-    let (_d, s) = store().await;
     active_grant(&s).await;
     let r0 = SecretHash("r0".into());
     s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, Some(0), 3).await.unwrap();
@@ -198,9 +188,7 @@ async fn a_token_retired_by_a_grace_reissue_is_reuse_when_presented() {
     assert_eq!(live_tokens(&s).await, 0);
 }
 
-#[tokio::test]
-async fn without_a_grace_window_an_immediate_replay_is_reuse() {
-    let (_d, s) = store().await;
+async fn without_a_grace_window_an_immediate_replay_is_reuse(s: SqlStore) {
     active_grant(&s).await;
     let r0 = SecretHash("r0".into());
     s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, None, 3).await.unwrap();
@@ -210,9 +198,7 @@ async fn without_a_grace_window_an_immediate_replay_is_reuse() {
     );
 }
 
-#[tokio::test]
-async fn one_query_answers_whether_an_access_token_is_revoked() {
-    let (_d, s) = store().await;
+async fn one_query_answers_whether_an_access_token_is_revoked(s: SqlStore) {
     active_grant(&s).await;
     assert!(!s.access_revoked(Some("g1"), Some("j1")).await.unwrap());
     assert!(!s.access_revoked(None, None).await.unwrap());
@@ -223,3 +209,80 @@ async fn one_query_answers_whether_an_access_token_is_revoked() {
     s.revoke_grant("g1", 5).await.unwrap();
     assert!(s.access_revoked(Some("g1"), Some("j2")).await.unwrap());
 }
+
+/// A PostgreSQL database of its own for one test; dropped at the end.
+struct PgDb {
+    admin: String,
+    name: String,
+    store: SqlStore,
+}
+
+async fn postgres() -> Option<PgDb> {
+    let admin = std::env::var("MANDATE_TEST_POSTGRES_URL").ok()?;
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "mandate_t_{}",
+        mandate_core::secret::random_id(&mandate_core::clock::OsRandom).to_lowercase().replace(['-', '_'], "")
+    );
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let url = url_with_database(&admin, &name);
+    Some(PgDb { admin, name, store: SqlStore::open(&url).await.unwrap() })
+}
+
+fn url_with_database(admin: &str, name: &str) -> String {
+    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl PgDb {
+    async fn drop_database(self) {
+        use sqlx::Executor;
+        self.store.pool().close().await;
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await.unwrap();
+    }
+}
+
+macro_rules! on_both_engines {
+    ($($case:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dir, s) = super::sqlite().await;
+                    super::$case(s).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = super::postgres().await else {
+                        eprintln!("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL case skipped");
+                        return;
+                    };
+                    super::$case(db.store.clone()).await;
+                    db.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    a_token_retired_by_a_grace_reissue_is_reuse_when_presented,
+    codes_are_consumed_exactly_once,
+    concurrent_refreshes_rotate_once_and_keep_the_family_rt_05,
+    concurrent_refreshes_without_grace_are_reuse,
+    grace_retry_retires_the_unused_successor,
+    purge_removes_only_what_can_no_longer_be_used,
+    without_a_grace_window_an_immediate_replay_is_reuse,
+    one_query_answers_whether_an_access_token_is_revoked
+);
