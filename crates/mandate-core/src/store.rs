@@ -111,6 +111,16 @@ pub trait AuditStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait LoginThrottleStore: Send + Sync {
+    /// Counts a failed sign-in (a new window starts when the first failure is older than
+    /// `window_start`); returns the failures in the current window. Atomic.
+    async fn record_login_failure(&self, username: &str, now: UnixTime, window_start: UnixTime) -> StoreResult<i64>;
+    async fn lock_login(&self, username: &str, until: UnixTime) -> StoreResult<()>;
+    async fn login_locked_until(&self, username: &str) -> StoreResult<Option<UnixTime>>;
+    async fn clear_login_failures(&self, username: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
 pub trait MaintenanceStore: Send + Sync {
     /// Deletes what can no longer be used: expired sessions, pending requests, codes, refresh
     /// tokens, never-activated grants and access-token revocations. Never touches the audit trail.
@@ -127,6 +137,7 @@ pub trait Store:
     + GrantStore
     + KeyStore
     + AuditStore
+    + LoginThrottleStore
     + MaintenanceStore
 {
 }
@@ -140,6 +151,7 @@ impl<T> Store for T where
         + GrantStore
         + KeyStore
         + AuditStore
+        + LoginThrottleStore
         + MaintenanceStore
 {
 }

@@ -11,6 +11,7 @@ mod demo;
 mod grants;
 mod maintenance;
 mod sessions;
+mod throttle;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -15,13 +15,17 @@ const GRACE: i64 = 24 * 3600;
 #[async_trait]
 impl MaintenanceStore for SqlStore {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 6] = [
+        let statements: [(&'static str, i64); 7] = [
             ("DELETE FROM sessions WHERE expires_at < $1", now),
             ("DELETE FROM pending_authorizations WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM authorization_codes WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM grants WHERE activated_at IS NULL AND created_at < $1", now - GRACE),
             ("DELETE FROM refresh_tokens WHERE expires_at < $1", now),
             ("DELETE FROM revoked_access_tokens WHERE expires_at < $1", now),
+            (
+                "DELETE FROM login_failures WHERE first_failure_at < $1 AND (locked_until IS NULL OR locked_until < $1)",
+                now - 3600,
+            ),
         ];
         let mut total = 0;
         for (sql, cutoff) in statements {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
-use mandate_core::store::{GrantStore, MaintenanceStore};
+use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore};
 use mandate_store::{SqlStore, migration_names};
 
 async fn sqlite() -> (tempfile::TempDir, SqlStore) {
@@ -210,6 +210,27 @@ async fn one_query_answers_whether_an_access_token_is_revoked(s: SqlStore) {
     assert!(s.access_revoked(Some("g1"), Some("j2")).await.unwrap());
 }
 
+async fn concurrent_login_failures_all_count_ui_12(s: SqlStore) {
+    let s = Arc::new(s);
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move { s.record_login_failure("alice", 100, 0).await.unwrap() }));
+    }
+    let mut counts = Vec::new();
+    for h in handles {
+        counts.push(h.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=20).collect::<Vec<i64>>(), "every failure counted exactly once");
+    // A failure after the window starts a new count.
+    assert_eq!(s.record_login_failure("alice", 10_000, 9_000).await.unwrap(), 1);
+    s.lock_login("alice", 10_060).await.unwrap();
+    assert_eq!(s.login_locked_until("alice").await.unwrap(), Some(10_060));
+    s.clear_login_failures("alice").await.unwrap();
+    assert_eq!(s.login_locked_until("alice").await.unwrap(), None);
+}
+
 /// A PostgreSQL database of its own for one test; dropped at the end.
 struct PgDb {
     admin: String,
@@ -277,6 +298,7 @@ macro_rules! on_both_engines {
 }
 
 on_both_engines!(
+    concurrent_login_failures_all_count_ui_12,
     a_token_retired_by_a_grace_reissue_is_reuse_when_presented,
     codes_are_consumed_exactly_once,
     concurrent_refreshes_rotate_once_and_keep_the_family_rt_05,

@@ -6,10 +6,22 @@ use crate::error::OAuthError;
 use crate::model::{Session, User};
 use crate::secret::{Secret, SecretHash, SecretKind, generate, random_token};
 
+/// Failures within this window count towards the per-account lock.
+const FAILURE_WINDOW: i64 = 15 * 60;
+/// From this many failures in the window, the account is locked...
+const LOCK_AFTER: i64 = 5;
+/// ...for a minute, doubling with each further failure, up to a quarter of an hour.
+const FIRST_LOCK: i64 = 60;
+const LONGEST_LOCK: i64 = 15 * 60;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("the username or password is wrong")]
     BadCredentials,
+    /// Too many failures for this username (known or not): refused whatever the password, until
+    /// the given time (UI-11).
+    #[error("too many failed sign-ins; try again later")]
+    Locked { until: crate::clock::UnixTime },
     #[error(transparent)]
     Server(#[from] OAuthError),
 }
@@ -17,6 +29,20 @@ pub enum LoginError {
 impl AuthServer {
     /// Checks a username and password and opens a session; returns the session cookie value.
     pub async fn login(&self, username: &str, password: &str) -> Result<(Secret, Session, User), LoginError> {
+        let account = truncate(username.trim()).to_lowercase();
+        let now = self.now();
+        if let Some(until) = self.store.login_locked_until(&account).await.map_err(OAuthError::from)?
+            && until > now
+        {
+            self.audit(AuditDraft {
+                kind: "user.login",
+                outcome: "locked",
+                detail: Some(format!("sign-in refused while {account:?} is locked")),
+                ..Default::default()
+            })
+            .await;
+            return Err(LoginError::Locked { until });
+        }
         let user = self.store.user_by_name(username).await.map_err(OAuthError::from)?;
         let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
         let ok = self.passwords.verify(password.to_owned(), hash).await;
@@ -29,8 +55,17 @@ impl AuthServer {
                 ..Default::default()
             })
             .await;
+            let failures =
+                self.store.record_login_failure(&account, now, now - FAILURE_WINDOW).await.map_err(OAuthError::from)?;
+            if failures >= LOCK_AFTER {
+                let doublings = u32::try_from((failures - LOCK_AFTER).min(10)).unwrap_or(10);
+                let until = now + (FIRST_LOCK << doublings).min(LONGEST_LOCK);
+                self.store.lock_login(&account, until).await.map_err(OAuthError::from)?;
+                return Err(LoginError::Locked { until });
+            }
             return Err(LoginError::BadCredentials);
         };
+        self.store.clear_login_failures(&account).await.map_err(OAuthError::from)?;
         let now = self.now();
         let secret = generate(self.rng.as_ref(), SecretKind::Session);
         let session = Session {

@@ -138,6 +138,15 @@ pub async fn login_submit(State(s): State<AppState>, headers: HeaderMap, body: B
         Err(LoginError::BadCredentials) => {
             return login_form(&s, StatusCode::UNAUTHORIZED, request, Some("The username or password is wrong."));
         }
+        Err(LoginError::Locked { until }) => {
+            let minutes = ((until - s.auth.now()).max(1) + 59) / 60;
+            let message = format!("Too many failed sign-ins for this account. Try again in {minutes} minute(s).");
+            let mut resp = login_form(&s, StatusCode::TOO_MANY_REQUESTS, request, Some(&message));
+            if let Ok(v) = HeaderValue::from_str(&(minutes * 60).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
         Err(LoginError::Server(e)) => return server_error(&e),
     };
     let mut resp = match request {

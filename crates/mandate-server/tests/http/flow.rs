@@ -318,3 +318,39 @@ async fn self_registered_clients_learn_nothing_about_other_tokens_rv_09() {
     let (rs, rs_secret) = s.resource_server().await;
     assert_eq!(s.introspect(&rs, &rs_secret, tok["access_token"].as_str().unwrap()).await["active"], true);
 }
+
+#[tokio::test]
+async fn an_account_is_locked_after_repeated_failures_ui_11() {
+    let s = TestServer::start().await;
+    let mut b = s.browser();
+    let attempt = |password: &'static str, user: &'static str| {
+        let mut b2 = s.browser();
+        async move {
+            let page = b2.get("/login").await;
+            let csrf = hidden(&page.body, "csrf").unwrap();
+            b2.post("/login", &[("csrf", &csrf), ("username", user), ("password", password)]).await
+        }
+    };
+    for _ in 0..4 {
+        assert_eq!(attempt("wrong password", "alice").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = attempt("wrong password", "alice").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers["retry-after"], "60");
+    // While locked, the right password gets the same answer as a wrong one.
+    let r = attempt(PASSWORD, "alice").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("Too many failed sign-ins"));
+    // Unknown accounts lock the same way, so the lock says nothing about who exists.
+    for _ in 0..5 {
+        attempt("wrong password", "nobody").await;
+    }
+    assert_eq!(attempt("wrong password", "nobody").await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Bob is not affected; after a minute Alice can sign in, which clears her count.
+    assert_eq!(b.login("bob", None).await.status, StatusCode::SEE_OTHER);
+    s.clock.advance(61);
+    assert_eq!(attempt(PASSWORD, "alice").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(attempt("wrong password", "alice").await.status, StatusCode::UNAUTHORIZED);
+    let events = s.auth.audit_events(&Default::default()).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "user.login" && e.outcome == "locked"));
+}
