@@ -82,7 +82,8 @@ async fn start() -> anyhow::Result<Target> {
     let guarded = mandate_mcp::router(settings, auth.clone(), demo.clone());
     let bench_user = auth.store().user_by_name("user2").await?.context("bench user")?;
     let open = mcp::open_router(auth.clone(), demo.clone(), vec![host], mcp::caller(&bench_user.id, "bench-open"));
-    let app = router(auth, demo, limits).merge(guarded).merge(open).into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        router(auth, Some(demo), limits).merge(guarded).merge(open).into_make_service_with_connect_info::<SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -50,7 +50,8 @@ impl Default for RateLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<AuthServer>,
-    pub demo: Arc<dyn DemoStore>,
+    /// The demo apps' data, when they are served by this process (`/apps`).
+    pub demo: Option<Arc<dyn DemoStore>>,
     pub cookies: CookieNames,
 }
 
@@ -79,7 +80,7 @@ impl CookieNames {
 
 /// The whole authorization-server router. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` (rate limits key on the peer address).
-pub fn router(auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>, limits: RateLimits) -> Router {
+pub fn router(auth: Arc<AuthServer>, demo: Option<Arc<dyn DemoStore>>, limits: RateLimits) -> Router {
     let https = auth.settings.is_https();
     let state = AppState { auth, demo, cookies: CookieNames::for_https(https) };
     let mut app = routes::routes(state, limits)

@@ -86,7 +86,8 @@ impl TestServer {
             auth.clone(),
             demo.clone(),
         );
-        let app = router(auth.clone(), demo, limits).merge(mcp).into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            router(auth.clone(), Some(demo), limits).merge(mcp).into_make_service_with_connect_info::<SocketAddr>();
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });

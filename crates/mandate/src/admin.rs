@@ -117,7 +117,12 @@ fn time(t: i64) -> String {
 }
 
 pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    let sqlite_path = config.database.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p).to_owned());
+    let existed = sqlite_path.as_ref().is_none_or(|p| std::path::Path::new(p).exists());
     let auth = crate::setup::build(config).await?;
+    if !existed && let Some(p) = &sqlite_path {
+        eprintln!("note: created a new database at {p} (use --database to point at an existing one)");
+    }
     match command {
         Command::Serve(_) => unreachable_serve(),
         Command::Users(c) => users(&auth, c).await,

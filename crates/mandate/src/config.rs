@@ -118,8 +118,15 @@ pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> anyhow::Result<C
     Ok(config)
 }
 
+/// `localhost`, or an IP address on the loopback interface; a name merely starting with "127."
+/// (`127.0.0.1.nip.io`) is not.
 fn is_loopback_host(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") || host.starts_with("127.")
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Config {
@@ -127,8 +134,14 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         let url = url::Url::parse(&self.public_url)
             .with_context(|| format!("public_url {:?} is not a URL", self.public_url))?;
-        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-            bail!("public_url must be an origin such as https://auth.example.com (no path, query or fragment)");
+        // The issuer must be exactly what browsers send as Origin: lower case, no default port,
+        // no path, no credentials.
+        if url.origin().ascii_serialization() != self.public_url.trim_end_matches('/') {
+            bail!(
+                "public_url must be an origin in normal form such as https://auth.example.com (no path, query, fragment, \
+                 credentials, default port or upper case); did you mean {}?",
+                url.origin().ascii_serialization()
+            );
         }
         let host = url.host_str().unwrap_or_default();
         match url.scheme() {
@@ -139,6 +152,14 @@ impl Config {
                 self.public_url
             ),
             other => bail!("public_url must use https, not {other}"),
+        }
+        if self.secret_key.is_some() && self.secret_key_file.is_some() {
+            bail!("set either secret_key (MANDATE_SECRET_KEY) or secret_key_file, not both");
+        }
+        if self.demo && (self.mcp_only || !is_loopback_host(host)) {
+            bail!(
+                "--demo seeds a user with a printed password: only for a loopback public_url, and not with --mcp-only"
+            );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("--tls-cert and --tls-key go together");
@@ -206,8 +227,20 @@ mod tests {
         assert!(c.validate().is_err());
         c.insecure_http = true;
         assert!(c.validate().is_ok());
-        let c = Config { public_url: "https://auth.example.com/tenant".into(), ..Config::default() };
-        assert!(c.validate().is_err());
+        for bad in [
+            "https://auth.example.com/tenant",
+            "https://AUTH.example.com",
+            "https://auth.example.com:443",
+            "http://127.0.0.1.nip.io",
+            "https://u:p@auth.example.com",
+        ] {
+            let c = Config { public_url: bad.into(), ..Config::default() };
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        for good in ["https://auth.example.com", "http://localhost:8080", "http://[::1]:8080", "http://127.0.0.2:9"] {
+            let c = Config { public_url: good.into(), ..Config::default() };
+            assert!(c.validate().is_ok(), "{good}");
+        }
         assert!(Config::default().validate().is_ok());
     }
 

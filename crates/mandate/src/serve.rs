@@ -74,19 +74,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             seed_demo(&auth, demo.as_ref()).await?;
         }
         let resource = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?;
-        let baseline = resource.default_scopes.clone();
-        let mcp = mandate_mcp::router(
-            McpSettings::in_process(&auth, &resource.uri, baseline, config.mcp_allowed_origins.clone()),
-            auth.clone(),
-            demo.clone(),
-        );
-        mandate_server::router(auth.clone(), demo, mandate_server::RateLimits::default()).merge(mcp)
+        let local_mcp = format!("{}/mcp", auth.settings.issuer);
+        if resource.uri == local_mcp {
+            let mcp = mandate_mcp::router(
+                McpSettings::in_process(
+                    &auth,
+                    &resource.uri,
+                    resource.default_scopes.clone(),
+                    config.mcp_allowed_origins.clone(),
+                ),
+                auth.clone(),
+                demo.clone(),
+            );
+            mandate_server::router(auth.clone(), Some(demo), mandate_server::RateLimits::default()).merge(mcp)
+        } else {
+            // The MCP server runs elsewhere: serving /mcp here would accept its tokens.
+            tracing::info!(resource = %resource.uri, "no MCP endpoint here: the resource is served by another process");
+            mandate_server::router(auth.clone(), None, mandate_server::RateLimits::default())
+        }
     };
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr =
         config.listen.parse().with_context(|| format!("--listen {:?} is not an address", config.listen))?;
     tracing::info!(public_url = %auth.settings.issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
-    println!("mandate is serving {} (MCP endpoint {}/mcp)", auth.settings.issuer, auth.settings.issuer);
+    println!("mandate is serving {}", auth.settings.issuer);
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)

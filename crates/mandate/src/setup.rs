@@ -7,26 +7,49 @@ use anyhow::{Context, bail};
 use mandate_core::clock::{OsRandom, SystemClock};
 use mandate_core::keys::{KeyEncryptionKey, SigningAlg};
 use mandate_core::scope::ResourceCatalog;
+use mandate_core::store::KeyStore;
 use mandate_core::{AuthServer, Dependencies, Settings};
 use mandate_server::GuardedFetcher;
 use mandate_store::SqlStore;
 
 use crate::config::Config;
 
-/// The key-encryption key: `secret_key`, else the key file (created for SQLite on first use).
-fn key_encryption_key(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
+/// The key-encryption key: `secret_key`, else the key file (created for a fresh SQLite database).
+async fn key_encryption_key(config: &Config, store: &SqlStore) -> anyhow::Result<KeyEncryptionKey> {
     if let Some(k) = &config.secret_key {
-        return KeyEncryptionKey::from_base64url(k).context("MANDATE_SECRET_KEY");
+        return KeyEncryptionKey::from_base64url(k).context("secret_key (MANDATE_SECRET_KEY)");
     }
     let Some(path) = config.key_file() else {
         bail!("a key-encryption key is required for this database: set MANDATE_SECRET_KEY or --secret-key-file");
     };
     if path.exists() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "key file {} is readable by others (mode {:o}); run: chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                );
+            }
+        }
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         return KeyEncryptionKey::from_base64url(&text).with_context(|| format!("key file {}", path.display()));
     }
     if config.secret_key_file.is_some() {
         bail!("key file {} does not exist", path.display());
+    }
+    // A new key only for a database that holds no signing keys yet: otherwise the key was lost,
+    // and a new one would only hide that.
+    if !store.list_keys().await?.is_empty() {
+        bail!(
+            "the database holds signing keys but their key file {} is missing: restore it from backup (or set MANDATE_SECRET_KEY)",
+            path.display()
+        );
     }
     let kek = KeyEncryptionKey::generate(&OsRandom);
     let mut options = std::fs::OpenOptions::new();
@@ -38,6 +61,7 @@ fn key_encryption_key(config: &Config) -> anyhow::Result<KeyEncryptionKey> {
     }
     let mut file = options.open(&path).with_context(|| format!("creating key file {}", path.display()))?;
     file.write_all(kek.to_base64url().as_bytes())?;
+    file.sync_all()?;
     tracing::info!(path = %path.display(), "created a new key-encryption key; back it up with the database");
     Ok(kek)
 }
@@ -51,7 +75,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
 pub async fn build_with_store(config: &Config) -> anyhow::Result<(Arc<AuthServer>, SqlStore)> {
     let store =
         SqlStore::open(&config.database).await.with_context(|| format!("database {}", redact(&config.database)))?;
-    let kek = key_encryption_key(config)?;
+    let kek = key_encryption_key(config, &store).await?;
     let issuer = config.issuer();
     let mut settings = Settings::new(&issuer);
     settings.access_token_ttl = config.access_token_ttl;
@@ -72,16 +96,50 @@ pub async fn build_with_store(config: &Config) -> anyhow::Result<(Arc<AuthServer
         kek,
         documents: Arc::new(fetcher),
     };
-    Ok((Arc::new(AuthServer::new(settings, resources, deps).await?), store))
+    let auth = Arc::new(AuthServer::new(settings, resources, deps).await?);
+    if let Some(active) = auth.list_keys().await?.iter().find(|k| k.state == mandate_core::keys::KeyState::Active)
+        && active.alg != auth.settings.signing_alg.as_str()
+    {
+        tracing::warn!(
+            active = %active.alg,
+            configured = %auth.settings.signing_alg.as_str(),
+            "tokens are signed with the active key's algorithm; run `mandate keys rotate` to switch"
+        );
+    }
+    Ok((auth, store))
 }
 
-/// A database URL with any password removed, for messages.
+/// A database URL with its credentials removed, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "<unparseable database URL>".to_owned();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret = matches!(k.as_ref(), "password" | "sslpassword" | "passfile");
+            (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+        })
+        .collect();
+    if !pairs.is_empty() {
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_lose_their_secrets() {
+        assert_eq!(super::redact("postgres://app:s3cret@db/m"), "postgres://app:***@db/m");
+        assert_eq!(
+            super::redact("postgres://app@db/m?password=s3cret&sslmode=require"),
+            "postgres://app@db/m?password=***&sslmode=require"
+        );
+        assert_eq!(super::redact("postgres://app:se/cret@db/m"), "<unparseable database URL>");
+        assert_eq!(super::redact("sqlite://mandate.db"), "sqlite://mandate.db");
     }
 }

@@ -113,6 +113,31 @@ fn bad_input_is_a_clear_error() {
     assert!(e.fails(&["users", "list", "--database", "mysql://x"], None).contains("unsupported database"));
     assert!(e.fails(&["users", "list", "--config", "/nonexistent.toml"], None).contains("does not exist"));
     assert!(e.fails(&["frobnicate"], None).contains("unrecognized subcommand"));
+    assert!(e.fails(&["serve", "--demo", "--public-url", "https://auth.example.com"], None).contains("loopback"));
+    assert!(e.fails(&["serve", "--public-url", "http://127.0.0.1.nip.io"], None).contains("non-loopback"));
+    assert!(
+        e.fails(&["serve", "--public-url", "https://Auth.Example.com"], None)
+            .contains("did you mean https://auth.example.com")
+    );
+}
+
+#[test]
+fn the_key_file_is_guarded() {
+    let e = Env::new();
+    e.ok(&["keys", "list"], None);
+    let key = e.dir.path().join("m.db.key");
+    // Readable by others: refused.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(e.fails(&["keys", "list"], None).contains("chmod 600"));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // Lost while the database holds keys: refused, and no new key file hides the loss.
+    std::fs::remove_file(&key).unwrap();
+    assert!(e.fails(&["keys", "list"], None).contains("restore it from backup"));
+    assert!(!key.exists());
 }
 
 #[test]

@@ -80,6 +80,10 @@ async fn authorization_server_and_mcp_server_in_two_processes() {
     );
     wait_ready(&format!("{mcp_base}/.well-known/oauth-protected-resource/mcp")).await;
 
+    // The authorization server does not serve /mcp itself: it would accept the other server's tokens.
+    let r = reqwest::Client::new().post(format!("{issuer}/mcp")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
     // Discovery from the MCP server's 401 leads to the other process.
     let mut anonymous = McpClient::new(&mcp_url, None);
     let r = anonymous.initialize().await;

@@ -103,7 +103,7 @@ pub fn parse_document(
     let name = obj
         .get("client_name")
         .and_then(Value::as_str)
-        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200)
+        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200 && !n.chars().any(char::is_control))
         .ok_or_else(|| invalid("client_name is missing or too long"))?;
     let uris = obj
         .get("redirect_uris")

@@ -28,8 +28,15 @@ pub enum LoginError {
 
 impl AuthServer {
     /// Checks a username and password and opens a session; returns the session cookie value.
-    pub async fn login(&self, username: &str, password: &str) -> Result<(Secret, Session, User), LoginError> {
-        let account = truncate(username.trim()).to_lowercase();
+    /// `client` (the client's address) scopes the lock, so that failures from one place cannot
+    /// lock the person out everywhere (UI-13); the per-address rate limit bounds the rest.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<(Secret, Session, User), LoginError> {
+        let account = format!("{}\u{1f}{}", truncate(username), truncate(client));
         let now = self.now();
         if let Some(until) = self.store.login_locked_until(&account).await.map_err(OAuthError::from)?
             && until > now
@@ -37,7 +44,7 @@ impl AuthServer {
             self.audit(AuditDraft {
                 kind: "user.login",
                 outcome: "locked",
-                detail: Some(format!("sign-in refused while {account:?} is locked")),
+                detail: Some(format!("sign-in refused while {:?} is locked from {client}", truncate(username))),
                 ..Default::default()
             })
             .await;

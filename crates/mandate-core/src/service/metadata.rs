@@ -27,7 +27,6 @@ impl AuthServer {
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "client_id_metadata_document_supported": true,
             "authorization_response_iss_parameter_supported": true,
-            "access_token_signing_alg_values_supported": [self.settings.signing_alg.as_str()],
             "service_documentation": format!("{iss}/"),
         })
     }

@@ -1,7 +1,7 @@
 //! The browser-facing flow: /authorize, sign-in, consent, sign-out.
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mandate_core::model::{Session, User};
@@ -111,7 +111,12 @@ pub async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(
     login_form(&s, StatusCode::OK, request, None)
 }
 
-pub async fn login_submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login_submit(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(r) = refuse_cross_site(&s, &headers) {
         return r;
     }
@@ -133,7 +138,7 @@ pub async fn login_submit(State(s): State<AppState>, headers: HeaderMap, body: B
     let (Some(username), Some(password)) = (field("username"), field("password")) else {
         return login_form(&s, StatusCode::BAD_REQUEST, request, Some("Enter your username and password."));
     };
-    let (secret, _session, user) = match s.auth.login(username, password).await {
+    let (secret, _session, user) = match s.auth.login(username, password, &peer.ip().to_string()).await {
         Ok(v) => v,
         Err(LoginError::BadCredentials) => {
             return login_form(&s, StatusCode::UNAUTHORIZED, request, Some("The username or password is wrong."));

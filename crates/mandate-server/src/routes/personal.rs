@@ -46,6 +46,10 @@ struct ActivityPage {
     lines: Vec<ActivityLine>,
 }
 
+fn not_served() -> Response {
+    error_page(StatusCode::NOT_FOUND, "The demo apps are not served here.")
+}
+
 fn storage_error(e: mandate_core::StoreError) -> Response {
     let e: mandate_core::OAuthError = e.into();
     error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
@@ -57,8 +61,11 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Ok(None) => return see_other("/login"),
         Err(r) => return r,
     };
+    let Some(demo) = s.demo.as_ref() else {
+        return not_served();
+    };
     let (customers, invoices, todos) =
-        match tokio::try_join!(s.demo.customers(&user.id), s.demo.invoices(&user.id), s.demo.todos(&user.id)) {
+        match tokio::try_join!(demo.customers(&user.id), demo.invoices(&user.id), demo.todos(&user.id)) {
             Ok(v) => v,
             Err(e) => return storage_error(e),
         };
@@ -113,7 +120,10 @@ pub async fn create_customer(State(s): State<AppState>, headers: HeaderMap, body
         return bad_text();
     };
     let c = Customer { id: s.auth.new_id(), name, email: None, created_at: s.auth.now() };
-    if let Err(e) = s.demo.insert_customer(&user.id, &c).await {
+    let Some(demo) = s.demo.as_ref() else {
+        return not_served();
+    };
+    if let Err(e) = demo.insert_customer(&user.id, &c).await {
         return storage_error(e);
     }
     record_own_action(&s, &user, format!("created customer {}", c.name)).await;
@@ -129,7 +139,10 @@ pub async fn add_todo(State(s): State<AppState>, headers: HeaderMap, body: Bytes
         return bad_text();
     };
     let t = Todo { id: s.auth.new_id(), title, done: false, created_at: s.auth.now() };
-    if let Err(e) = s.demo.insert_todo(&user.id, &t).await {
+    let Some(demo) = s.demo.as_ref() else {
+        return not_served();
+    };
+    if let Err(e) = demo.insert_todo(&user.id, &t).await {
         return storage_error(e);
     }
     record_own_action(&s, &user, format!("added to-do {}", t.title)).await;
