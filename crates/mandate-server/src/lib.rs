@@ -1,6 +1,7 @@
 //! mandate-server: the HTTP surface of the authorization server. Handlers are thin: they read
 //! the request, call `mandate_core::AuthServer`, and render what it returns.
 
+pub mod client_ip;
 pub mod fetch;
 mod http;
 mod pages;
@@ -33,6 +34,8 @@ pub struct RateLimits {
     /// Dynamic client registrations.
     pub register_burst: u32,
     pub register_period: Duration,
+    /// A trusted reverse proxy sits in front: use the address it appends to `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for RateLimits {
@@ -42,6 +45,7 @@ impl Default for RateLimits {
             login_period: Duration::from_secs(6),
             register_burst: 20,
             register_period: Duration::from_secs(3),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -50,6 +54,8 @@ impl Default for RateLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<AuthServer>,
+    /// Whether `X-Forwarded-For` names the client (see [`client_ip`]).
+    pub trust_forwarded_for: bool,
     /// The demo apps' data, when they are served by this process (`/apps`).
     pub demo: Option<Arc<dyn DemoStore>>,
     pub cookies: CookieNames,
@@ -82,7 +88,12 @@ impl CookieNames {
 /// `into_make_service_with_connect_info::<SocketAddr>()` (rate limits key on the peer address).
 pub fn router(auth: Arc<AuthServer>, demo: Option<Arc<dyn DemoStore>>, limits: RateLimits) -> Router {
     let https = auth.settings.is_https();
-    let state = AppState { auth, demo, cookies: CookieNames::for_https(https) };
+    let state = AppState {
+        auth,
+        trust_forwarded_for: limits.trust_forwarded_for,
+        demo,
+        cookies: CookieNames::for_https(https),
+    };
     let mut app = routes::routes(state, limits)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

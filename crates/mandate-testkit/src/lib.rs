@@ -38,12 +38,18 @@ pub struct TestServer {
 pub struct Options {
     pub fetch_policy: FetchPolicy,
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    /// Pretend a trusted proxy is in front (`X-Forwarded-For` names the client).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         // Tests serve client metadata documents from loopback over http.
-        Self { fetch_policy: FetchPolicy { allow_loopback: true, allow_http: true }, resolver: None }
+        Self {
+            fetch_policy: FetchPolicy { allow_loopback: true, allow_http: true },
+            resolver: None,
+            trust_forwarded_for: false,
+        }
     }
 }
 
@@ -78,7 +84,12 @@ impl TestServer {
         let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::demo(&base).unwrap(), deps).await.unwrap());
         auth.add_user("alice", PASSWORD.into()).await.unwrap();
         auth.add_user("bob", PASSWORD.into()).await.unwrap();
-        let limits = RateLimits { login_burst: 1000, register_burst: 1000, ..RateLimits::default() };
+        let limits = RateLimits {
+            login_burst: 1000,
+            register_burst: 1000,
+            trust_forwarded_for: opts.trust_forwarded_for,
+            ..RateLimits::default()
+        };
         let resource = format!("{base}/mcp");
         let baseline = vec!["customers.read".into(), "invoices.read".into(), "todos.read".into()];
         let mcp = mandate_mcp::router(

@@ -50,6 +50,9 @@ pub struct Config {
     /// Browser origins allowed to call `/mcp` besides its own (e.g. `["http://localhost:6274"]`
     /// for the MCP Inspector).
     pub mcp_allowed_origins: Vec<String>,
+    /// A trusted reverse proxy sits in front: rate limits and the sign-in lock use the address it
+    /// appends to `X-Forwarded-For` (never enable without such a proxy: clients could pick it).
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             mcp_only: false,
             issuer: None,
             mcp_allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -100,6 +104,7 @@ const ENV_KEYS: &[&str] = &[
     "mcp_only",
     "issuer",
     "mcp_allowed_origins",
+    "trust_forwarded_for",
 ];
 
 /// Loads the configuration; `overrides` are the flags given on the command line.

@@ -73,6 +73,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if config.demo {
             seed_demo(&auth, demo.as_ref()).await?;
         }
+        let limits =
+            mandate_server::RateLimits { trust_forwarded_for: config.trust_forwarded_for, ..Default::default() };
         let resource = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?;
         let local_mcp = format!("{}/mcp", auth.settings.issuer);
         if resource.uri == local_mcp {
@@ -86,11 +88,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 auth.clone(),
                 demo.clone(),
             );
-            mandate_server::router(auth.clone(), Some(demo), mandate_server::RateLimits::default()).merge(mcp)
+            mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp)
         } else {
             // The MCP server runs elsewhere: serving /mcp here would accept its tokens.
             tracing::info!(resource = %resource.uri, "no MCP endpoint here: the resource is served by another process");
-            mandate_server::router(auth.clone(), None, mandate_server::RateLimits::default())
+            mandate_server::router(auth.clone(), None, limits)
         }
     };
     let app = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -138,7 +138,8 @@ pub async fn login_submit(
     let (Some(username), Some(password)) = (field("username"), field("password")) else {
         return login_form(&s, StatusCode::BAD_REQUEST, request, Some("Enter your username and password."));
     };
-    let (secret, _session, user) = match s.auth.login(username, password, &peer.ip().to_string()).await {
+    let client = crate::client_ip::client_ip(&headers, Some(peer.ip()), s.trust_forwarded_for).unwrap_or(peer.ip());
+    let (secret, _session, user) = match s.auth.login(username, password, &client.to_string()).await {
         Ok(v) => v,
         Err(LoginError::BadCredentials) => {
             return login_form(&s, StatusCode::UNAUTHORIZED, request, Some("The username or password is wrong."));

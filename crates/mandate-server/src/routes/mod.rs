@@ -17,21 +17,32 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::{AppState, RateLimits};
 
-/// Applies a per-peer-IP rate limit to `router` (429 with `Retry-After` past the burst).
-fn limited(router: Router<AppState>, burst: u32, period: std::time::Duration) -> Router<AppState> {
-    match GovernorConfigBuilder::default().period(period).burst_size(burst).finish() {
+/// Applies a per-client-address rate limit to `router` (429 with `Retry-After` past the burst).
+fn limited(
+    router: Router<AppState>,
+    burst: u32,
+    period: std::time::Duration,
+    trust_forwarded_for: bool,
+) -> Router<AppState> {
+    let key = crate::client_ip::ClientIpKeyExtractor { trust_forwarded_for };
+    match GovernorConfigBuilder::default().period(period).burst_size(burst).key_extractor(key).finish() {
         Some(config) => router.layer(GovernorLayer::new(Arc::new(config))),
         None => router,
     }
 }
 
 pub fn routes(state: AppState, limits: RateLimits) -> Router {
-    let login =
-        limited(Router::new().route("/login", post(browser::login_submit)), limits.login_burst, limits.login_period);
+    let login = limited(
+        Router::new().route("/login", post(browser::login_submit)),
+        limits.login_burst,
+        limits.login_period,
+        limits.trust_forwarded_for,
+    );
     let register = limited(
         Router::new().route("/register", post(protocol::register)),
         limits.register_burst,
         limits.register_period,
+        limits.trust_forwarded_for,
     );
     // Machine-facing endpoints are called cross-origin by browser-based MCP clients; they carry
     // no cookies, so CORS without credentials is safe. Browser pages get no CORS (AZ-16).

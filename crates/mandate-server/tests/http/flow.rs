@@ -354,3 +354,27 @@ async fn an_account_is_locked_after_repeated_failures_ui_11() {
     let events = s.auth.audit_events(&Default::default()).await.unwrap();
     assert!(events.iter().any(|e| e.kind == "user.login" && e.outcome == "locked"));
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_lock_is_per_client_address_ui_13() {
+    let s = TestServer::start_with(Options { trust_forwarded_for: true, ..Options::default() }).await;
+    let attempt = |password: &'static str, from: &'static str| {
+        let mut b = s.browser();
+        let origin = s.base.clone();
+        async move {
+            let page = b.get("/login").await;
+            let csrf = hidden(&page.body, "csrf").unwrap();
+            let body = format!("csrf={csrf}&username=alice&password={}", password.replace(' ', "+"));
+            b.post_raw("/login", body, &[("x-forwarded-for", from), ("origin", &origin)]).await
+        }
+    };
+    for _ in 0..5 {
+        attempt("wrong password", "198.51.100.7").await;
+    }
+    assert_eq!(
+        attempt(PASSWORD, "198.51.100.7").await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the attacker's address is locked"
+    );
+    assert_eq!(attempt(PASSWORD, "203.0.113.9").await.status, StatusCode::SEE_OTHER, "Alice, elsewhere, is not");
+}

@@ -152,7 +152,7 @@ async fn metadata_document_with_another_client_id_is_refused_ss_03() {
 
 #[tokio::test]
 async fn metadata_document_on_loopback_is_not_fetched_by_default_ss_09() {
-    let s = TestServer::start_with(Options { fetch_policy: FetchPolicy::default(), resolver: None }).await;
+    let s = TestServer::start_with(Options { fetch_policy: FetchPolicy::default(), ..Options::default() }).await;
     let (url, hits) = doc_server(|u| json!({"client_id": u, "client_name": "x", "redirect_uris": [CB]})).await;
     let https = url.replace("http://", "https://");
     let (_, ch) = pkce();
@@ -181,7 +181,12 @@ async fn metadata_document_resolving_to_a_private_address_is_refused_ss_10() {
     let lookups = Arc::new(AtomicUsize::new(0));
     // A name that resolves to 10.0.0.1: refused in the resolver, before any connection.
     let resolver = Arc::new(FixedResolver("10.0.0.1:443".parse().unwrap(), lookups.clone()));
-    let s = TestServer::start_with(Options { fetch_policy: FetchPolicy::default(), resolver: Some(resolver) }).await;
+    let s = TestServer::start_with(Options {
+        fetch_policy: FetchPolicy::default(),
+        resolver: Some(resolver),
+        ..Options::default()
+    })
+    .await;
     let (_, ch) = pkce();
     let r = s.browser().get(&Authz::new("https://cimd.test/client.json", CB, &ch).url()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
