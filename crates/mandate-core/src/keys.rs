@@ -256,11 +256,6 @@ impl KeyRing {
         self.keys.iter().rev().find(|k| k.activates_at <= now)
     }
 
-    /// The key that signs next, if one is published and waiting.
-    pub fn has_next(&self, now: UnixTime) -> bool {
-        self.keys.iter().any(|k| k.activates_at > now)
-    }
-
     /// The public keys a verifier must know at `now`.
     pub fn jwks(&self, now: UnixTime) -> JwkSet {
         JwkSet {
@@ -306,7 +301,7 @@ mod tests {
         // Before activation: k1 signs, both published.
         assert_eq!(ring.signing_key(200).map(|k| k.kid.as_str()), Some(k1.kid.as_str()));
         assert_eq!(ring.jwks(200).keys.len(), 2);
-        assert!(ring.has_next(200));
+        assert_eq!(ring.state(1, 200), KeyState::Next);
         // After activation: k2 signs, k1 still published for its tokens.
         assert_eq!(ring.signing_key(701).map(|k| k.kid.as_str()), Some(k2.kid.as_str()));
         assert_eq!(ring.state(0, 701), KeyState::Retired);

@@ -29,10 +29,6 @@ impl ToolScopes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
-    }
 }
 
 /// What the guard decided about a tool call before it reached the server.

@@ -155,7 +155,7 @@ impl AuthServer {
             let e = OAuthError::invalid_request("state is too long");
             return Ok(self.error_redirect(&redirect_uri, &e, None));
         }
-        match self.check_request(params, &client, user).await {
+        match self.check_request(params, &client).await {
             Ok(pending) => {
                 let pending = PendingAuthorization {
                     redirect_uri,
@@ -188,12 +188,7 @@ impl AuthServer {
     }
 
     /// The checks after the redirect URI is known; returns the pending request to store.
-    async fn check_request(
-        &self,
-        params: &Params,
-        client: &Client,
-        _user: Option<&User>,
-    ) -> Result<PendingAuthorization, OAuthError> {
+    async fn check_request(&self, params: &Params, client: &Client) -> Result<PendingAuthorization, OAuthError> {
         match params.single("response_type")? {
             Some("code") => {}
             Some(_) => {
