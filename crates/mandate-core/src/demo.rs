@@ -60,6 +60,11 @@ pub fn tools_for_scope(scope: &str) -> Vec<String> {
     TOOLS.iter().filter(|(_, scopes, _)| scopes.contains(&scope)).map(|(t, _, _)| (*t).to_owned()).collect()
 }
 
+/// True when the scope unlocks a demo tool that cannot be undone.
+pub fn scope_is_irreversible(scope: &str) -> bool {
+    TOOLS.iter().any(|(_, scopes, destructive)| *destructive && scopes.contains(&scope))
+}
+
 /// Storage of the demo apps, always scoped to one person (`user_id`).
 #[async_trait]
 pub trait DemoStore: Send + Sync {

@@ -83,6 +83,10 @@ pub struct ScopeDef {
     /// The tools this scope unlocks, shown on the consent page.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// It allows actions that cannot be undone: the consent page leaves it unticked until the
+    /// person ticks it.
+    #[serde(default)]
+    pub irreversible: bool,
 }
 
 /// A protected resource (an MCP server) this authorization server issues tokens for.
@@ -146,6 +150,7 @@ impl ResourceCatalog {
             name: name.to_owned(),
             description: description.to_owned(),
             tools: crate::demo::tools_for_scope(name),
+            irreversible: crate::demo::scope_is_irreversible(name),
         };
         Self::new(vec![ResourceDef {
             uri: resource.to_owned(),
@@ -191,6 +196,11 @@ impl ResourceCatalog {
             .find(|s| s.name == scope)
             .map(|s| s.tools.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// True when a resource marks the scope irreversible.
+    pub fn is_irreversible(&self, scope: &str) -> bool {
+        self.resources.iter().flat_map(|r| r.scopes.iter()).any(|s| s.name == scope && s.irreversible)
     }
 
     /// The description of a scope, if any resource defines it.

@@ -42,6 +42,8 @@ pub struct ScopeLine {
     pub description: String,
     /// The tools it unlocks (comma-separated; empty when the resource lists none).
     pub tools: String,
+    /// It allows actions that cannot be undone (shown unticked, with a warning).
+    pub irreversible: bool,
 }
 
 /// Everything the consent page shows.
@@ -399,6 +401,7 @@ impl AuthServer {
             name: s.to_owned(),
             description: self.resources.describe(s).unwrap_or(s).to_owned(),
             tools: self.resources.tools_of(s).join(", "),
+            irreversible: self.resources.is_irreversible(s),
         }
     }
 

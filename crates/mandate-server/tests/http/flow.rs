@@ -378,3 +378,17 @@ async fn behind_a_trusted_proxy_the_lock_is_per_client_address_ui_13() {
     );
     assert_eq!(attempt(PASSWORD, "203.0.113.9").await.status, StatusCode::SEE_OTHER, "Alice, elsewhere, is not");
 }
+
+#[tokio::test]
+async fn irreversible_scopes_are_left_unticked() {
+    let s = TestServer::start().await;
+    let client = s.register_public(CB).await;
+    let mut b = s.browser();
+    let (_, ch) = pkce();
+    let mut authz = Authz::new(&client, CB, &ch);
+    authz.scope = Some("customers.read invoices.send".into());
+    let page = open_consent(&mut b, &authz.url(), "alice").await;
+    assert!(page.body.contains(r#"value="customers.read" checked"#), "ordinary scopes are pre-ticked");
+    assert!(page.body.contains(r#"value="invoices.send">"#), "invoices.send is not: {}", page.body);
+    assert!(page.body.contains("Cannot be undone"));
+}
