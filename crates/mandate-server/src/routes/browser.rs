@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use mandate_core::model::{Session, User};
 use mandate_core::params::Params;
 use mandate_core::scope::ScopeSet;
-use mandate_core::secret::{ct_str_eq, random_token};
+use mandate_core::secret::ct_str_eq;
 use mandate_core::service::{AuthorizeOutcome, ConsentDecision, LoginError};
 
 use crate::AppState;
@@ -88,7 +88,7 @@ pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
 }
 
 fn login_form(s: &AppState, status: StatusCode, request: Option<&str>, error: Option<&str>) -> Response {
-    let csrf = random_token(&mandate_core::clock::OsRandom);
+    let csrf = s.auth.new_secret();
     let mut resp = render(status, &LoginPage { csrf: &csrf, request, app_name: None, error }, None);
     if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.login_csrf, &csrf, 600)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
