@@ -3,15 +3,14 @@
 //! between check and connect cannot slip through), IP-literal hosts are checked before any
 //! request, redirects are never followed, and size, time and concurrency are capped.
 
-use std::error::Error as StdError;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mandate_core::service::{ClientDocumentFetcher, FetchError, FetchedDocument};
-use mandate_core::ssrf::{FetchPolicy, is_forbidden};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use mandate_core::ssrf::FetchPolicy;
+use mandate_net::{GuardResolver, SystemResolver, forbidden_in_chain, literal_host_forbidden};
+use reqwest::dns::Resolve;
 use tokio::sync::Semaphore;
 
 use mandate_core::service::cimd_limits::MAX_DOCUMENT_BYTES;
@@ -20,49 +19,6 @@ use mandate_core::service::cimd_limits::MAX_DOCUMENT_BYTES;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Fetches in flight at once; more fail fast (SS-16).
 const MAX_CONCURRENT_FETCHES: usize = 8;
-
-/// Marks a resolution refused by the guard, found again in reqwest's error chain.
-#[derive(Debug)]
-struct ForbiddenAddress;
-
-impl std::fmt::Display for ForbiddenAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("address not allowed")
-    }
-}
-impl StdError for ForbiddenAddress {}
-
-/// Resolves with the system resolver.
-struct SystemResolver;
-
-impl Resolve for SystemResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// Wraps a resolver; refuses the name when any address it resolves to is forbidden.
-struct GuardResolver {
-    inner: Arc<dyn Resolve>,
-    policy: FetchPolicy,
-}
-
-impl Resolve for GuardResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let inner = self.inner.clone();
-        let policy = self.policy;
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = inner.resolve(name).await?.collect();
-            if addrs.is_empty() || addrs.iter().any(|a| is_forbidden(a.ip(), policy)) {
-                return Err(Box::new(ForbiddenAddress) as Box<dyn StdError + Send + Sync>);
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
 
 /// The production [`ClientDocumentFetcher`].
 pub struct GuardedFetcher {
@@ -84,21 +40,10 @@ impl GuardedFetcher {
             .connect_timeout(Duration::from_secs(3))
             .no_proxy()
             .user_agent(concat!("mandate/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardResolver { inner: resolver, policy }))
+            .dns_resolver(Arc::new(GuardResolver::new(resolver, policy)))
             .build()?;
         Ok(Self { client, policy, permits: Semaphore::new(MAX_CONCURRENT_FETCHES) })
     }
-}
-
-fn forbidden_in_chain(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn StdError + 'static)> = e.source();
-    while let Some(s) = source {
-        if s.is::<ForbiddenAddress>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 /// `(cacheable, max_age)` from a Cache-Control header.
@@ -120,13 +65,8 @@ fn cache_control(value: Option<&str>) -> (bool, Option<i64>) {
 impl ClientDocumentFetcher for GuardedFetcher {
     async fn fetch(&self, url: &str) -> Result<FetchedDocument, FetchError> {
         let parsed = mandate_core::service::validate_document_url(url, self.policy)?;
-        if let Some(host) = parsed.host_str() {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = bare.parse::<IpAddr>()
-                && is_forbidden(ip, self.policy)
-            {
-                return Err(FetchError::ForbiddenAddress);
-            }
+        if literal_host_forbidden(&parsed, self.policy) {
+            return Err(FetchError::ForbiddenAddress);
         }
         let _permit = self.permits.try_acquire().map_err(|_| FetchError::Busy)?;
         let mut resp = self.client.get(parsed).header("accept", "application/json").send().await.map_err(|e| {

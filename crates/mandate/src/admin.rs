@@ -124,7 +124,7 @@ pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         eprintln!("note: created a new database at {p} (use --database to point at an existing one)");
     }
     match command {
-        Command::Serve(_) => unreachable_serve(),
+        Command::Serve(_) | Command::Client(_) => not_admin(),
         Command::Users(c) => users(&auth, c).await,
         Command::Clients(c) => clients(&auth, c).await,
         Command::Grants(c) => grants(&auth, c).await,
@@ -133,8 +133,8 @@ pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
     }
 }
 
-fn unreachable_serve() -> anyhow::Result<()> {
-    bail!("serve is not an admin command")
+fn not_admin() -> anyhow::Result<()> {
+    bail!("not an admin command")
 }
 
 async fn users(auth: &AuthServer, c: UsersCommand) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! `mandate`: the OAuth 2.1 authorization server for MCP, and its admin commands.
 
 mod admin;
+mod client;
 mod config;
 mod serve;
 mod setup;
@@ -62,6 +63,8 @@ enum Command {
     /// List and rotate signing keys.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn init_tracing(filter: &str) {
@@ -95,6 +98,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Client(cmd) = cli.command {
+        init_tracing("error,rmcp=off");
+        return runtime.block_on(client::run(cmd));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,74 @@
+//! `mandate bridge`: a stdio ↔ Streamable HTTP proxy for hosts that speak only stdio. Each line on
+//! stdin is one JSON-RPC message sent to the server; each message from the server (responses,
+//! server requests, notifications, on POST responses or the GET stream) is written to stdout as
+//! one line. Authorization, refresh and step-up happen inside the transport, so the host never sees
+//! them. Logs go to stderr; stdout carries only protocol.
+
+use std::sync::Arc;
+
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::Transport;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::connection::Connection;
+use crate::error::ClientError;
+use crate::session::transport;
+
+/// The longest line accepted from the host.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Runs until the host closes stdin or the server goes away.
+pub async fn run<R, W>(conn: Arc<Connection>, input: R, mut output: W) -> Result<(), ClientError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut transport, auth) = transport(&conn);
+    let mut lines = BufReader::new(input).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let line = line.map_err(|e| ClientError::Network(format!("reading stdin: {e}")))?;
+                let Some(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                if line.len() > MAX_LINE {
+                    write_line(&mut output, &parse_error("message too large")).await?;
+                    continue;
+                }
+                match serde_json::from_str::<ClientJsonRpcMessage>(&line) {
+                    Ok(message) => {
+                        if let Err(e) = transport.send(message).await {
+                            let cause = auth.take_failure().map(|f| f.to_string()).unwrap_or_else(|| e.to_string());
+                            return Err(ClientError::Mcp(format!("the server connection failed: {cause}")));
+                        }
+                    }
+                    Err(e) => write_line(&mut output, &parse_error(&e.to_string())).await?,
+                }
+            }
+            message = transport.receive() => {
+                let Some(message) = message else {
+                    let cause = auth.take_failure().map(|f| f.to_string()).unwrap_or_else(|| "the server closed the session".into());
+                    return Err(ClientError::Mcp(cause));
+                };
+                let text = serde_json::to_string(&message).map_err(|e| ClientError::Mcp(e.to_string()))?;
+                write_line(&mut output, &text).await?;
+            }
+        }
+    }
+    let _ = transport.close().await;
+    Ok(())
+}
+
+fn parse_error(detail: &str) -> String {
+    serde_json::json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":format!("parse error: {detail}")}})
+        .to_string()
+}
+
+async fn write_line<W: AsyncWrite + Unpin>(out: &mut W, text: &str) -> Result<(), ClientError> {
+    let io = |e: std::io::Error| ClientError::Network(format!("writing stdout: {e}"));
+    out.write_all(text.as_bytes()).await.map_err(io)?;
+    out.write_all(b"\n").await.map_err(io)?;
+    out.flush().await.map_err(io)
+}

@@ -1,0 +1,549 @@
+//! One MCP server, from the agent's side: the token to send, and what to do when the server says
+//! 401 (refresh, else log in again) or 403 `insufficient_scope` (step up).
+//!
+//! Discovery, registration, PKCE, `resource`, `iss` and refresh are rmcp's `AuthorizationManager`;
+//! this layer adds what it leaves to callers or tolerates: the checks on metadata and on the
+//! authorization URL, the registration order with credentials bound to their issuer, the state
+//! check on the callback, persistent storage, one refresh at a time, and the step-up limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use reqwest::dns::Resolve;
+use rmcp::transport::auth::{
+    AuthError, AuthorizationManager, AuthorizationMetadata, AuthorizationMetadataSource, AuthorizationRequest,
+    AuthorizationSession, OAuthClientConfig, WWWAuthenticateParams,
+};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::error::ClientError;
+use crate::login::{Callback, CallbackListener, LoginMode, run_user_agent};
+use crate::net::{GuardedOAuthHttp, NetPolicy, check_url, guarded_reqwest, network_error};
+use crate::vault::{CredentialVault, ScopedStore};
+
+/// Authorizations allowed in a row without a successful request in between (C13).
+pub const MAX_AUTHORIZATION_ATTEMPTS: u32 = 3;
+
+/// What to do on 403 `insufficient_scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUp {
+    /// Re-authorize with the union of held and challenged scopes.
+    Auto,
+    /// Ask on the terminal first.
+    Ask,
+    /// Refuse: report the scopes the server wants.
+    Never,
+}
+
+/// How to connect.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// The MCP server's URL (its resource identifier).
+    pub server_url: String,
+    /// Scopes to ask for at login instead of the challenge's or the metadata's.
+    pub scope: Option<String>,
+    /// Pre-registered credentials.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// This client's metadata document URL (CIMD), used when the server supports it.
+    pub client_metadata_url: Option<String>,
+    pub client_name: String,
+    pub login: LoginMode,
+    pub step_up: StepUp,
+    pub policy: NetPolicy,
+    /// How long to wait for the person to finish a browser login.
+    pub login_timeout: Duration,
+    /// A name resolver in place of the system's (tests).
+    pub resolver: Option<Arc<dyn Resolve>>,
+}
+
+impl ConnectOptions {
+    pub fn new(server_url: impl Into<String>) -> Self {
+        Self {
+            server_url: server_url.into(),
+            scope: None,
+            client_id: None,
+            client_secret: None,
+            client_metadata_url: None,
+            client_name: "mandate CLI".into(),
+            login: LoginMode::Browser,
+            step_up: StepUp::Never,
+            policy: NetPolicy::default(),
+            login_timeout: Duration::from_secs(300),
+            resolver: None,
+        }
+    }
+}
+
+/// The canonical form of a server URL, used as the storage key and the `resource`.
+pub fn canonical_resource(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_fragment(None);
+    let s = u.to_string();
+    if u.path() == "/" && u.query().is_none() { s.trim_end_matches('/').to_owned() } else { s }
+}
+
+struct Held {
+    manager: Option<AuthorizationManager>,
+    restored: bool,
+}
+
+/// An authenticated connection to one MCP server.
+pub struct Connection {
+    opts: ConnectOptions,
+    server: Url,
+    resource: String,
+    vault: Arc<CredentialVault>,
+    oauth_http: GuardedOAuthHttp,
+    http: reqwest::Client,
+    held: Mutex<Held>,
+    attempts: AtomicU32,
+}
+
+fn auth_error(e: AuthError) -> ClientError {
+    match e {
+        AuthError::PkceUnsupported => ClientError::Discovery(
+            "the authorization server does not support PKCE with S256 (code_challenge_methods_supported)".into(),
+        ),
+        AuthError::AuthorizationServerMismatch { expected_issuer, received_issuer } => ClientError::Discovery(format!(
+            "issuer mismatch: the metadata says `{received_issuer}` but was fetched for `{expected_issuer}`"
+        )),
+        AuthError::AuthorizationServerMissingIssuer { expected_issuer } => ClientError::Discovery(format!(
+            "the authorization server's metadata has no issuer (expected `{expected_issuer}`)"
+        )),
+        e @ (AuthError::ProtectedResourceMetadataInvalid { .. }
+        | AuthError::AuthorizationServersUnavailable { .. }
+        | AuthError::MetadataError(_)
+        | AuthError::DiscoveryRequestFailed { .. }
+        | AuthError::NoAuthorizationSupport) => ClientError::Discovery(e.to_string()),
+        e @ AuthError::RegistrationFailed(_) => ClientError::Registration(e.to_string()),
+        e @ AuthError::CredentialStoreError(_) => ClientError::Storage(e.to_string()),
+        e => ClientError::Authorization(e.to_string()),
+    }
+}
+
+impl Connection {
+    /// Checks the server URL and opens the connection (nothing is sent yet).
+    pub fn new(opts: ConnectOptions, vault: Arc<CredentialVault>) -> Result<Self, ClientError> {
+        let server = check_url(&opts.server_url, "the MCP server URL", opts.policy)?;
+        if let Some(u) = &opts.client_metadata_url
+            && (!u.starts_with("https://") || Url::parse(u).map(|p| p.path().len() <= 1).unwrap_or(true))
+        {
+            return Err(ClientError::Usage(format!("--client-metadata-url must be an https URL with a path, got {u}")));
+        }
+        if opts.client_secret.is_some() && opts.client_id.is_none() {
+            return Err(ClientError::Usage("a client secret needs --client-id".into()));
+        }
+        let oauth_http = GuardedOAuthHttp::new(opts.policy, opts.resolver.clone())?;
+        let http = guarded_reqwest(opts.policy, opts.resolver.clone())?;
+        Ok(Self {
+            resource: canonical_resource(&server),
+            server,
+            opts,
+            vault,
+            oauth_http,
+            http,
+            held: Mutex::new(Held { manager: None, restored: false }),
+            attempts: AtomicU32::new(0),
+        })
+    }
+
+    /// The server URL, checked.
+    pub fn server(&self) -> &Url {
+        &self.server
+    }
+
+    /// The storage key and `resource` of this server.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The guarded HTTP client for MCP traffic.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// A request succeeded: the next refusal starts a fresh count.
+    pub fn note_success(&self) {
+        self.attempts.store(0, Ordering::SeqCst);
+    }
+
+    /// Replaces rmcp's generic wrapping with the guard's own refusal, when there was one.
+    fn explain(&self, e: AuthError) -> ClientError {
+        self.oauth_http.take_refusal().unwrap_or_else(|| auth_error(e))
+    }
+
+    async fn new_manager(&self) -> Result<AuthorizationManager, ClientError> {
+        let mut manager =
+            AuthorizationManager::new_with_oauth_http_client(self.server.as_str(), Arc::new(self.oauth_http.clone()))
+                .await
+                .map_err(|e| self.explain(e))?;
+        manager.set_credential_store(ScopedStore { vault: self.vault.clone(), resource: self.resource.clone() });
+        Ok(manager)
+    }
+
+    /// The access token to send now: the stored one, refreshed first when it is about to expire;
+    /// `None` when there is nothing usable (the server's 401 will start a login).
+    pub async fn access_token(&self) -> Result<Option<String>, ClientError> {
+        let mut held = self.held.lock().await;
+        if held.manager.is_none() && !held.restored {
+            held.restored = true;
+            held.manager = self.restore().await?;
+        }
+        let Some(manager) = &held.manager else { return Ok(None) };
+        match manager.get_access_token().await {
+            Ok(t) => Ok(Some(t)),
+            Err(AuthError::AuthorizationRequired | AuthError::TokenRefreshRejected(_)) => Ok(None),
+            Err(e) => Err(self.explain(e)),
+        }
+    }
+
+    /// Rebuilds a manager from the vault, re-discovering the server's metadata so that stored
+    /// credentials are only used with the issuer that issued them (C10).
+    async fn restore(&self) -> Result<Option<AuthorizationManager>, ClientError> {
+        let Some((_, secret)) = self.vault.load(&self.resource)? else { return Ok(None) };
+        let mut manager = self.new_manager().await?;
+        if !manager.initialize_from_store().await.map_err(|e| self.explain(e))? {
+            return Ok(None);
+        }
+        if let Some(secret) = secret {
+            let Some((creds, _)) = self.vault.load(&self.resource)? else { return Ok(None) };
+            let mut config = OAuthClientConfig::new(creds.client_id, self.server.as_str()).with_client_secret(secret);
+            config.application_type = None;
+            manager.configure_client(config).map_err(auth_error)?;
+        }
+        Ok(Some(manager))
+    }
+
+    /// After a 401: refresh once when a token was refused, else log in again (C1).
+    pub async fn recover_unauthorized(&self, sent: Option<&str>, challenge: &str) -> Result<String, ClientError> {
+        let mut held = self.held.lock().await;
+        if let (Some(sent), Some(manager)) = (sent, &held.manager) {
+            match manager.refresh_token().await {
+                Ok(_) => {
+                    if let Ok(fresh) = manager.get_access_token().await
+                        && fresh != sent
+                    {
+                        return Ok(fresh);
+                    }
+                }
+                Err(e) => tracing::info!(error = %e, "refresh failed; a new login is needed"),
+            }
+        }
+        let scopes = self.opts.scope.as_deref().map(split_scopes);
+        self.authorize(&mut held, Some(challenge), scopes).await
+    }
+
+    /// After a 403 `insufficient_scope`: step up to held ∪ challenged scopes (C12, C13).
+    pub async fn step_up(&self, challenge: &str) -> Result<String, ClientError> {
+        let params = WWWAuthenticateParams::parse(challenge, &self.server);
+        let wanted = params.scope.clone().unwrap_or_default();
+        let mut held = self.held.lock().await;
+        let have = self.vault.load(&self.resource)?.map(|(c, _)| c.granted_scopes).unwrap_or_default();
+        let mut union = have;
+        for s in split_scopes(&wanted) {
+            if !union.contains(&s) {
+                union.push(s);
+            }
+        }
+        match self.opts.step_up {
+            StepUp::Never => return Err(ClientError::ScopeRefused { scopes: wanted }),
+            StepUp::Ask => {
+                if !ask(&format!("The server needs scope(s) `{wanted}` for this. Ask for them now?")).await {
+                    return Err(ClientError::ScopeRefused { scopes: wanted });
+                }
+            }
+            StepUp::Auto => {}
+        }
+        self.authorize(&mut held, Some(challenge), Some(union)).await
+    }
+
+    /// An explicit login: provoke the server's challenge, then authorize.
+    pub async fn login(&self) -> Result<(), ClientError> {
+        let challenge = self.probe_challenge().await?;
+        let mut held = self.held.lock().await;
+        let scopes = self.opts.scope.as_deref().map(split_scopes);
+        self.authorize(&mut held, challenge.as_deref(), scopes).await.map(|_| ())
+    }
+
+    /// Sends an unauthenticated `initialize` and returns the 401's `WWW-Authenticate`, if any.
+    async fn probe_challenge(&self) -> Result<Option<String>, ClientError> {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mandate","version":env!("CARGO_PKG_VERSION")}}});
+        let resp = self
+            .http
+            .post(self.server.clone())
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| network_error(self.server.as_str(), &e))?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned));
+        }
+        Ok(None)
+    }
+
+    /// Discovery, registration, the person's login and the code exchange.
+    async fn authorize(
+        &self,
+        held: &mut Held,
+        challenge: Option<&str>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<String, ClientError> {
+        let n = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > MAX_AUTHORIZATION_ATTEMPTS {
+            return Err(ClientError::TooManyAttempts(MAX_AUTHORIZATION_ATTEMPTS));
+        }
+        held.restored = true;
+        let mut manager = self.new_manager().await?;
+        let resolution = manager.resolve_metadata_from_challenge(challenge).await.map_err(|e| self.explain(e))?;
+        if resolution.source == AuthorizationMetadataSource::LegacyEndpointFallback {
+            return Err(ClientError::Discovery(format!(
+                "no authorization server metadata found for {} (protected resource metadata and the RFC 8414 / OIDC well-known URLs)",
+                self.server
+            )));
+        }
+        let metadata = resolution.metadata;
+        self.check_metadata(&metadata)?;
+        let issuer = metadata.issuer.clone();
+        let cimd_supported = metadata
+            .additional_fields
+            .get("client_id_metadata_document_supported")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let has_registration = metadata.registration_endpoint.is_some();
+        manager.set_metadata(metadata);
+
+        let listener = CallbackListener::bind().await?;
+        let redirect_uri = listener.redirect_uri().to_owned();
+        let scopes = match scopes {
+            Some(s) => s,
+            None => manager.select_initial_scopes(&[]).await,
+        };
+        let mut request = AuthorizationRequest::new(&redirect_uri).with_client_name(&self.opts.client_name);
+        if !scopes.is_empty() {
+            request = request.with_scopes(scopes.clone());
+        }
+
+        // Registration order (C6): pre-registered → stored for this issuer → CIMD → DCR.
+        let stored = self.vault.load(&self.resource)?.filter(|(c, _)| c.issuer.is_some() && c.issuer == issuer);
+        let mut new_secret: Option<Option<String>> = None;
+        if let Some(id) = &self.opts.client_id {
+            request = request.with_preregistered_client(id);
+            if let Some(secret) = &self.opts.client_secret {
+                request = request.with_client_secret(secret);
+            }
+            new_secret = Some(self.opts.client_secret.clone());
+        } else if let Some((creds, secret)) =
+            stored.filter(|(c, _)| !c.client_id.starts_with("https://") || cimd_supported)
+        {
+            request = request.with_preregistered_client(&creds.client_id);
+            if let Some(secret) = secret {
+                request = request.with_client_secret(secret);
+            }
+        } else if let (Some(url), true) = (&self.opts.client_metadata_url, cimd_supported) {
+            request = request.with_client_metadata_url(url);
+            new_secret = Some(None);
+        } else if has_registration {
+            let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            let config = manager
+                .register_client(&self.opts.client_name, &redirect_uri, &refs)
+                .await
+                .map_err(|e| self.explain(e))?;
+            request = request.with_preregistered_client(&config.client_id);
+            if let Some(secret) = &config.client_secret {
+                request = request.with_client_secret(secret);
+            }
+            new_secret = Some(config.client_secret);
+        } else {
+            return Err(ClientError::Registration(
+                "the authorization server offers neither Client ID Metadata Documents nor dynamic registration; \
+                 pass --client-id (and --client-secret-stdin) for a client registered there"
+                    .into(),
+            ));
+        }
+
+        let session = AuthorizationSession::new(manager, request).await.map_err(|(_, e)| self.explain(e))?;
+        let auth_url = check_url(session.get_authorization_url(), "the authorization URL", self.opts.policy)?;
+        let expected_state = auth_url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| ClientError::Authorization("the authorization URL has no state".into()))?;
+
+        let callback =
+            run_user_agent(self.opts.login, &auth_url, listener, &self.http, self.opts.policy, self.opts.login_timeout)
+                .await?;
+        let code = check_callback(&callback, &expected_state, issuer.as_deref())?;
+        session
+            .handle_callback_with_issuer(&code, &expected_state, callback.iss.as_deref())
+            .await
+            .map_err(|e| self.explain(e))?;
+        if let Some(secret) = new_secret
+            && let Some((creds, _)) = self.vault.load(&self.resource)?
+        {
+            self.vault.save(&self.resource, creds, Some(secret))?;
+        }
+        let manager = session.auth_manager;
+        let token = manager.get_access_token().await.map_err(|e| self.explain(e))?;
+        held.manager = Some(manager);
+        Ok(token)
+    }
+
+    /// C17 and C23 on the discovered metadata, before anything is registered or opened.
+    fn check_metadata(&self, m: &AuthorizationMetadata) -> Result<(), ClientError> {
+        let s256 = m.code_challenge_methods_supported.as_ref().is_some_and(|v| v.iter().any(|x| x == "S256"));
+        if !s256 {
+            return Err(ClientError::Discovery(
+                "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); refusing to continue"
+                    .into(),
+            ));
+        }
+        check_url(&m.authorization_endpoint, "the authorization endpoint", self.opts.policy)?;
+        check_url(&m.token_endpoint, "the token endpoint", self.opts.policy)?;
+        if let Some(r) = &m.registration_endpoint {
+            check_url(r, "the registration endpoint", self.opts.policy)?;
+        }
+        Ok(())
+    }
+
+    /// Revokes the stored tokens at the authorization server (best effort) and forgets them.
+    pub async fn logout(&self) -> Result<bool, ClientError> {
+        let Some((creds, secret)) = self.vault.load(&self.resource)? else { return Ok(false) };
+        if let Some(token) = creds.token_response.as_ref() {
+            let manager = self.new_manager().await?;
+            match manager.resolve_metadata().await {
+                Ok(res) => {
+                    if let Some(endpoint) =
+                        res.metadata.additional_fields.get("revocation_endpoint").and_then(|v| v.as_str())
+                    {
+                        self.revoke(endpoint, token, &creds.client_id, secret.as_deref()).await;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("warning: could not reach the authorization server to revoke ({e}); forgetting locally")
+                }
+            }
+        }
+        self.vault.remove(&self.resource)
+    }
+
+    async fn revoke(
+        &self,
+        endpoint: &str,
+        token: &rmcp::transport::auth::OAuthTokenResponse,
+        client_id: &str,
+        secret: Option<&str>,
+    ) {
+        use oauth2::TokenResponse;
+        let Ok(url) = check_url(endpoint, "the revocation endpoint", self.opts.policy) else {
+            eprintln!("warning: refusing the revocation endpoint {endpoint}; forgetting locally");
+            return;
+        };
+        let mut to_revoke = vec![("refresh_token", token.refresh_token().map(|t| t.secret().clone()))];
+        to_revoke.push(("access_token", Some(token.access_token().secret().clone())));
+        for (hint, value) in to_revoke {
+            let Some(value) = value else { continue };
+            let mut form = vec![("token", value), ("token_type_hint", hint.to_owned())];
+            let mut req = self.http.post(url.clone());
+            match secret {
+                Some(s) => req = req.basic_auth(client_id, Some(s)),
+                None => form.push(("client_id", client_id.to_owned())),
+            }
+            match req.form(&form).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => eprintln!("warning: revoking the {hint} answered {}", r.status().as_u16()),
+                Err(e) => eprintln!("warning: revoking the {hint} failed: {}", network_error(url.as_str(), &e)),
+            }
+        }
+    }
+}
+
+/// C18 and C19 on the authorization response: state first, then `iss`, then the code or the error.
+pub fn check_callback(cb: &Callback, expected_state: &str, issuer: Option<&str>) -> Result<String, ClientError> {
+    let state_ok = cb.state.as_deref().is_some_and(|s| mandate_core::secret::ct_str_eq(s, expected_state));
+    if !state_ok {
+        return Err(ClientError::StateMismatch);
+    }
+    if let (Some(got), Some(want)) = (cb.iss.as_deref(), issuer)
+        && got != want
+    {
+        // Do not act on or display anything else in a response from the wrong issuer.
+        return Err(ClientError::Authorization(format!(
+            "the authorization response came from issuer `{got}`, not `{want}` (possible mix-up); discarded"
+        )));
+    }
+    if let Some(error) = &cb.error {
+        let detail = cb.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+        let error: String = error.chars().filter(|c| !c.is_control()).take(100).collect();
+        let detail: String = detail.chars().filter(|c| !c.is_control()).take(300).collect();
+        return Err(ClientError::Authorization(format!("the authorization server answered `{error}`{detail}")));
+    }
+    cb.code.clone().ok_or_else(|| ClientError::Authorization("the authorization response has no code".into()))
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Asks a yes/no question on the terminal (stderr and stdin); no terminal means no.
+async fn ask(question: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| matches!(line.trim(), "y" | "Y" | "yes")).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cb(state: &str, iss: Option<&str>, error: Option<&str>) -> Callback {
+        Callback {
+            code: Some("c".into()),
+            state: Some(state.into()),
+            iss: iss.map(str::to_owned),
+            error: error.map(str::to_owned),
+            error_description: None,
+        }
+    }
+
+    #[test]
+    fn state_mismatch_is_refused_c18() {
+        assert!(matches!(check_callback(&cb("other", None, None), "expected", None), Err(ClientError::StateMismatch)));
+        let mut missing = cb("x", None, None);
+        missing.state = None;
+        assert!(matches!(check_callback(&missing, "expected", None), Err(ClientError::StateMismatch)));
+        assert_eq!(check_callback(&cb("expected", None, None), "expected", None).ok(), Some("c".into()));
+    }
+
+    #[test]
+    fn wrong_iss_is_refused_before_the_error_is_read_c19() {
+        let r = check_callback(&cb("s", Some("https://evil"), Some("access_denied")), "s", Some("https://as"));
+        let Err(ClientError::Authorization(msg)) = r else { unreachable!("expected a refusal") };
+        assert!(msg.contains("mix-up") && !msg.contains("access_denied"), "{msg}");
+        let r = check_callback(&cb("s", Some("https://as"), Some("access_denied")), "s", Some("https://as"));
+        assert!(matches!(r, Err(ClientError::Authorization(m)) if m.contains("access_denied")));
+    }
+
+    #[test]
+    fn canonical_resource_drops_fragment_and_root_slash() {
+        let u = |s: &str| Url::parse(s).unwrap_or_else(|_| Url::parse("https://x").unwrap_or_else(|_| unreachable!()));
+        assert_eq!(canonical_resource(&u("https://MCP.example.com/")), "https://mcp.example.com");
+        assert_eq!(canonical_resource(&u("https://mcp.example.com/mcp#x")), "https://mcp.example.com/mcp");
+    }
+}
