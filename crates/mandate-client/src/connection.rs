@@ -176,7 +176,17 @@ impl Connection {
 
     /// Replaces rmcp's generic wrapping with the guard's own refusal, when there was one.
     fn explain(&self, e: AuthError) -> ClientError {
-        self.oauth_http.take_refusal().unwrap_or_else(|| auth_error(e))
+        if let Some(refusal) = self.oauth_http.take_refusal() {
+            return refusal;
+        }
+        // rmcp drops authorization servers whose host is private before fetching; say why.
+        if let AuthError::AuthorizationServersUnavailable { authorization_servers, .. } = &e
+            && let Some(refusal) =
+                authorization_servers.iter().find_map(|s| check_url(s, "fetching", self.opts.policy).err())
+        {
+            return refusal;
+        }
+        auth_error(e)
     }
 
     async fn new_manager(&self) -> Result<AuthorizationManager, ClientError> {
@@ -319,6 +329,7 @@ impl Connection {
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
         let has_registration = metadata.registration_endpoint.is_some();
+        let as_scopes = metadata.scopes_supported.clone().unwrap_or_default();
         manager.set_metadata(metadata);
 
         let listener = CallbackListener::bind().await?;
@@ -352,7 +363,11 @@ impl Connection {
             request = request.with_client_metadata_url(url);
             new_secret = Some(None);
         } else if has_registration {
-            let refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+            // Registered for everything the server offers, so a later step-up with the same client
+            // is not refused as unregistered; each authorization still asks only for what it needs.
+            let mut registered = scopes.clone();
+            registered.extend(as_scopes.into_iter().filter(|s| !scopes.contains(s)));
+            let refs: Vec<&str> = registered.iter().map(String::as_str).collect();
             let config = manager
                 .register_client(&self.opts.client_name, &redirect_uri, &refs)
                 .await

@@ -434,3 +434,71 @@ impl CredentialStore for ScopedStore {
         Ok(lock.map(CredentialRefreshGuard::new))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn creds(client: &str, issuer: &str) -> StoredCredentials {
+        StoredCredentials::new(client.into(), None, vec!["read".into()], Some(1)).with_issuer(Some(issuer.into()))
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_private_and_secrets_survive_reopen_c21() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        let vault = CredentialVault::open(&path, BackendChoice::File).unwrap();
+        vault.save("https://mcp.example/mcp", creds("c1", "https://as"), Some(Some("s3cret".into()))).unwrap();
+        let file = path.join(FILE_NAME);
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        // A save without a secret keeps the stored one for the same client, drops it for another.
+        vault.save("https://mcp.example/mcp", creds("c1", "https://as"), None).unwrap();
+        let reopened = CredentialVault::open(&path, BackendChoice::File).unwrap();
+        let (c, secret) = reopened.load("https://mcp.example/mcp").unwrap().unwrap();
+        assert_eq!((c.client_id.as_str(), secret.as_deref()), ("c1", Some("s3cret")));
+        reopened.save("https://mcp.example/mcp", creds("c2", "https://as"), None).unwrap();
+        assert_eq!(reopened.load("https://mcp.example/mcp").unwrap().unwrap().1, None);
+        let list = reopened.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].issuer.as_deref(), Some("https://as"));
+        assert!(reopened.remove("https://mcp.example/mcp").unwrap());
+        assert!(!reopened.remove("https://mcp.example/mcp").unwrap());
+        assert!(reopened.list().unwrap().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let vault = CredentialVault::open(dir.path(), BackendChoice::File).unwrap();
+        vault.save("https://a/mcp", creds("c", "https://as"), None).unwrap();
+        let file = dir.path().join(FILE_NAME);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = CredentialVault::open(dir.path(), BackendChoice::File).err().unwrap();
+        assert!(err.to_string().contains("readable by other users"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE_NAME);
+        let _ = private_file(&file).unwrap();
+        std::fs::write(&file, b"{not json").unwrap();
+        let err = CredentialVault::open(dir.path(), BackendChoice::File).err().unwrap();
+        assert!(err.to_string().contains("not a valid credentials file"), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn memory_vault_keeps_nothing_on_disk() {
+        let vault = CredentialVault::in_memory();
+        vault.save("https://a/mcp", creds("c", "https://as"), Some(Some("x".into()))).unwrap();
+        assert_eq!(vault.load("https://a/mcp").unwrap().unwrap().1.as_deref(), Some("x"));
+        assert_eq!(vault.backend(), SecretBackend::Memory);
+    }
+}

@@ -1,0 +1,227 @@
+//! The agent's side end to end: `mandate login/tools/call/logout/connections/bridge` as processes
+//! against `mandate serve --demo` over loopback, with the test playing the person in the browser.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Cli, DemoServer, credentials, person_consents, write_credentials};
+
+#[tokio::test]
+async fn login_tools_call_step_up_refresh_logout_c1_c11_c13_c14_c21() {
+    let server = DemoServer::start().await;
+    let cli = Cli::new();
+    let url = server.mcp_url();
+    let mut browser = server.browser();
+
+    // Login asking for customers.read only; the person allows it.
+    let mut run = cli.spawn(&["login", &url, "--scope", "customers.read", "--no-browser", "--allow-loopback-http"]);
+    let auth_url = run.wait_for_url();
+    assert!(auth_url.contains("code_challenge_method=S256"), "{auth_url}");
+    assert!(
+        auth_url.contains(&format!("resource={}", urlencode(&url))),
+        "C14 resource in the authorization request: {auth_url}"
+    );
+    assert!(auth_url.contains("state="), "{auth_url}");
+    person_consents(&mut browser, &server.password, &auth_url, &["customers.read"]).await;
+    let out = run.finish();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("scopes: customers.read"), "{out:?}");
+
+    // Stored per server, bound to the issuer, file mode 0600, never printed (C21).
+    let file = cli.dir.path().join("client/credentials.json");
+    assert_eq!(support::mode(&file) & 0o777, 0o600);
+    let stored = credentials(&file, &url);
+    let access = stored["token_response"]["access_token"].as_str().unwrap().to_owned();
+    let refresh = stored["token_response"]["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(stored["issuer"], json!(server.base));
+    let list = cli.run(&["connections"]);
+    assert_eq!(list.code, 0);
+    assert!(list.stdout.contains(&url) && list.stdout.contains("issuer: http://127.0.0.1"), "{list:?}");
+    assert!(!list.stdout.contains(&access) && !list.stdout.contains(&refresh), "connections never prints a token");
+    assert!(!out.stdout.contains(&access) && !out.stderr.contains(&access), "login never prints a token");
+
+    // Tools with their scopes.
+    let tools = cli.run(&["tools", &url, "--no-browser", "--allow-loopback-http"]);
+    assert_eq!(tools.code, 0, "{tools:?}");
+    let send = tools.stdout.lines().find(|l| l.starts_with("send_invoice")).unwrap();
+    assert!(send.contains("invoices.send"), "{send}");
+    assert_eq!(tools.stdout.lines().count(), 9, "{}", tools.stdout);
+
+    // A call within the grant.
+    let call = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser"]);
+    assert_eq!(call.code, 0, "{call:?}");
+
+    // A call outside it, without --step-up and no terminal: refused, exit 3, the scope named.
+    let denied = cli.run(&[
+        "call",
+        &url,
+        "send_invoice",
+        "--args",
+        r#"{"invoice_id":"inv_missing"}"#,
+        "--allow-loopback-http",
+        "--no-browser",
+    ]);
+    assert_eq!(denied.code, 3, "{denied:?}");
+    assert!(denied.stderr.contains("invoices.send") && denied.stderr.contains("--step-up"), "{denied:?}");
+
+    // With --step-up: re-authorization for customers.read ∪ invoices.send (C13); the person allows it.
+    let mut run = cli.spawn(&[
+        "call",
+        &url,
+        "send_invoice",
+        "--args",
+        r#"{"invoice_id":"inv_missing"}"#,
+        "--step-up",
+        "--allow-loopback-http",
+        "--no-browser",
+    ]);
+    let auth_url = run.wait_for_url();
+    let scope = support::query(&auth_url, "scope").unwrap();
+    let asked: Vec<&str> = scope.split(' ').collect();
+    assert!(
+        asked.contains(&"customers.read") && asked.contains(&"invoices.send"),
+        "union of held and challenged: {scope}"
+    );
+    person_consents(&mut browser, &server.password, &auth_url, &["customers.read", "invoices.send"]).await;
+    let out = run.finish();
+    // The call now reaches the tool, which answers for itself: there is no such invoice.
+    assert!(out.stdout.contains("no such invoice"), "{out:?}");
+    assert_eq!(out.code, 1, "a tool-level error exits 1: {out:?}");
+    let stored = credentials(&file, &url);
+    let granted: Vec<String> = serde_json::from_value(stored["granted_scopes"].clone()).unwrap();
+    assert!(
+        granted.contains(&"invoices.send".to_owned()) && granted.contains(&"customers.read".to_owned()),
+        "{granted:?}"
+    );
+
+    // Refresh before use after an injected expiry: the stored token looks an hour old.
+    let before = credentials(&file, &url);
+    write_credentials(&file, &url, |c| c["token_received_at"] = json!(1));
+    let call = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser"]);
+    assert_eq!(call.code, 0, "{call:?}");
+    let after = credentials(&file, &url);
+    assert_ne!(after["token_response"]["access_token"], before["token_response"]["access_token"]);
+    assert_ne!(after["token_response"]["refresh_token"], before["token_response"]["refresh_token"], "rotated");
+
+    // Refresh on 401: the server refuses the stored access token; one refresh, and the call goes on.
+    write_credentials(&file, &url, |c| c["token_response"]["access_token"] = json!("not-a-token"));
+    let call = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser"]);
+    assert_eq!(call.code, 0, "{call:?}");
+    let fresh = credentials(&file, &url);
+    assert_ne!(fresh["token_response"]["access_token"], json!("not-a-token"));
+
+    // Several processes find the token expired at once: refreshes are taken one at a time under
+    // the per-server lock, each from the latest stored token, so no refresh token is spent twice
+    // and the family survives (a reuse would have revoked it).
+    write_credentials(&file, &url, |c| c["token_received_at"] = json!(1));
+    let runs: Vec<_> =
+        (0..3).map(|_| cli.spawn(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser"])).collect();
+    for run in runs {
+        let out = run.finish();
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    let call = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser"]);
+    assert_eq!(call.code, 0, "the family is intact: {call:?}");
+    let fresh = credentials(&file, &url);
+
+    // Logout revokes at the server and forgets locally.
+    let rt = fresh["token_response"]["refresh_token"].as_str().unwrap().to_owned();
+    let client_id = fresh["client_id"].as_str().unwrap().to_owned();
+    let out = cli.run(&["logout", &url, "--allow-loopback-http"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let list = cli.run(&["connections"]);
+    assert!(list.stdout.contains("No stored connections"), "{list:?}");
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", server.base))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", &rt), ("client_id", &client_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "the revoked refresh token no longer works");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn bridge_passes_messages_through_over_stdio() {
+    let server = DemoServer::start().await;
+    let cli = Cli::new();
+    let url = server.mcp_url();
+    let mut browser = server.browser();
+    let mut run = cli.spawn(&[
+        "login",
+        &url,
+        "--scope",
+        "customers.read customers.write",
+        "--no-browser",
+        "--allow-loopback-http",
+    ]);
+    let auth_url = run.wait_for_url();
+    person_consents(&mut browser, &server.password, &auth_url, &["customers.read", "customers.write"]).await;
+    assert_eq!(run.finish().code, 0);
+
+    let mut bridge = cli.spawn_bridge(&["bridge", &url, "--no-browser", "--allow-loopback-http"]);
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"host","version":"1"}}});
+    bridge.send(&init);
+    let r = bridge.recv();
+    assert_eq!(r["id"], 1, "{r}");
+    assert!(r["result"]["serverInfo"].is_object(), "{r}");
+    bridge.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    bridge.send(&json!({"jsonrpc":"2.0","id":"two","method":"tools/list"}));
+    let r = bridge.recv();
+    assert_eq!(r["id"], "two", "string ids pass through: {r}");
+    assert_eq!(r["result"]["tools"].as_array().unwrap().len(), 9);
+    bridge.send(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"create_customer","arguments":{"name":"Amazon"}}}));
+    let r = bridge.recv();
+    assert_eq!(r["id"], 3);
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    bridge
+        .send(&json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"list_customers","arguments":{}}}));
+    let r = bridge.recv();
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("Amazon"), "{r}");
+    // A line that is not JSON-RPC gets a parse error back, and the bridge carries on.
+    bridge.send_raw("this is not json");
+    let r = bridge.recv();
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    bridge.send(&json!({"jsonrpc":"2.0","id":5,"method":"ping"}));
+    assert_eq!(bridge.recv()["id"], 5);
+    let code = bridge.close();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn state_mismatch_on_the_callback_is_refused_c18() {
+    let server = DemoServer::start().await;
+    let cli = Cli::new();
+    let mut run = cli.spawn(&["login", &server.mcp_url(), "--no-browser", "--allow-loopback-http"]);
+    let auth_url = run.wait_for_url();
+    let redirect = support::query(&auth_url, "redirect_uri").unwrap();
+    // Someone else's response arrives at the listener first.
+    let r = reqwest::get(format!("{redirect}?code=stolen&state=not-ours")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out = run.finish();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("state does not match"), "{out:?}");
+    assert!(cli.run(&["connections"]).stdout.contains("No stored connections"));
+}
+
+#[tokio::test]
+async fn plain_http_needs_the_development_flag_c22() {
+    let server = DemoServer::start().await;
+    let cli = Cli::new();
+    let out = cli.run(&["tools", &server.mcp_url(), "--no-browser"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--allow-loopback-http"), "{out:?}");
+    let out = cli.run(&["tools", "http://example.com/mcp", "--no-browser", "--allow-loopback-http"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("use https"), "{out:?}");
+    let out = cli.run(&["call", &server.mcp_url(), "list_customers", "--args", "[1]", "--allow-loopback-http"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--args must be a JSON object"));
+}

@@ -1,0 +1,279 @@
+//! Shared by the client tests: a `mandate serve --demo` process, the CLI as a process with its own
+//! credentials directory, and the test acting as the person in the browser.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use mandate_testkit::{Browser, submit_consent};
+use serde_json::Value;
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `mandate serve --demo` on a free loopback port with a fresh SQLite file.
+pub struct DemoServer {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+    pub base: String,
+    pub password: String,
+}
+
+impl DemoServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &base])
+            .env("MANDATE_DATABASE", format!("sqlite://{}", dir.path().join("demo.db").display()))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut password = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(p) = line.strip_prefix("demo user: demo / password: ") {
+                password = Some(p.to_owned());
+            }
+            if line.starts_with("mandate is serving") {
+                break;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reqwest::get(format!("{base}/.well-known/oauth-authorization-server"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { _proc: Proc(child), _dir: dir, base, password: password.expect("the demo password") }
+    }
+
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::for_base(&self.base)
+    }
+}
+
+/// The CLI with a credentials directory of its own.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Running {
+    child: Child,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Cli {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        c.args(args)
+            .env("MANDATE_CLIENT_DIR", self.dir.path().join("client"))
+            .env("MANDATE_CREDENTIAL_STORE", "file")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs to completion with stdin closed.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts a command whose stderr is read line by line (to catch the printed authorization URL).
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let mut child =
+            self.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, stderr: rx, seen: Vec::new() }
+    }
+
+    pub fn spawn_bridge(&self, args: &[&str]) -> Bridge {
+        let mut child =
+            self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Bridge { child, stdin: Some(stdin), stdout: rx }
+    }
+}
+
+impl Running {
+    /// Waits for the authorization URL the CLI prints on stderr.
+    pub fn wait_for_url(&mut self) -> String {
+        loop {
+            let line = self
+                .stderr
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no authorization URL; stderr so far: {:?}", self.seen));
+            self.seen.push(line.clone());
+            let t = line.trim();
+            if t.starts_with("http://") || t.starts_with("https://") {
+                return t.to_owned();
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the command did not finish; stderr: {:?}", self.seen);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        }
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        Output { code: status.code().unwrap_or(-1), stdout, stderr: self.seen.join("\n") }
+    }
+}
+
+/// `mandate bridge` driven over its stdio.
+pub struct Bridge {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+}
+
+impl Bridge {
+    pub fn send(&mut self, message: &Value) {
+        self.send_raw(&message.to_string());
+    }
+
+    pub fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn recv(&mut self) -> Value {
+        let line = self.stdout.recv_timeout(Duration::from_secs(30)).expect("a message from the bridge");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {line}"))
+    }
+
+    /// Closes stdin and returns the exit code.
+    pub fn close(mut self) -> i32 {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the bridge did not exit after stdin closed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The person: follows the authorization URL, signs in, ticks `scopes` and allows; the browser
+/// then lands on the CLI's loopback callback.
+pub async fn person_consents(browser: &mut Browser, password: &str, auth_url: &str, scopes: &[&str]) {
+    let mut r = browser.get(auth_url).await;
+    for _ in 0..6 {
+        let loc = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+        if let Some(request) = loc.strip_prefix("/login?request=") {
+            r = browser.login_with("demo", password, Some(request)).await;
+        } else if loc.starts_with("/consent") {
+            let page = browser.get(&loc).await;
+            r = submit_consent(browser, &page, "allow", scopes).await;
+        } else {
+            let cb = reqwest::get(&loc).await.unwrap();
+            assert_eq!(cb.status(), 200, "the callback listener answered");
+            return;
+        }
+    }
+    panic!("the authorization flow did not end at the callback");
+}
+
+pub fn query(url: &str, name: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    u.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode()
+}
+
+/// The stored credentials (rmcp's `StoredCredentials`) for `resource` in the file backend.
+pub fn credentials(file: &Path, resource: &str) -> Value {
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    v["connections"][resource]["secrets"]["credentials"].clone()
+}
+
+/// Edits the stored credentials in place (an injected fault).
+pub fn write_credentials(file: &Path, resource: &str, edit: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    edit(&mut v["connections"][resource]["secrets"]["credentials"]);
+    std::fs::write(file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
