@@ -92,10 +92,10 @@ pub struct ClientFlags {
     /// Scopes to ask for (space-separated) instead of the server's challenge or metadata.
     #[arg(long, value_name = "S")]
     scope: Option<String>,
-    /// A client registered in advance at the authorization server.
-    #[arg(long, value_name = "ID")]
+    /// A client registered in advance at the authorization server [env: MANDATE_CLIENT_ID]
+    #[arg(long, value_name = "ID", env = "MANDATE_CLIENT_ID", hide_env = true)]
     client_id: Option<String>,
-    /// Read that client's secret from the first line of stdin.
+    /// Read that client's secret from the first line of stdin (or set MANDATE_CLIENT_SECRET).
     #[arg(long, requires = "client_id")]
     client_secret_stdin: bool,
     /// This client's metadata document (CIMD), an https URL, used where the server supports it.
@@ -140,6 +140,13 @@ fn options(url: &str, flags: &ClientFlags, step_up: StepUp) -> Result<ConnectOpt
         let secret = line.trim_end_matches(['\r', '\n']).to_owned();
         if secret.is_empty() {
             return Err(ClientError::Usage("--client-secret-stdin read an empty line".into()));
+        }
+        o.client_secret = Some(secret);
+    } else if let Ok(secret) = std::env::var("MANDATE_CLIENT_SECRET")
+        && !secret.is_empty()
+    {
+        if o.client_id.is_none() {
+            return Err(ClientError::Usage("MANDATE_CLIENT_SECRET needs a client id (--client-id or MANDATE_CLIENT_ID)".into()));
         }
         o.client_secret = Some(secret);
     }

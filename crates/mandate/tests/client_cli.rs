@@ -225,3 +225,40 @@ async fn plain_http_needs_the_development_flag_c22() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("--args must be a JSON object"));
 }
+
+#[tokio::test]
+async fn credentials_stay_with_their_issuer_and_a_dead_refresh_means_a_new_login_c10_c20() {
+    let server = DemoServer::start().await;
+    let cli = Cli::new();
+    let url = server.mcp_url();
+    let mut browser = server.browser();
+    let mut run = cli.spawn(&["login", &url, "--scope", "customers.read", "--no-browser", "--allow-loopback-http"]);
+    let auth_url = run.wait_for_url();
+    person_consents(&mut browser, &server.password, &auth_url, &["customers.read"]).await;
+    assert_eq!(run.finish().code, 0);
+    let file = cli.dir.path().join("client/credentials.json");
+
+    // The refresh token is dead and the access token refused: the client asks the person again.
+    write_credentials(&file, &url, |c| {
+        c["token_response"]["access_token"] = json!("refused");
+        c["token_response"]["refresh_token"] = json!("dead");
+    });
+    let out = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser", "--login-timeout", "1"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Open this URL to authorize"), "a new login was started: {out:?}");
+    assert!(out.stderr.contains("no authorization response within 1 s"), "{out:?}");
+
+    // Credentials recorded for another issuer are never sent to this server's issuer: they are
+    // dropped and the client registers and logs in afresh.
+    let mut run = cli.spawn(&["login", &url, "--scope", "customers.read", "--no-browser", "--allow-loopback-http"]);
+    let auth_url = run.wait_for_url();
+    person_consents(&mut browser, &server.password, &auth_url, &["customers.read"]).await;
+    assert_eq!(run.finish().code, 0);
+    let before = credentials(&file, &url);
+    write_credentials(&file, &url, |c| c["issuer"] = json!("https://previous-issuer.example.com"));
+    let out = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser", "--login-timeout", "1"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let auth_line = out.stderr.lines().find(|l| l.trim().starts_with("http")).unwrap();
+    let new_client = support::query(auth_line.trim(), "client_id").unwrap();
+    assert_ne!(new_client, before["client_id"].as_str().unwrap(), "re-registered at the new issuer");
+}
