@@ -146,7 +146,9 @@ fn options(url: &str, flags: &ClientFlags, step_up: StepUp) -> Result<ConnectOpt
         && !secret.is_empty()
     {
         if o.client_id.is_none() {
-            return Err(ClientError::Usage("MANDATE_CLIENT_SECRET needs a client id (--client-id or MANDATE_CLIENT_ID)".into()));
+            return Err(ClientError::Usage(
+                "MANDATE_CLIENT_SECRET needs a client id (--client-id or MANDATE_CLIENT_ID)".into(),
+            ));
         }
         o.client_secret = Some(secret);
     }

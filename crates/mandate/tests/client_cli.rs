@@ -243,7 +243,8 @@ async fn credentials_stay_with_their_issuer_and_a_dead_refresh_means_a_new_login
         c["token_response"]["access_token"] = json!("refused");
         c["token_response"]["refresh_token"] = json!("dead");
     });
-    let out = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser", "--login-timeout", "1"]);
+    let out =
+        cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser", "--login-timeout", "1"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("Open this URL to authorize"), "a new login was started: {out:?}");
     assert!(out.stderr.contains("no authorization response within 1 s"), "{out:?}");
@@ -256,7 +257,8 @@ async fn credentials_stay_with_their_issuer_and_a_dead_refresh_means_a_new_login
     assert_eq!(run.finish().code, 0);
     let before = credentials(&file, &url);
     write_credentials(&file, &url, |c| c["issuer"] = json!("https://previous-issuer.example.com"));
-    let out = cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser", "--login-timeout", "1"]);
+    let out =
+        cli.run(&["call", &url, "list_customers", "--allow-loopback-http", "--no-browser", "--login-timeout", "1"]);
     assert_eq!(out.code, 1, "{out:?}");
     let auth_line = out.stderr.lines().find(|l| l.trim().starts_with("http")).unwrap();
     let new_client = support::query(auth_line.trim(), "client_id").unwrap();
