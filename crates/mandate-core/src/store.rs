@@ -125,6 +125,8 @@ pub trait MaintenanceStore: Send + Sync {
     /// Deletes what can no longer be used: expired sessions, pending requests, codes, refresh
     /// tokens, never-activated grants and access-token revocations. Never touches the audit trail.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
+    /// Answers when the database does (readiness).
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Everything the authorization server needs from storage.

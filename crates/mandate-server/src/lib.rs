@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod fetch;
+mod health;
 mod http;
 mod pages;
 mod routes;
@@ -21,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use fetch::GuardedFetcher;
+pub use health::health_routes;
 
 /// Largest request body accepted anywhere (FZ-02).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

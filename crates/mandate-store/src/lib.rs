@@ -40,6 +40,34 @@ pub enum OpenError {
     Connect(String),
     #[error("cannot migrate the database: {0}")]
     Migrate(String),
+    #[error(
+        "the database schema is at version {applied}, newer than this mandate knows (up to {known}): run the newer \
+         mandate that migrated it, or restore a backup taken before the upgrade"
+    )]
+    SchemaNewer { applied: i64, known: i64 },
+}
+
+/// Which migrations a database has, against those this build knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub applied: Vec<i64>,
+    pub known: Vec<i64>,
+}
+
+impl SchemaStatus {
+    /// Known migrations not yet applied.
+    pub fn pending(&self) -> Vec<i64> {
+        self.known.iter().copied().filter(|v| !self.applied.contains(v)).collect()
+    }
+
+    /// Applied migrations this build does not know: the schema is newer than this binary.
+    pub fn unknown(&self) -> Vec<i64> {
+        self.applied.iter().copied().filter(|v| !self.known.contains(v)).collect()
+    }
+
+    pub fn current(&self) -> i64 {
+        self.applied.iter().copied().max().unwrap_or(0)
+    }
 }
 
 /// The SQL store. Cheap to clone.
@@ -50,7 +78,8 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`; refuses a
+    /// schema newer than this build knows.
     pub async fn open(url: &str) -> Result<Self, OpenError> {
         let store = Self::connect(url).await?;
         store.migrate().await?;
@@ -88,13 +117,44 @@ impl SqlStore {
         Ok(Self { pool, engine })
     }
 
-    /// Applies pending migrations for this engine.
-    pub async fn migrate(&self) -> Result<(), OpenError> {
-        let migrator = match self.engine {
+    fn migrator(&self) -> &'static Migrator {
+        match self.engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
             Engine::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// The applied and known migrations.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, OpenError> {
+        let known: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
+        // Dialect branch: where each engine lists its tables.
+        let exists_sql = match self.engine {
+            Engine::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            Engine::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()"
+            }
         };
-        migrator.run(&self.pool).await.map_err(|e| OpenError::Migrate(e.to_string()))
+        let connect = |e: sqlx::Error| OpenError::Connect(e.to_string());
+        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&self.pool).await.map_err(connect)?;
+        let applied = if exists > 0 {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(connect)?
+        } else {
+            Vec::new()
+        };
+        Ok(SchemaStatus { applied, known })
+    }
+
+    /// Applies pending migrations for this engine; refuses a schema newer than this build.
+    pub async fn migrate(&self) -> Result<SchemaStatus, OpenError> {
+        let before = self.schema_status().await?;
+        if let Some(&applied) = before.unknown().iter().max() {
+            return Err(OpenError::SchemaNewer { applied, known: before.known.iter().copied().max().unwrap_or(0) });
+        }
+        self.migrator().run(&self.pool).await.map_err(|e| OpenError::Migrate(e.to_string()))?;
+        Ok(before)
     }
 
     pub fn engine(&self) -> Engine {
@@ -103,6 +163,16 @@ impl SqlStore {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+/// `url` with its database name replaced by `name` (tests create a database per test).
+pub fn url_with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
     }
 }
 

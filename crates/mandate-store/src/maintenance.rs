@@ -33,4 +33,9 @@ impl MaintenanceStore for SqlStore {
         }
         Ok(total)
     }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
 }

@@ -9,7 +9,7 @@ use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome}
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore};
-use mandate_store::{SqlStore, migration_names};
+use mandate_store::{OpenError, SqlStore, migration_names, url_with_database};
 
 async fn sqlite() -> (tempfile::TempDir, SqlStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -252,15 +252,6 @@ async fn postgres() -> Option<PgDb> {
     Some(PgDb { admin, name, store: SqlStore::open(&url).await.unwrap() })
 }
 
-fn url_with_database(admin: &str, name: &str) -> String {
-    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
-    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 impl PgDb {
     async fn drop_database(self) {
         use sqlx::Executor;
@@ -306,5 +297,64 @@ on_both_engines!(
     grace_retry_retires_the_unused_successor,
     purge_removes_only_what_can_no_longer_be_used,
     without_a_grace_window_an_immediate_replay_is_reuse,
-    one_query_answers_whether_an_access_token_is_revoked
+    one_query_answers_whether_an_access_token_is_revoked,
+    a_schema_newer_than_this_build_is_refused,
+    the_database_answers_a_ping
 );
+
+async fn a_schema_newer_than_this_build_is_refused(s: SqlStore) {
+    let status = s.schema_status().await.unwrap();
+    assert!(status.pending().is_empty() && status.unknown().is_empty(), "{status:?}");
+    assert_eq!(status.current(), *status.known.iter().max().unwrap());
+    // A later mandate applied a migration this build does not have.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, 0)",
+    )
+    .bind(29_990_101_000_000_i64)
+    .bind("from the future")
+    .bind(vec![0_u8; 48])
+    .execute(s.pool())
+    .await
+    .unwrap();
+    match s.migrate().await {
+        Err(OpenError::SchemaNewer { applied, known }) => {
+            assert_eq!(applied, 29_990_101_000_000);
+            assert!(known < applied);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn the_database_answers_a_ping(s: SqlStore) {
+    s.ping().await.unwrap();
+    s.pool().close().await;
+    assert!(matches!(s.ping().await, Err(mandate_core::error::StoreError::Unavailable(_))));
+}
+
+/// Both engines' migrations produce the same tables, columns and nullability (types differ only
+/// by dialect: INTEGER/BIGINT, BLOB/BYTEA).
+#[tokio::test]
+async fn migrations_produce_the_same_schema_on_both_engines() {
+    let Some(pg) = postgres().await else {
+        eprintln!("MANDATE_TEST_POSTGRES_URL not set: schema comparison skipped");
+        return;
+    };
+    let (_dir, lite) = sqlite().await;
+    let lite_cols: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT m.name, p.name, CASE WHEN p.\"notnull\" = 1 OR p.pk > 0 THEN 1 ELSE 0 END FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE '\\_%' ESCAPE '\\' AND m.name NOT LIKE 'sqlite%' ORDER BY 1, 2",
+    )
+    .fetch_all(lite.pool())
+    .await
+    .unwrap();
+    let pg_cols: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, CASE WHEN is_nullable = 'NO' THEN 1::bigint ELSE 0::bigint END FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY 1, 2",
+    )
+    .fetch_all(pg.store.pool())
+    .await
+    .unwrap();
+    assert!(lite_cols.len() > 20, "{lite_cols:?}");
+    assert_eq!(lite_cols, pg_cols, "SQLite and PostgreSQL schemas differ");
+    pg.drop_database().await;
+}

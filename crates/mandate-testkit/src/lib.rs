@@ -4,7 +4,10 @@
 //! failing loudly (unwrap) is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod database;
 mod mcp;
+
+pub use database::{TestDatabase, engine_is_postgres, postgres_admin_url};
 
 pub use mcp::{McpClient, McpReply};
 
@@ -32,7 +35,7 @@ pub struct TestServer {
     pub store: SqlStore,
     pub clock: ManualClock,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    pub db: TestDatabase,
 }
 
 pub struct Options {
@@ -59,9 +62,8 @@ impl TestServer {
     }
 
     pub async fn start_with(opts: Options) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("mandate.db").display());
-        let store = SqlStore::open(&url).await.unwrap();
+        let db = TestDatabase::create().await;
+        let store = SqlStore::open(db.url()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let clock = ManualClock::new(START);
@@ -97,14 +99,16 @@ impl TestServer {
             auth.clone(),
             demo.clone(),
         );
-        let app =
-            router(auth.clone(), Some(demo), limits).merge(mcp).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(auth.clone(), Some(demo), limits)
+            .merge(mcp)
+            .merge(mandate_server::health_routes(auth.clone()))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { base, auth, store: kept, clock, http, _dir: dir }
+        Self { base, auth, store: kept, clock, http, db }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -124,7 +124,7 @@ pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
         eprintln!("note: created a new database at {p} (use --database to point at an existing one)");
     }
     match command {
-        Command::Serve(_) | Command::Client(_) => not_admin(),
+        Command::Serve(_) | Command::Migrate | Command::Client(_) => not_admin(),
         Command::Users(c) => users(&auth, c).await,
         Command::Clients(c) => clients(&auth, c).await,
         Command::Grants(c) => grants(&auth, c).await,

@@ -49,6 +49,8 @@ struct CommonFlags {
 enum Command {
     /// Run the authorization server.
     Serve(serve::ServeFlags),
+    /// Apply pending database migrations and report the schema version (serve also migrates).
+    Migrate,
     /// Manage people who can sign in.
     #[command(subcommand)]
     Users(admin::UsersCommand),
@@ -80,6 +82,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config::load(cli.config.as_deref(), &overrides)?;
             init_tracing(&config.log);
             serve::run(config).await
+        }
+        Command::Migrate => {
+            let config = config::load(cli.config.as_deref(), &cli.common)?;
+            init_tracing("warn");
+            setup::migrate(&config).await
         }
         other => {
             let config = config::load(cli.config.as_deref(), &cli.common)?;

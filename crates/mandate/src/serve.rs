@@ -95,7 +95,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             mandate_server::router(auth.clone(), None, limits)
         }
     };
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        app.merge(mandate_server::health_routes(auth.clone())).into_make_service_with_connect_info::<SocketAddr>();
     let addr: SocketAddr =
         config.listen.parse().with_context(|| format!("--listen {:?} is not an address", config.listen))?;
     tracing::info!(public_url = %auth.settings.issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");

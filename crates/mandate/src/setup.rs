@@ -66,6 +66,21 @@ async fn key_encryption_key(config: &Config, store: &SqlStore) -> anyhow::Result
     Ok(kek)
 }
 
+/// `mandate migrate`: applies pending migrations, refusing a schema newer than this build.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store =
+        SqlStore::connect(&config.database).await.with_context(|| format!("database {}", redact(&config.database)))?;
+    let before = store.migrate().await?;
+    let after = store.schema_status().await?;
+    let applied = before.pending();
+    if applied.is_empty() {
+        println!("schema is up to date at version {}", after.current());
+    } else {
+        println!("applied {} migration(s); schema now at version {}", applied.len(), after.current());
+    }
+    Ok(())
+}
+
 /// Opens the database and builds the authorization server.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
     Ok(build_with_store(config).await?.0)

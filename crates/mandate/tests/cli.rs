@@ -173,3 +173,15 @@ fn every_command_has_help() {
         assert!(e.ok(&args, None).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn migrate_applies_then_reports_up_to_date() {
+    let env = Env::new();
+    let first = env.ok(&["migrate"], None);
+    assert!(first.starts_with("applied ") && first.contains("schema now at version"), "{first}");
+    let again = env.ok(&["migrate"], None);
+    assert!(again.starts_with("schema is up to date at version"), "{again}");
+    let out = env.run(&["migrate", "--database", "mysql://x"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+}

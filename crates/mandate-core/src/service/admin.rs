@@ -232,6 +232,13 @@ impl AuthServer {
         Ok(self.store.purge_expired(self.now()).await?)
     }
 
+    /// Ready to serve: the database answers and the signing keys are loaded (`/readyz`).
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        self.store.ping().await.map_err(|_| "database unreachable")?;
+        self.keys.ring(self.now()).await.map_err(|_| "signing keys not loaded")?;
+        Ok(())
+    }
+
     /// The JSON Web Key Set to publish now.
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, OAuthError> {
         let now = self.now();
