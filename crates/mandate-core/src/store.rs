@@ -127,6 +127,23 @@ pub trait MaintenanceStore: Send + Sync {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
     /// Answers when the database does (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Tells other processes on this database that something was revoked.
+    async fn announce_revocation(&self) -> StoreResult<()>;
+}
+
+/// MCP sessions shared by every instance (the resource server's view).
+#[async_trait]
+pub trait McpSessionStore: Send + Sync {
+    /// Records the session's initialize parameters (JSON), creating the row if needed.
+    async fn save_mcp_session_state(&self, id: &str, state: &str, now: UnixTime) -> StoreResult<()>;
+    /// The session's initialize parameters, when it is known and was used since `fresh_after`.
+    async fn mcp_session_state(&self, id: &str, fresh_after: UnixTime) -> StoreResult<Option<String>>;
+    /// Binds the session to `owner` (once: an owned session keeps its owner) and keeps at most
+    /// `keep` sessions for that owner, dropping the least recently used.
+    async fn bind_mcp_session(&self, id: &str, owner: &str, now: UnixTime, keep: i64) -> StoreResult<()>;
+    /// The session's owner when it was used since `fresh_after`; marks it used at `now`.
+    async fn touch_mcp_session(&self, id: &str, now: UnixTime, fresh_after: UnixTime) -> StoreResult<Option<String>>;
+    async fn delete_mcp_session(&self, id: &str) -> StoreResult<()>;
 }
 
 /// Everything the authorization server needs from storage.
@@ -135,6 +152,7 @@ pub trait Store:
     + ClientStore
     + SessionStore
     + AuthorizationRequestStore
+    + McpSessionStore
     + ConsentStore
     + GrantStore
     + KeyStore
@@ -149,6 +167,7 @@ impl<T> Store for T where
         + ClientStore
         + SessionStore
         + AuthorizationRequestStore
+        + McpSessionStore
         + ConsentStore
         + GrantStore
         + KeyStore

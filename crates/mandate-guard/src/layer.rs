@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::challenge::{ChallengeKind, challenge};
 use crate::metadata::metadata_path_for;
 use crate::principal::Principal;
-use crate::sessions::SessionOwners;
+use crate::sessions::{SessionOwners, SessionRegistry};
 use crate::tools::{ToolCallAudit, ToolDecision, ToolScopes};
 use crate::validate::{Rejection, Validator};
 
@@ -106,7 +106,7 @@ pub struct Guard {
     check: TokenCheck,
     revocation: Option<Arc<dyn RevocationCheck>>,
     audit: Option<Arc<dyn ToolCallAudit>>,
-    sessions: SessionOwners,
+    sessions: Arc<dyn SessionRegistry>,
 }
 
 enum Refusal {
@@ -116,7 +116,7 @@ enum Refusal {
 
 impl Guard {
     pub fn new(config: GuardConfig, check: TokenCheck) -> Self {
-        Self { config, check, revocation: None, audit: None, sessions: SessionOwners::default() }
+        Self { config, check, revocation: None, audit: None, sessions: Arc::new(SessionOwners::default()) }
     }
 
     pub fn with_revocation(mut self, r: Arc<dyn RevocationCheck>) -> Self {
@@ -126,6 +126,13 @@ impl Guard {
 
     pub fn with_audit(mut self, a: Arc<dyn ToolCallAudit>) -> Self {
         self.audit = Some(a);
+        self
+    }
+
+    /// Keeps session owners in a shared registry (a database) instead of this process's memory,
+    /// so that any instance can serve a session another began.
+    pub fn with_sessions(mut self, registry: Arc<dyn SessionRegistry>) -> Self {
+        self.sessions = registry;
         self
     }
 
@@ -309,10 +316,14 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
     }
     let principal = g.authenticate(req.headers()).await.map_err(Refusal::Challenge)?;
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(s) = &session
-        && !g.sessions.allows(s, &principal.issuer, &principal.subject)
-    {
-        return Err(Refusal::Status(StatusCode::NOT_FOUND, "Session not found"));
+    if let Some(s) = &session {
+        match g.sessions.allows(s, &principal.issuer, &principal.subject).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Refusal::Status(StatusCode::NOT_FOUND, "Session not found")),
+            Err(_) => {
+                return Err(Refusal::Status(StatusCode::SERVICE_UNAVAILABLE, "session registry unavailable; retry"));
+            }
+        }
     }
     let (mut parts, body) = req.into_parts();
     let req = if parts.method == Method::POST {
@@ -329,8 +340,8 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
     let is_delete = req.method() == Method::DELETE;
     let response = next.run(req).await;
     match (&session, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())) {
-        (None, Some(new)) => g.sessions.bind(new, &principal.issuer, &principal.subject),
-        (Some(s), _) if is_delete && response.status().is_success() => g.sessions.forget(s),
+        (None, Some(new)) => g.sessions.bind(new, &principal.issuer, &principal.subject).await,
+        (Some(s), _) if is_delete && response.status().is_success() => g.sessions.forget(s).await,
         _ => {}
     }
     Ok(response)

@@ -28,5 +28,8 @@ pub use keys::{JwksKeySource, KeySource, LocalKeys, VerificationKey, keys_from_j
 pub use layer::{Guard, GuardConfig, RevocationCheck, TokenCheck};
 pub use metadata::metadata_path_for;
 pub use principal::Principal;
+pub use sessions::{
+    IDLE as SESSION_IDLE, PER_USER as SESSIONS_PER_USER, RegistryUnavailable, SessionRegistry, owner_key,
+};
 pub use tools::{ToolCallAudit, ToolDecision, ToolScopes};
 pub use validate::{LEEWAY, Rejection, Validator};

@@ -8,8 +8,33 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const IDLE: Duration = Duration::from_secs(3600);
-const PER_USER: usize = 64;
+use async_trait::async_trait;
+
+/// Seconds of inactivity after which a session is forgotten.
+pub const IDLE: Duration = Duration::from_secs(3600);
+/// Sessions one user keeps at most; the oldest go first.
+pub const PER_USER: usize = 64;
+
+/// The session registry could not be consulted (the guard answers 503).
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryUnavailable;
+
+/// Who opened which MCP session. The in-memory [`SessionOwners`] serves one process; a shared
+/// implementation (a database) lets any instance serve a session another began.
+#[async_trait]
+pub trait SessionRegistry: Send + Sync {
+    /// Records that `session` belongs to this user.
+    async fn bind(&self, session: &str, issuer: &str, subject: &str);
+    /// True when the session exists, is not idle, and belongs to this user (and marks it used).
+    async fn allows(&self, session: &str, issuer: &str, subject: &str) -> Result<bool, RegistryUnavailable>;
+    /// The session was closed.
+    async fn forget(&self, session: &str);
+}
+
+/// The key a registry stores for a user.
+pub fn owner_key(issuer: &str, subject: &str) -> String {
+    format!("{issuer}\u{1f}{subject}")
+}
 
 #[derive(Default)]
 struct Table {
@@ -22,13 +47,22 @@ pub struct SessionOwners {
     table: Mutex<Table>,
 }
 
-fn owner_key(issuer: &str, subject: &str) -> String {
-    format!("{issuer}\u{1f}{subject}")
+#[async_trait]
+impl SessionRegistry for SessionOwners {
+    async fn bind(&self, session: &str, issuer: &str, subject: &str) {
+        self.bind_now(session, issuer, subject);
+    }
+    async fn allows(&self, session: &str, issuer: &str, subject: &str) -> Result<bool, RegistryUnavailable> {
+        Ok(self.allows_now(session, issuer, subject))
+    }
+    async fn forget(&self, session: &str) {
+        self.forget_now(session);
+    }
 }
 
 impl SessionOwners {
     /// Records that `session` belongs to this user.
-    pub fn bind(&self, session: &str, issuer: &str, subject: &str) {
+    pub fn bind_now(&self, session: &str, issuer: &str, subject: &str) {
         let Ok(mut t) = self.table.lock() else { return };
         let owner = owner_key(issuer, subject);
         t.owner_of.insert(session.to_owned(), (owner.clone(), Instant::now()));
@@ -42,7 +76,7 @@ impl SessionOwners {
     }
 
     /// True when the session exists, is not idle, and belongs to this user.
-    pub fn allows(&self, session: &str, issuer: &str, subject: &str) -> bool {
+    pub fn allows_now(&self, session: &str, issuer: &str, subject: &str) -> bool {
         let Ok(mut t) = self.table.lock() else { return false };
         let owner = owner_key(issuer, subject);
         match t.owner_of.get_mut(session) {
@@ -59,7 +93,7 @@ impl SessionOwners {
         }
     }
 
-    pub fn forget(&self, session: &str) {
+    pub fn forget_now(&self, session: &str) {
         if let Ok(mut t) = self.table.lock() {
             self.forget_locked(&mut t, session);
         }
@@ -84,16 +118,16 @@ mod tests {
     #[test]
     fn sessions_are_bound_and_bounded_per_user() {
         let o = SessionOwners::default();
-        o.bind("s1", "iss", "alice");
-        assert!(o.allows("s1", "iss", "alice"));
-        assert!(!o.allows("s1", "iss", "bob"));
-        assert!(!o.allows("unknown", "iss", "alice"));
+        o.bind_now("s1", "iss", "alice");
+        assert!(o.allows_now("s1", "iss", "alice"));
+        assert!(!o.allows_now("s1", "iss", "bob"));
+        assert!(!o.allows_now("unknown", "iss", "alice"));
         for i in 0..PER_USER {
-            o.bind(&format!("x{i}"), "iss", "alice");
+            o.bind_now(&format!("x{i}"), "iss", "alice");
         }
-        assert!(!o.allows("s1", "iss", "alice"), "the oldest session was dropped");
-        assert!(o.allows(&format!("x{}", PER_USER - 1), "iss", "alice"));
-        o.forget("x0");
-        assert!(!o.allows("x0", "iss", "alice"));
+        assert!(!o.allows_now("s1", "iss", "alice"), "the oldest session was dropped");
+        assert!(o.allows_now(&format!("x{}", PER_USER - 1), "iss", "alice"));
+        o.forget_now("x0");
+        assert!(!o.allows_now("x0", "iss", "alice"));
     }
 }

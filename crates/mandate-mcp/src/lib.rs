@@ -3,6 +3,7 @@
 //! same process it validates tokens against mandate's own key ring and refuses tokens of
 //! revoked grants at once; on its own (`--mcp-only`) it validates against the issuer's JWKS.
 
+mod shared_sessions;
 mod tools;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::tower::StreamableHttpService;
 
+pub use shared_sessions::DatabaseSessions;
 pub use tools::{DemoApps, SCOPES_META_KEY};
 
 /// The demo tools and the scopes each needs.
@@ -117,6 +119,8 @@ pub struct McpSettings {
     pub extra_origins: Vec<String>,
     /// Set when the authorization server shares this process and database.
     pub revocation: Option<Arc<dyn RevocationCheck>>,
+    /// Keep MCP sessions in the database (any instance serves any session) rather than in memory.
+    pub shared_sessions: bool,
 }
 
 impl McpSettings {
@@ -140,6 +144,7 @@ impl McpSettings {
             )),
             extra_origins,
             revocation: Some(Arc::new(SharedDatabaseRevocation::new(auth.clone()))),
+            shared_sessions: true,
         }
     }
 }
@@ -157,8 +162,16 @@ pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoSt
     if let Some(r) = settings.revocation {
         guard = guard.with_revocation(r);
     }
+    let sessions = settings.shared_sessions.then(|| Arc::new(DatabaseSessions(auth.clone())));
+    if let Some(s) = &sessions {
+        guard = guard.with_sessions(s.clone());
+    }
     let guard = Arc::new(guard);
-    let service = service(auth, demo, hosts);
+    let mut service_config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
+    if let Some(s) = sessions {
+        service_config.session_store = Some(s);
+    }
+    let service = service_with(auth, demo, service_config);
     guard.protect(Router::new().nest_service("/mcp", service)).merge(guard.metadata_router())
 }
 
@@ -169,9 +182,17 @@ pub fn service(
     demo: Arc<dyn DemoStore>,
     allowed_hosts: Vec<String>,
 ) -> StreamableHttpService<DemoApps, LocalSessionManager> {
+    service_with(auth, demo, StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts))
+}
+
+fn service_with(
+    auth: Arc<AuthServer>,
+    demo: Arc<dyn DemoStore>,
+    config: StreamableHttpServerConfig,
+) -> StreamableHttpService<DemoApps, LocalSessionManager> {
     StreamableHttpService::new(
         move || Ok(DemoApps::new(auth.clone(), demo.clone())),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+        config,
     )
 }

@@ -10,6 +10,7 @@ mod convert;
 mod demo;
 mod grants;
 mod maintenance;
+mod mcp_sessions;
 mod sessions;
 mod throttle;
 
@@ -70,11 +71,15 @@ impl SchemaStatus {
     }
 }
 
+/// The PostgreSQL notification channel revocations are announced on.
+pub const REVOCATION_CHANNEL: &str = "mandate_revocation";
+
 /// The SQL store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
+    url: std::sync::Arc<str>,
 }
 
 impl SqlStore {
@@ -114,7 +119,36 @@ impl SqlStore {
             .connect_with(options)
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;
-        Ok(Self { pool, engine })
+        Ok(Self { pool, engine, url: url.into() })
+    }
+
+    /// Calls `on_revocation` whenever another process announces a revocation (PostgreSQL
+    /// `LISTEN`), and also whenever the listening connection is lost or re-established, since a
+    /// notification may have been missed then. Does nothing on SQLite. Runs until the process ends.
+    pub fn listen_for_revocations(&self, on_revocation: impl Fn() + Send + Sync + 'static) {
+        if self.engine != Engine::Postgres {
+            return;
+        }
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut listener) => match listener.listen(REVOCATION_CHANNEL).await {
+                        Ok(()) => {
+                            on_revocation(); // anything revoked while we were not listening
+                            while listener.try_recv().await.ok().flatten().is_some() {
+                                on_revocation();
+                            }
+                            tracing::warn!("revocation listener lost its connection; reconnecting");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "revocation listener cannot connect; retrying"),
+                }
+                on_revocation();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     fn migrator(&self) -> &'static Migrator {

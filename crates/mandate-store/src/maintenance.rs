@@ -11,11 +11,14 @@ use crate::convert::map_err;
 /// Expired codes and pending requests are kept a day longer so that a late replay still gets a
 /// precise answer (and a replayed code still revokes its grant).
 const GRACE: i64 = 24 * 3600;
+/// MCP sessions unused this long are gone (the guard stops honouring them after an hour).
+const MCP_SESSION_IDLE: i64 = 3600;
 
 #[async_trait]
 impl MaintenanceStore for SqlStore {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 7] = [
+        let statements: [(&'static str, i64); 8] = [
+            ("DELETE FROM mcp_sessions WHERE last_seen < $1", now - MCP_SESSION_IDLE),
             ("DELETE FROM sessions WHERE expires_at < $1", now),
             ("DELETE FROM pending_authorizations WHERE expires_at < $1", now - GRACE),
             ("DELETE FROM authorization_codes WHERE expires_at < $1", now - GRACE),
@@ -32,6 +35,18 @@ impl MaintenanceStore for SqlStore {
             total += sqlx::query(sql).bind(cutoff).execute(&self.pool).await.map_err(map_err)?.rows_affected();
         }
         Ok(total)
+    }
+
+    async fn announce_revocation(&self) -> StoreResult<()> {
+        // Dialect branch: only PostgreSQL has notifications; a SQLite file has one process.
+        if self.engine == crate::Engine::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(crate::REVOCATION_CHANNEL)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -299,6 +299,7 @@ on_both_engines!(
     without_a_grace_window_an_immediate_replay_is_reuse,
     one_query_answers_whether_an_access_token_is_revoked,
     a_schema_newer_than_this_build_is_refused,
+    mcp_sessions_keep_their_owner_and_are_bounded_rs14,
     the_database_answers_a_ping
 );
 
@@ -323,6 +324,29 @@ async fn a_schema_newer_than_this_build_is_refused(s: SqlStore) {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+async fn mcp_sessions_keep_their_owner_and_are_bounded_rs14(s: SqlStore) {
+    use mandate_core::store::McpSessionStore;
+    s.save_mcp_session_state("s1", r#"{"initialize_params":{}}"#, 100).await.unwrap();
+    s.bind_mcp_session("s1", "alice", 100, 3).await.unwrap();
+    // A second bind cannot take the session over.
+    s.bind_mcp_session("s1", "mallory", 101, 3).await.unwrap();
+    assert_eq!(s.touch_mcp_session("s1", 102, 0).await.unwrap().as_deref(), Some("alice"));
+    assert!(s.mcp_session_state("s1", 0).await.unwrap().unwrap().contains("initialize_params"));
+    // Idle sessions are not honoured.
+    assert_eq!(s.touch_mcp_session("s1", 5000, 4000).await.unwrap(), None);
+    // At most `keep` per owner; the least recently used goes.
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        s.bind_mcp_session(id, "bob", 200 + i as i64, 3).await.unwrap();
+    }
+    assert_eq!(s.touch_mcp_session("a", 300, 0).await.unwrap(), None, "the oldest was dropped");
+    assert_eq!(s.touch_mcp_session("d", 300, 0).await.unwrap().as_deref(), Some("bob"));
+    s.delete_mcp_session("d").await.unwrap();
+    assert_eq!(s.touch_mcp_session("d", 301, 0).await.unwrap(), None);
+    // State without an owner is not a session anyone may use.
+    s.save_mcp_session_state("orphan", "{}", 100).await.unwrap();
+    assert_eq!(s.touch_mcp_session("orphan", 101, 0).await.unwrap(), None);
 }
 
 async fn the_database_answers_a_ping(s: SqlStore) {

@@ -65,6 +65,9 @@ pub struct Overrides<'a> {
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (auth, store) = crate::setup::build_with_store(&config).await?;
+    // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
+    let listening = auth.clone();
+    store.listen_for_revocations(move || listening.note_revocation_elsewhere());
     let demo: Arc<dyn DemoStore> = Arc::new(store);
     spawn_janitor(auth.clone());
     let app = if config.mcp_only {
@@ -185,6 +188,7 @@ async fn mcp_only_router(
             )),
             extra_origins: config.mcp_allowed_origins.clone(),
             revocation: None,
+            shared_sessions: true,
         },
         auth,
         demo,

@@ -146,7 +146,7 @@ impl AuthServer {
     /// Removes a client and revokes its grants. False when unknown.
     pub async fn remove_client(&self, id: &str) -> Result<bool, AdminError> {
         let removed = self.store.remove_client(id, self.now()).await?;
-        self.note_revocation();
+        self.note_revocation().await;
         if removed {
             self.audit(AuditDraft {
                 kind: "client.removed",
@@ -167,7 +167,7 @@ impl AuthServer {
     pub async fn revoke_grant_by_operator(&self, id: &str) -> Result<bool, AdminError> {
         let grant = self.store.grant(id).await?;
         let revoked = self.store.revoke_grant(id, self.now()).await?;
-        self.note_revocation();
+        self.note_revocation().await;
         if let (true, Some(g)) = (revoked, grant) {
             self.audit(AuditDraft {
                 kind: "grant.revoked",

@@ -54,7 +54,7 @@ impl AuthServer {
     /// person had granted that client nothing (which looks the same as another person's client).
     pub async fn revoke_app(&self, user_id: &str, client_id: &str) -> Result<bool, OAuthError> {
         let n = self.store.revoke_user_client(user_id, client_id, self.now()).await?;
-        self.note_revocation();
+        self.note_revocation().await;
         if n > 0 {
             self.audit(AuditDraft {
                 kind: "grant.revoked",

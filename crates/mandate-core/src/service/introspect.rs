@@ -57,7 +57,7 @@ impl AuthServer {
         match self.identify(token).await? {
             Found::Refresh { grant_id, client_id, user_id, .. } if client_id == client.id => {
                 let was_live = self.store.revoke_grant(&grant_id, now).await?;
-                self.note_revocation();
+                self.note_revocation().await;
                 if was_live {
                     self.audit(AuditDraft {
                         kind: "grant.revoked",
@@ -72,7 +72,7 @@ impl AuthServer {
             }
             Found::Access(claims, _) if claims.client_id == client.id => {
                 self.store.revoke_access_token(&claims.jti, claims.exp).await?;
-                self.note_revocation();
+                self.note_revocation().await;
                 self.audit(AuditDraft {
                     kind: "token.revoked",
                     outcome: "success",

@@ -14,6 +14,7 @@ mod clients;
 mod introspect;
 mod keyman;
 mod login;
+mod mcp_sessions;
 mod metadata;
 mod registration;
 mod token;
@@ -170,8 +171,18 @@ impl AuthServer {
         self.revocation_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Records that something was revoked through this process.
-    pub(crate) fn note_revocation(&self) {
+    /// Records that something was revoked through this process, and tells the other processes
+    /// sharing the database (PostgreSQL `NOTIFY`; nothing to do on SQLite).
+    pub(crate) async fn note_revocation(&self) {
+        self.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.store.announce_revocation().await {
+            tracing::warn!(error = %e, "could not announce a revocation; other instances see it within a second");
+        }
+    }
+
+    /// Another process revoked something (a notification arrived, or the listener reconnected):
+    /// drop every cached "still live" answer.
+    pub fn note_revocation_elsewhere(&self) {
         self.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 

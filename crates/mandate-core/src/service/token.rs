@@ -70,7 +70,7 @@ impl AuthServer {
             // revokes what the code issued; a garbled one must not be a denial of service (AC-03).
             let revoked = proof_ok && self.store.revoke_grant(&record.grant_id, now).await?;
             if revoked {
-                self.note_revocation();
+                self.note_revocation().await;
                 self.audit(AuditDraft {
                     kind: "code.replay_detected",
                     outcome: "grant_revoked",
@@ -255,7 +255,7 @@ impl AuthServer {
                 Ok(response)
             }
             RotateOutcome::ReuseDetected => {
-                self.note_revocation();
+                self.note_revocation().await;
                 self.audit(AuditDraft {
                     kind: "token.reuse_detected",
                     ..draft("grant_revoked", "a rotated refresh token was presented again; the whole family is revoked")
