@@ -6,8 +6,10 @@
 
 mod database;
 mod mcp;
+mod proxy;
 
 pub use database::{TestDatabase, engine_is_postgres, postgres_admin_url};
+pub use proxy::TcpProxy;
 
 pub use mcp::{McpClient, McpReply};
 
@@ -228,7 +230,12 @@ pub struct Browser {
 impl Browser {
     /// A browser for a server at `base` (for servers run as separate processes).
     pub fn for_base(base: &str) -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        // A connection per request, so a load balancer in front can send each to another instance.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
         Self { http, base: base.to_owned(), cookies: HashMap::new() }
     }
 

@@ -56,7 +56,12 @@ impl McpClient {
             token: token.map(str::to_owned),
             session: None,
             protocol: None,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            // A connection per request, so a load balancer in front can send each to another instance.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             next_id: 1,
         }
     }
