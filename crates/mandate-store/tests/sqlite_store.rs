@@ -382,3 +382,41 @@ async fn migrations_produce_the_same_schema_on_both_engines() {
     assert_eq!(lite_cols, pg_cols, "SQLite and PostgreSQL schemas differ");
     pg.drop_database().await;
 }
+
+/// The PostgreSQL-only dialect branch: a revocation announced through one connection pool is
+/// heard by a listener on another (another instance), and the listener also fires when it
+/// (re)connects, since a notification may have been missed while it was away.
+#[tokio::test]
+async fn revocations_announced_by_one_store_are_heard_by_another() {
+    let Some(pg) = postgres().await else {
+        eprintln!("MANDATE_TEST_POSTGRES_URL not set: LISTEN/NOTIFY case skipped");
+        return;
+    };
+    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = SqlStore::connect(&url_with_database(&pg.admin, &pg.name)).await.unwrap();
+    let count = heard.clone();
+    listener.listen_for_revocations(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while heard.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the listener never connected");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let before = heard.load(std::sync::atomic::Ordering::SeqCst);
+    pg.store.announce_revocation().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while heard.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(std::time::Instant::now() < deadline, "the notification did not arrive within a second");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    listener.pool().close().await;
+    pg.drop_database().await;
+}
+
+#[tokio::test]
+async fn announcing_on_sqlite_is_a_no_op() {
+    let (_dir, s) = sqlite().await;
+    s.announce_revocation().await.unwrap();
+    s.listen_for_revocations(|| {}); // returns at once: one process, nothing to hear
+}

@@ -403,3 +403,19 @@ async fn a_database_outage_gives_503s_then_the_instance_recovers_by_itself() {
     pool.close().await;
     assert_eq!((live, revoked), (1, 0), "one live refresh token, no grant revoked: nothing half-written");
 }
+
+#[tokio::test]
+async fn postgresql_requires_a_key_encryption_key() {
+    let Some(admin) = postgres_admin_url() else { return };
+    let db = TestDatabase::postgres(&admin).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MANDATE_DATABASE", db.url())
+        .env_remove("MANDATE_SECRET_KEY")
+        .env_remove("MANDATE_SECRET_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a key-encryption key is required"), "{err}");
+}
