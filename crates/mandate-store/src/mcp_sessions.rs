@@ -9,6 +9,9 @@ use mandate_core::store::McpSessionStore;
 use crate::SqlStore;
 use crate::convert::*;
 
+/// Seconds between writes of a session's `last_seen`.
+const TOUCH_EVERY: i64 = 60;
+
 #[async_trait]
 impl McpSessionStore for SqlStore {
     async fn save_mcp_session_state(&self, id: &str, state: &str, now: UnixTime) -> StoreResult<()> {
@@ -62,17 +65,27 @@ impl McpSessionStore for SqlStore {
     }
 
     async fn touch_mcp_session(&self, id: &str, now: UnixTime, fresh_after: UnixTime) -> StoreResult<Option<String>> {
-        let row = sqlx::query(
-            "UPDATE mcp_sessions SET last_seen = $1 WHERE id = $2 AND last_seen >= $3 AND owner IS NOT NULL \
-             RETURNING owner",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(fresh_after)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(row.map(|r| opt_text(&r, "owner")).transpose()?.flatten())
+        // Mostly a read: `last_seen` is written at most once a minute per session, so a busy
+        // session does not turn every MCP request into a write.
+        let row = sqlx::query("SELECT owner, last_seen FROM mcp_sessions WHERE id = $1 AND owner IS NOT NULL")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let last_seen = int(&row, "last_seen")?;
+        if last_seen < fresh_after {
+            return Ok(None);
+        }
+        if now - last_seen >= TOUCH_EVERY {
+            sqlx::query("UPDATE mcp_sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        }
+        opt_text(&row, "owner")
     }
 
     async fn delete_mcp_session(&self, id: &str) -> StoreResult<()> {
