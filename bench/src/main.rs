@@ -46,6 +46,9 @@ struct Args {
     /// Tiny run to check the scenarios still work (CI).
     #[arg(long)]
     smoke: bool,
+    /// An empty database to run on (e.g. postgres://…/bench); default: a fresh SQLite file.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 struct Target {
@@ -54,9 +57,12 @@ struct Target {
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> anyhow::Result<Target> {
+async fn start(database: Option<&str>) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let url = match database {
+        Some(u) => u.to_owned(),
+        None => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    };
     let store = SqlStore::open(&url).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -435,7 +441,7 @@ async fn main() -> anyhow::Result<()> {
     if a.concurrency == 0 || a.requests < a.concurrency {
         bail!("--requests must be at least --concurrency, and --concurrency at least 1");
     }
-    let t = Arc::new(start().await?);
+    let t = Arc::new(start(a.database.as_deref()).await?);
     println!(
         "mandate-load: {} workers, at most {} requests and {} s per scenario, target {}",
         a.concurrency, a.requests, a.seconds, t.base

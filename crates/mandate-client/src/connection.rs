@@ -217,8 +217,18 @@ impl Connection {
     /// Rebuilds a manager from the vault, re-discovering the server's metadata so that stored
     /// credentials are only used with the issuer that issued them (C10).
     async fn restore(&self) -> Result<Option<AuthorizationManager>, ClientError> {
-        let Some((_, secret)) = self.vault.load(&self.resource)? else { return Ok(None) };
+        let Some((stored, secret)) = self.vault.load(&self.resource)? else { return Ok(None) };
         let mut manager = self.new_manager().await?;
+        // The same discovery and checks as a login: no guessed endpoints, S256, safe URLs.
+        let metadata = self.discover(&manager, None).await?;
+        if stored.issuer.is_none() || stored.issuer != metadata.issuer {
+            // Credentials go only to the issuer that issued them (C10, C16): forget them and
+            // let the server's 401 start a new login (and registration) with the current one.
+            tracing::warn!("the server's authorization server changed; stored credentials dropped");
+            self.vault.remove(&self.resource)?;
+            return Ok(None);
+        }
+        manager.set_metadata(metadata);
         if !manager.initialize_from_store().await.map_err(|e| self.explain(e))? {
             return Ok(None);
         }
@@ -231,10 +241,16 @@ impl Connection {
         Ok(Some(manager))
     }
 
-    /// After a 401: refresh once when a token was refused, else log in again (C1).
-    pub async fn recover_unauthorized(&self, sent: Option<&str>, challenge: &str) -> Result<String, ClientError> {
+    /// After a 401: refresh when a token was refused and this request has not refreshed yet,
+    /// else log in again (C1). A login counts against [`MAX_AUTHORIZATION_ATTEMPTS`].
+    pub async fn recover_unauthorized(
+        &self,
+        sent: Option<&str>,
+        challenge: &str,
+        may_refresh: bool,
+    ) -> Result<String, ClientError> {
         let mut held = self.held.lock().await;
-        if let (Some(sent), Some(manager)) = (sent, &held.manager) {
+        if may_refresh && let (Some(sent), Some(manager)) = (sent, &held.manager) {
             match manager.refresh_token().await {
                 Ok(_) => {
                     if let Ok(fresh) = manager.get_access_token().await
@@ -313,16 +329,13 @@ impl Connection {
         }
         held.restored = true;
         let mut manager = self.new_manager().await?;
-        let resolution = manager.resolve_metadata_from_challenge(challenge).await.map_err(|e| self.explain(e))?;
-        if resolution.source == AuthorizationMetadataSource::LegacyEndpointFallback {
-            return Err(ClientError::Discovery(format!(
-                "no authorization server metadata found for {} (protected resource metadata and the RFC 8414 / OIDC well-known URLs)",
-                self.server
-            )));
-        }
-        let metadata = resolution.metadata;
-        self.check_metadata(&metadata)?;
+        let metadata = self.discover(&manager, challenge).await?;
         let issuer = metadata.issuer.clone();
+        let iss_advertised = metadata
+            .additional_fields
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let cimd_supported = metadata
             .additional_fields
             .get("client_id_metadata_document_supported")
@@ -396,20 +409,36 @@ impl Connection {
         let callback =
             run_user_agent(self.opts.login, &auth_url, listener, &self.http, self.opts.policy, self.opts.login_timeout)
                 .await?;
-        let code = check_callback(&callback, &expected_state, issuer.as_deref())?;
+        let code = check_callback(&callback, &expected_state, issuer.as_deref(), iss_advertised)?;
         session
             .handle_callback_with_issuer(&code, &expected_state, callback.iss.as_deref())
             .await
             .map_err(|e| self.explain(e))?;
-        if let Some(secret) = new_secret
-            && let Some((creds, _)) = self.vault.load(&self.resource)?
-        {
-            self.vault.save(&self.resource, creds, Some(secret))?;
+        if let Some(secret) = new_secret {
+            self.vault.set_client_secret(&self.resource, secret)?;
         }
         let manager = session.auth_manager;
         let token = manager.get_access_token().await.map_err(|e| self.explain(e))?;
         held.manager = Some(manager);
         Ok(token)
+    }
+
+    /// Discovery from `challenge` (or the well-known URLs), refusing guessed legacy endpoints
+    /// and checking the metadata (C4, C5, C17, C23).
+    async fn discover(
+        &self,
+        manager: &AuthorizationManager,
+        challenge: Option<&str>,
+    ) -> Result<AuthorizationMetadata, ClientError> {
+        let resolution = manager.resolve_metadata_from_challenge(challenge).await.map_err(|e| self.explain(e))?;
+        if resolution.source == AuthorizationMetadataSource::LegacyEndpointFallback {
+            return Err(ClientError::Discovery(format!(
+                "no authorization server metadata found for {} (protected resource metadata and the RFC 8414 / OIDC well-known URLs)",
+                self.server
+            )));
+        }
+        self.check_metadata(&resolution.metadata)?;
+        Ok(resolution.metadata)
     }
 
     /// C17 and C23 on the discovered metadata, before anything is registered or opened.
@@ -434,14 +463,17 @@ impl Connection {
         let Some((creds, secret)) = self.vault.load(&self.resource)? else { return Ok(false) };
         if let Some(token) = creds.token_response.as_ref() {
             let manager = self.new_manager().await?;
-            match manager.resolve_metadata().await {
-                Ok(res) => {
-                    if let Some(endpoint) =
-                        res.metadata.additional_fields.get("revocation_endpoint").and_then(|v| v.as_str())
-                    {
-                        self.revoke(endpoint, token, &creds.client_id, secret.as_deref()).await;
+            match self.discover(&manager, None).await {
+                // Tokens and the client secret go only to the issuer that issued them.
+                Ok(m) if creds.issuer.is_some() && m.issuer == creds.issuer => {
+                    match m.additional_fields.get("revocation_endpoint").and_then(|v| v.as_str()) {
+                        Some(endpoint) => self.revoke(endpoint, token, &creds.client_id, secret.as_deref()).await,
+                        None => eprintln!("note: the authorization server offers no revocation; forgetting locally"),
                     }
                 }
+                Ok(_) => eprintln!(
+                    "warning: the server now names another authorization server; not sending it the tokens, forgetting them locally"
+                ),
                 Err(e) => {
                     eprintln!("warning: could not reach the authorization server to revoke ({e}); forgetting locally")
                 }
@@ -482,10 +514,21 @@ impl Connection {
 }
 
 /// C18 and C19 on the authorization response: state first, then `iss`, then the code or the error.
-pub fn check_callback(cb: &Callback, expected_state: &str, issuer: Option<&str>) -> Result<String, ClientError> {
+pub fn check_callback(
+    cb: &Callback,
+    expected_state: &str,
+    issuer: Option<&str>,
+    iss_advertised: bool,
+) -> Result<String, ClientError> {
     let state_ok = cb.state.as_deref().is_some_and(|s| mandate_core::secret::ct_str_eq(s, expected_state));
     if !state_ok {
         return Err(ClientError::StateMismatch);
+    }
+    if iss_advertised && cb.iss.is_none() {
+        return Err(ClientError::Authorization(
+            "the authorization response has no `iss` although the server promises one (possible mix-up); discarded"
+                .into(),
+        ));
     }
     if let (Some(got), Some(want)) = (cb.iss.as_deref(), issuer)
         && got != want
@@ -539,20 +582,28 @@ mod tests {
 
     #[test]
     fn state_mismatch_is_refused_c18() {
-        assert!(matches!(check_callback(&cb("other", None, None), "expected", None), Err(ClientError::StateMismatch)));
+        assert!(matches!(
+            check_callback(&cb("other", None, None), "expected", None, false),
+            Err(ClientError::StateMismatch)
+        ));
         let mut missing = cb("x", None, None);
         missing.state = None;
-        assert!(matches!(check_callback(&missing, "expected", None), Err(ClientError::StateMismatch)));
-        assert_eq!(check_callback(&cb("expected", None, None), "expected", None).ok(), Some("c".into()));
+        assert!(matches!(check_callback(&missing, "expected", None, false), Err(ClientError::StateMismatch)));
+        assert_eq!(check_callback(&cb("expected", None, None), "expected", None, false).ok(), Some("c".into()));
     }
 
     #[test]
     fn wrong_iss_is_refused_before_the_error_is_read_c19() {
-        let r = check_callback(&cb("s", Some("https://evil"), Some("access_denied")), "s", Some("https://as"));
+        let r = check_callback(&cb("s", Some("https://evil"), Some("access_denied")), "s", Some("https://as"), true);
         let Err(ClientError::Authorization(msg)) = r else { unreachable!("expected a refusal") };
         assert!(msg.contains("mix-up") && !msg.contains("access_denied"), "{msg}");
-        let r = check_callback(&cb("s", Some("https://as"), Some("access_denied")), "s", Some("https://as"));
+        let r = check_callback(&cb("s", Some("https://as"), Some("access_denied")), "s", Some("https://as"), true);
         assert!(matches!(r, Err(ClientError::Authorization(m)) if m.contains("access_denied")));
+        // Promised but absent: refused, and the error is not shown either.
+        let r = check_callback(&cb("s", None, Some("access_denied")), "s", Some("https://as"), true);
+        assert!(
+            matches!(r, Err(ClientError::Authorization(m)) if m.contains("mix-up") && !m.contains("access_denied"))
+        );
     }
 
     #[test]

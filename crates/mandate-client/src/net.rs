@@ -39,7 +39,8 @@ pub fn is_loopback_host(url: &Url) -> bool {
             d == "localhost" || d.ends_with(".localhost")
         }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // `::ffff:127.0.0.1` is loopback too.
+        Some(url::Host::Ipv6(ip)) => ip.to_canonical().is_loopback(),
         None => false,
     }
 }
@@ -222,6 +223,10 @@ mod tests {
         assert!(!refused("http://127.0.0.1:8080/authorize", dev));
         assert!(!refused("http://localhost:8080/authorize", dev));
         assert!(refused("http://127.0.0.1:8080/authorize", NetPolicy::default()));
+        // IPv4-mapped loopback is loopback: refused without the flag, over https too.
+        assert!(refused("https://[::ffff:127.0.0.1]:8443/token", NetPolicy::default()));
+        assert!(refused("https://[::1]:8443/token", NetPolicy::default()));
+        assert!(!refused("https://[::ffff:127.0.0.1]:8443/token", dev));
     }
 
     #[test]

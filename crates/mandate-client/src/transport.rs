@@ -51,14 +51,18 @@ impl AuthorizingClient {
         Fut: Future<Output = Result<T, HttpError>>,
     {
         let mut token = self.conn.access_token().await.map_err(|e| self.fail(e))?;
+        // One refresh per request; after that a 401 means a new login, which is counted and
+        // bounded, so a server that refuses every token cannot keep us refreshing forever.
+        let mut refreshed = false;
         loop {
             match call(token.clone()).await {
                 Err(StreamableHttpError::AuthRequired(challenge)) => {
                     let fresh = self
                         .conn
-                        .recover_unauthorized(token.as_deref(), &challenge.www_authenticate_header)
+                        .recover_unauthorized(token.as_deref(), &challenge.www_authenticate_header, !refreshed)
                         .await
                         .map_err(|e| self.fail(e))?;
+                    refreshed = true;
                     token = Some(fresh);
                 }
                 Err(StreamableHttpError::InsufficientScope(challenge)) => {

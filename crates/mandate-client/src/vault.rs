@@ -167,6 +167,13 @@ impl CredentialVault {
         };
         let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(file).map_err(|e| ClientError::Storage(e.to_string()))?;
+        // A leftover temporary file (a crash, or planted with loose permissions) is replaced, never
+        // reused: the new one is created fresh with mode 0600.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("removing a stale temporary file", e)),
+        }
         let mut f = private_file(&tmp)?;
         f.write_all(&body).map_err(|e| io("writing the credentials file", e))?;
         f.sync_all().map_err(|e| io("writing the credentials file", e))?;
@@ -269,6 +276,19 @@ impl CredentialVault {
                 secrets: None,
             };
             self.put_secrets(resource, Secrets { credentials, client_secret }, &mut entry)?;
+            file.connections.insert(resource.to_owned(), entry);
+            Ok(())
+        })
+    }
+
+    /// Records the client secret of the stored client (read-modify-write under the lock, so a
+    /// refresh saved by another process in between is kept).
+    pub fn set_client_secret(&self, resource: &str, client_secret: Option<String>) -> Result<(), ClientError> {
+        self.modify(|file| {
+            let Some(mut entry) = file.connections.get(resource).cloned() else { return Ok(()) };
+            let Some(mut secrets) = self.get_secrets(resource, &entry)? else { return Ok(()) };
+            secrets.client_secret = client_secret;
+            self.put_secrets(resource, secrets, &mut entry)?;
             file.connections.insert(resource.to_owned(), entry);
             Ok(())
         })
@@ -384,9 +404,9 @@ fn open_options() -> OpenOptions {
     o
 }
 
-/// Creates or truncates a 0600 file.
+/// Creates a new 0600 file; fails if one exists.
 fn private_file(path: &Path) -> Result<File, ClientError> {
-    open_options().write(true).create(true).truncate(true).open(path).map_err(|e| io("creating a private file", e))
+    open_options().write(true).create_new(true).open(path).map_err(|e| io("creating a private file", e))
 }
 
 /// Opens or creates a 0600 file without truncating it (lock files).

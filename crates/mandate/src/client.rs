@@ -92,10 +92,11 @@ pub struct ClientFlags {
     /// Scopes to ask for (space-separated) instead of the server's challenge or metadata.
     #[arg(long, value_name = "S")]
     scope: Option<String>,
-    /// A client registered in advance at the authorization server [env: MANDATE_CLIENT_ID]
-    #[arg(long, value_name = "ID", env = "MANDATE_CLIENT_ID", hide_env = true)]
+    /// A client registered in advance at this server's authorization server (remembered for
+    /// this server, bound to that issuer).
+    #[arg(long, value_name = "ID")]
     client_id: Option<String>,
-    /// Read that client's secret from the first line of stdin (or set MANDATE_CLIENT_SECRET).
+    /// Read that client's secret from the first line of stdin.
     #[arg(long, requires = "client_id")]
     client_secret_stdin: bool,
     /// This client's metadata document (CIMD), an https URL, used where the server supports it.
@@ -142,15 +143,6 @@ fn options(url: &str, flags: &ClientFlags, step_up: StepUp) -> Result<ConnectOpt
             return Err(ClientError::Usage("--client-secret-stdin read an empty line".into()));
         }
         o.client_secret = Some(secret);
-    } else if let Ok(secret) = std::env::var("MANDATE_CLIENT_SECRET")
-        && !secret.is_empty()
-    {
-        if o.client_id.is_none() {
-            return Err(ClientError::Usage(
-                "MANDATE_CLIENT_SECRET needs a client id (--client-id or MANDATE_CLIENT_ID)".into(),
-            ));
-        }
-        o.client_secret = Some(secret);
     }
     o.client_metadata_url = flags.client_metadata_url.clone();
     o.login = if flags.headless {
@@ -184,7 +176,9 @@ pub async fn run(cmd: ClientCommand) -> ExitCode {
     match execute(cmd).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Messages can carry text from a server (URLs, registration errors): no terminal escapes.
+            let text: String = e.to_string().chars().filter(|c| !c.is_control() || *c == '\n').collect();
+            eprintln!("error: {text}");
             exit_for(&e)
         }
     }
@@ -289,6 +283,12 @@ async fn execute(cmd: ClientCommand) -> Result<ExitCode, ClientError> {
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Bridge { url, flags } => {
+            if flags.client_secret_stdin {
+                return Err(ClientError::Usage(
+                    "bridge: stdin carries the protocol; run `mandate login URL --client-id ID --client-secret-stdin` first"
+                        .into(),
+                ));
+            }
             let conn = connect(&url, &flags, StepUp::Auto)?;
             mandate_client::bridge::run(conn, tokio::io::stdin(), tokio::io::stdout()).await?;
             Ok(ExitCode::SUCCESS)

@@ -75,6 +75,17 @@ fn init_tracing(filter: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// The client commands log errors only by default; rmcp is capped at `info` whatever `RUST_LOG`
+/// says, since its debug output includes authorization codes and token-response fields.
+fn init_client_tracing() {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rmcp=off"));
+    if let Ok(cap) = "rmcp=info".parse() {
+        filter = filter.add_directive(cap);
+    }
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(flags) => {
@@ -106,7 +117,7 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Client(cmd) = cli.command {
-        init_tracing("error,rmcp=off");
+        init_client_tracing();
         return runtime.block_on(client::run(cmd));
     }
     match runtime.block_on(run(cli)) {

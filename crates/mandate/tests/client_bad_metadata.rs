@@ -116,3 +116,156 @@ async fn authorization_server_without_s256_is_refused_c17() {
     let err = login_fails(&f).await;
     assert!(err.contains("PKCE S256"), "{err}");
 }
+
+/// A hostile-but-complete fake: its authorization server issues tokens to anyone, and its MCP
+/// endpoint refuses every one of them. Counts what reaches it.
+mod hostile {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Redirect, Response};
+    use axum::routing::{get, post};
+    use serde_json::{Value, json};
+
+    #[derive(Default)]
+    pub struct Hits {
+        pub token: AtomicUsize,
+        pub authorize: AtomicUsize,
+        pub revoke: AtomicUsize,
+    }
+
+    #[derive(Clone)]
+    struct St {
+        base: String,
+        issuer: String,
+        hits: Arc<Hits>,
+    }
+
+    pub struct Hostile {
+        pub base: String,
+        pub hits: Arc<Hits>,
+    }
+
+    /// `issuer`: what the metadata claims (defaults to the fake's own base).
+    pub async fn start(issuer: Option<&str>) -> Hostile {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(Hits::default());
+        let st = St { base: base.clone(), issuer: issuer.unwrap_or(&base).to_owned(), hits: hits.clone() };
+        let app = Router::new()
+            .route("/mcp", post(mcp))
+            .route("/.well-known/oauth-protected-resource/mcp", get(prm))
+            .route("/.well-known/oauth-authorization-server", get(asm))
+            .route("/register", post(|| async { (StatusCode::CREATED, axum::Json(json!({"client_id": "c1"}))) }))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/revoke", post(revoke))
+            .with_state(st);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Hostile { base, hits }
+    }
+
+    async fn mcp(State(st): State<St>) -> Response {
+        let mut h = HeaderMap::new();
+        let c = format!(
+            r#"Bearer error="invalid_token", resource_metadata="{}/.well-known/oauth-protected-resource/mcp""#,
+            st.base
+        );
+        h.insert("www-authenticate", c.parse().unwrap());
+        (StatusCode::UNAUTHORIZED, h).into_response()
+    }
+
+    async fn prm(State(st): State<St>) -> axum::Json<Value> {
+        axum::Json(json!({"resource": format!("{}/mcp", st.base), "authorization_servers": [st.base]}))
+    }
+
+    async fn asm(State(st): State<St>) -> axum::Json<Value> {
+        let b = &st.base;
+        axum::Json(json!({
+            "issuer": st.issuer,
+            "authorization_endpoint": format!("{b}/authorize"),
+            "token_endpoint": format!("{b}/token"),
+            "registration_endpoint": format!("{b}/register"),
+            "revocation_endpoint": format!("{b}/revoke"),
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }))
+    }
+
+    async fn authorize(State(st): State<St>, Query(q): Query<Vec<(String, String)>>) -> Redirect {
+        st.hits.authorize.fetch_add(1, Ordering::SeqCst);
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let redirect = get("redirect_uri");
+        let state = get("state");
+        Redirect::to(&format!("{redirect}?code=c&state={state}"))
+    }
+
+    async fn token(State(st): State<St>) -> axum::Json<Value> {
+        let n = st.hits.token.fetch_add(1, Ordering::SeqCst);
+        axum::Json(json!({"access_token": format!("at{n}"), "token_type": "Bearer", "expires_in": 3600,
+                          "refresh_token": format!("rt{n}")}))
+    }
+
+    async fn revoke(State(st): State<St>) -> StatusCode {
+        st.hits.revoke.fetch_add(1, Ordering::SeqCst);
+        StatusCode::OK
+    }
+}
+
+/// Writes a stored connection for `resource`, as an earlier login at `issuer` would have.
+fn seed_credentials(cli: &Cli, resource: &str, issuer: &str) {
+    let dir = cli.dir.path().join("client");
+    std::fs::create_dir_all(&dir).unwrap();
+    let creds = json!({"client_id": "old-client", "granted_scopes": [], "token_received_at": 4_000_000_000_u64,
+        "issuer": issuer,
+        "token_response": {"access_token": "stored-at", "token_type": "bearer", "expires_in": 3600, "refresh_token": "stored-rt"}});
+    let file = json!({"version": 1, "connections": {resource: {"issuer": issuer, "client_id": "old-client", "scopes": [],
+        "expires_at": null, "has_refresh_token": true, "secrets_in": "file",
+        "secrets": {"credentials": creds, "client_secret": "old-secret"}}}});
+    let path = dir.join("credentials.json");
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, file.to_string().as_bytes()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_never_sends_tokens_to_a_changed_authorization_server_c10_c16() {
+    let h = hostile::start(None).await;
+    let cli = Cli::new();
+    let url = format!("{}/mcp", h.base);
+    // The tokens were issued by another authorization server than the one the server names now.
+    seed_credentials(&cli, &url, "https://the-real-issuer.example.com");
+    let out = tokio::task::spawn_blocking(move || {
+        let out = cli.run(&["logout", &url, "--allow-loopback-http"]);
+        (out, cli.run(&["connections"]))
+    })
+    .await
+    .unwrap();
+    let (out, list) = out;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("not sending it the tokens"), "{out:?}");
+    assert_eq!(h.hits.revoke.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was posted to its /revoke");
+    assert!(list.stdout.contains("No stored connections"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_refuses_every_token_cannot_loop_the_client_c13() {
+    let h = hostile::start(None).await;
+    let cli = Cli::new();
+    let url = format!("{}/mcp", h.base);
+    seed_credentials(&cli, &url, &h.base);
+    let out = tokio::task::spawn_blocking(move || cli.run(&["call", &url, "x", "--headless", "--allow-loopback-http"]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("giving up"), "{out:?}");
+    let (tokens, logins) = (
+        h.hits.token.load(std::sync::atomic::Ordering::SeqCst),
+        h.hits.authorize.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert!(logins <= 3, "at most 3 authorizations: {logins}");
+    assert!(tokens <= 1 + 3, "one refresh, then one code exchange per authorization: {tokens}");
+}
