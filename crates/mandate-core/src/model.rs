@@ -171,6 +171,17 @@ pub struct RefreshToken {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// What happened when a valid authorization code was redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption {
+    /// The code is spent, the grant active and its first refresh token stored, together.
+    Activated,
+    /// Another redemption spent the code first: this one is a replay.
+    CodeAlreadyUsed,
+    /// The code is now spent, but its grant was revoked meanwhile.
+    GrantRevoked,
+}
+
 /// What happened when a refresh token was presented for rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotateOutcome {

@@ -70,6 +70,15 @@ pub trait GrantStore: Send + Sync {
     /// Activates the grant and stores its first refresh token, atomically; false when the
     /// grant was revoked (a replayed code got there first) or is already active.
     async fn activate_grant(&self, grant_id: &str, refresh: Option<&RefreshToken>, now: UnixTime) -> StoreResult<bool>;
+    /// Spends the code, activates its grant and stores the first refresh token in one
+    /// transaction (grant row first), so a failure in between leaves the code redeemable.
+    async fn redeem_code(
+        &self,
+        code: &SecretHash,
+        grant_id: &str,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> StoreResult<crate::model::Redemption>;
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     /// Active grants, newest first, optionally of one user.
     async fn list_grants(&self, user_id: Option<&str>) -> StoreResult<Vec<Grant>>;

@@ -24,7 +24,7 @@ pub struct RegistryUnavailable;
 #[async_trait]
 pub trait SessionRegistry: Send + Sync {
     /// Records that `session` belongs to this user.
-    async fn bind(&self, session: &str, issuer: &str, subject: &str);
+    async fn bind(&self, session: &str, issuer: &str, subject: &str) -> Result<(), RegistryUnavailable>;
     /// True when the session exists, is not idle, and belongs to this user (and marks it used).
     async fn allows(&self, session: &str, issuer: &str, subject: &str) -> Result<bool, RegistryUnavailable>;
     /// The session was closed.
@@ -49,8 +49,9 @@ pub struct SessionOwners {
 
 #[async_trait]
 impl SessionRegistry for SessionOwners {
-    async fn bind(&self, session: &str, issuer: &str, subject: &str) {
+    async fn bind(&self, session: &str, issuer: &str, subject: &str) -> Result<(), RegistryUnavailable> {
         self.bind_now(session, issuer, subject);
+        Ok(())
     }
     async fn allows(&self, session: &str, issuer: &str, subject: &str) -> Result<bool, RegistryUnavailable> {
         Ok(self.allows_now(session, issuer, subject))

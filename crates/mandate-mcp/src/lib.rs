@@ -67,6 +67,8 @@ impl RevocationCheck for SharedDatabaseRevocation {
         if fresh {
             return Ok(false);
         }
+        // The answer is as old as the moment we asked, not the moment it arrived.
+        let asked_at = Instant::now();
         let revoked = self.auth.access_revoked(p.grant_id.as_deref(), p.token_id.as_deref()).await.map_err(|e| {
             tracing::error!(error = %e, "revocation check failed");
         })?;
@@ -77,7 +79,7 @@ impl RevocationCheck for SharedDatabaseRevocation {
                 if m.len() >= CACHE_ENTRIES {
                     m.clear();
                 }
-                m.insert(key, (epoch, Instant::now()));
+                m.insert(key, (epoch, asked_at));
             }
         }
         Ok(revoked)

@@ -24,6 +24,16 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.message().contains("database is locked") => {
             StoreError::Unavailable(e.to_string())
         }
+        // PostgreSQL: connection exceptions (08…), shutdown / restart / failover (57P01–57P03),
+        // serialization failure and deadlock (40001, 40P01: retry), and a read-only transaction
+        // (25006: a failover left us on a replica).
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| {
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006")
+            }) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
         _ => StoreError::Backend(e.to_string()),
     }
 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use mandate_core::clock::UnixTime;
 use mandate_core::error::StoreResult;
-use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome};
+use mandate_core::model::{AuthorizationCode, Grant, Redemption, RefreshToken, RotateOutcome};
 use mandate_core::secret::SecretHash;
 use mandate_core::store::GrantStore;
 use sqlx::any::AnyRow;
@@ -193,6 +193,49 @@ impl GrantStore for SqlStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(true)
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &SecretHash,
+        grant_id: &str,
+        refresh: Option<&RefreshToken>,
+        now: UnixTime,
+    ) -> StoreResult<Redemption> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Grant row first, as every transaction that touches a grant's tokens does.
+        let activated = sqlx::query(
+            "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL",
+        )
+        .bind(now)
+        .bind(grant_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected()
+            == 1;
+        let spent =
+            sqlx::query("UPDATE authorization_codes SET consumed_at = $1 WHERE hash = $2 AND consumed_at IS NULL")
+                .bind(now)
+                .bind(&code.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+                == 1;
+        if !spent {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(Redemption::CodeAlreadyUsed);
+        }
+        if !activated {
+            tx.commit().await.map_err(map_err)?;
+            return Ok(Redemption::GrantRevoked);
+        }
+        if let Some(t) = refresh {
+            insert_refresh(&mut tx, t).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Redemption::Activated)
     }
 
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {

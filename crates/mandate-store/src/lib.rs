@@ -74,6 +74,69 @@ impl SchemaStatus {
 /// The PostgreSQL notification channel revocations are announced on.
 pub const REVOCATION_CHANNEL: &str = "mandate_revocation";
 
+/// How often the revocation listener checks its connection with a notification to itself.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// What the revocation listener reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenEvent {
+    /// Listening (again): anything revoked while we were not may have been missed.
+    Connected,
+    /// Another process announced a revocation.
+    Revocation,
+    /// The listening connection was lost or stopped delivering; reconnecting.
+    Lost,
+}
+
+async fn listen_until_lost(url: &str, pool: &AnyPool, on_event: &(impl Fn(ListenEvent) + Send + Sync)) {
+    let mut listener = match sqlx::postgres::PgListener::connect(url).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "revocation listener cannot connect; retrying");
+            return;
+        }
+    };
+    if let Err(e) = listener.listen(REVOCATION_CHANNEL).await {
+        tracing::warn!(error = %e, "LISTEN failed; retrying");
+        return;
+    }
+    on_event(ListenEvent::Connected);
+    static BEATS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut awaiting: Option<String> = None;
+    loop {
+        match tokio::time::timeout(HEARTBEAT, listener.try_recv()).await {
+            Ok(Ok(Some(n))) => {
+                if awaiting.as_deref() == Some(n.payload()) {
+                    awaiting = None;
+                } else if !n.payload().starts_with("heartbeat:") {
+                    on_event(ListenEvent::Revocation);
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                tracing::warn!("revocation listener lost its connection; reconnecting");
+                return;
+            }
+            Err(_) if awaiting.is_some() => {
+                tracing::warn!("revocation listener heard nothing, not even its own heartbeat; reconnecting");
+                return;
+            }
+            Err(_) => {
+                let beat = format!(
+                    "heartbeat:{}:{}",
+                    std::process::id(),
+                    BEATS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                );
+                let sent =
+                    sqlx::query("SELECT pg_notify($1, $2)").bind(REVOCATION_CHANNEL).bind(&beat).execute(pool).await;
+                if sent.is_err() {
+                    return;
+                }
+                awaiting = Some(beat);
+            }
+        }
+    }
+}
+
 /// The SQL store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
@@ -122,30 +185,20 @@ impl SqlStore {
         Ok(Self { pool, engine, url: url.into() })
     }
 
-    /// Calls `on_revocation` whenever another process announces a revocation (PostgreSQL
-    /// `LISTEN`), and also whenever the listening connection is lost or re-established, since a
-    /// notification may have been missed then. Does nothing on SQLite. Runs until the process ends.
-    pub fn listen_for_revocations(&self, on_revocation: impl Fn() + Send + Sync + 'static) {
+    /// Calls `on_event` whenever another process announces a revocation (PostgreSQL `LISTEN`),
+    /// and also when the listening connection is (re)established or lost, since a notification
+    /// may have been missed then. The connection is checked with a heartbeat (a notification to
+    /// itself every [`HEARTBEAT`]): a half-open socket or a pooler that swallows notifications is
+    /// noticed and the listener reconnects. Does nothing on SQLite. Runs until the process ends.
+    pub fn listen_for_revocations(&self, on_event: impl Fn(ListenEvent) + Send + Sync + 'static) {
         if self.engine != Engine::Postgres {
             return;
         }
-        let url = self.url.clone();
+        let (url, pool) = (self.url.clone(), self.pool.clone());
         tokio::spawn(async move {
             loop {
-                match sqlx::postgres::PgListener::connect(&url).await {
-                    Ok(mut listener) => match listener.listen(REVOCATION_CHANNEL).await {
-                        Ok(()) => {
-                            on_revocation(); // anything revoked while we were not listening
-                            while listener.try_recv().await.ok().flatten().is_some() {
-                                on_revocation();
-                            }
-                            tracing::warn!("revocation listener lost its connection; reconnecting");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "revocation listener cannot connect; retrying"),
-                }
-                on_revocation();
+                listen_until_lost(&url, &pool, &on_event).await;
+                on_event(ListenEvent::Lost);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });

@@ -31,6 +31,11 @@ fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
 }
 
 async fn active_grant(s: &SqlStore) {
+    pending_grant(s).await;
+    assert!(s.activate_grant("g1", Some(&rt("r0", None, 0)), 0).await.unwrap());
+}
+
+async fn pending_grant(s: &SqlStore) {
     let g = Grant {
         id: "g1".into(),
         user_id: "u1".into(),
@@ -56,7 +61,6 @@ async fn active_grant(s: &SqlStore) {
         consumed_at: None,
     };
     s.insert_grant_with_code(&g, &c).await.unwrap();
-    assert!(s.activate_grant("g1", Some(&rt("r0", None, 0)), 0).await.unwrap());
 }
 
 #[test]
@@ -299,6 +303,7 @@ on_both_engines!(
     without_a_grace_window_an_immediate_replay_is_reuse,
     one_query_answers_whether_an_access_token_is_revoked,
     a_schema_newer_than_this_build_is_refused,
+    a_code_is_redeemed_once_with_its_grant_in_one_transaction,
     mcp_sessions_keep_their_owner_and_are_bounded_rs14,
     the_database_answers_a_ping
 );
@@ -349,6 +354,40 @@ async fn mcp_sessions_keep_their_owner_and_are_bounded_rs14(s: SqlStore) {
     assert_eq!(s.touch_mcp_session("orphan", 101, 0).await.unwrap(), None);
 }
 
+async fn a_code_is_redeemed_once_with_its_grant_in_one_transaction(s: SqlStore) {
+    use mandate_core::model::Redemption;
+    pending_grant(&s).await;
+    let code = SecretHash("code".into());
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let code = code.clone();
+        handles.push(tokio::spawn(async move {
+            s.redeem_code(&code, "g1", Some(&rt(&format!("first{i}"), None, 5)), 5).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| **o == Redemption::Activated).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| *o != Redemption::GrantRevoked), "{outcomes:?}");
+    assert_eq!(live_tokens(&s).await, 1, "exactly one first refresh token");
+    // A code whose grant was revoked meanwhile is spent, and nothing is activated.
+    let g2 = Grant { id: "g2".into(), ..s.grant("g1").await.unwrap().unwrap() };
+    let g2 = Grant { activated_at: None, revoked_at: None, ..g2 };
+    let c2 = AuthorizationCode {
+        hash: SecretHash("code2".into()),
+        grant_id: "g2".into(),
+        ..s.code(&code).await.unwrap().unwrap()
+    };
+    let c2 = AuthorizationCode { consumed_at: None, ..c2 };
+    s.insert_grant_with_code(&g2, &c2).await.unwrap();
+    s.revoke_grant("g2", 6).await.unwrap();
+    assert_eq!(s.redeem_code(&c2.hash, "g2", None, 7).await.unwrap(), Redemption::GrantRevoked);
+    assert_eq!(s.redeem_code(&c2.hash, "g2", None, 8).await.unwrap(), Redemption::CodeAlreadyUsed);
+}
+
 async fn the_database_answers_a_ping(s: SqlStore) {
     s.ping().await.unwrap();
     s.pool().close().await;
@@ -384,32 +423,36 @@ async fn migrations_produce_the_same_schema_on_both_engines() {
 }
 
 /// The PostgreSQL-only dialect branch: a revocation announced through one connection pool is
-/// heard by a listener on another (another instance), and the listener also fires when it
-/// (re)connects, since a notification may have been missed while it was away.
+/// heard by a listener on another (another instance) as a notification, not merely through a
+/// reconnect.
 #[tokio::test]
 async fn revocations_announced_by_one_store_are_heard_by_another() {
+    use mandate_store::ListenEvent;
+    use std::sync::Mutex;
     let Some(pg) = postgres().await else {
         eprintln!("MANDATE_TEST_POSTGRES_URL not set: LISTEN/NOTIFY case skipped");
         return;
     };
-    let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let events: Arc<Mutex<Vec<ListenEvent>>> = Arc::default();
     let listener = SqlStore::connect(&url_with_database(&pg.admin, &pg.name)).await.unwrap();
-    let count = heard.clone();
-    listener.listen_for_revocations(move || {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    });
+    let log = events.clone();
+    listener.listen_for_revocations(move |e| log.lock().unwrap().push(e));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while heard.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+    while !events.lock().unwrap().contains(&ListenEvent::Connected) {
         assert!(std::time::Instant::now() < deadline, "the listener never connected");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let before = heard.load(std::sync::atomic::Ordering::SeqCst);
     pg.store.announce_revocation().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while heard.load(std::sync::atomic::Ordering::SeqCst) == before {
-        assert!(std::time::Instant::now() < deadline, "the notification did not arrive within a second");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while !events.lock().unwrap().contains(&ListenEvent::Revocation) {
+        assert!(std::time::Instant::now() < deadline, "the notification did not arrive within 500 ms");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![ListenEvent::Connected, ListenEvent::Revocation],
+        "one connection, one notification"
+    );
     listener.pool().close().await;
     pg.drop_database().await;
 }
@@ -418,5 +461,5 @@ async fn revocations_announced_by_one_store_are_heard_by_another() {
 async fn announcing_on_sqlite_is_a_no_op() {
     let (_dir, s) = sqlite().await;
     s.announce_revocation().await.unwrap();
-    s.listen_for_revocations(|| {}); // returns at once: one process, nothing to hear
+    s.listen_for_revocations(|_| {}); // returns at once: one process, nothing to hear
 }

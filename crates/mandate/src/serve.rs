@@ -67,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (auth, store) = crate::setup::build_with_store(&config).await?;
     // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
     let listening = auth.clone();
-    store.listen_for_revocations(move || listening.note_revocation_elsewhere());
+    store.listen_for_revocations(move |_event| listening.note_revocation_elsewhere());
     let demo: Arc<dyn DemoStore> = Arc::new(store);
     spawn_janitor(auth.clone());
     let app = if config.mcp_only {

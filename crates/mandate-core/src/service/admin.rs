@@ -235,7 +235,7 @@ impl AuthServer {
     /// Ready to serve: the database answers and the signing keys are loaded (`/readyz`).
     pub async fn readiness(&self) -> Result<(), &'static str> {
         self.store.ping().await.map_err(|_| "database unreachable")?;
-        self.keys.ring(self.now()).await.map_err(|_| "signing keys not loaded")?;
+        self.keys.ring_is_current(self.now()).await.map_err(|_| "signing keys not loaded")?;
         Ok(())
     }
 

@@ -88,12 +88,27 @@ impl KeyManager {
         Ok(ring)
     }
 
-    /// The current key ring, reloaded when older than [`RELOAD_INTERVAL`].
+    /// The current key ring, reloaded when older than [`RELOAD_INTERVAL`]. When a reload fails
+    /// (the database is away) the last good ring is kept: tokens it verified stay valid and
+    /// signing goes on, instead of every token looking "unknown key" during an outage.
     pub async fn ring(&self, now: UnixTime) -> Result<Arc<KeyRing>, KeyManagerError> {
+        let cached = self.ring.read().ok().and_then(|r| r.clone());
         let fresh = self.loaded_at.load(Ordering::SeqCst).saturating_add(RELOAD_INTERVAL) > now;
-        if fresh && let Some(ring) = self.ring.read().ok().and_then(|r| r.clone()) {
+        if fresh && let Some(ring) = cached {
             return Ok(ring);
         }
-        self.reload(now).await
+        match self.reload(now).await {
+            Ok(ring) => Ok(ring),
+            Err(KeyManagerError::Store(e)) if cached.is_some() => {
+                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the last good key ring");
+                cached.ok_or(KeyManagerError::Store(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the last reload succeeded recently (readiness).
+    pub async fn ring_is_current(&self, now: UnixTime) -> Result<(), KeyManagerError> {
+        self.reload(now).await.map(|_| ())
     }
 }

@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use super::clients::BasicCredentials;
 use super::{AuditDraft, AuthServer};
+use crate::clock::UnixTime;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::{AuthorizationCode, Client, Grant, RefreshToken, RotateOutcome};
+use crate::model::{AuthorizationCode, Client, Grant, Redemption, RefreshToken, RotateOutcome};
 use crate::params::Params;
 use crate::pkce;
 use crate::scope::{ScopeSet, canonical_resource};
@@ -52,6 +53,37 @@ impl AuthServer {
         }
     }
 
+    /// A code presented again. Only a replay that proves possession (same client, verifier,
+    /// redirect) revokes what the code issued; a garbled one must not be a denial of service (AC-03).
+    async fn code_replayed(
+        &self,
+        record: &AuthorizationCode,
+        client: &Client,
+        proof_ok: bool,
+        now: UnixTime,
+    ) -> OAuthError {
+        let revoked = match proof_ok {
+            true => match self.store.revoke_grant(&record.grant_id, now).await {
+                Ok(r) => r,
+                Err(e) => return e.into(),
+            },
+            false => false,
+        };
+        if revoked {
+            self.note_revocation().await;
+            self.audit(AuditDraft {
+                kind: "code.replay_detected",
+                outcome: "grant_revoked",
+                user: Some(&record.user_id),
+                client: Some(&client.id),
+                grant: Some(&record.grant_id),
+                detail: Some("an authorization code was redeemed twice; every token it issued is revoked".into()),
+            })
+            .await;
+        }
+        OAuthError::invalid_grant("the authorization code was already used")
+    }
+
     async fn redeem_code(&self, params: &Params, client: &Client) -> Result<TokenResponse, OAuthError> {
         let code = params.required("code")?;
         let hash = SecretHash::of(code);
@@ -63,44 +95,36 @@ impl AuthServer {
             return Err(OAuthError::invalid_grant("the authorization code is invalid"));
         }
         let now = self.now();
-        let first_use = record.consumed_at.is_none() && self.store.consume_code(&hash, now).await?;
         let proof_ok = self.code_proof_ok(params, &record)?;
-        if !first_use {
-            // Replay. Only a replay that proves possession (same client, verifier, redirect)
-            // revokes what the code issued; a garbled one must not be a denial of service (AC-03).
-            let revoked = proof_ok && self.store.revoke_grant(&record.grant_id, now).await?;
-            if revoked {
-                self.note_revocation().await;
-                self.audit(AuditDraft {
-                    kind: "code.replay_detected",
-                    outcome: "grant_revoked",
-                    user: Some(&record.user_id),
-                    client: Some(&client.id),
-                    grant: Some(&record.grant_id),
-                    detail: Some("an authorization code was redeemed twice; every token it issued is revoked".into()),
-                })
-                .await;
-            }
-            return Err(OAuthError::invalid_grant("the authorization code was already used"));
+        if record.consumed_at.is_some() {
+            return Err(self.code_replayed(&record, client, proof_ok, now).await);
         }
-        if record.expires_at <= now {
-            return Err(OAuthError::invalid_grant("the authorization code has expired"));
-        }
-        if !proof_ok {
-            return Err(OAuthError::invalid_grant(
-                "code_verifier or redirect_uri does not match the authorization request",
-            ));
-        }
-        Self::check_resource(params, &record.resource)?;
-        if params
+        // A first use that fails a check still spends the code: it was shown to someone.
+        let refused = if record.expires_at <= now {
+            Some(OAuthError::invalid_grant("the authorization code has expired"))
+        } else if !proof_ok {
+            Some(OAuthError::invalid_grant("code_verifier or redirect_uri does not match the authorization request"))
+        } else if let Err(e) = Self::check_resource(params, &record.resource) {
+            Some(e)
+        } else if params
             .single("scope")?
             .is_some_and(|s| ScopeSet::parse(s).map(|s| !s.is_subset_of(&record.scope)).unwrap_or(true))
         {
-            return Err(OAuthError::invalid_scope("the requested scope exceeds the authorization"));
+            Some(OAuthError::invalid_scope("the requested scope exceeds the authorization"))
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            if !self.store.consume_code(&hash, now).await? {
+                return Err(self.code_replayed(&record, client, proof_ok, now).await);
+            }
+            return Err(e);
         }
         let refresh = client.allows_refresh.then(|| self.new_refresh(&record.grant_id, &record.scope, None, now));
-        if !self.store.activate_grant(&record.grant_id, refresh.as_ref().map(|(_, r)| r), now).await? {
-            return Err(OAuthError::invalid_grant("the authorization was revoked"));
+        match self.store.redeem_code(&hash, &record.grant_id, refresh.as_ref().map(|(_, r)| r), now).await? {
+            Redemption::Activated => {}
+            Redemption::CodeAlreadyUsed => return Err(self.code_replayed(&record, client, proof_ok, now).await),
+            Redemption::GrantRevoked => return Err(OAuthError::invalid_grant("the authorization was revoked")),
         }
         let grant = Grant {
             id: record.grant_id.clone(),
