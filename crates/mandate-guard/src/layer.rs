@@ -340,11 +340,9 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
     let is_delete = req.method() == Method::DELETE;
     let response = next.run(req).await;
     match (&session, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())) {
-        (None, Some(new)) => {
-            // A session nobody could use again must not be handed out: the client retries.
-            if g.sessions.bind(new, &principal.issuer, &principal.subject).await.is_err() {
-                return Err(Refusal::Status(StatusCode::SERVICE_UNAVAILABLE, "session registry unavailable; retry"));
-            }
+        // A session nobody could use again must not be handed out: the client retries.
+        (None, Some(new)) if g.sessions.bind(new, &principal.issuer, &principal.subject).await.is_err() => {
+            return Err(Refusal::Status(StatusCode::SERVICE_UNAVAILABLE, "session registry unavailable; retry"));
         }
         (Some(s), _) if is_delete && response.status().is_success() => g.sessions.forget(s).await,
         _ => {}
