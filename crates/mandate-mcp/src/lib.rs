@@ -164,7 +164,7 @@ pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoSt
     if let Some(r) = settings.revocation {
         guard = guard.with_revocation(r);
     }
-    let sessions = settings.shared_sessions.then(|| Arc::new(DatabaseSessions(auth.clone())));
+    let sessions = settings.shared_sessions.then(|| Arc::new(DatabaseSessions::new(auth.clone())));
     if let Some(s) = &sessions {
         guard = guard.with_sessions(s.clone());
     }

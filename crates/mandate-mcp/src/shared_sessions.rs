@@ -2,7 +2,9 @@
 //! state, so a request carrying a session id begun on another instance is served, and only for
 //! the user who opened the session.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mandate_core::AuthServer;
@@ -14,8 +16,37 @@ fn opaque(e: impl std::fmt::Display) -> SessionStoreError {
     "session store unavailable".into()
 }
 
-/// Both views of the `mcp_sessions` table.
-pub struct DatabaseSessions(pub Arc<AuthServer>);
+/// How long a confirmed owner is trusted without asking the database again. An owner never
+/// changes once bound; a session deleted on another instance is also gone from rmcp there, so a
+/// stale entry can only admit a request that rmcp then answers 404.
+const OWNER_CACHE: Duration = Duration::from_secs(5);
+const OWNER_CACHE_ENTRIES: usize = 10_000;
+
+/// Both views of the `mcp_sessions` table, with a short per-instance cache of confirmed owners.
+pub struct DatabaseSessions {
+    auth: Arc<AuthServer>,
+    owners: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl DatabaseSessions {
+    pub fn new(auth: Arc<AuthServer>) -> Self {
+        Self { auth, owners: Mutex::new(HashMap::new()) }
+    }
+
+    fn remember(&self, session: &str, owner: &str) {
+        if let Ok(mut m) = self.owners.lock() {
+            if m.len() >= OWNER_CACHE_ENTRIES {
+                m.clear();
+            }
+            m.insert(session.to_owned(), (owner.to_owned(), Instant::now()));
+        }
+    }
+
+    fn cached(&self, session: &str) -> Option<String> {
+        let m = self.owners.lock().ok()?;
+        m.get(session).filter(|(_, at)| at.elapsed() < OWNER_CACHE).map(|(o, _)| o.clone())
+    }
+}
 
 fn idle() -> i64 {
     SESSION_IDLE.as_secs() as i64
@@ -25,22 +56,34 @@ fn idle() -> i64 {
 impl SessionRegistry for DatabaseSessions {
     async fn bind(&self, session: &str, issuer: &str, subject: &str) -> Result<(), RegistryUnavailable> {
         let keep = SESSIONS_PER_USER as i64;
-        self.0.mcp_session_bind(session, &owner_key(issuer, subject), keep).await.map_err(|e| {
+        let owner = owner_key(issuer, subject);
+        self.auth.mcp_session_bind(session, &owner, keep).await.map_err(|e| {
             tracing::error!(error = %e, "could not record an MCP session's owner");
             RegistryUnavailable
-        })
+        })?;
+        self.remember(session, &owner);
+        Ok(())
     }
 
     async fn allows(&self, session: &str, issuer: &str, subject: &str) -> Result<bool, RegistryUnavailable> {
-        let owner = self.0.mcp_session_owner(session, idle()).await.map_err(|e| {
+        let wanted = owner_key(issuer, subject);
+        if let Some(owner) = self.cached(session) {
+            return Ok(mandate_core::secret::ct_str_eq(&owner, &wanted));
+        }
+        let owner = self.auth.mcp_session_owner(session, idle()).await.map_err(|e| {
             tracing::error!(error = %e, "MCP session lookup failed");
             RegistryUnavailable
         })?;
-        Ok(owner.is_some_and(|o| mandate_core::secret::ct_str_eq(&o, &owner_key(issuer, subject))))
+        let Some(owner) = owner else { return Ok(false) };
+        self.remember(session, &owner);
+        Ok(mandate_core::secret::ct_str_eq(&owner, &wanted))
     }
 
     async fn forget(&self, session: &str) {
-        if let Err(e) = self.0.mcp_session_forget(session).await {
+        if let Ok(mut m) = self.owners.lock() {
+            m.remove(session);
+        }
+        if let Err(e) = self.auth.mcp_session_forget(session).await {
             tracing::warn!(error = %e, "could not delete an MCP session");
         }
     }
@@ -50,7 +93,9 @@ impl SessionRegistry for DatabaseSessions {
 impl SessionStore for DatabaseSessions {
     // rmcp may put these errors in a response body: the detail goes to the log, never out.
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        let Some(json) = self.0.mcp_session_state(session_id, idle()).await.map_err(opaque)? else { return Ok(None) };
+        let Some(json) = self.auth.mcp_session_state(session_id, idle()).await.map_err(opaque)? else {
+            return Ok(None);
+        };
         match serde_json::from_str(&json) {
             Ok(state) => Ok(Some(state)),
             Err(e) => {
@@ -63,10 +108,10 @@ impl SessionStore for DatabaseSessions {
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
         let json = serde_json::to_string(state).map_err(|e| opaque(e.to_string()))?;
-        self.0.mcp_session_save_state(session_id, &json).await.map_err(opaque)
+        self.auth.mcp_session_save_state(session_id, &json).await.map_err(opaque)
     }
 
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        self.0.mcp_session_forget(session_id).await.map_err(opaque)
+        self.auth.mcp_session_forget(session_id).await.map_err(opaque)
     }
 }
