@@ -332,6 +332,8 @@ async fn a_database_outage_gives_503s_then_the_instance_recovers_by_itself() {
     let Some(c) = Cluster::start_with(1, true).await else { return };
     let line = c.db_line.as_ref().unwrap();
     let (client, tok) = split_flow(&c, "alice", &["customers.read"]).await;
+    let mut agent = McpClient::new(&c.mcp_url(), tok["access_token"].as_str());
+    assert_eq!(agent.initialize().await.status, StatusCode::OK);
 
     // Load: one refresh after another, each spending the token the previous one returned. A
     // rotation half-written during the outage would leave a spent token, and the next refresh
@@ -367,6 +369,14 @@ async fn a_database_outage_gives_503s_then_the_instance_recovers_by_itself() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["reason"], "database unreachable");
     assert_eq!(probe.get(c.direct(0, "/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    // Past the key ring's reload interval: a valid token is still recognised (the last good
+    // ring is kept), and the checks that need the database say 503, not 401 (which would send
+    // the agent to re-authorize over an outage).
+    while cut_at.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = agent.call("list_customers", json!({})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?} {}", r.message, r.www_authenticate());
     while cut_at.elapsed() < Duration::from_secs(8) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
