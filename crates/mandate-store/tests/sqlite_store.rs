@@ -463,3 +463,21 @@ async fn announcing_on_sqlite_is_a_no_op() {
     s.announce_revocation().await.unwrap();
     s.listen_for_revocations(|_| {}); // returns at once: one process, nothing to hear
 }
+
+/// A connection killed by the server (restart, failover, `pg_terminate_backend`: SQLSTATE 57P01)
+/// is "unavailable" (503, retry), not a backend failure (500).
+#[tokio::test]
+async fn a_terminated_connection_is_unavailable_not_a_failure() {
+    let Some(pg) = postgres().await else {
+        eprintln!("MANDATE_TEST_POSTGRES_URL not set: SQLSTATE mapping case skipped");
+        return;
+    };
+    let err = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())").execute(pg.store.pool()).await.unwrap_err();
+    match mandate_store::map_err(err) {
+        mandate_core::error::StoreError::Unavailable(_) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // The pool replaces the connection by itself.
+    pg.store.ping().await.unwrap();
+    pg.drop_database().await;
+}
