@@ -78,11 +78,14 @@ fn init_tracing(filter: &str) {
 /// The client commands log errors only by default; rmcp is capped at `info` whatever `RUST_LOG`
 /// says, since its debug output includes authorization codes and token-response fields.
 fn init_client_tracing() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,rmcp=off"));
-    if let Ok(cap) = "rmcp=info".parse() {
-        filter = filter.add_directive(cap);
-    }
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => match "rmcp=info".parse() {
+            Ok(cap) => f.add_directive(cap),
+            Err(_) => f,
+        },
+        // Our own errors are printed as messages; rmcp's would repeat them.
+        Err(_) => tracing_subscriber::EnvFilter::new("error,rmcp=off"),
+    };
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
