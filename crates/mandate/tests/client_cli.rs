@@ -41,6 +41,12 @@ async fn login_tools_call_step_up_refresh_logout_c1_c11_c13_c14_c21() {
     assert!(!list.stdout.contains(&access) && !list.stdout.contains(&refresh), "connections never prints a token");
     assert!(!out.stdout.contains(&access) && !out.stderr.contains(&access), "login never prints a token");
 
+    // Even with every log on, no token reaches the terminal (rmcp is capped at info).
+    let traced = cli.run_with_env(&["call", &url, "list_customers", "--allow-loopback-http"], &[("RUST_LOG", "trace")]);
+    assert_eq!(traced.code, 0, "{traced:?}");
+    assert!(traced.stderr.len() > 1000, "trace logging was on");
+    assert!(!traced.stderr.contains(&access) && !traced.stderr.contains(&refresh), "a token was logged");
+
     // Tools with their scopes.
     let tools = cli.run(&["tools", &url, "--no-browser", "--allow-loopback-http"]);
     assert_eq!(tools.code, 0, "{tools:?}");

@@ -112,7 +112,16 @@ impl Cli {
 
     /// Runs to completion with stdin closed.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
+        self.run_with_env(args, &[])
+    }
+
+    /// Like [`Cli::run`], with extra environment variables.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
