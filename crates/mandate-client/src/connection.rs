@@ -18,8 +18,9 @@ use rmcp::transport::auth::{
 use tokio::sync::Mutex;
 use url::Url;
 
+use crate::callback::check_callback;
 use crate::error::ClientError;
-use crate::login::{Callback, CallbackListener, LoginMode, run_user_agent};
+use crate::login::{CallbackListener, LoginMode, run_user_agent};
 use crate::net::{GuardedOAuthHttp, NetPolicy, check_url, guarded_reqwest, network_error};
 use crate::vault::{CredentialVault, ScopedStore};
 
@@ -163,10 +164,6 @@ impl Connection {
     /// The guarded HTTP client for MCP traffic.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
-    }
-
-    pub fn options(&self) -> &ConnectOptions {
-        &self.opts
     }
 
     /// A request succeeded: the next refusal starts a fresh count.
@@ -513,40 +510,6 @@ impl Connection {
     }
 }
 
-/// C18 and C19 on the authorization response: state first, then `iss`, then the code or the error.
-pub fn check_callback(
-    cb: &Callback,
-    expected_state: &str,
-    issuer: Option<&str>,
-    iss_advertised: bool,
-) -> Result<String, ClientError> {
-    let state_ok = cb.state.as_deref().is_some_and(|s| mandate_core::secret::ct_str_eq(s, expected_state));
-    if !state_ok {
-        return Err(ClientError::StateMismatch);
-    }
-    if iss_advertised && cb.iss.is_none() {
-        return Err(ClientError::Authorization(
-            "the authorization response has no `iss` although the server promises one (possible mix-up); discarded"
-                .into(),
-        ));
-    }
-    if let (Some(got), Some(want)) = (cb.iss.as_deref(), issuer)
-        && got != want
-    {
-        // Do not act on or display anything else in a response from the wrong issuer.
-        return Err(ClientError::Authorization(format!(
-            "the authorization response came from issuer `{got}`, not `{want}` (possible mix-up); discarded"
-        )));
-    }
-    if let Some(error) = &cb.error {
-        let detail = cb.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-        let error: String = error.chars().filter(|c| !c.is_control()).take(100).collect();
-        let detail: String = detail.chars().filter(|c| !c.is_control()).take(300).collect();
-        return Err(ClientError::Authorization(format!("the authorization server answered `{error}`{detail}")));
-    }
-    cb.code.clone().ok_or_else(|| ClientError::Authorization("the authorization response has no code".into()))
-}
-
 fn split_scopes(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
 }
@@ -569,42 +532,6 @@ async fn ask(question: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cb(state: &str, iss: Option<&str>, error: Option<&str>) -> Callback {
-        Callback {
-            code: Some("c".into()),
-            state: Some(state.into()),
-            iss: iss.map(str::to_owned),
-            error: error.map(str::to_owned),
-            error_description: None,
-        }
-    }
-
-    #[test]
-    fn state_mismatch_is_refused_c18() {
-        assert!(matches!(
-            check_callback(&cb("other", None, None), "expected", None, false),
-            Err(ClientError::StateMismatch)
-        ));
-        let mut missing = cb("x", None, None);
-        missing.state = None;
-        assert!(matches!(check_callback(&missing, "expected", None, false), Err(ClientError::StateMismatch)));
-        assert_eq!(check_callback(&cb("expected", None, None), "expected", None, false).ok(), Some("c".into()));
-    }
-
-    #[test]
-    fn wrong_iss_is_refused_before_the_error_is_read_c19() {
-        let r = check_callback(&cb("s", Some("https://evil"), Some("access_denied")), "s", Some("https://as"), true);
-        let Err(ClientError::Authorization(msg)) = r else { unreachable!("expected a refusal") };
-        assert!(msg.contains("mix-up") && !msg.contains("access_denied"), "{msg}");
-        let r = check_callback(&cb("s", Some("https://as"), Some("access_denied")), "s", Some("https://as"), true);
-        assert!(matches!(r, Err(ClientError::Authorization(m)) if m.contains("access_denied")));
-        // Promised but absent: refused, and the error is not shown either.
-        let r = check_callback(&cb("s", None, Some("access_denied")), "s", Some("https://as"), true);
-        assert!(
-            matches!(r, Err(ClientError::Authorization(m)) if m.contains("mix-up") && !m.contains("access_denied"))
-        );
-    }
 
     #[test]
     fn canonical_resource_drops_fragment_and_root_slash() {

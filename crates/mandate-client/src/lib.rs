@@ -5,6 +5,7 @@
 //! every URL, and a stdio bridge.
 
 pub mod bridge;
+pub mod callback;
 pub mod connection;
 pub mod error;
 pub mod login;

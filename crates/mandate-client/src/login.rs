@@ -13,6 +13,7 @@ use axum::routing::get;
 use tokio::sync::oneshot;
 use url::Url;
 
+use crate::callback::Callback;
 use crate::error::ClientError;
 use crate::net::{NetPolicy, check_url, network_error};
 
@@ -26,36 +27,6 @@ pub enum LoginMode {
     /// Follow the authorization URL without a browser and take the redirect back: only works when
     /// the server needs no person (tests, CI, conformance).
     Headless,
-}
-
-/// The authorization response as it came back.
-#[derive(Debug, Clone, Default)]
-pub struct Callback {
-    pub code: Option<String>,
-    pub state: Option<String>,
-    pub iss: Option<String>,
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-}
-
-impl Callback {
-    fn from_query(query: &str) -> Self {
-        let mut cb = Callback::default();
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            let slot = match k.as_ref() {
-                "code" => &mut cb.code,
-                "state" => &mut cb.state,
-                "iss" => &mut cb.iss,
-                "error" => &mut cb.error,
-                "error_description" => &mut cb.error_description,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v.into_owned());
-            }
-        }
-        cb
-    }
 }
 
 type Slot = Arc<Mutex<Option<oneshot::Sender<Callback>>>>;

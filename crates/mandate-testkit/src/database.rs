@@ -55,18 +55,6 @@ impl TestDatabase {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
         }
     }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Self::Postgres { .. })
-    }
-
-    /// A scratch directory that lives as long as the database (SQLite only).
-    pub fn dir(&self) -> Option<&std::path::Path> {
-        match self {
-            Self::Sqlite { dir, .. } => Some(dir.path()),
-            Self::Postgres { .. } => None,
-        }
-    }
 }
 
 impl Drop for TestDatabase {
