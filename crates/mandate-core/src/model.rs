@@ -85,7 +85,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Whether refresh tokens may be issued (`refresh_token` in `grant_types`).
     pub allows_refresh: bool,
-    /// The scopes this client may ask for; `None` means any scope the resources define.
+    /// The `scope` the client registered (RFC 7591) or an operator set. Only an operator's list
+    /// is a ceiling (see [`Client::scope_ceiling`]); a self-registered client's is informative.
     pub allowed_scope: Option<ScopeSet>,
     /// The registration metadata as echoed to the client (RFC 7591 §3.2.1).
     pub metadata: serde_json::Value,
@@ -97,6 +98,17 @@ pub struct Client {
 impl Client {
     pub fn is_verified(&self) -> bool {
         self.kind == ClientKind::Preregistered
+    }
+
+    /// The scopes this client may never exceed: an operator's list for a pre-registered client.
+    /// Dynamically registered and metadata-document clients register the scopes of their first
+    /// challenge (every official SDK does) and must still be able to step up later: for them the
+    /// person's consent is the limit, not the registration.
+    pub fn scope_ceiling(&self) -> Option<&ScopeSet> {
+        match self.kind {
+            ClientKind::Preregistered => self.allowed_scope.as_ref(),
+            ClientKind::Dynamic | ClientKind::MetadataDocument => None,
+        }
     }
 }
 

@@ -71,7 +71,7 @@ pub fn page(status: StatusCode, html: String, form_target: Option<&str>) -> Resp
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -143,16 +143,74 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// True when a browser form POST comes from another site (Origin / Sec-Fetch-Site checks).
+/// True when a browser form POST must be refused as coming from another site (UI-01, UI-03,
+/// CA-03). Every page is served with `Referrer-Policy: same-origin`, so a browser sends its real
+/// `Origin` on a same-origin form post. Decision, in order:
+/// 1. `Sec-Fetch-Site` (set by the browser, never by a page) present: only `same-origin` passes.
+///    A sandboxed iframe, a `data:` page, another port of the same host (`same-site`) and any
+///    other site are refused, whatever their `Origin`.
+/// 2. `Origin` present: it must be this server's origin. `Origin: null` passes only together
+///    with `Sec-Fetch-Site: same-origin` (a browser applying `no-referrer` sends it for its own
+///    pages); without fetch metadata it may be a sandboxed document, so it is refused.
+/// 3. Neither header (not a current browser's form post): nothing to judge here; the form's
+///    CSRF token (and `SameSite=Lax` cookies) decide.
 pub fn cross_site(headers: &HeaderMap, own_origin: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && site != "same-origin"
-        && site != "none"
-    {
+    let value = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let site = value("sec-fetch-site");
+    if site.is_some_and(|s| s != "same-origin") {
         return true;
     }
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some(origin) => origin != own_origin,
+    match value(header::ORIGIN.as_str()) {
         None => false,
+        Some("null") => site.is_none(),
+        Some(origin) => origin != own_origin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    const OWN: &str = "http://127.0.0.1:8080";
+
+    #[test]
+    fn same_origin_form_posts_pass_as_browsers_send_them_ui_01() {
+        // Chromium, Firefox and Safari under `Referrer-Policy: same-origin`.
+        assert!(!cross_site(&headers(&[("origin", OWN), ("sec-fetch-site", "same-origin")]), OWN));
+        // Under `no-referrer` (an older copy of a page): `Origin: null` with fetch metadata.
+        assert!(!cross_site(&headers(&[("origin", "null"), ("sec-fetch-site", "same-origin")]), OWN));
+        // A browser without fetch metadata sends its origin.
+        assert!(!cross_site(&headers(&[("origin", OWN)]), OWN));
+        // No browser headers at all: the CSRF token decides.
+        assert!(!cross_site(&HeaderMap::new(), OWN));
+    }
+
+    #[test]
+    fn cross_site_form_posts_are_refused_ui_01_ui_03_ca_03() {
+        for h in [
+            // Another site.
+            headers(&[("origin", "https://evil.test"), ("sec-fetch-site", "cross-site")]),
+            headers(&[("origin", "https://evil.test")]),
+            // A sandboxed iframe or a data: page: `Origin: null`, cross-site.
+            headers(&[("origin", "null"), ("sec-fetch-site", "cross-site")]),
+            // The same, from a browser without fetch metadata.
+            headers(&[("origin", "null")]),
+            // Another port of the same host (cookies ignore ports): same-site, not same-origin.
+            headers(&[("origin", "http://127.0.0.1:9999"), ("sec-fetch-site", "same-site")]),
+            // Fetch metadata says same-origin but the origin is foreign: refuse.
+            headers(&[("origin", "https://evil.test"), ("sec-fetch-site", "same-origin")]),
+            // A navigation the person started (`none`) is never a form post of ours.
+            headers(&[("sec-fetch-site", "none")]),
+        ] {
+            assert!(cross_site(&h, OWN), "{h:?}");
+        }
     }
 }

@@ -161,6 +161,7 @@ impl TestServer {
                 redirect_uris: vec![redirect_uri.into()],
                 confidential,
                 allow_refresh: true,
+                scope: None,
             })
             .await
             .unwrap();
@@ -278,7 +279,9 @@ impl Browser {
             .http
             .post(self.abs(path))
             .header("cookie", self.cookie_header())
+            // What a browser sends on a same-origin form post (pages use `Referrer-Policy: same-origin`).
             .header("origin", self.base.clone())
+            .header("sec-fetch-site", "same-origin")
             .form(form)
             .send()
             .await

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use mandate_core::AuthServer;
 use mandate_core::model::AuditFilter;
+use mandate_core::scope::ScopeSet;
 use mandate_core::service::ClientRegistration;
 
 use crate::Command;
@@ -40,6 +41,10 @@ pub enum ClientsCommand {
         /// Do not issue refresh tokens to this client.
         #[arg(long)]
         no_refresh: bool,
+        /// The only scopes this client may ever be granted (space-separated); default: any
+        /// scope the resources offer, as the person consents.
+        #[arg(long, value_name = "SCOPES")]
+        scope: Option<String>,
     },
     /// List clients.
     List,
@@ -157,9 +162,14 @@ async fn users(auth: &AuthServer, c: UsersCommand) -> anyhow::Result<()> {
 
 async fn clients(auth: &AuthServer, c: ClientsCommand) -> anyhow::Result<()> {
     match c {
-        ClientsCommand::Add { name, redirect_uris, confidential, no_refresh } => {
+        ClientsCommand::Add { name, redirect_uris, confidential, no_refresh, scope } => {
+            let scope = scope
+                .as_deref()
+                .map(ScopeSet::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--scope: {}", e.description))?;
             let (client, secret) = auth
-                .add_client(ClientRegistration { name, redirect_uris, confidential, allow_refresh: !no_refresh })
+                .add_client(ClientRegistration { name, redirect_uris, confidential, allow_refresh: !no_refresh, scope })
                 .await?;
             println!("client_id: {}", client.id);
             if let Some(s) = secret {

@@ -9,6 +9,7 @@ use crate::keys::KeyState;
 use crate::model::{AuditEvent, AuditFilter, AuthMethod, Client, ClientKind, Grant, User};
 use crate::password::PasswordError;
 use crate::redirect;
+use crate::scope::ScopeSet;
 use crate::secret::{Secret, SecretKind, generate, random_id};
 
 /// A pre-registered client, as the operator describes it.
@@ -18,6 +19,8 @@ pub struct ClientRegistration {
     pub redirect_uris: Vec<String>,
     pub confidential: bool,
     pub allow_refresh: bool,
+    /// The scopes this client may ever be granted (a ceiling); `None` for any the resources offer.
+    pub scope: Option<ScopeSet>,
 }
 
 /// A signing key as `mandate keys list` shows it.
@@ -106,6 +109,15 @@ impl AuthServer {
         for uri in &reg.redirect_uris {
             redirect::validate_for_registration(uri).map_err(|e| AdminError::Invalid(format!("{uri}: {e}")))?;
         }
+        if let Some(scope) = &reg.scope {
+            if scope.is_empty() {
+                return Err(AdminError::Invalid("--scope names no scope".into()));
+            }
+            let unknown = scope.difference(&self.resources.all_scopes());
+            if !unknown.is_empty() {
+                return Err(AdminError::Invalid(format!("no resource offers the scope {unknown}")));
+            }
+        }
         let secret = reg.confidential.then(|| generate(self.rng.as_ref(), SecretKind::ClientSecret));
         let auth_method = if reg.confidential { AuthMethod::ClientSecretBasic } else { AuthMethod::None };
         let id = super::registration::uuid_like(self);
@@ -117,7 +129,7 @@ impl AuthServer {
             auth_method,
             redirect_uris: reg.redirect_uris.clone(),
             allows_refresh: reg.allow_refresh,
-            allowed_scope: None,
+            allowed_scope: reg.scope.clone(),
             metadata: json!({
                 "client_id": id,
                 "client_name": name,

@@ -223,7 +223,7 @@ impl AuthServer {
         if requested.is_empty() {
             // No scope (or only `offline_access`, as Claude sends): the resource's baseline.
             let defaults = resource.default_scope_set();
-            requested = match &client.allowed_scope {
+            requested = match client.scope_ceiling() {
                 Some(allowed) => defaults.intersection(allowed),
                 None => defaults,
             };
@@ -235,10 +235,13 @@ impl AuthServer {
         if !unknown.is_empty() {
             return Err(OAuthError::invalid_scope(format!("unknown scope: {unknown}")));
         }
-        if let Some(allowed) = &client.allowed_scope
-            && !requested.is_subset_of(allowed)
+        if let Some(ceiling) = client.scope_ceiling()
+            && !requested.is_subset_of(ceiling)
         {
-            return Err(OAuthError::invalid_scope("the application did not register some requested scopes"));
+            let beyond = requested.difference(ceiling);
+            return Err(OAuthError::invalid_scope(format!(
+                "the operator did not allow this application the scope {beyond}"
+            )));
         }
         let now = self.now();
         Ok(PendingAuthorization {

@@ -7,4 +7,5 @@ mod authorize_errors;
 mod flow;
 mod metadata;
 mod registration;
+mod scopes_over_time;
 mod token_errors;
