@@ -252,5 +252,7 @@ pub struct AuditFilter {
     pub user_id: Option<String>,
     pub client_id: Option<String>,
     pub since: Option<UnixTime>,
+    /// Only events recorded before the event with this id (paging back through a trail).
+    pub before: Option<String>,
     pub limit: i64,
 }

@@ -149,14 +149,40 @@ pub fn matches(registered: &str, requested: &str) -> bool {
     }
 }
 
-/// The host a person should see for a redirect URI (or the scheme of a native-app URI).
+/// The host a person should see for a redirect URI, or `scheme:` for a native-app URI whatever it
+/// names after the scheme (`com.evil.app://github.com/cb` goes to the app owning `com.evil.app`,
+/// not to github.com). Consent is remembered per this value.
 pub fn display_host(uri: &str) -> String {
     match Url::parse(uri) {
-        Ok(u) => match u.host_str() {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => match u.host_str() {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => format!("{}:", u.scheme()),
         },
+        Ok(u) => format!("{}:", u.scheme()),
         Err(_) => uri.to_owned(),
+    }
+}
+
+/// Where the answer to an authorization request goes, as a person should read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectTarget {
+    /// A web site (https).
+    Web { host: String },
+    /// A program on this computer listening on a loopback port.
+    Loopback { port: Option<u16> },
+    /// An app installed on this device that registered a private-use URI scheme.
+    App { scheme: String },
+}
+
+/// Classifies a redirect URI for the consent page.
+pub fn redirect_target(uri: &str) -> RedirectTarget {
+    if is_loopback(uri) {
+        return RedirectTarget::Loopback { port: Url::parse(uri).ok().and_then(|u| u.port()) };
+    }
+    match Url::parse(uri) {
+        Ok(u) if u.scheme() == "https" => RedirectTarget::Web { host: u.host_str().unwrap_or_default().to_owned() },
+        Ok(u) => RedirectTarget::App { scheme: u.scheme().to_owned() },
+        Err(_) => RedirectTarget::Web { host: uri.to_owned() },
     }
 }
 
@@ -175,6 +201,21 @@ pub fn csp_source(uri: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_person_is_told_about_the_redirect_ui_19() {
+        assert_eq!(display_host("https://claude.ai/api/cb"), "claude.ai");
+        assert_eq!(display_host("com.evil.app://github.com/cb"), "com.evil.app:");
+        assert_eq!(display_host("com.example.app:/cb"), "com.example.app:");
+        assert_eq!(redirect_target("https://claude.ai/cb"), RedirectTarget::Web { host: "claude.ai".into() });
+        assert_eq!(redirect_target("http://127.0.0.1:33418/callback"), RedirectTarget::Loopback { port: Some(33418) });
+        assert_eq!(redirect_target("http://localhost/callback"), RedirectTarget::Loopback { port: None });
+        assert_eq!(redirect_target("http://[::1]:9/cb"), RedirectTarget::Loopback { port: Some(9) });
+        assert_eq!(
+            redirect_target("com.evil.app://github.com/cb"),
+            RedirectTarget::App { scheme: "com.evil.app".into() }
+        );
+    }
 
     #[test]
     fn registration_refuses_dangerous_uris_dc_02_dc_03_dc_04() {

@@ -115,8 +115,13 @@ pub trait KeyStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn append(&self, event: &AuditEvent) -> StoreResult<()>;
-    /// Events matching the filter, oldest first.
+    /// The newest events matching the filter (at most `limit`), oldest first.
     async fn events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+    /// For each client that called a tool for this person: when it last did (the "last used"
+    /// of the connected-apps page).
+    async fn last_tool_calls(&self, user_id: &str) -> StoreResult<Vec<(String, UnixTime)>>;
+    /// Every client that appears in this person's trail.
+    async fn clients_in_trail(&self, user_id: &str) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait]

@@ -101,6 +101,27 @@ impl DemoApps {
         Self { auth, store, tool_router: Self::tool_router() }
     }
 
+    /// An invoice as the person knows it ("of 1250.00 EUR to Acme Corp"), for the trail: people
+    /// read names, never ids.
+    async fn invoice_in_words(&self, user_id: &str, invoice_id: &str) -> Result<String, McpError> {
+        let invoices = self.store.invoices(user_id).await.map_err(storage)?;
+        let Some(i) = invoices.iter().find(|i| i.id == invoice_id) else {
+            return Ok("(unknown)".to_owned());
+        };
+        let amount = format!("{}.{:02} {}", i.amount_cents / 100, i.amount_cents % 100, i.currency);
+        let customer = self.store.customer(user_id, &i.customer_id).await.map_err(storage)?;
+        Ok(match customer {
+            Some(c) => format!("of {amount} to {}", c.name),
+            None => format!("of {amount}"),
+        })
+    }
+
+    /// A to-do's title, for the trail.
+    async fn todo_title(&self, user_id: &str, id: &str) -> Result<String, McpError> {
+        let todos = self.store.todos(user_id).await.map_err(storage)?;
+        Ok(todos.into_iter().find(|t| t.id == id).map(|t| t.title).unwrap_or_else(|| "(unknown)".to_owned()))
+    }
+
     /// Records the agent's action: "<client> (for <user>) <what>".
     async fn record(&self, p: &Principal, tool: &str, outcome: &str, what: String) {
         self.auth
@@ -187,9 +208,10 @@ impl DemoApps {
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
         let p = caller(&parts, "send_invoice")?;
+        let what = self.invoice_in_words(&p.subject, &invoice_id).await?;
         match self.store.send_invoice(&p.subject, &invoice_id, self.auth.now()).await.map_err(storage)? {
             Some(true) => {
-                self.record(&p, "send_invoice", "success", format!("sent invoice {invoice_id}")).await;
+                self.record(&p, "send_invoice", "success", format!("sent the invoice {what}")).await;
                 Ok(json_result(json!({ "invoice_id": invoice_id, "status": InvoiceStatus::Sent })))
             }
             Some(false) => Ok(invalid("that invoice was already sent")),
@@ -229,10 +251,11 @@ impl DemoApps {
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
         let p = caller(&parts, "complete_todo")?;
+        let title = self.todo_title(&p.subject, &id).await?;
         if !self.store.complete_todo(&p.subject, &id).await.map_err(storage)? {
             return Ok(invalid("no such to-do"));
         }
-        self.record(&p, "complete_todo", "success", format!("completed to-do {id}")).await;
+        self.record(&p, "complete_todo", "success", format!("completed to-do {title}")).await;
         Ok(json_result(json!({ "id": id, "done": true })))
     }
 
@@ -246,10 +269,11 @@ impl DemoApps {
         Extension(parts): Extension<http::request::Parts>,
     ) -> Result<CallToolResult, McpError> {
         let p = caller(&parts, "delete_todo")?;
+        let title = self.todo_title(&p.subject, &id).await?;
         if !self.store.delete_todo(&p.subject, &id).await.map_err(storage)? {
             return Ok(invalid("no such to-do"));
         }
-        self.record(&p, "delete_todo", "success", format!("deleted to-do {id}")).await;
+        self.record(&p, "delete_todo", "success", format!("deleted to-do {title}")).await;
         Ok(json_result(json!({ "id": id, "deleted": true })))
     }
 }

@@ -63,6 +63,18 @@ pub struct AppState {
     pub cookies: CookieNames,
 }
 
+impl AppState {
+    /// The account navigation for a signed-in page.
+    pub(crate) fn nav<'a>(
+        &self,
+        user: &'a mandate_core::model::User,
+        session: &'a mandate_core::model::Session,
+        current: &'static str,
+    ) -> pages::Nav<'a> {
+        pages::Nav { username: &user.username, csrf: &session.csrf_token, current, demo: self.demo.is_some() }
+    }
+}
+
 /// Cookie names and attributes; `__Host-` prefixed and `Secure` when served over https.
 #[derive(Clone, Debug)]
 pub struct CookieNames {

@@ -1,17 +1,35 @@
-//! Server-rendered pages (askama, auto-escaped, no external assets).
+//! Server-rendered pages (askama, auto-escaped, no external assets, no scripts).
 
 use askama::Template;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use mandate_core::service::{ConnectedApp, ConsentView};
+use mandate_core::ErrorCode;
+use mandate_core::OAuthError;
+use mandate_core::redirect::RedirectTarget;
+use mandate_core::service::{ConnectedApp, ConsentView, ScopeLine, Stale};
 
 use crate::http::page;
+
+/// The account navigation every signed-in page shares.
+pub struct Nav<'a> {
+    pub username: &'a str,
+    /// The session's CSRF token, for the sign-out form.
+    pub csrf: &'a str,
+    /// Which entry is the current page: `apps`, `activity`, `direct` or empty.
+    pub current: &'static str,
+    /// The demo apps are served here (`/apps`).
+    pub demo: bool,
+}
 
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    nav: Option<Nav<'a>>,
     heading: &'a str,
     message: &'a str,
+    next: &'a str,
+    /// The protocol detail (OAuth error code and description) for whoever debugs the application.
+    detail: Option<String>,
     /// A link back to the application with the error, for the person to follow or not.
     return_to: Option<(&'a str, &'a str)>,
 }
@@ -19,25 +37,42 @@ struct ErrorPage<'a> {
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage<'a> {
+    pub nav: Option<Nav<'a>>,
     pub csrf: &'a str,
     pub request: Option<&'a str>,
-    pub app_name: Option<&'a str>,
+    /// The application that asked for this sign-in, and whether an operator vouched for it.
+    pub app: Option<(String, bool)>,
+    /// What was typed last time, kept after a failed attempt.
+    pub username: &'a str,
     pub error: Option<&'a str>,
 }
 
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage<'a> {
+    pub nav: Option<Nav<'a>>,
     pub v: &'a ConsentView,
     pub csrf: &'a str,
     pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl ConsentPage<'_> {
+    /// A step-up: the person already allowed this application something.
+    fn step_up(&self) -> bool {
+        !self.v.already_granted.is_empty()
+    }
+    /// One new scope: the browser itself refuses "Allow" while it is unticked.
+    fn single_new_scope(&self) -> bool {
+        self.v.new_scopes.len() == 1
+    }
 }
 
 pub struct AppRow {
     pub client_id: String,
     pub name: String,
     pub verified: bool,
-    pub scopes: Vec<mandate_core::service::ScopeLine>,
+    pub scopes: Vec<ScopeLine>,
     pub granted: String,
     pub last_used: String,
 }
@@ -45,14 +80,25 @@ pub struct AppRow {
 #[derive(Template)]
 #[template(path = "apps.html")]
 pub struct AppsPage<'a> {
+    pub nav: Option<Nav<'a>>,
     pub apps: Vec<AppRow>,
+    /// The name of the application whose access was just revoked.
+    pub revoked: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "revoke.html")]
+pub struct RevokePage<'a> {
+    pub nav: Option<Nav<'a>>,
+    pub app: AppRow,
     pub csrf: &'a str,
-    pub username: &'a str,
 }
 
 #[derive(Template)]
 #[template(path = "home.html")]
-pub struct HomePage;
+pub struct HomePage<'a> {
+    pub nav: Option<Nav<'a>>,
+}
 
 /// Renders a template as a hardened page; a rendering failure is a generic 500.
 pub fn render<T: Template>(status: StatusCode, t: &T, form_target: Option<&str>) -> Response {
@@ -65,9 +111,56 @@ pub fn render<T: Template>(status: StatusCode, t: &T, form_target: Option<&str>)
     }
 }
 
+const START_AGAIN: &str = "You can close this window and start again from the application.";
+
 /// An error page: explains, never redirects.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    render(status, &ErrorPage { heading: heading_for(status), message, return_to: None }, None)
+    let page = ErrorPage {
+        nav: None,
+        heading: heading_for(status),
+        message,
+        next: START_AGAIN,
+        detail: None,
+        return_to: None,
+    };
+    render(status, &page, None)
+}
+
+/// A page with its own heading and next step.
+pub fn notice_page(status: StatusCode, heading: &str, message: &str, next: &str) -> Response {
+    render(status, &ErrorPage { nav: None, heading, message, next, detail: None, return_to: None }, None)
+}
+
+/// A pending sign-in request that can no longer be continued.
+pub fn stale_page(stale: Stale) -> Response {
+    let status = match stale {
+        Stale::Expired | Stale::Used | Stale::ClientGone => StatusCode::GONE,
+        Stale::Unknown => StatusCode::NOT_FOUND,
+        Stale::OtherPerson => StatusCode::FORBIDDEN,
+    };
+    notice_page(status, stale.title(), stale.message(), stale.next_step())
+}
+
+/// Too many attempts from this address: the page says how long to wait.
+pub fn rate_limited_page(wait_seconds: u64) -> Response {
+    let message = format!(
+        "There were too many sign-in attempts from your network in a short time. Wait {} and try again.",
+        match wait_seconds {
+            0 | 1 => "a second".to_owned(),
+            s if s < 90 => format!("{s} seconds"),
+            s => format!("{} minutes", s.div_ceil(60)),
+        }
+    );
+    let mut resp = notice_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts",
+        &message,
+        "Nothing is wrong with your account: this protects it from password guessing.",
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait_seconds.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn heading_for(status: StatusCode) -> &'static str {
@@ -80,9 +173,32 @@ fn heading_for(status: StatusCode) -> &'static str {
     }
 }
 
-/// An error page offering (not forcing) the way back to an unverified application.
-pub fn error_page_with_return(status: StatusCode, message: &str, return_to: &str, host: &str) -> Response {
-    render(status, &ErrorPage { heading: heading_for(status), message, return_to: Some((return_to, host)) }, None)
+/// What an application's invalid authorization request means, in plain words.
+fn plain_words(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidScope => "The application asked for a permission this server does not offer it.",
+        ErrorCode::InvalidTarget => "The application asked for access to a service this server does not protect.",
+        ErrorCode::UnsupportedResponseType => {
+            "The application asked to sign you in in a way this server does not support."
+        }
+        ErrorCode::InvalidRequest => "The application's request was incomplete or malformed.",
+        ErrorCode::UnauthorizedClient => "This application is not allowed to ask for access this way.",
+        _ => "The application's request could not be accepted.",
+    }
+}
+
+/// An invalid request from an unverified application: plain words, the protocol detail, and a
+/// link back to the application that the person may follow or not.
+pub fn error_page_with_return(error: &OAuthError, return_to: &str, host: &str) -> Response {
+    let page = ErrorPage {
+        nav: None,
+        heading: "This application's request cannot be completed",
+        message: plain_words(error.code),
+        next: "Nothing was allowed. If you trust the application you can go back to it; its developer can use the detail below.",
+        detail: Some(format!("{}: {}", error.code.as_str(), error.description)),
+        return_to: Some((return_to, host)),
+    };
+    render(StatusCode::BAD_REQUEST, &page, None)
 }
 
 /// Unix time as `YYYY-MM-DD HH:MM UTC`.
@@ -99,7 +215,7 @@ impl AppRow {
             verified: a.verified,
             scopes: a.scopes,
             granted: format_time(a.granted_at),
-            last_used: a.last_used_at.map(format_time).unwrap_or_else(|| "never".into()),
+            last_used: a.last_used_at.map(format_time).unwrap_or_else(|| "not yet".into()),
         }
     }
 }

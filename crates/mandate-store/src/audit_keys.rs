@@ -1,6 +1,7 @@
 //! Signing keys and the audit trail.
 
 use async_trait::async_trait;
+use mandate_core::clock::UnixTime;
 use mandate_core::error::StoreResult;
 use mandate_core::model::{AuditEvent, AuditFilter, StoredSigningKey};
 use mandate_core::store::{AuditStore, KeyStore};
@@ -73,12 +74,14 @@ impl AuditStore for SqlStore {
         let rows = sqlx::query(
             "SELECT id, at, kind, outcome, user_id, client_id, grant_id, detail FROM audit_events \
              WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR client_id = $2) AND at >= $3 \
+             AND ($5 IS NULL OR seq < (SELECT seq FROM audit_events WHERE id = $5)) \
              ORDER BY seq DESC LIMIT $4",
         )
         .bind(f.user_id.clone())
         .bind(f.client_id.clone())
         .bind(f.since.unwrap_or(i64::MIN))
         .bind(if f.limit > 0 { f.limit } else { 1000 })
+        .bind(f.before.clone())
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
@@ -99,5 +102,28 @@ impl AuditStore for SqlStore {
             .collect::<StoreResult<Vec<_>>>()?;
         events.reverse();
         Ok(events)
+    }
+
+    async fn last_tool_calls(&self, user_id: &str) -> StoreResult<Vec<(String, UnixTime)>> {
+        let rows = sqlx::query(
+            "SELECT client_id, MAX(at) AS at FROM audit_events WHERE user_id = $1 AND kind = 'tool.call' \
+             AND client_id IS NOT NULL GROUP BY client_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(|r| Ok((text(r, "client_id")?, int(r, "at")?))).collect()
+    }
+
+    async fn clients_in_trail(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT client_id FROM audit_events WHERE user_id = $1 AND client_id IS NOT NULL ORDER BY client_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(|r| text(r, "client_id")).collect()
     }
 }

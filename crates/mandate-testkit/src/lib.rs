@@ -45,6 +45,8 @@ pub struct Options {
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     /// Pretend a trusted proxy is in front (`X-Forwarded-For` names the client).
     pub trust_forwarded_for: bool,
+    /// Sign-in posts allowed per address before the rate limit (default: effectively none).
+    pub login_burst: u32,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             fetch_policy: FetchPolicy { allow_loopback: true, allow_http: true },
             resolver: None,
             trust_forwarded_for: false,
+            login_burst: 1000,
         }
     }
 }
@@ -89,7 +92,7 @@ impl TestServer {
         auth.add_user("alice", PASSWORD.into()).await.unwrap();
         auth.add_user("bob", PASSWORD.into()).await.unwrap();
         let limits = RateLimits {
-            login_burst: 1000,
+            login_burst: opts.login_burst,
             register_burst: 1000,
             trust_forwarded_for: opts.trust_forwarded_for,
             ..RateLimits::default()

@@ -233,6 +233,7 @@ async fn audit(auth: &AuthServer, f: AuditFlags) -> anyhow::Result<()> {
         user_id,
         client_id: f.client.clone(),
         since: f.since.as_deref().map(|s| parse_since(s, auth.now())).transpose()?,
+        before: None,
         limit: f.limit,
     };
     for e in auth.audit_events(&filter).await? {

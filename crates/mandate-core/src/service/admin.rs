@@ -103,6 +103,9 @@ impl AuthServer {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(AdminError::Invalid("a client name is 1 to 200 characters".into()));
         }
+        if let Some(problem) = crate::text::display_name_problem(name) {
+            return Err(AdminError::Invalid(format!("the client name {problem}")));
+        }
         if reg.redirect_uris.is_empty() {
             return Err(AdminError::Invalid("give at least one --redirect-uri".into()));
         }

@@ -15,6 +15,7 @@ pub struct ConnectedApp {
     pub verified: bool,
     pub scopes: Vec<ScopeLine>,
     pub granted_at: UnixTime,
+    /// When it last called a tool for the person (not when it last renewed its token).
     pub last_used_at: Option<UnixTime>,
 }
 
@@ -22,12 +23,13 @@ impl AuthServer {
     /// Every client holding a live grant from this person, grants of one client merged.
     pub async fn connected_apps(&self, user_id: &str) -> Result<Vec<ConnectedApp>, OAuthError> {
         let grants = self.store.list_grants(Some(user_id)).await?;
+        let calls = self.store.last_tool_calls(user_id).await?;
+        let last_call = |client_id: &str| calls.iter().find(|(c, _)| c == client_id).map(|(_, at)| *at);
         let mut apps: Vec<(ConnectedApp, ScopeSet)> = Vec::new();
         for g in grants.iter().filter(|g| g.activated_at.is_some()) {
             if let Some((app, scope)) = apps.iter_mut().find(|(a, _)| a.client_id == g.client_id) {
                 *scope = scope.union(&g.scope);
                 app.granted_at = app.granted_at.min(g.created_at);
-                app.last_used_at = app.last_used_at.max(g.last_used_at.or(g.activated_at));
                 continue;
             }
             let client = self.store.client_by_id(&g.client_id).await?;
@@ -37,7 +39,7 @@ impl AuthServer {
                 verified: client.as_ref().is_some_and(|c| c.is_verified()),
                 scopes: Vec::new(),
                 granted_at: g.created_at,
-                last_used_at: g.last_used_at.or(g.activated_at),
+                last_used_at: last_call(&g.client_id),
             };
             apps.push((app, g.scope.clone()));
         }

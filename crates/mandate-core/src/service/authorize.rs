@@ -10,7 +10,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::model::{AuthorizationCode, Client, ClientKind, Consent, Grant, PendingAuthorization, User};
 use crate::params::Params;
 use crate::pkce;
-use crate::redirect;
+use crate::redirect::{self, RedirectTarget};
 use crate::scope::ScopeSet;
 use crate::secret::{SecretKind, generate, random_id};
 
@@ -26,13 +26,60 @@ pub enum AuthorizeOutcome {
     /// The request is invalid and the client is not verified: explain, and let the person
     /// decide whether to go back to the application (RFC 9700 §4.11.2: no automatic redirect
     /// to a redirect URI nobody vouched for).
-    ErrorWithReturn { message: String, return_to: String, host: String },
+    ErrorWithReturn { error: OAuthError, return_to: String, host: String },
     /// Redirect the browser here (a code, or an error for the client).
     Redirect(String),
     /// Ask the person to sign in, then come back to this pending request.
     Login { pending_id: String },
     /// Show the consent page for this pending request.
     Consent { pending_id: String },
+    /// The pending request cannot be continued (unknown, expired, used, someone else's).
+    Stale(Stale),
+    /// "Allow" was pressed with none of the newly requested scopes ticked: show the consent page
+    /// again (the request is still pending) and ask the person to tick something or deny.
+    NothingChosen { pending_id: String },
+}
+
+/// Why a pending sign-in request can no longer be continued; each has its own page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    Unknown,
+    Expired,
+    Used,
+    OtherPerson,
+    ClientGone,
+}
+
+impl Stale {
+    pub fn title(self) -> &'static str {
+        match self {
+            Stale::Unknown => "This sign-in link is not valid",
+            Stale::Expired => "This sign-in link has expired",
+            Stale::Used => "This sign-in link was already used",
+            Stale::OtherPerson => "This sign-in link belongs to someone else",
+            Stale::ClientGone => "This application is no longer registered",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Stale::Unknown => "The link may have been mistyped, or the request was already finished.",
+            Stale::Expired => "A sign-in link works for a few minutes only, and this one ran out. Nothing was allowed.",
+            Stale::Used => "Your decision for this request was already recorded.",
+            Stale::OtherPerson => "Another person signed in to answer this request, so it cannot be answered here.",
+            Stale::ClientGone => {
+                "An administrator removed this application while you were deciding. Nothing was allowed."
+            }
+        }
+    }
+
+    /// What the person can do now.
+    pub fn next_step(self) -> &'static str {
+        match self {
+            Stale::Used => "If the application is still waiting, start again from it.",
+            _ => "Go back to the application and connect again: it will send you here with a new link.",
+        }
+    }
 }
 
 /// One line of the consent page.
@@ -55,11 +102,14 @@ pub struct ConsentView {
     pub verified: bool,
     /// For metadata-document clients: the host the client id names.
     pub client_id_host: Option<String>,
+    /// The host (or `scheme:`) consent is remembered for.
     pub redirect_host: String,
-    /// The only redirect targets are on this machine (anyone local could claim to be the app).
-    pub loopback_redirect: bool,
+    /// Where the answer goes, as the page describes it.
+    pub target: RedirectTarget,
     pub new_scopes: Vec<ScopeLine>,
     pub already_granted: Vec<ScopeLine>,
+    /// How long access lasts, in words.
+    pub access_term: String,
     pub resource_name: String,
     /// Origin (or scheme) the consent form may redirect to, for the page's CSP.
     pub redirect_csp_source: Option<String>,
@@ -70,6 +120,17 @@ pub struct ConsentView {
 pub enum ConsentDecision {
     Allow { scopes: ScopeSet },
     Deny,
+}
+
+/// A duration in words: "30 days", "1 hour", "90 minutes".
+pub fn human_duration(seconds: i64) -> String {
+    let (n, unit) = match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
@@ -175,11 +236,7 @@ impl AuthServer {
                 let redirect = self.error_redirect(&redirect_uri, &e, state);
                 match redirect {
                     AuthorizeOutcome::Redirect(url) if !client.is_verified() => Ok(AuthorizeOutcome::ErrorWithReturn {
-                        message: format!(
-                            "The application sent an invalid request ({}: {}).",
-                            e.code.as_str(),
-                            e.description
-                        ),
+                        error: e,
                         return_to: url,
                         host: redirect::display_host(&redirect_uri),
                     }),
@@ -263,17 +320,15 @@ impl AuthServer {
         &self,
         pending_id: &str,
         user: &User,
-    ) -> Result<Result<PendingAuthorization, String>, OAuthError> {
+    ) -> Result<Result<PendingAuthorization, Stale>, OAuthError> {
         let Some(pending) = self.store.pending(pending_id).await? else {
-            return Ok(Err(
-                "This sign-in request is unknown or was already used. Start again from the application.".into()
-            ));
+            return Ok(Err(Stale::Unknown));
         };
         if pending.expires_at <= self.now() {
-            return Ok(Err("This sign-in request has expired. Start again from the application.".into()));
+            return Ok(Err(Stale::Expired));
         }
         if !self.store.bind_pending(pending_id, &user.id).await? {
-            return Ok(Err("This sign-in request belongs to another person.".into()));
+            return Ok(Err(Stale::OtherPerson));
         }
         Ok(Ok(PendingAuthorization { user_id: Some(user.id.clone()), ..pending }))
     }
@@ -282,13 +337,13 @@ impl AuthServer {
     pub async fn after_login(&self, pending_id: &str, user: &User) -> Result<AuthorizeOutcome, OAuthError> {
         let pending = match self.live_pending(pending_id, user).await? {
             Ok(p) => p,
-            Err(msg) => return Ok(AuthorizeOutcome::ErrorPage(msg)),
+            Err(stale) => return Ok(AuthorizeOutcome::Stale(stale)),
         };
         let host = redirect::display_host(&pending.redirect_uri);
         let earlier = self.store.consent(&user.id, &pending.client_id, &host, &pending.resource).await?;
         if earlier.is_some_and(|c| pending.scope.is_subset_of(&c.scope)) {
             if !self.store.consume_pending(&pending.id, self.now()).await? {
-                return Ok(AuthorizeOutcome::ErrorPage("This sign-in request was already used.".into()));
+                return Ok(AuthorizeOutcome::Stale(Stale::Used));
             }
             self.audit(AuditDraft {
                 kind: "consent.remembered",
@@ -305,13 +360,13 @@ impl AuthServer {
     }
 
     /// What the consent page shows for a pending request.
-    pub async fn consent_view(&self, pending_id: &str, user: &User) -> Result<Result<ConsentView, String>, OAuthError> {
+    pub async fn consent_view(&self, pending_id: &str, user: &User) -> Result<Result<ConsentView, Stale>, OAuthError> {
         let pending = match self.live_pending(pending_id, user).await? {
             Ok(p) => p,
-            Err(msg) => return Ok(Err(msg)),
+            Err(stale) => return Ok(Err(stale)),
         };
         let Some(client) = self.store.client_by_id(&pending.client_id).await? else {
-            return Ok(Err("This application is no longer registered.".into()));
+            return Ok(Err(Stale::ClientGone));
         };
         let host = redirect::display_host(&pending.redirect_uri);
         let earlier = self
@@ -327,10 +382,11 @@ impl AuthServer {
             client_name: client.name.clone(),
             verified: client.is_verified(),
             client_id_host: (client.kind == ClientKind::MetadataDocument).then(|| redirect::display_host(&client.id)),
-            loopback_redirect: redirect::is_loopback(&pending.redirect_uri),
+            target: redirect::redirect_target(&pending.redirect_uri),
             redirect_host: host,
             new_scopes: pending.scope.difference(&earlier).iter().map(line).collect(),
             already_granted: pending.scope.intersection(&earlier).iter().map(line).collect(),
+            access_term: self.access_term(client.allows_refresh),
             resource_name: self
                 .resources
                 .resources()
@@ -351,11 +407,8 @@ impl AuthServer {
     ) -> Result<AuthorizeOutcome, OAuthError> {
         let pending = match self.live_pending(pending_id, user).await? {
             Ok(p) => p,
-            Err(msg) => return Ok(AuthorizeOutcome::ErrorPage(msg)),
+            Err(stale) => return Ok(AuthorizeOutcome::Stale(stale)),
         };
-        if !self.store.consume_pending(&pending.id, self.now()).await? {
-            return Ok(AuthorizeOutcome::ErrorPage("This consent was already submitted.".into()));
-        }
         let host = redirect::display_host(&pending.redirect_uri);
         let earlier = self
             .store
@@ -363,6 +416,17 @@ impl AuthServer {
             .await?
             .map(|c| c.scope)
             .unwrap_or_default();
+        // "Allow" with nothing new ticked allows nothing: neither a grant of what was already
+        // allowed (recorded as "You allowed") nor a denial the person did not choose.
+        if let ConsentDecision::Allow { scopes } = &decision {
+            let asked = pending.scope.difference(&earlier);
+            if !asked.is_empty() && scopes.intersection(&asked).is_empty() {
+                return Ok(AuthorizeOutcome::NothingChosen { pending_id: pending.id });
+            }
+        }
+        if !self.store.consume_pending(&pending.id, self.now()).await? {
+            return Ok(AuthorizeOutcome::Stale(Stale::Used));
+        }
         let ticked = match &decision {
             ConsentDecision::Allow { scopes } => scopes.intersection(&pending.scope),
             ConsentDecision::Deny => ScopeSet::default(),
@@ -396,6 +460,36 @@ impl AuthServer {
             .await?;
         self.audit(draft("granted", format!("granted {granted} of requested {}", pending.scope))).await;
         self.issue_code(&pending, user, granted).await
+    }
+
+    /// How long a grant lasts, in words, for the consent page.
+    fn access_term(&self, renewable: bool) -> String {
+        if renewable {
+            format!(
+                "Until you revoke it. It also ends by itself if the app does not use it for {}.",
+                human_duration(self.settings.refresh_token_idle_ttl)
+            )
+        } else {
+            format!(
+                "For {}: this app cannot renew its access without asking you again.",
+                human_duration(self.settings.access_token_ttl)
+            )
+        }
+    }
+
+    /// What an application that asked for `pending_id` is called, and whether an operator
+    /// vouched for it (for the sign-in page). `None` for an unknown or expired request.
+    pub async fn pending_client(&self, pending_id: &str) -> Result<Option<(String, bool)>, OAuthError> {
+        let Some(pending) = self.store.pending(pending_id).await? else {
+            return Ok(None);
+        };
+        if pending.expires_at <= self.now() {
+            return Ok(None);
+        }
+        Ok(self.store.client_by_id(&pending.client_id).await?.map(|c| {
+            let verified = c.is_verified();
+            (c.name, verified)
+        }))
     }
 
     /// A scope as a person reads it.

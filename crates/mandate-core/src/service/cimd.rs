@@ -103,8 +103,11 @@ pub fn parse_document(
     let name = obj
         .get("client_name")
         .and_then(Value::as_str)
-        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200 && !n.chars().any(char::is_control))
+        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 200)
         .ok_or_else(|| invalid("client_name is missing or too long"))?;
+    if let Some(problem) = crate::text::display_name_problem(name) {
+        return Err(invalid(&format!("client_name {problem}")));
+    }
     let uris = obj
         .get("redirect_uris")
         .and_then(Value::as_array)

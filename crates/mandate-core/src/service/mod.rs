@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use admin::{AdminError, ClientRegistration, KeyInfo};
 pub use apps::ConnectedApp;
-pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentView, ScopeLine};
+pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentView, ScopeLine, Stale, human_duration};
 pub use cimd::{ClientDocumentFetcher, FetchError, FetchedDocument, validate_document_url};
 pub use clients::{BasicCredentials, ClientLookupError};
 pub use keyman::{KeyManager, KeyManagerError};

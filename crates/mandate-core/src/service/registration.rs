@@ -107,8 +107,8 @@ impl AuthServer {
         if name.chars().count() > 200 {
             return Err(metadata_error("client_name is longer than 200 characters"));
         }
-        if name.chars().any(char::is_control) {
-            return Err(metadata_error("client_name contains control characters"));
+        if let Some(problem) = crate::text::display_name_problem(name) {
+            return Err(metadata_error(format!("client_name {problem}")));
         }
         let mut echoed = Map::new();
         for key in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {

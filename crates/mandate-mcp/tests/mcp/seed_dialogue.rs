@@ -129,9 +129,12 @@ async fn the_seed_dialogue_end_to_end() {
 
     // The activity page tells John's actions from the agent's.
     let activity = browser.get("/account/activity").await.body;
-    assert!(activity.contains("Claude (for you) created customer Amazon"), "{activity}");
-    assert!(activity.contains("You created customer Google"), "{activity}");
-    assert!(activity.contains("Claude was refused send_invoice"), "{activity}");
+    assert!(
+        activity.contains(r#"<bdi class="app">Claude</bdi> <span class="badge unverified">unverified</span> created customer Amazon for you"#),
+        "{activity}"
+    );
+    assert!(activity.contains("<strong>You</strong> created customer Google"), "{activity}");
+    assert!(activity.contains("was refused: you have not allowed it to send invoices to your customers"), "{activity}");
 
     // 8. John revokes on the connected-apps page; the very next MCP request gets 401.
     let apps = browser.get("/account/apps").await;

@@ -1,35 +1,69 @@
-//! The person's own pages: connected apps, and revoking one.
+//! The person's own pages: connected apps, and revoking one (confirmed first, then reported).
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use mandate_core::params::Params;
 
 use super::browser::{current_session, signed_in_form};
 use crate::AppState;
 use crate::http::see_other;
-use crate::pages::{AppRow, AppsPage, error_page, render};
+use crate::pages::{AppRow, AppsPage, RevokePage, error_page, render};
 
-pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
+fn storage_error(e: &mandate_core::OAuthError) -> Response {
+    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+}
+
+pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (session, user) = match current_session(&s, &headers).await {
         Ok(Some(v)) => v,
         Ok(None) => return see_other("/login"),
         Err(r) => return r,
     };
-    match s.auth.connected_apps(&user.id).await {
-        Ok(apps) => render(
-            StatusCode::OK,
-            &AppsPage {
-                apps: apps.into_iter().map(AppRow::from_app).collect(),
-                csrf: &session.csrf_token,
-                username: &user.username,
-            },
-            None,
-        ),
-        Err(e) => {
-            error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
-        }
-    }
+    let params = Params::parse(q.unwrap_or_default().as_bytes());
+    let apps = match s.auth.connected_apps(&user.id).await {
+        Ok(apps) => apps,
+        Err(e) => return storage_error(&e),
+    };
+    // After a revocation: name the application, unless it (still or again) holds access.
+    let revoked = match params.single("revoked").ok().flatten() {
+        Some(id) if !apps.iter().any(|a| a.client_id == id) => match s.auth.store().client_by_id(id).await {
+            Ok(Some(c)) => Some(c.name),
+            _ => None,
+        },
+        _ => None,
+    };
+    let page = AppsPage {
+        nav: Some(s.nav(&user, &session, "apps")),
+        apps: apps.into_iter().map(AppRow::from_app).collect(),
+        revoked,
+    };
+    render(StatusCode::OK, &page, None)
+}
+
+/// "Revoke access…": what the application will lose, and the button that does it.
+pub async fn confirm_revoke(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (session, user) = match current_session(&s, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return see_other("/login"),
+        Err(r) => return r,
+    };
+    let params = Params::parse(q.unwrap_or_default().as_bytes());
+    let Some(client_id) = params.single("app").ok().flatten() else {
+        return error_page(StatusCode::BAD_REQUEST, "No application was named.");
+    };
+    let apps = match s.auth.connected_apps(&user.id).await {
+        Ok(apps) => apps,
+        Err(e) => return storage_error(&e),
+    };
+    // Another person's app looks exactly like an unknown one (CA-04).
+    let Some(app) = apps.into_iter().find(|a| a.client_id == client_id) else {
+        return error_page(StatusCode::NOT_FOUND, "You have not connected that application.");
+    };
+    let page =
+        RevokePage { nav: Some(s.nav(&user, &session, "apps")), app: AppRow::from_app(app), csrf: &session.csrf_token };
+    render(StatusCode::OK, &page, None)
 }
 
 pub async fn revoke_app(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -41,11 +75,12 @@ pub async fn revoke_app(State(s): State<AppState>, headers: HeaderMap, body: Byt
         return error_page(StatusCode::BAD_REQUEST, "No application was named.");
     };
     match s.auth.revoke_app(&user.id, client_id).await {
-        Ok(true) => see_other("/account/apps"),
+        Ok(true) => see_other(&format!(
+            "/account/apps?revoked={}",
+            form_urlencoded::byte_serialize(client_id.as_bytes()).collect::<String>()
+        )),
         // Another person's app looks exactly like an unknown one (CA-04).
         Ok(false) => error_page(StatusCode::NOT_FOUND, "You have not connected that application."),
-        Err(e) => {
-            error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
-        }
+        Err(e) => storage_error(&e),
     }
 }

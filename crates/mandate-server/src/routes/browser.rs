@@ -12,7 +12,7 @@ use mandate_core::service::{AuthorizeOutcome, ConsentDecision, LoginError};
 
 use crate::AppState;
 use crate::http::{cookie, cross_site, form_params, redirect, see_other};
-use crate::pages::{ConsentPage, HomePage, LoginPage, error_page, error_page_with_return, render};
+use crate::pages::{ConsentPage, HomePage, LoginPage, error_page, error_page_with_return, render, stale_page};
 
 /// The signed-in person, if the session cookie is valid. Store failures surface as `Err`.
 pub(crate) async fn current_session(s: &AppState, headers: &HeaderMap) -> Result<Option<(Session, User)>, Response> {
@@ -31,6 +31,15 @@ pub(crate) async fn signed_in_form(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(User, Params), Response> {
+    signed_in_form_with_session(s, headers, body).await.map(|(_, user, form)| (user, form))
+}
+
+/// [`signed_in_form`], also returning the session.
+pub(crate) async fn signed_in_form_with_session(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Session, User, Params), Response> {
     if let Some(r) = refuse_cross_site(s, headers) {
         return Err(r);
     }
@@ -44,7 +53,7 @@ pub(crate) async fn signed_in_form(
     if !form.single("csrf").ok().flatten().is_some_and(|c| ct_str_eq(c, &session.csrf_token)) {
         return Err(error_page(StatusCode::FORBIDDEN, "The form expired or did not come from this site."));
     }
-    Ok((user, form))
+    Ok((session, user, form))
 }
 
 /// Refuses cross-site form posts (UI-01, UI-03, CA-03).
@@ -56,9 +65,12 @@ pub(crate) fn refuse_cross_site(s: &AppState, headers: &HeaderMap) -> Option<Res
 fn outcome_response(outcome: AuthorizeOutcome, after_post: bool) -> Response {
     match outcome {
         AuthorizeOutcome::ErrorPage(msg) => error_page(StatusCode::BAD_REQUEST, &msg),
-        AuthorizeOutcome::ErrorWithReturn { message, return_to, host } => {
-            error_page_with_return(StatusCode::BAD_REQUEST, &message, &return_to, &host)
+        AuthorizeOutcome::ErrorWithReturn { error, return_to, host } => {
+            error_page_with_return(&error, &return_to, &host)
         }
+        AuthorizeOutcome::Stale(stale) => stale_page(stale),
+        // Only the consent handler produces it; it renders the page itself.
+        AuthorizeOutcome::NothingChosen { pending_id } => see_other(&format!("/consent?request={pending_id}")),
         AuthorizeOutcome::Redirect(url) => {
             redirect(if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND }, &url)
         }
@@ -71,8 +83,10 @@ fn server_error(e: &mandate_core::OAuthError) -> Response {
     error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
 }
 
-pub async fn home() -> Response {
-    render(StatusCode::OK, &HomePage, None)
+pub async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let session = current_session(&s, &headers).await.ok().flatten();
+    let nav = session.as_ref().map(|(session, user)| s.nav(user, session, ""));
+    render(StatusCode::OK, &HomePage { nav }, None)
 }
 
 pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -87,9 +101,20 @@ pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
     }
 }
 
-fn login_form(s: &AppState, status: StatusCode, request: Option<&str>, error: Option<&str>) -> Response {
+/// The sign-in form; `username` is what was typed before (kept after a failed attempt).
+async fn login_form(
+    s: &AppState,
+    status: StatusCode,
+    request: Option<&str>,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
     let csrf = s.auth.new_secret();
-    let mut resp = render(status, &LoginPage { csrf: &csrf, request, app_name: None, error }, None);
+    let app = match request {
+        Some(r) => s.auth.pending_client(r).await.ok().flatten(),
+        None => None,
+    };
+    let mut resp = render(status, &LoginPage { nav: None, csrf: &csrf, request, app, username, error }, None);
     if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.login_csrf, &csrf, 600)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -108,7 +133,7 @@ pub async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(
             None => see_other("/account/apps"),
         };
     }
-    login_form(&s, StatusCode::OK, request, None)
+    login_form(&s, StatusCode::OK, request, "", None).await
 }
 
 pub async fn login_submit(
@@ -135,19 +160,29 @@ pub async fn login_submit(
         );
     }
     let request = field("request");
+    let typed = field("username").unwrap_or_default();
+    let typed = if typed.chars().count() <= 200 { typed } else { "" };
     let (Some(username), Some(password)) = (field("username"), field("password")) else {
-        return login_form(&s, StatusCode::BAD_REQUEST, request, Some("Enter your username and password."));
+        return login_form(&s, StatusCode::BAD_REQUEST, request, typed, Some("Enter your username and password."))
+            .await;
     };
     let client = crate::client_ip::client_ip(&headers, Some(peer.ip()), s.trust_forwarded_for).unwrap_or(peer.ip());
     let (secret, _session, user) = match s.auth.login(username, password, &client.to_string()).await {
         Ok(v) => v,
         Err(LoginError::BadCredentials) => {
-            return login_form(&s, StatusCode::UNAUTHORIZED, request, Some("The username or password is wrong."));
+            return login_form(
+                &s,
+                StatusCode::UNAUTHORIZED,
+                request,
+                typed,
+                Some("The username or password is wrong."),
+            )
+            .await;
         }
         Err(LoginError::Locked { until }) => {
             let minutes = ((until - s.auth.now()).max(1) + 59) / 60;
             let message = format!("Too many failed sign-ins for this account. Try again in {minutes} minute(s).");
-            let mut resp = login_form(&s, StatusCode::TOO_MANY_REQUESTS, request, Some(&message));
+            let mut resp = login_form(&s, StatusCode::TOO_MANY_REQUESTS, request, typed, Some(&message)).await;
             if let Ok(v) = HeaderValue::from_str(&(minutes * 60).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -186,19 +221,31 @@ pub async fn consent_page(State(s): State<AppState>, headers: HeaderMap, RawQuer
         }
         Err(r) => return r,
     };
-    match s.auth.consent_view(request, &user).await {
+    consent_form(&s, request, &session, &user, StatusCode::OK, None).await
+}
+
+/// The consent page for a pending request (again, with `error`, after an unusable answer).
+async fn consent_form(
+    s: &AppState,
+    request: &str,
+    session: &Session,
+    user: &User,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    match s.auth.consent_view(request, user).await {
         Ok(Ok(view)) => render(
-            StatusCode::OK,
-            &ConsentPage { v: &view, csrf: &session.csrf_token, username: &user.username },
+            status,
+            &ConsentPage { nav: None, v: &view, csrf: &session.csrf_token, username: &user.username, error },
             view.redirect_csp_source.as_deref(),
         ),
-        Ok(Err(msg)) => error_page(StatusCode::BAD_REQUEST, &msg),
+        Ok(Err(stale)) => stale_page(stale),
         Err(e) => server_error(&e),
     }
 }
 
 pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, form) = match signed_in_form(&s, &headers, &body).await {
+    let (session, user, form) = match signed_in_form_with_session(&s, &headers, &body).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -212,6 +259,10 @@ pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body:
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
     };
     match s.auth.decide_consent(request, &user, decision).await {
+        Ok(AuthorizeOutcome::NothingChosen { pending_id }) => {
+            let message = "Nothing is ticked, so nothing would be allowed. Tick what you allow, or choose Deny.";
+            consent_form(&s, &pending_id, &session, &user, StatusCode::BAD_REQUEST, Some(message)).await
+        }
         Ok(o) => outcome_response(o, true),
         Err(e) => server_error(&e),
     }

@@ -1,6 +1,7 @@
 //! Routes, one module per area.
 
 mod account;
+mod activity;
 mod browser;
 mod discovery;
 mod personal;
@@ -10,24 +11,40 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{Method, header};
+use axum::response::Response;
 use axum::routing::{get, post};
-use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::{GovernorError, GovernorLayer};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::{AppState, RateLimits};
 
-/// Applies a per-client-address rate limit to `router` (429 with `Retry-After` past the burst).
+/// Applies a per-client-address rate limit to `router` (429 with `Retry-After` past the burst),
+/// answered by `page` when people meet it in a browser.
 fn limited(
     router: Router<AppState>,
     burst: u32,
     period: std::time::Duration,
     trust_forwarded_for: bool,
+    page: Option<fn(GovernorError) -> Response>,
 ) -> Router<AppState> {
     let key = crate::client_ip::ClientIpKeyExtractor { trust_forwarded_for };
-    match GovernorConfigBuilder::default().period(period).burst_size(burst).key_extractor(key).finish() {
-        Some(config) => router.layer(GovernorLayer::new(Arc::new(config))),
-        None => router,
+    let Some(config) = GovernorConfigBuilder::default().period(period).burst_size(burst).key_extractor(key).finish()
+    else {
+        return router;
+    };
+    let layer = GovernorLayer::new(Arc::new(config));
+    match page {
+        Some(page) => router.layer(layer.error_handler(page)),
+        None => router.layer(layer),
+    }
+}
+
+/// The sign-in form posted too often from one address: a page, not a bare text body.
+fn login_rate_limited(e: GovernorError) -> Response {
+    match e {
+        GovernorError::TooManyRequests { wait_time, .. } => crate::pages::rate_limited_page(wait_time),
+        other => other.into_response().map(axum::body::Body::from),
     }
 }
 
@@ -37,12 +54,14 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         limits.login_burst,
         limits.login_period,
         limits.trust_forwarded_for,
+        Some(login_rate_limited),
     );
     let register = limited(
         Router::new().route("/register", post(protocol::register)),
         limits.register_burst,
         limits.register_period,
         limits.trust_forwarded_for,
+        None,
     );
     // Machine-facing endpoints are called cross-origin by browser-based MCP clients; they carry
     // no cookies, so CORS without credentials is safe. Browser pages get no CORS (AZ-16).
@@ -68,8 +87,8 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/consent", get(browser::consent_page).post(browser::consent_submit))
         .route("/logout", post(browser::logout))
         .route("/account/apps", get(account::apps_page))
-        .route("/account/apps/revoke", post(account::revoke_app))
-        .route("/account/activity", get(personal::activity))
+        .route("/account/apps/revoke", get(account::confirm_revoke).post(account::revoke_app))
+        .route("/account/activity", get(activity::activity))
         .route("/apps", get(personal::apps))
         .route("/apps/customers", post(personal::create_customer))
         .route("/apps/todos", post(personal::add_todo))

@@ -1,7 +1,5 @@
-//! The person's own pages: using the demo apps directly (so the audit trail can tell the
-//! person's actions from an agent's) and reading the activity trail.
-
-use std::collections::HashMap;
+//! The person's own use of the demo apps (so the audit trail can tell the person's actions from
+//! an agent's).
 
 use askama::Template;
 use axum::body::Bytes;
@@ -9,16 +7,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use mandate_core::demo::{Customer, Todo};
-use mandate_core::model::{AuditEvent, AuditFilter, User};
+use mandate_core::model::User;
 use mandate_core::service::AuditDraft;
 
 use super::browser::{current_session, signed_in_form};
 use crate::AppState;
 use crate::http::see_other;
-use crate::pages::{error_page, format_time, render};
+use crate::pages::{Nav, error_page, render};
 
 pub struct InvoiceRow {
-    pub id: String,
+    /// The customer's name (people read names, never ids).
+    pub customer: String,
     pub amount: String,
     pub currency: String,
     pub status: &'static str,
@@ -27,23 +26,11 @@ pub struct InvoiceRow {
 #[derive(Template)]
 #[template(path = "apps_direct.html")]
 struct DirectAppsPage<'a> {
-    username: &'a str,
+    nav: Option<Nav<'a>>,
     csrf: &'a str,
     customers: Vec<Customer>,
     invoices: Vec<InvoiceRow>,
     todos: Vec<Todo>,
-}
-
-pub struct ActivityLine {
-    pub at: String,
-    pub text: String,
-    pub class: &'static str,
-}
-
-#[derive(Template)]
-#[template(path = "activity.html")]
-struct ActivityPage {
-    lines: Vec<ActivityLine>,
 }
 
 fn not_served() -> Response {
@@ -72,7 +59,10 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let invoices = invoices
         .into_iter()
         .map(|i| InvoiceRow {
-            id: i.id,
+            customer: customers
+                .iter()
+                .find(|c| c.id == i.customer_id)
+                .map_or_else(|| "(a removed customer)".to_owned(), |c| c.name.clone()),
             amount: format!("{}.{:02}", i.amount_cents / 100, i.amount_cents % 100),
             currency: i.currency,
             status: match i.status {
@@ -81,7 +71,13 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
             },
         })
         .collect();
-    let page = DirectAppsPage { username: &user.username, csrf: &session.csrf_token, customers, invoices, todos };
+    let page = DirectAppsPage {
+        nav: Some(s.nav(&user, &session, "direct")),
+        csrf: &session.csrf_token,
+        customers,
+        invoices,
+        todos,
+    };
     render(StatusCode::OK, &page, None)
 }
 
@@ -147,58 +143,4 @@ pub async fn add_todo(State(s): State<AppState>, headers: HeaderMap, body: Bytes
     }
     record_own_action(&s, &user, format!("added to-do {}", t.title)).await;
     see_other("/apps")
-}
-
-/// One audit event as the person reads it, or `None` for events not shown there.
-fn sentence(e: &AuditEvent, client_name: &str) -> Option<(String, &'static str)> {
-    let detail = e.detail.as_deref().unwrap_or("");
-    let what = detail.split_once(": ").map_or(detail, |(_, w)| w);
-    let tool = detail.split_once(": ").map_or("", |(t, _)| t);
-    match (e.kind.as_str(), e.outcome.as_str()) {
-        ("tool.call", "success") => Some((format!("{client_name} (for you) {what}"), "agent")),
-        ("tool.call", "refused") => Some((format!("{client_name} was refused {tool} ({what})"), "refused")),
-        ("app.action", _) => Some((format!("You {detail}"), "you")),
-        ("consent", "granted") => Some((format!("You allowed {client_name}: {detail}"), "you")),
-        ("consent", "denied") => Some((format!("You denied {client_name}"), "you")),
-        ("grant.revoked", _) => Some((format!("{client_name} lost access ({detail})"), "you")),
-        ("token.reuse_detected", _) => {
-            Some((format!("{client_name} was disconnected: a stolen refresh token was used"), "refused"))
-        }
-        _ => None,
-    }
-}
-
-pub async fn activity(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let user = match current_session(&s, &headers).await {
-        Ok(Some((_, u))) => u,
-        Ok(None) => return see_other("/login"),
-        Err(r) => return r,
-    };
-    let filter = AuditFilter { user_id: Some(user.id.clone()), limit: 500, ..Default::default() };
-    let events = match s.auth.store().events(&filter).await {
-        Ok(e) => e,
-        Err(e) => return storage_error(e),
-    };
-    let mut names: HashMap<String, String> = HashMap::new();
-    let mut lines = Vec::new();
-    for e in events.iter().rev() {
-        let name = match e.client_id.as_deref() {
-            Some(id) => match names.get(id) {
-                Some(n) => n.clone(),
-                None => {
-                    let n = match s.auth.store().client_by_id(id).await {
-                        Ok(Some(c)) => c.name,
-                        _ => "An application".to_owned(),
-                    };
-                    names.insert(id.to_owned(), n.clone());
-                    n
-                }
-            },
-            None => String::new(),
-        };
-        if let Some((text, class)) = sentence(e, &name) {
-            lines.push(ActivityLine { at: format_time(e.at), text, class });
-        }
-    }
-    render(StatusCode::OK, &ActivityPage { lines }, None)
 }

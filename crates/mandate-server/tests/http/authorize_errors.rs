@@ -190,12 +190,16 @@ async fn pending_requests_belong_to_one_person_and_expire() {
     let mut bob = s.browser();
     bob.login("bob", None).await;
     let r = bob.get(&format!("/consent?request={req}")).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("another person"));
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("This sign-in link belongs to someone else"), "{}", r.body);
     s.clock.advance(601);
     let r = alice.get(&format!("/consent?request={req}")).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("expired"));
+    assert_eq!(r.status, StatusCode::GONE);
+    assert!(r.body.contains("This sign-in link has expired"), "{}", r.body);
+    assert!(r.body.contains("connect again"), "a next step: {}", r.body);
+    let r = alice.get("/consent?request=no-such-request").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("This sign-in link is not valid"));
 }
 
 #[tokio::test]

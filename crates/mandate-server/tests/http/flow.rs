@@ -166,9 +166,14 @@ async fn consent_page_names_the_client_and_the_redirect_host_as7_ui_19() {
     let page = open_consent(&mut b, &Authz::new(&client, "http://127.0.0.1:5555/cb", &ch).url(), "alice").await;
     assert!(page.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "DC-11: escaped");
     assert!(!page.body.contains("<script>"));
-    assert!(page.body.contains("Unverified application"));
-    assert!(page.body.contains(r#"<strong class="host">127.0.0.1</strong>"#));
-    assert!(page.body.contains("a local address"), "SS-15: loopback warning");
+    assert!(page.body.contains(r#"<span class="badge unverified">unverified</span>"#));
+    assert!(page.body.contains("<bdi class=\"app\">&#60;script"), "the name is isolated");
+    assert!(
+        page.body.contains(r#"<strong class="host">an app on this computer (port 5555)</strong>"#),
+        "SS-15: a loopback redirect reads as an app on this computer: {}",
+        page.body
+    );
+    assert!(page.body.contains("Continue only if you just started this app"), "SS-15: a calm, specific warning");
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "UI-04");
     assert!(csp.contains("form-action 'self' http://127.0.0.1:5555"));
@@ -191,7 +196,8 @@ async fn denying_consent_redirects_access_denied_az_15() {
     assert!(query_param(&loc, "code").is_none());
     // UI-02: the consent cannot be replayed.
     let r = submit_consent(&mut b, &page, "deny", &[]).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("already finished"));
     assert!(r.location.is_none());
 }
 

@@ -6,6 +6,7 @@
 mod authorize_errors;
 mod flow;
 mod metadata;
+mod pages;
 mod registration;
 mod scopes_over_time;
 mod token_errors;

@@ -60,14 +60,16 @@ async fn jwks_publishes_only_public_keys_and_follows_rotation_md_04() {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     let client = s.register_public("https://agent.test/cb").await;
     let mut b = s.browser();
-    let (code, verifier) = authorize_code(&s, &mut b, &client, "https://agent.test/cb", &["customers.read"]).await;
+    let (code, verifier) =
+        authorize_code(&s, &mut b, &client, "https://agent.test/cb", &["customers.read", "customers.write"]).await;
     let (_, tok) = redeem(&s, &client, "https://agent.test/cb", &code, &verifier).await;
     let kid = jsonwebtoken::decode_header(tok["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
     assert_eq!(Value::String(kid), active, "the old key still signs during the activation delay");
 
     // After activation the new key signs; the old one stays published for its tokens.
     s.clock.advance(600);
-    let (code, verifier) = authorize_code(&s, &mut b, &client, "https://agent.test/cb", &["customers.read"]).await;
+    let (code, verifier) =
+        authorize_code(&s, &mut b, &client, "https://agent.test/cb", &["customers.read", "customers.write"]).await;
     let (_, tok) = redeem(&s, &client, "https://agent.test/cb", &code, &verifier).await;
     let kid = jsonwebtoken::decode_header(tok["access_token"].as_str().unwrap()).unwrap().kid.unwrap();
     assert_eq!(kid, next.kid);

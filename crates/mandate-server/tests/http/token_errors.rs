@@ -111,7 +111,8 @@ async fn code_is_bound_to_client_redirect_and_resource_ac_05_ac_06() {
         .await;
     assert_eq!(err(st, &v), (StatusCode::BAD_REQUEST, "invalid_target"));
 
-    let (code, verifier) = authorize_code(&s, &mut b, &client, CB, &["customers.read"]).await;
+    // Both scopes: the first consent gave only customers.read, so this asks for customers.write.
+    let (code, verifier) = authorize_code(&s, &mut b, &client, CB, &["customers.write"]).await;
     let (st, v) = redeem(&s, &client, "https://agent.test/other", &code, &verifier).await;
     assert_eq!(err(st, &v), (StatusCode::BAD_REQUEST, "invalid_grant"));
 }
