@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Real clients against a real `mandate serve --demo`: the official MCP TypeScript SDK clients
+# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x), with Debian's Chromium
+# (driven by playwright-core) as the person who signs in and consents. Node 22 and the packages
+# are installed locally from npm (pinned in e2e/package-lock.json), never globally; Chromium comes
+# from apt when missing (no browser downloads).
+# Usage: .ci/e2e.sh [path-to-mandate-binary]   (default: target/debug/mandate)
+# Output: target/e2e/ (server log, transcript, screenshots of every page Chromium showed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+bin="$(realpath "${1:-target/debug/mandate}")"
+[ -x "$bin" ] || { echo "no mandate binary at $bin; run cargo build -p mandate first" >&2; exit 1; }
+
+chromium="${MANDATE_E2E_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium" ]; then
+  echo "installing Chromium (apt-get install -y chromium)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+export PATH="$root/e2e/node_modules/.bin:$PATH"
+echo "node $(node --version), $("$chromium" --version 2>/dev/null | head -n1)"
+
+out="$root/target/e2e"
+rm -rf "$out"
+mkdir -p "$out/screenshots"
+tmp="$(mktemp -d)"
+server=""
+cleanup() {
+  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+    kill "$server" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$server" 2>/dev/null || true
+  fi
+  # Keep what the server printed, without the demo password.
+  [ -f "$tmp/stdout" ] && sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/stdout" >"$out/server.stdout"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+base="http://127.0.0.1:$port"
+MANDATE_DATABASE="sqlite://$tmp/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+  "$bin" serve --demo --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/stdout" 2>"$out/server.log" &
+server=$!
+
+# Ready when it says so; the demo password is printed before that.
+for _ in $(seq 300); do
+  grep -q '^mandate is serving' "$tmp/stdout" 2>/dev/null && break
+  kill -0 "$server" 2>/dev/null || { echo "mandate exited before serving; its log:" >&2; cat "$out/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q '^mandate is serving' "$tmp/stdout" || { echo "mandate did not start within 30 s" >&2; exit 1; }
+password="$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/stdout" | head -n1)"
+[ -n "$password" ] || { echo "mandate printed no demo password" >&2; exit 1; }
+echo "mandate serving $base (log: target/e2e/server.log)"
+
+# Each client's suite in turn (one Chromium at a time on a small machine); all run, any failure fails.
+status=0
+for suite in e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs; do
+  echo
+  echo "-- $suite"
+  MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" MANDATE_E2E_CHROMIUM="$chromium" \
+    node --test-reporter=spec "$suite" 2>&1 | tee -a "$out/transcript.log" || status=1
+done
+exit "$status"
