@@ -5,7 +5,7 @@
 # are installed locally from npm (pinned in e2e/package-lock.json), never globally; Chromium comes
 # from apt when missing (no browser downloads).
 # Usage: .ci/e2e.sh [path-to-mandate-binary]   (default: target/debug/mandate)
-# Output: target/e2e/ (server log, transcript, screenshots of every page Chromium showed).
+# Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -29,41 +29,55 @@ rm -rf "$out"
 mkdir -p "$out/screenshots"
 tmp="$(mktemp -d)"
 server=""
-cleanup() {
+name=""
+stop_server() {
   if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
     kill "$server" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$server" 2>/dev/null || true
   fi
+  server=""
   # Keep what the server printed, without the demo password.
-  [ -f "$tmp/stdout" ] && sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/stdout" >"$out/server.stdout"
-  rm -rf "$tmp"
+  if [ -f "$tmp/$name.stdout" ]; then
+    sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/$name.stdout" >"$out/$name.server.stdout"
+  fi
 }
-trap cleanup EXIT
+trap 'stop_server; rm -rf "$tmp"' EXIT
 
-port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
-base="http://127.0.0.1:$port"
-MANDATE_DATABASE="sqlite://$tmp/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
-  "$bin" serve --demo --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/stdout" 2>"$out/server.log" &
-server=$!
+# A fresh `mandate serve --demo` (its own SQLite file) on a free loopback port; sets base and password.
+start_server() {
+  local port
+  port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+  base="http://127.0.0.1:$port"
+  mkdir -p "$tmp/$name"
+  MANDATE_DATABASE="sqlite://$tmp/$name/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve --demo --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/$name.stdout" 2>"$out/$name.server.log" &
+  server=$!
+  # Ready when it says so; the demo password is printed before that.
+  for _ in $(seq 300); do
+    grep -q '^mandate is serving' "$tmp/$name.stdout" 2>/dev/null && break
+    kill -0 "$server" 2>/dev/null || { echo "mandate exited before serving; its log:" >&2; cat "$out/$name.server.log" >&2; return 1; }
+    sleep 0.1
+  done
+  grep -q '^mandate is serving' "$tmp/$name.stdout" || { echo "mandate did not start within 30 s" >&2; return 1; }
+  password="$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/$name.stdout" | head -n1)"
+  [ -n "$password" ] || { echo "mandate printed no demo password" >&2; return 1; }
+  echo "mandate serving $base (log: target/e2e/$name.server.log)"
+}
 
-# Ready when it says so; the demo password is printed before that.
-for _ in $(seq 300); do
-  grep -q '^mandate is serving' "$tmp/stdout" 2>/dev/null && break
-  kill -0 "$server" 2>/dev/null || { echo "mandate exited before serving; its log:" >&2; cat "$out/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q '^mandate is serving' "$tmp/stdout" || { echo "mandate did not start within 30 s" >&2; exit 1; }
-password="$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/stdout" | head -n1)"
-[ -n "$password" ] || { echo "mandate printed no demo password" >&2; exit 1; }
-echo "mandate serving $base (log: target/e2e/server.log)"
-
-# Each client's suite in turn (one Chromium at a time on a small machine); all run, any failure fails.
+# Each client's suite in turn, each against a server of its own (one Chromium at a time on a
+# small machine); all run, any failure fails.
 status=0
-for suite in e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs; do
+for suite in ts-sdk-flow ts-client-v2-flow; do
+  name="$suite"
   echo
-  echo "-- $suite"
-  MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" MANDATE_E2E_CHROMIUM="$chromium" \
-    node --test-reporter=spec "$suite" 2>&1 | tee -a "$out/transcript.log" || status=1
+  echo "-- e2e/$suite.test.mjs"
+  if start_server; then
+    MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" MANDATE_E2E_CHROMIUM="$chromium" \
+      timeout --kill-after=10 300 node --test-reporter=spec "e2e/$suite.test.mjs" 2>&1 | tee -a "$out/transcript.log" || status=1
+  else
+    status=1
+  fi
+  stop_server
 done
 exit "$status"

@@ -1,5 +1,6 @@
 // The official MCP TypeScript SDK, @modelcontextprotocol/sdk (1.x: the line most MCP hosts ship),
-// against mandate: the whole story in lib/story.mjs. Run by .ci/e2e.sh.
+// against mandate: the whole story in lib/story.mjs, and step-up by a client without a refresh
+// token (the way 1.x can step up at all). Run by .ci/e2e.sh.
 import { readFileSync } from 'node:fs';
 
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
@@ -7,13 +8,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 
-import { story } from './lib/story.mjs';
+import { story, stepUpWithoutRefreshToken } from './lib/story.mjs';
 
 const { version } = JSON.parse(
   readFileSync(new URL('./node_modules/@modelcontextprotocol/sdk/package.json', import.meta.url), 'utf8'),
 );
 
-story({
+const sdk = {
   label: `@modelcontextprotocol/sdk ${version}`,
   dir: 'ts-sdk',
   Client,
@@ -23,4 +24,7 @@ story({
   jsonRpcErrorCode: (e) => (e instanceof McpError ? e.code : undefined),
   transportErrorStatus: (e) => (e instanceof StreamableHTTPError ? e.code : undefined),
   stepUp: 'refresh-then-give-up',
-});
+};
+
+story(sdk);
+stepUpWithoutRefreshToken(sdk);

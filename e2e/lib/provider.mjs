@@ -9,12 +9,14 @@ export class MemoryOAuthProvider {
    * @param {object} o
    * @param {string} o.redirectUri the loopback callback
    * @param {string} o.clientName
+   * @param {string[]} o.grantTypes the grant types to register
    * @param {string} o.issuer the authorization server the `iss` parameter must name
    * @param {(url: URL) => Promise<{code?: string, state?: string, iss?: string, error?: string}>} o.authorize
    */
-  constructor({ redirectUri, clientName, issuer, authorize }) {
+  constructor({ redirectUri, clientName, grantTypes, issuer, authorize }) {
     this.redirectUri = redirectUri;
     this.clientName = clientName;
+    this.grantTypes = grantTypes;
     this.issuer = issuer;
     this.userAgent = authorize;
     /** Every authorization URL the SDK asked the user agent to open. */
@@ -24,7 +26,6 @@ export class MemoryOAuthProvider {
     /** Every invalidateCredentials scope the SDK asked for. */
     this.invalidations = [];
     this.pendingResponse = undefined;
-    this.corruptNextAccessToken = false;
     this.#client = undefined;
     this.#tokens = undefined;
     this.#verifier = undefined;
@@ -37,6 +38,8 @@ export class MemoryOAuthProvider {
   #verifier;
   #state;
   #discovery;
+  #rejected;
+  #saveWaiters = [];
 
   get redirectUrl() {
     return this.redirectUri;
@@ -46,7 +49,7 @@ export class MemoryOAuthProvider {
     return {
       client_name: this.clientName,
       redirect_uris: [this.redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: this.grantTypes,
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
     };
@@ -66,19 +69,28 @@ export class MemoryOAuthProvider {
   }
 
   /**
-   * The held tokens. While `corruptNextAccessToken` is set (true: once; a number: that many
-   * times), the access token comes back with a broken signature, as a token the server no
-   * longer accepts would.
+   * The held tokens; while the held access token is the one `rejectHeldAccessToken()` marked,
+   * it comes back with a broken signature, as a token the server no longer accepts would, until
+   * the SDK saves new tokens.
    */
   tokens() {
-    if (this.corruptNextAccessToken && this.#tokens) {
-      const left = this.corruptNextAccessToken === true ? 0 : this.corruptNextAccessToken - 1;
-      this.corruptNextAccessToken = left > 0 ? left : false;
-      const t = this.#tokens.access_token;
-      const last = t.at(-2) === 'A' ? 'B' : 'A';
-      return { ...this.#tokens, access_token: `${t.slice(0, -2)}${last}${t.at(-1)}` };
+    const t = this.#tokens;
+    if (t && this.#rejected && t.access_token === this.#rejected) {
+      const last = t.access_token.at(-2) === 'A' ? 'B' : 'A';
+      return { ...t, access_token: `${t.access_token.slice(0, -2)}${last}${t.access_token.at(-1)}` };
     }
-    return this.#tokens;
+    return t;
+  }
+
+  /** From now until new tokens are saved, the access token the SDK sends is one the server refuses. */
+  rejectHeldAccessToken() {
+    if (!this.#tokens) throw new Error('no tokens held');
+    this.#rejected = this.#tokens.access_token;
+  }
+
+  /** Resolves when the SDK next saves tokens. */
+  nextSave() {
+    return new Promise((resolve) => this.#saveWaiters.push(resolve));
   }
 
   /** The held tokens, unaltered (for the suite's assertions). */
@@ -89,6 +101,7 @@ export class MemoryOAuthProvider {
   saveTokens(tokens) {
     this.#tokens = tokens;
     this.savedTokens.push(tokens);
+    for (const resolve of this.#saveWaiters.splice(0)) resolve();
   }
 
   saveCodeVerifier(v) {

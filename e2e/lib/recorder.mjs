@@ -5,6 +5,8 @@
 // a refresh token sent is kept only as a short SHA-256 fingerprint (to tell two apart).
 import crypto from 'node:crypto';
 
+import { withTimeout } from './util.mjs';
+
 function bodyText(body) {
   if (body == null) return undefined;
   if (typeof body === 'string') return body;
@@ -15,6 +17,22 @@ function bodyText(body) {
 export class Recorder {
   /** @type {Array<object>} */
   entries = [];
+
+  #plan;
+
+  /**
+   * Network timing, not content: of the next two refresh_token requests, the second goes out
+   * only once the server has answered the first, and the SDK gets the first answer only after
+   * `releaseFirst` resolves (or `timeoutMs` passes). With `releaseFirst` = "the SDK saved the
+   * second answer", the SDK receives the two rotations in the opposite order.
+   */
+  holdRefreshes(releaseFirst, timeoutMs) {
+    let answered;
+    const firstAnswered = new Promise((resolve) => {
+      answered = resolve;
+    });
+    this.#plan = { next: 0, answered, firstAnswered, releaseFirst, timeoutMs };
+  }
 
   get fetch() {
     return async (input, init) => {
@@ -42,6 +60,12 @@ export class Recorder {
       }
       const headers = new Headers(init?.headers);
       entry.sentBearer = /^Bearer /.test(headers.get('authorization') ?? '');
+      const plan = entry.grantType === 'refresh_token' ? this.#plan : undefined;
+      const turn = plan ? plan.next++ : undefined;
+      if (turn === 1) {
+        this.#plan = undefined;
+        await withTimeout(plan.firstAnswered, plan.timeoutMs, 'the first refresh to be answered');
+      }
       const response = await fetch(input, init);
       entry.status = response.status;
       entry.wwwAuthenticate = response.headers.get('www-authenticate');
@@ -64,6 +88,10 @@ export class Recorder {
         }
       }
       this.entries.push(entry);
+      if (turn === 0) {
+        plan.answered();
+        await withTimeout(plan.releaseFirst, plan.timeoutMs, 'the release of the first refresh answer').catch(() => {});
+      }
       return response;
     };
   }

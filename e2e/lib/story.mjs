@@ -21,7 +21,7 @@ import { Person } from './browser.mjs';
 import { LoopbackCallback } from './callback.mjs';
 import { MemoryOAuthProvider } from './provider.mjs';
 import { Recorder } from './recorder.mjs';
-import { say, scopes } from './util.mjs';
+import { say, scopes, withTimeout } from './util.mjs';
 
 const BASE = process.env.MANDATE_E2E_BASE;
 const PASSWORD = process.env.MANDATE_E2E_PASSWORD;
@@ -86,7 +86,11 @@ async function readConsent(page) {
   return { boxes, alreadyAllowed: alreadyAllowed.sort(), irreversible, heading };
 }
 
-export function story(sdk) {
+/**
+ * An agent on `sdk` and the person behind it: a loopback redirect URI, a Chromium profile, an
+ * in-memory provider, an MCP client. Registers the file's before/after hooks.
+ */
+function agent(sdk, { dir, clientName, grantTypes }) {
   const s = {
     recorder: new Recorder(),
     callback: new LoopbackCallback(),
@@ -95,15 +99,13 @@ export function story(sdk) {
     client: undefined,
     transport: undefined,
     connected: false,
-    asMetadata: undefined,
-    prm: undefined,
     decide: undefined,
+    clientName,
+    mcpUrl: `${BASE}/mcp`,
   };
-  const clientName = `mandate e2e (${sdk.label})`;
-  const mcpUrl = `${BASE}/mcp`;
 
   /** The SDK's HTTP traffic since `mark`, as one line each (no secrets). */
-  const transcript = (mark) => {
+  s.transcript = (mark) => {
     for (const e of s.recorder.since(mark)) {
       const what = e.rpc ? ` ${e.rpc}${e.tool ? ` ${e.tool}` : ''}` : e.grantType ? ` grant_type=${e.grantType}` : '';
       const challenge = e.wwwAuthenticate ? `  WWW-Authenticate: ${e.wwwAuthenticate}` : '';
@@ -111,7 +113,7 @@ export function story(sdk) {
     }
   };
 
-  const requireConnected = (t) => {
+  s.requireConnected = (t) => {
     if (!s.connected) {
       t.skip('the SDK never connected (see the first failure)');
       return false;
@@ -119,26 +121,30 @@ export function story(sdk) {
     return true;
   };
 
-  /** The person's decision on the next consent page: set before an authorization. */
-  const onConsent = (decide) => {
+  /** The person's decision on the next consent page: set before an authorization. Unset, a consent page fails the step. */
+  s.onConsent = (decide) => {
     s.decide = decide;
   };
+
+  /** A new Streamable HTTP transport to /mcp with the provider and the observing fetch. */
+  s.newTransport = () => new sdk.Transport(new URL(s.mcpUrl), { authProvider: s.provider, fetch: s.recorder.fetch });
 
   before(async () => {
     assert.ok(BASE, 'MANDATE_E2E_BASE names the server (run .ci/e2e.sh)');
     assert.ok(PASSWORD, 'MANDATE_E2E_PASSWORD is the demo password (run .ci/e2e.sh)');
-    say(`client: ${sdk.label}; server: ${BASE}`);
+    say(`client: ${clientName}; server: ${BASE}`);
     await s.callback.start();
     s.person = new Person({
       username: 'demo',
       password: PASSWORD,
-      screenshots: path.join(OUT, 'screenshots', sdk.dir),
+      screenshots: path.join(OUT, 'screenshots', dir),
       stepTimeoutMs: PAGE_MS,
     });
     await s.person.start();
     s.provider = new MemoryOAuthProvider({
       redirectUri: s.callback.redirectUri,
       clientName,
+      grantTypes,
       issuer: BASE,
       authorize: async (url) => {
         say(`provider: redirectToAuthorization scope="${url.searchParams.get('scope')}"`);
@@ -156,10 +162,18 @@ export function story(sdk) {
   });
 
   after(async () => {
-    await s.client?.close().catch(() => {});
-    await s.person?.close();
-    await s.callback.close();
+    const quietly = (p, what) => withTimeout(p, PAGE_MS, what).catch((e) => say(`cleanup: ${e.message}`));
+    await quietly(s.client?.close() ?? Promise.resolve(), 'the MCP client to close');
+    await quietly(s.person?.close() ?? Promise.resolve(), 'Chromium to close');
+    await quietly(s.callback.close(), 'the callback server to close');
   });
+  return s;
+}
+
+export function story(sdk) {
+  const clientName = `mandate e2e (${sdk.label})`;
+  const s = agent(sdk, { dir: sdk.dir, clientName, grantTypes: ['authorization_code', 'refresh_token'] });
+  const { mcpUrl, transcript, requireConnected, onConsent } = s;
 
   test(`RS2 RS5 RS1 AS2 AS5 C11 C14 C17 AS13: ${sdk.label} discovers, registers with the 401 challenge's scopes, the person signs in and consents in Chromium, the SDK connects`, { timeout: BROWSER_STEP_MS }, async () => {
     const mark = s.recorder.mark();
@@ -168,7 +182,7 @@ export function story(sdk) {
       consent = await readConsent(page);
       // Leave the defaults: the person allows what is ticked (the read scopes).
     });
-    const first = new sdk.Transport(new URL(mcpUrl), { authProvider: s.provider, fetch: s.recorder.fetch });
+    const first = s.newTransport();
     await expectRedirected(sdk, s.client.connect(first), 'connect');
     transcript(mark);
 
@@ -221,7 +235,7 @@ export function story(sdk) {
     // What the person saw: the sign-in form, then a consent page with the read scopes ticked.
     assert.equal(s.person.signIns, 1, 'the person signed in once');
     assert.ok(consent, 'the consent page was shown');
-    assert.match(consent.heading, new RegExp(clientName.replace(/[()]/g, '\\$&')));
+    assert.ok(consent.heading.includes(clientName), `the consent page names the client: ${consent.heading}`);
     assert.deepEqual(
       consent.boxes,
       READ_SCOPES.map((value) => ({ value, checked: true })),
@@ -243,7 +257,7 @@ export function story(sdk) {
 
     // Reconnect, as the SDK's documentation prescribes.
     const connect = s.recorder.mark();
-    s.transport = new sdk.Transport(new URL(mcpUrl), { authProvider: s.provider, fetch: s.recorder.fetch });
+    s.transport = s.newTransport();
     await s.client.connect(s.transport);
     transcript(exchange);
     const init = s.recorder.since(connect, (e) => e.rpc === 'initialize');
@@ -411,7 +425,7 @@ export function story(sdk) {
     const authorizations = s.provider.authorizationUrls.length;
     const signIns = s.person.signIns;
     const mark = s.recorder.mark();
-    s.provider.corruptNextAccessToken = true;
+    s.provider.rejectHeldAccessToken();
     const result = await s.client.callTool({ name: 'list_todos', arguments: {} });
     transcript(mark);
     assert.ok(!result.isError, `list_todos failed: ${JSON.stringify(result)}`);
@@ -437,11 +451,12 @@ export function story(sdk) {
     assert.ok(!next.isError, 'the next call succeeds with the refreshed token');
   });
 
-  test(`AS10: two calls through ${sdk.label} rejected at once refresh concurrently with the same refresh token; both succeed, no browser`, { timeout: STEP_MS }, async (t) => {
+  test(`AS10: two calls through ${sdk.label} rejected at once both refresh with the same refresh token, the answers reach the SDK in the opposite order; both calls succeed, no browser, and the refresh token the SDK kept still works`, { timeout: STEP_MS }, async (t) => {
     if (!requireConnected(t)) return;
     const authorizations = s.provider.authorizationUrls.length;
     const mark = s.recorder.mark();
-    s.provider.corruptNextAccessToken = 2;
+    s.provider.rejectHeldAccessToken();
+    s.recorder.holdRefreshes(s.provider.nextSave(), 5_000);
     const results = await Promise.all([
       s.client.callTool({ name: 'list_todos', arguments: {} }),
       s.client.callTool({ name: 'list_customers', arguments: {} }),
@@ -449,26 +464,111 @@ export function story(sdk) {
     transcript(mark);
     for (const r of results) assert.ok(!r.isError, `a call failed: ${JSON.stringify(r)}`);
     const refreshes = s.recorder.since(mark, (e) => e.path === '/token');
-    assert.equal(refreshes.length, 2, 'each rejected call refreshed');
-    assert.equal(
-      refreshes[0].refreshTokenFingerprint,
-      refreshes[1].refreshTokenFingerprint,
-      'both presented the same refresh token',
-    );
     assert.deepEqual(
       refreshes.map((e) => [e.grantType, e.status, e.responseJson?.error]),
       [
         ['refresh_token', 200, undefined],
         ['refresh_token', 200, undefined],
       ],
+      'each rejected call refreshed, and both refreshes succeeded',
+    );
+    assert.equal(
+      refreshes[0].refreshTokenFingerprint,
+      refreshes[1].refreshTokenFingerprint,
+      'both presented the same refresh token',
     );
     assert.equal(s.provider.authorizationUrls.length, authorizations, 'no new authorization');
-    // The refresh token the SDK kept still works.
+
+    // The SDK kept the rotation it received last (the first the server made): it must still work.
     const again = s.recorder.mark();
-    s.provider.corruptNextAccessToken = true;
-    const r = await s.client.callTool({ name: 'list_todos', arguments: {} });
-    assert.ok(!r.isError);
-    const [refresh] = s.recorder.since(again, (e) => e.path === '/token');
-    assert.equal(refresh?.status, 200, 'the kept refresh token is still good');
+    s.provider.rejectHeldAccessToken();
+    const outcome = await s.client.callTool({ name: 'list_todos', arguments: {} }).catch((e) => e);
+    transcript(again);
+    const traffic = s.recorder.since(again).map((e) => [e.path, e.status, e.grantType ?? e.tool, e.responseJson?.error]);
+    assert.deepEqual(
+      traffic,
+      [
+        ['/mcp', 401, 'list_todos', undefined],
+        ['/token', 200, 'refresh_token', undefined],
+        ['/mcp', 200, 'list_todos', undefined],
+      ],
+      'the kept refresh token was accepted',
+    );
+    assert.ok(!(outcome instanceof Error) && !outcome.isError, `list_todos: ${outcome}`);
+    assert.equal(s.provider.authorizationUrls.length, authorizations, 'no new authorization');
+  });
+}
+
+/**
+ * Step-up by a client that holds no refresh token (registered without the refresh_token grant):
+ * the 1.x SDK then does re-authorize, with the challenge's scopes as given (it keeps no union).
+ * What the person is asked and what the agent can do afterwards follow from the challenge.
+ */
+export function stepUpWithoutRefreshToken(sdk) {
+  const clientName = `mandate e2e (${sdk.label}, no refresh token)`;
+  const s = agent(sdk, { dir: `${sdk.dir}-no-refresh-token`, clientName, grantTypes: ['authorization_code'] });
+  const { transcript, onConsent } = s;
+
+  /** What an application on the SDK does for a call: on UnauthorizedError, finish the authorization and call again. */
+  const callAsAnApplication = async (name, args) => {
+    const authorizations = s.provider.authorizationUrls.length;
+    let result;
+    try {
+      result = await s.client.callTool({ name, arguments: args });
+    } catch (e) {
+      if (!(e instanceof sdk.UnauthorizedError)) throw e;
+      await sdk.finishAuth(s.transport, s.provider.takeResponse());
+      result = await s.client.callTool({ name, arguments: args });
+    }
+    assert.ok(!result.isError, `${name} failed: ${JSON.stringify(result)}`);
+    return { result, authorizations: s.provider.authorizationUrls.length - authorizations };
+  };
+
+  test(`C13 RS11 C20: ${sdk.label} registered without the refresh_token grant gets no refresh token, steps up with the challenge's scopes, the consent page asks only for invoices.send, send_invoice succeeds; scopes it dropped come back without a consent page`, { timeout: BROWSER_STEP_MS }, async () => {
+    onConsent(async () => {}); // the defaults: the read scopes
+    const first = s.newTransport();
+    await expectRedirected(sdk, s.client.connect(first), 'connect');
+    await sdk.finishAuth(first, s.provider.takeResponse());
+    s.transport = s.newTransport();
+    await s.client.connect(s.transport);
+    const initial = s.provider.heldTokens();
+    assert.deepEqual(scopes(initial.scope), READ_SCOPES);
+    assert.equal(initial.refresh_token, undefined, 'no refresh token for a client without the refresh_token grant');
+
+    const invoices = JSON.parse(text(await s.client.callTool({ name: 'list_invoices', arguments: {} }))).invoices;
+    const draft = invoices.find((i) => i.status === 'draft');
+    assert.ok(draft, 'a draft invoice to send');
+    let consent;
+    onConsent(async (page) => {
+      consent = await readConsent(page);
+      await page.check('input[name=scope][value="invoices.send"]');
+    });
+    const mark = s.recorder.mark();
+    const { result: sent, authorizations } = await callAsAnApplication('send_invoice', { invoice_id: draft.id });
+    transcript(mark);
+    assert.equal(authorizations, 1, 'one authorization for the step-up');
+    assert.deepEqual(JSON.parse(text(sent)), { invoice_id: draft.id, status: 'sent' });
+    const [refused] = s.recorder.since(mark, (e) => e.tool === 'send_invoice');
+    assert.equal(refused.status, 403);
+    const challenged = scopes(param(refused.wwwAuthenticate, 'scope'));
+    assert.ok(challenged.includes('invoices.send'), `the challenge names invoices.send: ${challenged}`);
+    const requested = scopes(s.provider.authorizationUrls.at(-1).searchParams.get('scope'));
+    assert.deepEqual(requested, challenged, 'the SDK asked for the challenge scopes as given');
+    assert.deepEqual(consent?.boxes, [{ value: 'invoices.send', checked: false }], 'one checkbox, unticked');
+    assert.deepEqual(
+      consent.alreadyAllowed,
+      challenged.filter((x) => READ_SCOPES.includes(x)),
+      'already allowed: what the request repeats of the earlier consent',
+    );
+    const held = scopes(s.provider.heldTokens().scope);
+    assert.deepEqual(held, requested, 'the new token carries what was asked for');
+    const dropped = READ_SCOPES.filter((x) => !held.includes(x));
+    say(`after the step-up the token holds "${held.join(' ')}"${dropped.length ? `; dropped: ${dropped.join(' ')}` : ''}`);
+
+    // A read scope the token dropped: the SDK re-authorizes for it, and the person's earlier
+    // consent is remembered, so no consent page appears (onConsent is unset: one would fail).
+    const again = await callAsAnApplication('list_customers', {});
+    assert.equal(again.authorizations, held.includes('customers.read') ? 0 : 1);
+    say(`list_customers after the step-up: ${again.authorizations} more authorization(s), no consent page`);
   });
 }
