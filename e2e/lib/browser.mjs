@@ -21,6 +21,15 @@ const ARGS = [
   '--disable-sync',
 ];
 
+/** The visible text of the page, on one line, for error messages. */
+async function pageText(page) {
+  const text = await page
+    .locator('body')
+    .innerText({ timeout: 2_000 })
+    .catch(() => '');
+  return text.replace(/\s+/g, ' ').trim().slice(0, 300) || '(empty page)';
+}
+
 export class Person {
   #browser;
   #context;
@@ -85,7 +94,7 @@ export class Person {
       const response = await page.goto(authorizationUrl.href);
       if (!response?.ok()) {
         await this.#capture(page, 'authorize-error');
-        throw new Error(`GET /authorize ended on ${page.url()} with HTTP ${response?.status()}`);
+        throw new Error(`GET /authorize ended with HTTP ${response?.status()}: ${await pageText(page)}`);
       }
       let url = new URL(page.url());
       if (url.pathname === '/login') {
@@ -101,8 +110,7 @@ export class Person {
         url = new URL(page.url());
         if (url.pathname === '/login') {
           await this.#capture(page, 'sign-in-refused');
-          const alert = await page.locator('[role=alert]').textContent().catch(() => null);
-          throw new Error(`sign-in refused (POST /login answered ${posted.status()}): ${alert ?? 'no message'}`);
+          throw new Error(`sign-in refused (POST /login answered ${posted.status()}): ${await pageText(page)}`);
         }
       }
       if (url.pathname === '/consent') {
@@ -115,7 +123,9 @@ export class Person {
         ]);
         await page.waitForURL(atRedirect).catch(async () => {
           await this.#capture(page, 'consent-refused');
-          throw new Error(`after Allow (POST /consent answered ${posted.status()}) the browser is at ${redactUrl(page.url())}`);
+          throw new Error(
+            `after Allow (POST /consent answered ${posted.status()}) the browser is at ${redactUrl(page.url())}: ${await pageText(page)}`,
+          );
         });
       } else if (!atRedirect(url)) {
         await this.#capture(page, 'unexpected');

@@ -148,14 +148,14 @@ function agent(sdk, { dir, clientName, grantTypes }) {
       issuer: BASE,
       authorize: async (url) => {
         say(`provider: redirectToAuthorization scope="${url.searchParams.get('scope')}"`);
-        const arrived = s.callback.next(BROWSER_STEP_MS);
         const decide = s.decide;
         s.decide = undefined;
         await s.person.authorize(url, s.callback.redirectUri, async (page) => {
           assert.ok(decide, 'a consent page appeared where the suite expected none');
           await decide(page);
         });
-        return arrived;
+        // The browser showed the redirect URI's page: the callback server has the response.
+        return s.callback.next(PAGE_MS);
       },
     });
     s.client = new sdk.Client({ name: 'mandate-e2e', version: '1.0.0' });
