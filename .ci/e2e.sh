@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Real clients against a real `mandate serve --demo`: the official MCP TypeScript SDK clients
-# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x), with Debian's Chromium
-# (driven by playwright-core) as the person who signs in and consents. Node 22 and the packages
-# are installed locally from npm (pinned in e2e/package-lock.json), never globally; Chromium comes
-# from apt when missing (no browser downloads).
+# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x) and the official Python SDK
+# (mcp), with Debian's Chromium (driven by playwright-core, or Playwright for Python) as the person
+# who signs in and consents. Node 22 and the npm packages are installed locally (pinned in
+# e2e/package-lock.json), never globally; the Python packages go into a venv under target/ (pinned
+# in e2e/python/requirements.txt; needs python3 with venv); Chromium comes from apt when missing
+# (no browser downloads).
 # Usage: .ci/e2e.sh [path-to-mandate-binary]   (default: target/debug/mandate)
 # Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
 set -euo pipefail
@@ -12,17 +14,31 @@ root="$PWD"
 bin="$(realpath "${1:-target/debug/mandate}")"
 [ -x "$bin" ] || { echo "no mandate binary at $bin; run cargo build -p mandate first" >&2; exit 1; }
 
+# What apt must provide: Chromium, and python3 with venv.
 chromium="${MANDATE_E2E_CHROMIUM:-/usr/bin/chromium}"
-if [ ! -x "$chromium" ]; then
-  echo "installing Chromium (apt-get install -y chromium)"
+missing=()
+[ -x "$chromium" ] || missing+=(chromium)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]} (apt-get install -y)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 export PATH="$root/e2e/node_modules/.bin:$PATH"
-echo "node $(node --version), $("$chromium" --version 2>/dev/null | head -n1)"
+
+# The Python SDK in a venv of its own, rebuilt when e2e/python/requirements.txt changes.
+venv="$root/target/e2e-venv"
+want="$(sha256sum e2e/python/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r e2e/python/requirements.txt
+  echo "$want" >"$venv/.requirements.sha256"
+fi
+echo "node $(node --version), $("$venv/bin/python" --version), $("$chromium" --version 2>/dev/null | head -n1)"
 
 out="$root/target/e2e"
 rm -rf "$out"
@@ -65,16 +81,20 @@ start_server() {
   echo "mandate serving $base (log: target/e2e/$name.server.log)"
 }
 
-# Each client's suite in turn, each against a server of its own (one Chromium at a time on a
-# small machine); all run, any failure fails.
+# Each client's suite in turn, each against a server of its own (one suite at a time on a small
+# machine); all run, any failure fails.
 status=0
-for suite in ts-sdk-flow ts-client-v2-flow; do
-  name="$suite"
+for suite in e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py; do
+  name="$(basename "${suite%%.*}")"
+  case "$suite" in
+    *.mjs) run=(node --test-reporter=spec "$suite") ;;
+    *.py) run=("$venv/bin/python" "$suite") ;;
+  esac
   echo
-  echo "-- e2e/$suite.test.mjs"
+  echo "-- $suite"
   if start_server; then
     MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" MANDATE_E2E_CHROMIUM="$chromium" \
-      timeout --kill-after=10 300 node --test-reporter=spec "e2e/$suite.test.mjs" 2>&1 | tee -a "$out/transcript.log" || status=1
+      timeout --kill-after=10 300 "${run[@]}" 2>&1 | tee -a "$out/transcript.log" || status=1
   else
     status=1
   fi
