@@ -2,6 +2,8 @@
 // mandate: discovery, registration, a person signing in and consenting in Chromium, tools, a
 // refusal, step-up, an unknown tool, and refresh. One `node:test` test per step, in order; each
 // step is bounded by a timeout and asserts what the client sent and what the server answered.
+// `stepUpWithoutRefreshToken(sdk)` adds step-up by a client registered without the refresh-token
+// grant (the only way @modelcontextprotocol/sdk 1.x can step up at all).
 //
 // `sdk` adapts the two official TypeScript client lines (their classes and error types differ):
 //   label, dir         printed name; folder for this client's screenshots
