@@ -1,0 +1,141 @@
+// A person at a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core) opens the authorization URL, signs in on mandate's form if asked, lets the
+// suite inspect and decide the consent page, and follows the redirect to the client's loopback
+// redirect URI. Nothing is rewritten or injected: the browser sends what it sends.
+// Every page it shows is saved as a screenshot.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+import { redactUrl, say, withTimeout } from './util.mjs';
+
+const CHROMIUM = process.env.MANDATE_E2E_CHROMIUM ?? '/usr/bin/chromium';
+// Flags that work on a machine with no network but loopback (see the field notes).
+const ARGS = [
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** The visible text of the page, on one line, for error messages. */
+async function pageText(page) {
+  const text = await page
+    .locator('body')
+    .innerText({ timeout: 2_000 })
+    .catch(() => '');
+  return text.replace(/\s+/g, ' ').trim().slice(0, 300) || '(empty page)';
+}
+
+export class Person {
+  #browser;
+  #context;
+  #shot = 0;
+
+  /**
+   * @param {object} o
+   * @param {string} o.username
+   * @param {string} o.password
+   * @param {string} o.screenshots folder for the screenshots
+   * @param {number} o.stepTimeoutMs bound on each page step
+   */
+  constructor({ username, password, screenshots, stepTimeoutMs }) {
+    this.username = username;
+    this.password = password;
+    this.screenshots = screenshots;
+    this.stepTimeoutMs = stepTimeoutMs;
+    /** Every page Chromium showed: { label, url (redacted), file }. */
+    this.pages = [];
+    /** How many times the sign-in form was submitted. */
+    this.signIns = 0;
+  }
+
+  async start() {
+    await fs.mkdir(this.screenshots, { recursive: true });
+    this.#browser = await withTimeout(
+      chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS }),
+      this.stepTimeoutMs,
+      `Chromium to start (${CHROMIUM})`,
+    );
+    // One profile for the whole run: the sign-in cookie lives on, as in a person's browser.
+    this.#context = await this.#browser.newContext({ viewport: { width: 900, height: 900 } });
+    this.#context.setDefaultTimeout(this.stepTimeoutMs);
+    this.#context.setDefaultNavigationTimeout(this.stepTimeoutMs);
+    say(`Chromium ${this.#browser.version()} (${CHROMIUM})`);
+  }
+
+  async close() {
+    await this.#browser?.close().catch(() => {});
+  }
+
+  async #capture(page, label) {
+    this.#shot += 1;
+    const file = path.join(this.screenshots, `${String(this.#shot).padStart(2, '0')}-${label}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    const url = redactUrl(page.url());
+    this.pages.push({ label, url, file });
+    say(`browser: ${label} page ${url} (screenshot ${path.basename(file)})`);
+  }
+
+  /**
+   * Opens `authorizationUrl` as a person would and returns once the browser reached
+   * `redirectUri`. `decide(page)` runs on the consent page: it asserts what the page shows,
+   * ticks what the person allows, and returns; the person then clicks Allow.
+   * @returns {Promise<{consentShown: boolean}>}
+   */
+  async authorize(authorizationUrl, redirectUri, decide) {
+    const page = await this.#context.newPage();
+    const atRedirect = (u) => u.href.startsWith(redirectUri);
+    let consentShown = false;
+    try {
+      const response = await page.goto(authorizationUrl.href);
+      if (!response?.ok()) {
+        await this.#capture(page, 'authorize-error');
+        throw new Error(`GET /authorize ended with HTTP ${response?.status()}: ${await pageText(page)}`);
+      }
+      let url = new URL(page.url());
+      if (url.pathname === '/login') {
+        await this.#capture(page, 'sign-in');
+        await page.fill('input[name=username]', this.username);
+        await page.fill('input[name=password]', this.password);
+        this.signIns += 1;
+        const [posted] = await Promise.all([
+          page.waitForResponse((r) => new URL(r.url()).pathname === '/login' && r.request().method() === 'POST'),
+          page.click('form[action="/login"] button[type=submit]'),
+        ]);
+        await page.waitForLoadState('load');
+        url = new URL(page.url());
+        if (url.pathname === '/login') {
+          await this.#capture(page, 'sign-in-refused');
+          throw new Error(`sign-in refused (POST /login answered ${posted.status()}): ${await pageText(page)}`);
+        }
+      }
+      if (url.pathname === '/consent') {
+        consentShown = true;
+        await this.#capture(page, 'consent');
+        await decide(page);
+        const [posted] = await Promise.all([
+          page.waitForResponse((r) => new URL(r.url()).pathname === '/consent' && r.request().method() === 'POST'),
+          page.click('button[name=action][value=allow]'),
+        ]);
+        await page.waitForURL(atRedirect).catch(async () => {
+          await this.#capture(page, 'consent-refused');
+          throw new Error(
+            `after Allow (POST /consent answered ${posted.status()}) the browser is at ${redactUrl(page.url())}: ${await pageText(page)}`,
+          );
+        });
+      } else if (!atRedirect(url)) {
+        await this.#capture(page, 'unexpected');
+        throw new Error(`expected the sign-in or consent page, got ${redactUrl(page.url())}`);
+      }
+      await page.waitForLoadState('load');
+      await this.#capture(page, 'redirect-uri');
+      return { consentShown };
+    } finally {
+      await page.close().catch(() => {});
+    }
+  }
+}
