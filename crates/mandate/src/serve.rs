@@ -96,6 +96,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
     let listening = auth.clone();
     store.listen_for_revocations(move |_event| listening.note_revocation_elsewhere());
+    let closing = store.clone();
     let demo: Arc<dyn DemoStore> = Arc::new(store);
     spawn_janitor(auth.clone());
     let issuer = auth.settings.issuer.clone();
@@ -150,7 +151,22 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     next.push("Ctrl-C stops it (requests in flight finish first).".to_owned());
     say(&next);
     let limit = Duration::from_secs(config.shutdown_timeout);
-    serve(listener, tls, app.into_make_service_with_connect_info::<SocketAddr>(), &mut signals, &drain, limit).await
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    if serve(listener, tls, app, &mut signals, &drain, limit).await? == Drained::Cleanly {
+        // Background tasks (the janitor, LISTEN) may hold a connection: they get a moment.
+        if tokio::time::timeout(Duration::from_secs(2), closing.close()).await.is_err() {
+            tracing::warn!("the database connections did not close within 2 s");
+        }
+    }
+    Ok(())
+}
+
+/// How a drain ended.
+#[derive(PartialEq, Eq)]
+enum Drained {
+    Cleanly,
+    /// Past the bound, or on a second signal: connections were cut.
+    Cut,
 }
 
 /// Binds `listen` (already checked to be an address).
@@ -194,7 +210,7 @@ async fn serve(
     signals: &mut Signals,
     drain: &Drain,
     limit: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Drained> {
     let stop = CancellationToken::new();
     let server = async {
         match tls {
@@ -219,7 +235,7 @@ async fn serve(
     };
     let mut server = std::pin::pin!(server);
     let signal = tokio::select! {
-        served = &mut server => return served.context("serving"),
+        served = &mut server => return served.context("serving").map(|()| Drained::Cleanly),
         signal = signals.next() => signal,
     };
     tracing::info!(
@@ -231,17 +247,21 @@ async fn serve(
     // The server future closes the listener and then waits for the connections to end; the
     // MCP streams end once the requests in flight have finished.
     let drained = async { tokio::join!(server, drain.finish_requests()).0 };
-    tokio::select! {
+    Ok(tokio::select! {
         served = drained => {
             served.context("serving")?;
             tracing::info!("shut down: every request finished");
+            Drained::Cleanly
         }
         () = tokio::time::sleep(limit) => {
             tracing::warn!("requests still in flight after {} s (shutdown_timeout): exiting anyway", limit.as_secs());
+            Drained::Cut
         }
-        signal = signals.next() => tracing::warn!(signal, "second signal: exiting now"),
-    }
-    Ok(())
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: exiting now");
+            Drained::Cut
+        }
+    })
 }
 
 fn spawn_janitor(auth: Arc<AuthServer>) {

@@ -1,6 +1,7 @@
 //! `mandate serve` as a process: the public URL a loopback `--listen` implies, binding before
 //! anything is created or printed, what it prints on start, and graceful shutdown on SIGTERM and
-//! Ctrl-C (requests in flight finish, event streams do not hold it, the drain is bounded).
+//! Ctrl-C (requests in flight finish, event streams do not hold it, the drain is bounded, the
+//! database is closed).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -273,6 +274,9 @@ async fn rl15_sigterm_lets_requests_in_flight_finish() {
     }
     let (code, _) = wait_exit(&mut server.proc, Duration::from_secs(10));
     assert_eq!(code, 0);
+    // The database was closed: SQLite folded its write-ahead log into the file.
+    assert!(server.dir.path().join("demo.db").exists());
+    assert!(!server.dir.path().join("demo.db-wal").exists(), "the database was closed cleanly");
 }
 
 /// Awaits every future, concurrently.
