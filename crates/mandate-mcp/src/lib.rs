@@ -22,6 +22,7 @@ use mandate_guard::{
 use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::tower::StreamableHttpService;
+use tokio_util::sync::CancellationToken;
 
 pub use shared_sessions::DatabaseSessions;
 pub use tools::{DemoApps, SCOPES_META_KEY};
@@ -123,6 +124,10 @@ pub struct McpSettings {
     pub revocation: Option<Arc<dyn RevocationCheck>>,
     /// Keep MCP sessions in the database (any instance serves any session) rather than in memory.
     pub shared_sessions: bool,
+    /// Cancelled when the server shuts down: open event streams end and the session workers of
+    /// this process stop (sessions stay in the database for other instances). Cancel it only
+    /// after in-flight requests have finished, since their responses are streams too.
+    pub shutdown: CancellationToken,
 }
 
 impl McpSettings {
@@ -147,7 +152,14 @@ impl McpSettings {
             extra_origins,
             revocation: Some(Arc::new(SharedDatabaseRevocation::new(auth.clone()))),
             shared_sessions: true,
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Ends the endpoint's streams and sessions when `token` is cancelled.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
+        self
     }
 }
 
@@ -169,7 +181,8 @@ pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoSt
         guard = guard.with_sessions(s.clone());
     }
     let guard = Arc::new(guard);
-    let mut service_config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
+    let mut service_config =
+        StreamableHttpServerConfig::default().with_allowed_hosts(hosts).with_cancellation_token(settings.shutdown);
     if let Some(s) = sessions {
         service_config.session_store = Some(s);
     }

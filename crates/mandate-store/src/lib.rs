@@ -251,6 +251,12 @@ impl SqlStore {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// Closes every connection once it is returned (a clean shutdown): SQLite then checkpoints
+    /// its write-ahead log into the database file and removes the `-wal` and `-shm` files.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 /// `url` with its database name replaced by `name` (tests create a database per test).

@@ -1,5 +1,6 @@
 //! The admin commands: users, clients, grants, audit, keys. They work on the same database as
-//! `serve` and print plain columns (or JSON for `audit --json`).
+//! `serve` and print plain columns (or JSON for `audit --json`). The commands that only read
+//! refuse to create a database.
 
 use std::io::BufRead;
 
@@ -10,8 +11,57 @@ use mandate_core::model::AuditFilter;
 use mandate_core::scope::ScopeSet;
 use mandate_core::service::ClientRegistration;
 
-use crate::Command;
+use crate::ServerFlags;
 use crate::config::Config;
+use crate::names::Names;
+
+/// The admin commands, on the server's database.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Manage people who can sign in.
+    Users(WithServerFlags<UsersCommand>),
+    /// Manage clients (pre-register one, list, remove).
+    Clients(WithServerFlags<ClientsCommand>),
+    /// List and revoke grants.
+    Grants(WithServerFlags<GrantsCommand>),
+    /// Print the audit trail.
+    Audit(AuditFlags),
+    /// List and rotate signing keys.
+    Keys(WithServerFlags<KeysCommand>),
+}
+
+/// An admin command group with its subcommand; the server flags are global within it.
+#[derive(Args)]
+pub struct WithServerFlags<C: Subcommand> {
+    #[command(subcommand)]
+    command: C,
+    #[command(flatten)]
+    server: ServerFlags,
+}
+
+impl AdminCommand {
+    pub fn server_flags(&self) -> &ServerFlags {
+        match self {
+            AdminCommand::Users(c) => &c.server,
+            AdminCommand::Clients(c) => &c.server,
+            AdminCommand::Grants(c) => &c.server,
+            AdminCommand::Audit(f) => &f.server,
+            AdminCommand::Keys(c) => &c.server,
+        }
+    }
+
+    /// The command's name, when it only reads the database.
+    fn only_reads(&self) -> Option<&'static str> {
+        match self {
+            AdminCommand::Users(c) if matches!(c.command, UsersCommand::List) => Some("users list"),
+            AdminCommand::Clients(c) if matches!(c.command, ClientsCommand::List) => Some("clients list"),
+            AdminCommand::Grants(c) if matches!(c.command, GrantsCommand::List) => Some("grants list"),
+            AdminCommand::Audit(_) => Some("audit"),
+            AdminCommand::Keys(c) if matches!(c.command, KeysCommand::List) => Some("keys list"),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
@@ -65,6 +115,8 @@ pub struct AuditFlags {
     /// Only events about this username.
     #[arg(long)]
     user: Option<String>,
+    #[command(flatten)]
+    server: ServerFlags,
     /// Only events about this client id.
     #[arg(long)]
     client: Option<String>,
@@ -121,25 +173,29 @@ fn time(t: i64) -> String {
     mandate_core::clock::format_utc(t)
 }
 
-pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
-    let sqlite_path = config.database.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p).to_owned());
-    let existed = sqlite_path.as_ref().is_none_or(|p| std::path::Path::new(p).exists());
+pub async fn run(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
+    let sqlite_path = config.sqlite_path().map(|p| std::path::absolute(&p).unwrap_or(p));
+    let missing = sqlite_path.as_ref().filter(|p| !p.exists());
+    if let (Some(path), Some(name)) = (missing, command.only_reads()) {
+        bail!(
+            "no database at {}: `mandate {name}` only reads, so it does not create one.\n\
+             Point at your database with --database sqlite://PATH, MANDATE_DATABASE, or `database` in the \
+             configuration file (--config, MANDATE_CONFIG); `mandate serve` creates a new one.",
+            path.display()
+        );
+    }
+    let created = missing.cloned();
     let auth = crate::setup::build(config).await?;
-    if !existed && let Some(p) = &sqlite_path {
-        eprintln!("note: created a new database at {p} (use --database to point at an existing one)");
+    if let Some(p) = created {
+        eprintln!("note: created a new database at {} (use --database to point at an existing one)", p.display());
     }
     match command {
-        Command::Serve(_) | Command::Migrate | Command::Client(_) => not_admin(),
-        Command::Users(c) => users(&auth, c).await,
-        Command::Clients(c) => clients(&auth, c).await,
-        Command::Grants(c) => grants(&auth, c).await,
-        Command::Audit(f) => audit(&auth, f).await,
-        Command::Keys(c) => keys(&auth, c).await,
+        AdminCommand::Users(c) => users(&auth, c.command).await,
+        AdminCommand::Clients(c) => clients(&auth, c.command).await,
+        AdminCommand::Grants(c) => grants(&auth, c.command).await,
+        AdminCommand::Audit(f) => audit(&auth, f).await,
+        AdminCommand::Keys(c) => keys(&auth, c.command).await,
     }
-}
-
-fn not_admin() -> anyhow::Result<()> {
-    bail!("not an admin command")
 }
 
 async fn users(auth: &AuthServer, c: UsersCommand) -> anyhow::Result<()> {
@@ -203,9 +259,20 @@ async fn clients(auth: &AuthServer, c: ClientsCommand) -> anyhow::Result<()> {
 async fn grants(auth: &AuthServer, c: GrantsCommand) -> anyhow::Result<()> {
     match c {
         GrantsCommand::List => {
-            println!("{:<24} {:<24} {:<38} {:<20} SCOPE", "ID", "USER", "CLIENT", "GRANTED");
+            let mut names = Names::new(auth);
+            println!("{:<24} {:<16} {:<34} {:<38} {:<20} SCOPE", "ID", "USER", "CLIENT", "CLIENT ID", "GRANTED");
             for g in auth.list_grants().await? {
-                println!("{:<24} {:<24} {:<38} {:<20} {}", g.id, g.user_id, g.client_id, time(g.created_at), g.scope);
+                let user = names.user(&g.user_id).await?;
+                let client = names.client(&g.client_id).await?;
+                println!(
+                    "{:<24} {:<16} {:<34} {:<38} {:<20} {}",
+                    g.id,
+                    user.as_deref().unwrap_or("(unknown)"),
+                    client.map(|c| c.short()).unwrap_or_else(|| "(removed)".to_owned()),
+                    g.client_id,
+                    time(g.created_at),
+                    g.scope
+                );
             }
         }
         GrantsCommand::Revoke { id } => {
@@ -236,17 +303,45 @@ async fn audit(auth: &AuthServer, f: AuditFlags) -> anyhow::Result<()> {
         before: None,
         limit: f.limit,
     };
+    let mut names = Names::new(auth);
     for e in auth.audit_events(&filter).await? {
+        let user = match &e.user_id {
+            Some(id) => names.user(id).await?,
+            None => None,
+        };
+        let client = match &e.client_id {
+            Some(id) => names.client(id).await?,
+            None => None,
+        };
         if f.json {
-            println!("{}", serde_json::to_string(&e)?);
+            // The ids as stored, and the names beside them.
+            let mut v = serde_json::to_value(&e)?;
+            if let Some(map) = v.as_object_mut() {
+                if let Some(u) = user {
+                    map.insert("user_name".into(), u.into());
+                }
+                if let Some(c) = client {
+                    map.insert("client_name".into(), c.name.into());
+                    map.insert("client_verified".into(), c.verified.into());
+                }
+            }
+            println!("{v}");
         } else {
+            let user = match (&e.user_id, user) {
+                (None, _) => "-".to_owned(),
+                (Some(_), Some(name)) => name,
+                (Some(id), None) => format!("(unknown: {id})"),
+            };
+            let client = match (&e.client_id, client) {
+                (None, _) => "-".to_owned(),
+                (Some(id), Some(c)) => format!("{c} client_id={id}"),
+                (Some(id), None) => format!("(removed) client_id={id}"),
+            };
             println!(
-                "{}  {:<22} {:<14} user={} client={} grant={}  {}",
+                "{}  {:<22} {:<14} user={user} client={client} grant={}  {}",
                 time(e.at),
                 e.kind,
                 e.outcome,
-                e.user_id.as_deref().unwrap_or("-"),
-                e.client_id.as_deref().unwrap_or("-"),
                 e.grant_id.as_deref().unwrap_or("-"),
                 e.detail.as_deref().unwrap_or("")
             );

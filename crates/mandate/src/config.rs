@@ -1,6 +1,7 @@
 //! Configuration: defaults < TOML file (`--config` or `MANDATE_CONFIG`) < `MANDATE_*`
 //! environment variables < command-line flags.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -15,8 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
-    /// The public URL: the issuer identifier, byte-identical in every document and token.
-    pub public_url: String,
+    /// The public URL: the issuer identifier, byte-identical in every document and token. When
+    /// unset and `listen` is a loopback address, it is `http://<listen>` (see [`Config::resolve`]).
+    pub public_url: Option<String>,
     /// `sqlite://PATH` or `postgres://...`.
     pub database: String,
     /// Allow an http public URL that is not loopback (never in production).
@@ -53,13 +55,20 @@ pub struct Config {
     /// A trusted reverse proxy sits in front: rate limits and the sign-in lock use the address it
     /// appends to `X-Forwarded-For` (never enable without such a proxy: clients could pick it).
     pub trust_forwarded_for: bool,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish before the process exits
+    /// anyway (seconds).
+    pub shutdown_timeout: u64,
+    /// Whether `public_url` was implied by `listen` rather than set (it then follows the port
+    /// actually bound, for `--listen 127.0.0.1:0`).
+    #[serde(skip)]
+    pub public_url_implied: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: None,
             database: "sqlite://mandate.db".into(),
             insecure_http: false,
             tls_cert: None,
@@ -79,6 +88,8 @@ impl Default for Config {
             issuer: None,
             mcp_allowed_origins: Vec::new(),
             trust_forwarded_for: false,
+            shutdown_timeout: 10,
+            public_url_implied: false,
         }
     }
 }
@@ -105,6 +116,7 @@ const ENV_KEYS: &[&str] = &[
     "issuer",
     "mcp_allowed_origins",
     "trust_forwarded_for",
+    "shutdown_timeout",
 ];
 
 /// Loads the configuration; `overrides` are the flags given on the command line.
@@ -118,8 +130,8 @@ pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> anyhow::Result<C
         fig = fig.merge(Toml::file(path));
     }
     fig = fig.merge(Env::prefixed("MANDATE_").only(ENV_KEYS)).merge(Serialized::defaults(overrides));
-    let config: Config = fig.extract().context("invalid configuration")?;
-    config.validate()?;
+    let mut config: Config = fig.extract().context("invalid configuration")?;
+    config.resolve()?;
     Ok(config)
 }
 
@@ -134,14 +146,53 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `http://<addr>` as an origin in normal form (`[::1]` bracketed, no `:80`).
+fn implied_public_url(addr: SocketAddr) -> String {
+    let text = format!("http://{addr}");
+    url::Url::parse(&text).map(|u| u.origin().ascii_serialization()).unwrap_or(text)
+}
+
 impl Config {
+    /// Fills in the public URL when `listen` implies it, then refuses settings that are unsafe or
+    /// contradictory.
+    pub fn resolve(&mut self) -> anyhow::Result<()> {
+        let listen: SocketAddr = self.listen.parse().with_context(|| {
+            format!("listen {:?} is not an address such as 127.0.0.1:8080 or [::1]:8080", self.listen)
+        })?;
+        if self.public_url.is_none() {
+            if !listen.ip().is_loopback() {
+                bail!(
+                    "listening on {listen}, which is not a loopback address, needs the public URL that people and \
+                     clients use: --public-url https://auth.example.com (or MANDATE_PUBLIC_URL, or public_url in the \
+                     configuration file)"
+                );
+            }
+            self.public_url = Some(implied_public_url(listen));
+            self.public_url_implied = true;
+        }
+        self.validate()
+    }
+
+    /// The server is listening on `addr`: a public URL implied by `listen` follows the port
+    /// bound (it differs only for port 0).
+    pub fn bound_to(&mut self, addr: SocketAddr) {
+        if self.public_url_implied {
+            self.public_url = Some(implied_public_url(addr));
+        }
+    }
+
+    /// The public URL; empty before [`Config::resolve`].
+    pub fn public_url(&self) -> &str {
+        self.public_url.as_deref().unwrap_or_default()
+    }
+
     /// Refuses settings that are unsafe or contradictory.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        let url = url::Url::parse(&self.public_url)
-            .with_context(|| format!("public_url {:?} is not a URL", self.public_url))?;
+    fn validate(&self) -> anyhow::Result<()> {
+        let public_url = self.public_url();
+        let url = url::Url::parse(public_url).with_context(|| format!("public_url {public_url:?} is not a URL"))?;
         // The issuer must be exactly what browsers send as Origin: lower case, no default port,
         // no path, no credentials.
-        if url.origin().ascii_serialization() != self.public_url.trim_end_matches('/') {
+        if url.origin().ascii_serialization() != public_url.trim_end_matches('/') {
             bail!(
                 "public_url must be an origin in normal form such as https://auth.example.com (no path, query, fragment, \
                  credentials, default port or upper case); did you mean {}?",
@@ -153,8 +204,7 @@ impl Config {
             "https" => {}
             "http" if is_loopback_host(host) || self.insecure_http => {}
             "http" => bail!(
-                "public_url {} uses http on a non-loopback host; use https (or --insecure-http for a throwaway test setup)",
-                self.public_url
+                "public_url {public_url} uses http on a non-loopback host; use https (or --insecure-http for a throwaway test setup)"
             ),
             other => bail!("public_url must use https, not {other}"),
         }
@@ -173,6 +223,9 @@ impl Config {
             if v < 60 {
                 bail!("{name} must be at least 60 seconds");
             }
+        }
+        if self.shutdown_timeout > 600 {
+            bail!("shutdown_timeout must be at most 600 seconds");
         }
         if !(0..=300).contains(&self.refresh_grace) {
             bail!("refresh_grace must be between 0 and 300 seconds");
@@ -205,7 +258,17 @@ impl Config {
 
     /// The issuer: the public URL without its trailing slash.
     pub fn issuer(&self) -> String {
-        self.public_url.trim_end_matches('/').to_owned()
+        self.public_url().trim_end_matches('/').to_owned()
+    }
+
+    /// The file of a SQLite database (`None` for PostgreSQL or an in-memory database).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let path = self.database.strip_prefix("sqlite://").or_else(|| self.database.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") {
+            return None;
+        }
+        Some(PathBuf::from(path))
     }
 
     /// Where the key-encryption key is kept when it does not come from the environment.
@@ -213,12 +276,9 @@ impl Config {
         if let Some(p) = &self.secret_key_file {
             return Some(p.clone());
         }
-        let path = self.database.strip_prefix("sqlite://").or_else(|| self.database.strip_prefix("sqlite:"))?;
-        let path = path.split('?').next().unwrap_or(path);
-        if path.is_empty() || path.contains(":memory:") {
-            return None;
-        }
-        Some(PathBuf::from(format!("{path}.key")))
+        let mut path = self.sqlite_path()?.into_os_string();
+        path.push(".key");
+        Some(PathBuf::from(path))
     }
 }
 
@@ -226,12 +286,16 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn with_url(url: &str) -> Config {
+        Config { public_url: Some(url.into()), ..Config::default() }
+    }
+
     #[test]
     fn http_outside_loopback_is_refused() {
-        let mut c = Config { public_url: "http://auth.example.com".into(), ..Config::default() };
-        assert!(c.validate().is_err());
+        let mut c = with_url("http://auth.example.com");
+        assert!(c.resolve().is_err());
         c.insecure_http = true;
-        assert!(c.validate().is_ok());
+        assert!(c.resolve().is_ok());
         for bad in [
             "https://auth.example.com/tenant",
             "https://AUTH.example.com",
@@ -239,14 +303,41 @@ mod tests {
             "http://127.0.0.1.nip.io",
             "https://u:p@auth.example.com",
         ] {
-            let c = Config { public_url: bad.into(), ..Config::default() };
-            assert!(c.validate().is_err(), "{bad}");
+            assert!(with_url(bad).resolve().is_err(), "{bad}");
         }
         for good in ["https://auth.example.com", "http://localhost:8080", "http://[::1]:8080", "http://127.0.0.2:9"] {
-            let c = Config { public_url: good.into(), ..Config::default() };
-            assert!(c.validate().is_ok(), "{good}");
+            assert!(with_url(good).resolve().is_ok(), "{good}");
         }
-        assert!(Config::default().validate().is_ok());
+        assert!(Config::default().resolve().is_ok());
+    }
+
+    #[test]
+    fn loopback_listen_implies_the_public_url() {
+        for (listen, implied) in [
+            ("127.0.0.1:9004", "http://127.0.0.1:9004"),
+            ("[::1]:9004", "http://[::1]:9004"),
+            ("127.0.0.2:80", "http://127.0.0.2"),
+        ] {
+            let mut c = Config { listen: listen.into(), ..Config::default() };
+            c.resolve().unwrap();
+            assert_eq!(c.public_url(), implied);
+            assert!(c.public_url_implied);
+        }
+        // An implied URL follows the port bound (port 0); a given one never changes.
+        let mut c = Config { listen: "127.0.0.1:0".into(), ..Config::default() };
+        c.resolve().unwrap();
+        c.bound_to("127.0.0.1:41234".parse().unwrap());
+        assert_eq!(c.issuer(), "http://127.0.0.1:41234");
+        let mut c = Config { listen: "127.0.0.1:0".into(), ..with_url("https://auth.example.com") };
+        c.resolve().unwrap();
+        c.bound_to("127.0.0.1:41234".parse().unwrap());
+        assert_eq!(c.issuer(), "https://auth.example.com");
+        // Off loopback, the public URL must be given.
+        let err = Config { listen: "0.0.0.0:8080".into(), ..Config::default() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("--public-url https://"), "{err}");
+        let mut c = Config { listen: "0.0.0.0:8080".into(), ..with_url("https://auth.example.com") };
+        assert!(c.resolve().is_ok());
+        assert!(Config { listen: "localhost:8080".into(), ..Config::default() }.resolve().is_err());
     }
 
     #[test]

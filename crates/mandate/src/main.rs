@@ -1,15 +1,21 @@
-//! `mandate`: the OAuth 2.1 authorization server for MCP, and its admin commands.
+//! `mandate`: the OAuth 2.1 authorization server for MCP, its admin commands, and the agent's side.
 
 mod admin;
 mod client;
 mod config;
+mod help;
+mod names;
 mod serve;
 mod setup;
+mod shutdown;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::bail;
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -19,60 +25,135 @@ use serde::Serialize;
     about = "Let people hand AI agents a subset of their permissions, see it, and take it back."
 )]
 struct Cli {
-    /// A TOML configuration file (also MANDATE_CONFIG).
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
+    /// The server flags may also come before the command name (`mandate --database URL users list`).
     #[command(flatten)]
-    common: CommonFlags,
+    leading: LeadingFlags,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Flags every command understands; each overrides the file and the environment.
-#[derive(Args, Serialize, Default)]
-struct CommonFlags {
-    /// Database URL: sqlite://PATH (created on start) or postgres://... [env: MANDATE_DATABASE]
-    #[arg(long, global = true, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database: Option<String>,
-    /// The public URL, used as the issuer [env: MANDATE_PUBLIC_URL] [default: http://127.0.0.1:8080]
-    #[arg(long, global = true, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    public_url: Option<String>,
-    /// File holding the key-encryption key [env: MANDATE_SECRET_KEY_FILE]
-    #[arg(long, global = true, value_name = "FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secret_key_file: Option<PathBuf>,
+/// The heading the server flags are listed under in the server and admin commands' help.
+const SERVER_FLAGS: &str = "Server options";
+
+/// Declares the flags of the server and admin commands. They are declared twice: on each server
+/// and admin command, global within it so that `mandate users list --database X` works, and
+/// hidden on `mandate` itself for `mandate --database X users list`. They are never global at
+/// the top, since the agent commands do not take them. The two declarations have distinct ids:
+/// clap copies a global argument's value to every command up the chain holding its id.
+macro_rules! server_flags {
+    ($(#[$meta:meta])* $name:ident, global = $global:tt, hide = $hide:tt,
+     ids = [$config:literal, $database:literal, $public_url:literal, $secret_key_file:literal]) => {
+        $(#[$meta])*
+        #[derive(Args, Serialize, Default, Clone)]
+        pub struct $name {
+            /// A TOML configuration file [env: MANDATE_CONFIG]
+            #[arg(id = $config, long = "config", global = $global, hide = $hide, value_name = "FILE", help_heading = SERVER_FLAGS)]
+            #[serde(skip)]
+            pub config: Option<PathBuf>,
+            /// Database URL: sqlite://PATH or postgres://... [env: MANDATE_DATABASE] [default: sqlite://mandate.db]
+            #[arg(id = $database, long = "database", global = $global, hide = $hide, value_name = "URL", help_heading = SERVER_FLAGS)]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub database: Option<String>,
+            /// The public URL, used as the issuer [env: MANDATE_PUBLIC_URL] [default: http://<listen> when listening on loopback]
+            #[arg(id = $public_url, long = "public-url", global = $global, hide = $hide, value_name = "URL", help_heading = SERVER_FLAGS)]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub public_url: Option<String>,
+            /// File holding the key-encryption key [env: MANDATE_SECRET_KEY_FILE] [default: <sqlite path>.key]
+            #[arg(id = $secret_key_file, long = "secret-key-file", global = $global, hide = $hide, value_name = "FILE", help_heading = SERVER_FLAGS)]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub secret_key_file: Option<PathBuf>,
+        }
+    };
 }
 
+server_flags!(
+    /// The flags of the server and admin commands; each overrides the file and the environment.
+    ServerFlags,
+    global = true,
+    hide = false,
+    ids = ["config", "database", "public_url", "secret_key_file"]
+);
+server_flags!(
+    /// [`ServerFlags`] given before the command name.
+    LeadingFlags,
+    global = false,
+    hide = true,
+    ids = ["leading_config", "leading_database", "leading_public_url", "leading_secret_key_file"]
+);
+
+impl LeadingFlags {
+    /// The flags given, by name.
+    fn given(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for (name, set) in [
+            ("--config", self.config.is_some()),
+            ("--database", self.database.is_some()),
+            ("--public-url", self.public_url.is_some()),
+            ("--secret-key-file", self.secret_key_file.is_some()),
+        ] {
+            if set {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+impl ServerFlags {
+    /// Combines the flags given after the command name with those given before it.
+    fn with_leading(self, leading: LeadingFlags) -> anyhow::Result<Self> {
+        fn one<T>(name: &str, after: Option<T>, before: Option<T>) -> anyhow::Result<Option<T>> {
+            match (after, before) {
+                (Some(_), Some(_)) => bail!("{name} is given both before and after the command name"),
+                (after, before) => Ok(after.or(before)),
+            }
+        }
+        Ok(Self {
+            config: one("--config", self.config, leading.config)?,
+            database: one("--database", self.database, leading.database)?,
+            public_url: one("--public-url", self.public_url, leading.public_url)?,
+            secret_key_file: one("--secret-key-file", self.secret_key_file, leading.secret_key_file)?,
+        })
+    }
+}
+
+/// `mandate`'s commands, in the three groups its help lists them in.
 #[derive(Subcommand)]
 enum Command {
-    /// Run the authorization server.
-    Serve(serve::ServeFlags),
-    /// Apply pending database migrations and report the schema version (serve also migrates).
-    Migrate,
-    /// Manage people who can sign in.
-    #[command(subcommand)]
-    Users(admin::UsersCommand),
-    /// Manage pre-registered clients.
-    #[command(subcommand)]
-    Clients(admin::ClientsCommand),
-    /// List and revoke grants.
-    #[command(subcommand)]
-    Grants(admin::GrantsCommand),
-    /// Print the audit trail.
-    Audit(admin::AuditFlags),
-    /// List and rotate signing keys.
-    #[command(subcommand)]
-    Keys(admin::KeysCommand),
     #[command(flatten)]
-    Client(client::ClientCommand),
+    Server(ServerCommand),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
+    #[command(flatten)]
+    Agent(client::ClientCommand),
+}
+
+/// Running the server.
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Run the authorization server (with the MCP endpoint and its demo apps).
+    Serve(serve::ServeArgs),
+    /// Apply pending database migrations and report the schema version (serve also migrates).
+    Migrate {
+        #[command(flatten)]
+        server: ServerFlags,
+    },
+}
+
+/// Whether log lines may carry colour codes: only on a terminal, and never with `NO_COLOR` set
+/// (to anything but the empty string, as <https://no-color.org> asks).
+fn colour_logs() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
+        .try_init();
 }
 
 /// The client commands log errors only by default; rmcp is capped at `info` whatever `RUST_LOG`
@@ -86,32 +167,48 @@ fn init_client_tracing() {
         // Our own errors are printed as messages; rmcp's would repeat them.
         Err(_) => tracing_subscriber::EnvFilter::new("error,rmcp=off"),
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
+        .try_init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve(flags) => {
-            let overrides = serve::Overrides { common: &cli.common, serve: &flags };
-            let config = config::load(cli.config.as_deref(), &overrides)?;
+async fn run(leading: LeadingFlags, command: ServerOrAdmin) -> anyhow::Result<()> {
+    match command {
+        ServerOrAdmin::Server(ServerCommand::Serve(args)) => {
+            let server = args.server.clone().with_leading(leading)?;
+            let overrides = serve::Overrides { common: &server, serve: &args.serve };
+            let config = config::load(server.config.as_deref(), &overrides)?;
             init_tracing(&config.log);
             serve::run(config).await
         }
-        Command::Migrate => {
-            let config = config::load(cli.config.as_deref(), &cli.common)?;
+        ServerOrAdmin::Server(ServerCommand::Migrate { server }) => {
+            let server = server.with_leading(leading)?;
+            let config = config::load(server.config.as_deref(), &server)?;
             init_tracing("warn");
             setup::migrate(&config).await
         }
-        other => {
-            let config = config::load(cli.config.as_deref(), &cli.common)?;
+        ServerOrAdmin::Admin(command) => {
+            let server = command.server_flags().clone().with_leading(leading)?;
+            let config = config::load(server.config.as_deref(), &server)?;
             init_tracing(if std::env::var_os("RUST_LOG").is_some() { "info" } else { "warn" });
-            admin::run(other, &config).await
+            admin::run(command, &config).await
         }
     }
 }
 
+enum ServerOrAdmin {
+    Server(ServerCommand),
+    Admin(admin::AdminCommand),
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = help::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -119,11 +216,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Command::Client(cmd) = cli.command {
-        init_client_tracing();
-        return runtime.block_on(client::run(cmd));
-    }
-    match runtime.block_on(run(cli)) {
+    let command = match cli.command {
+        Command::Agent(cmd) => {
+            let given = cli.leading.given();
+            if !given.is_empty() {
+                eprintln!(
+                    "error: `mandate {}` does not read {}: only the server and admin commands do",
+                    matches.subcommand_name().unwrap_or_default(),
+                    given.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+            init_client_tracing();
+            let code = runtime.block_on(client::run(cmd));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            return code;
+        }
+        Command::Server(c) => ServerOrAdmin::Server(c),
+        Command::Admin(c) => ServerOrAdmin::Admin(c),
+    };
+    let result = runtime.block_on(run(cli.leading, command));
+    // Work still running on the blocking pool (a password hash) gets a moment, not forever.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

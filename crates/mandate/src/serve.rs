@@ -1,26 +1,41 @@
-//! `mandate serve`.
+//! `mandate serve`: bind first, then open the database, print what to open next, serve until
+//! SIGTERM or Ctrl-C, and drain (see [`crate::shutdown`]).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::serve::ListenerExt;
+use axum_server::tls_rustls::RustlsConfig;
 use clap::Args;
 use serde::Serialize;
-
-use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use mandate_core::AuthServer;
 use mandate_core::demo::{Customer, DemoStore, Invoice, InvoiceStatus, Todo};
 use mandate_guard::{JwksKeySource, TokenCheck, Validator};
 use mandate_mcp::McpSettings;
 
-use crate::CommonFlags;
+use crate::ServerFlags;
 use crate::config::Config;
+use crate::shutdown::{Drain, Signals};
 
-#[derive(Args, Serialize, Default)]
+/// `mandate serve`'s arguments: its own flags, and the server flags.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub serve: ServeFlags,
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
+
+#[derive(Args, Serialize, Default, Clone)]
 pub struct ServeFlags {
-    /// Address to listen on [env: MANDATE_LISTEN] [default: 127.0.0.1:8080]
+    /// Address to listen on; port 0 picks a free one [env: MANDATE_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
@@ -58,69 +73,195 @@ pub struct ServeFlags {
 #[derive(Serialize)]
 pub struct Overrides<'a> {
     #[serde(flatten)]
-    pub common: &'a CommonFlags,
+    pub common: &'a ServerFlags,
     #[serde(flatten)]
     pub serve: &'a ServeFlags,
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    // Nothing is created and nothing printed until the address is ours.
+    let listener = bind(&config.listen)?;
+    let addr = listener.local_addr().context("reading the address bound")?;
+    config.bound_to(addr);
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(RustlsConfig::from_pem_file(cert, key).await.context("loading the TLS certificate and key")?)
+        }
+        _ => None,
+    };
+    let mut signals = Signals::install().context("listening for SIGTERM and SIGINT")?;
+    let drain = Drain::default();
+
     let (auth, store) = crate::setup::build_with_store(&config).await?;
     // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
     let listening = auth.clone();
     store.listen_for_revocations(move |_event| listening.note_revocation_elsewhere());
+    let closing = store.clone();
     let demo: Arc<dyn DemoStore> = Arc::new(store);
     spawn_janitor(auth.clone());
-    let app = if config.mcp_only {
-        mcp_only_router(&config, auth.clone(), demo).await?
+    let issuer = auth.settings.issuer.clone();
+    let (app, mut next) = if config.mcp_only {
+        let app = mcp_only_router(&config, auth.clone(), demo, drain.streams()).await?;
+        let trusted = config.issuer.clone().unwrap_or_default();
+        let next = vec![
+            line("MCP endpoint, to add to an MCP client", &format!("{issuer}/mcp")),
+            line("tokens from", &trusted),
+        ];
+        (app, next)
     } else {
-        if config.demo {
-            seed_demo(&auth, demo.as_ref()).await?;
-        }
+        let password = if config.demo { Some(seed_demo(&auth, demo.as_ref()).await?) } else { None };
         let limits =
             mandate_server::RateLimits { trust_forwarded_for: config.trust_forwarded_for, ..Default::default() };
-        let resource = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?;
-        let local_mcp = format!("{}/mcp", auth.settings.issuer);
-        if resource.uri == local_mcp {
-            let mcp = mandate_mcp::router(
-                McpSettings::in_process(
-                    &auth,
-                    &resource.uri,
-                    resource.default_scopes.clone(),
-                    config.mcp_allowed_origins.clone(),
-                ),
-                auth.clone(),
-                demo.clone(),
-            );
-            mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp)
+        let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
+        let local_mcp = format!("{issuer}/mcp");
+        let (app, mcp_line) = if resource.uri == local_mcp {
+            let settings = McpSettings::in_process(
+                &auth,
+                &resource.uri,
+                resource.default_scopes.clone(),
+                config.mcp_allowed_origins.clone(),
+            )
+            .with_shutdown(drain.streams());
+            let mcp = mandate_mcp::router(settings, auth.clone(), demo.clone());
+            let app = mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp);
+            (app, line("MCP endpoint, to add to an MCP client", &local_mcp))
         } else {
             // The MCP server runs elsewhere: serving /mcp here would accept its tokens.
             tracing::info!(resource = %resource.uri, "no MCP endpoint here: the resource is served by another process");
-            mandate_server::router(auth.clone(), None, limits)
+            (mandate_server::router(auth.clone(), None, limits), line("MCP endpoint, served elsewhere", &resource.uri))
+        };
+        let mut next = vec![
+            mcp_line,
+            line("what agents may do for you", &format!("{issuer}/account/apps")),
+            line("what they did", &format!("{issuer}/account/activity")),
+        ];
+        match password {
+            Some(p) => next.push(format!("demo user: demo / password: {p}")),
+            None if auth.list_users().await?.is_empty() => {
+                next.push("nobody can sign in yet: add a person with `mandate users add NAME`".to_owned());
+            }
+            None => {}
         }
+        (app, next)
     };
-    let app =
-        app.merge(mandate_server::health_routes(auth.clone())).into_make_service_with_connect_info::<SocketAddr>();
-    let addr: SocketAddr =
-        config.listen.parse().with_context(|| format!("--listen {:?} is not an address", config.listen))?;
-    tracing::info!(public_url = %auth.settings.issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
-    println!("mandate is serving {}", auth.settings.issuer);
-    match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .context("loading the TLS certificate and key")?;
-            axum_server::bind_rustls(addr, tls).serve(app).await.context("serving")
-        }
-        _ => {
-            // No Nagle: streamed (SSE) MCP responses are several small writes, and delayed ACKs
-            // would add ~40 ms to every one of them.
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-            axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("serving")
+    let app = drain.track(app.merge(mandate_server::health_routes(auth.clone())));
+    tracing::info!(public_url = %issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
+    let only = if config.mcp_only { " (the MCP endpoint only)" } else { "" };
+    next.insert(0, format!("mandate is serving {issuer}{only}"));
+    next.push("Ctrl-C stops it (requests in flight finish first).".to_owned());
+    say(&next);
+    let limit = Duration::from_secs(config.shutdown_timeout);
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    if serve(listener, tls, app, &mut signals, &drain, limit).await? == Drained::Cleanly {
+        // Background tasks (the janitor, LISTEN) may hold a connection: they get a moment.
+        if tokio::time::timeout(Duration::from_secs(2), closing.close()).await.is_err() {
+            tracing::warn!("the database connections did not close within 2 s");
         }
     }
+    Ok(())
+}
+
+/// How a drain ended.
+#[derive(PartialEq, Eq)]
+enum Drained {
+    Cleanly,
+    /// Past the bound, or on a second signal: connections were cut.
+    Cut,
+}
+
+/// Binds `listen` (already checked to be an address).
+fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address"))?;
+    let bound = (|| {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    })();
+    bound.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address already in use (is another server running there?)".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => e.to_string(),
+        };
+        anyhow!("cannot listen on {addr}: {why}")
+    })
+}
+
+/// One "what to open next" line.
+fn line(what: &str, url: &str) -> String {
+    format!("  {:<38} {url}", format!("{what}:"))
+}
+
+/// Prints to stdout; a closed stdout does not stop the server.
+fn say(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", lines.join("\n"));
+    let _ = out.flush();
+}
+
+/// Serves until the first signal, then drains: no new connections, the requests in flight
+/// finish, then the MCP event streams end; at most `limit`, or until a second signal.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<RustlsConfig>,
+    app: IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    signals: &mut Signals,
+    drain: &Drain,
+    limit: Duration,
+) -> anyhow::Result<Drained> {
+    let stop = CancellationToken::new();
+    let server = async {
+        match tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let (graceful, stopped) = (handle.clone(), stop.clone());
+                tokio::spawn(async move {
+                    stopped.cancelled().await;
+                    graceful.graceful_shutdown(None);
+                });
+                axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(app).await
+            }
+            None => {
+                // No Nagle: streamed (SSE) MCP responses are several small writes, and delayed
+                // ACKs would add ~40 ms to every one of them.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await
+            }
+        }
+    };
+    let mut server = std::pin::pin!(server);
+    let signal = tokio::select! {
+        served = &mut server => return served.context("serving").map(|()| Drained::Cleanly),
+        signal = signals.next() => signal,
+    };
+    tracing::info!(
+        signal,
+        "shutting down: no new connections; requests in flight get up to {} s to finish",
+        limit.as_secs()
+    );
+    stop.cancel();
+    // The server future closes the listener and then waits for the connections to end; the
+    // MCP streams end once the requests in flight have finished.
+    let drained = async { tokio::join!(server, drain.finish_requests()).0 };
+    Ok(tokio::select! {
+        served = drained => {
+            served.context("serving")?;
+            tracing::info!("shut down: every request finished");
+            Drained::Cleanly
+        }
+        () = tokio::time::sleep(limit) => {
+            tracing::warn!("requests still in flight after {} s (shutdown_timeout): exiting anyway", limit.as_secs());
+            Drained::Cut
+        }
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: exiting now");
+            Drained::Cut
+        }
+    })
 }
 
 fn spawn_janitor(auth: Arc<AuthServer>) {
@@ -142,6 +283,7 @@ async fn mcp_only_router(
     config: &Config,
     auth: Arc<AuthServer>,
     demo: Arc<dyn DemoStore>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<axum::Router> {
     let issuer = config.issuer.clone().context("--mcp-only needs --issuer")?;
     let http = reqwest::Client::builder()
@@ -189,14 +331,16 @@ async fn mcp_only_router(
             extra_origins: config.mcp_allowed_origins.clone(),
             revocation: None,
             shared_sessions: true,
+            shutdown,
         },
         auth,
         demo,
     ))
 }
 
-/// `--demo`: a demo user with a fresh password (printed), and some billing and todo data.
-async fn seed_demo(auth: &AuthServer, demo: &dyn DemoStore) -> anyhow::Result<()> {
+/// `--demo`: a demo user with a fresh password (returned, to be printed), and some billing and
+/// todo data.
+async fn seed_demo(auth: &AuthServer, demo: &dyn DemoStore) -> anyhow::Result<String> {
     let password = auth.new_secret();
     let user = auth.set_or_create_user("demo", password.clone()).await?;
     if demo.customers(&user.id).await?.is_empty() {
@@ -220,11 +364,5 @@ async fn seed_demo(auth: &AuthServer, demo: &dyn DemoStore) -> anyhow::Result<()
                 .await?;
         }
     }
-    println!("demo user: demo / password: {password}");
-    Ok(())
-}
-
-async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+    Ok(password)
 }

@@ -14,18 +14,31 @@ impl Env {
         Self { dir: tempfile::tempdir().unwrap() }
     }
 
+    fn db(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("m.db").display())
+    }
+
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let db = format!("sqlite://{}", self.dir.path().join("m.db").display());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-            .args(args)
-            .env("MANDATE_DATABASE", db)
+        self.run_env(args, stdin, &[])
+    }
+
+    fn run_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        cmd.args(args)
+            .env("MANDATE_DATABASE", self.db())
             .env_remove("MANDATE_SECRET_KEY")
             .env_remove("MANDATE_PUBLIC_URL")
+            .env_remove("MANDATE_CONFIG")
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .current_dir(self.dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
         if let Some(s) = stdin {
             child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
         }
@@ -124,7 +137,7 @@ fn bad_input_is_a_clear_error() {
 #[test]
 fn the_key_file_is_guarded() {
     let e = Env::new();
-    e.ok(&["keys", "list"], None);
+    e.ok(&["keys", "rotate"], None);
     let key = e.dir.path().join("m.db.key");
     // Readable by others: refused.
     #[cfg(unix)]
@@ -149,13 +162,180 @@ fn precedence_is_file_then_environment_then_flags() {
     // From the file: refused (http off loopback)...
     assert!(e.fails(&["--config", cfg, "keys", "list"], None).contains("non-loopback"));
     // ...the flag wins over the file.
-    e.ok(&["--config", cfg, "--public-url", "https://auth.example.com", "keys", "list"], None);
+    e.ok(&["--config", cfg, "--public-url", "https://auth.example.com", "keys", "rotate"], None);
     // Unknown keys in the file are errors, not silently ignored.
     std::fs::write(e.dir.path().join("typo.toml"), "pubic_url = \"x\"\n").unwrap();
     assert!(
         e.fails(&["--config", e.dir.path().join("typo.toml").to_str().unwrap(), "keys", "list"], None)
             .contains("pubic_url")
     );
+}
+
+/// The commands that only read refuse to create a database: they name the absolute path they
+/// looked at and how to point elsewhere, and create nothing (no database, no key file).
+#[test]
+fn read_only_admin_commands_never_create_a_database() {
+    let e = Env::new();
+    let empty = || std::fs::read_dir(e.dir.path()).unwrap().count() == 0;
+    for (args, path) in [
+        (vec!["users", "list"], e.dir.path().join("m.db")),
+        (vec!["clients", "list"], e.dir.path().join("m.db")),
+        (vec!["grants", "list"], e.dir.path().join("m.db")),
+        (vec!["audit"], e.dir.path().join("m.db")),
+        (vec!["audit", "--json"], e.dir.path().join("m.db")),
+        (vec!["keys", "list"], e.dir.path().join("m.db")),
+        // A relative path is shown resolved against the working directory.
+        (vec!["users", "list", "--database", "sqlite://elsewhere/rel.db"], e.dir.path().join("elsewhere/rel.db")),
+        (vec!["--database", "sqlite:rel.db?mode=rwc", "keys", "list"], e.dir.path().join("rel.db")),
+    ] {
+        let err = e.fails(&args, None);
+        assert!(err.contains(&format!("no database at {}:", path.display())), "{args:?}: {err}");
+        assert!(err.contains("only reads"), "{err}");
+        for hint in ["--database", "MANDATE_DATABASE", "--config"] {
+            assert!(err.contains(hint), "{args:?}: no {hint} in {err}");
+        }
+        assert!(empty(), "{args:?} created {:?}", std::fs::read_dir(e.dir.path()).unwrap().collect::<Vec<_>>());
+    }
+    // A command that writes still creates one, and says where.
+    let out = e.run(&["keys", "rotate"], None);
+    assert!(out.status.success());
+    let note = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        note.contains(&format!("note: created a new database at {}", e.dir.path().join("m.db").display())),
+        "{note}"
+    );
+    assert!(e.ok(&["users", "list"], None).starts_with("ID"));
+}
+
+/// Log lines carry no colour codes when stderr is not a terminal; on a terminal they do,
+/// unless `NO_COLOR` is set.
+#[test]
+fn logs_carry_no_colour_codes_off_a_terminal() {
+    let e = Env::new();
+    let out =
+        e.run_env(&["users", "add", "john", "--password-stdin"], Some("long enough pw\n"), &[("RUST_LOG", "info")]);
+    assert!(out.status.success());
+    let logs = String::from_utf8(out.stderr).unwrap();
+    assert!(logs.contains("created a new key-encryption key"), "a log line was written: {logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs:?}");
+    // On a terminal (`script` gives the command one).
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script` on this machine: the terminal half is skipped");
+        return;
+    }
+    // A fresh database each time: creating its key file is logged at info.
+    let on_terminal = |no_color: &str, name: &str| {
+        let line = format!(
+            "{} keys rotate --database sqlite://{}",
+            env!("CARGO_BIN_EXE_mandate"),
+            e.dir.path().join(name).display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", no_color)
+            .env_remove("MANDATE_PUBLIC_URL")
+            .env_remove("MANDATE_DATABASE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // An empty NO_COLOR does not count (no-color.org).
+    let coloured = on_terminal("", "tty1.db");
+    assert!(coloured.contains("\u{1b}["), "colour on a terminal: {coloured:?}");
+    let plain = on_terminal("1", "tty2.db");
+    assert!(plain.contains("INFO") && !plain.contains("\u{1b}["), "NO_COLOR honoured: {plain:?}");
+}
+
+/// `mandate --help` lists the commands in three groups (server, admin, agent).
+#[test]
+fn help_groups_the_commands() {
+    let e = Env::new();
+    let help = e.ok(&["--help"], None);
+    let sections: Vec<(&str, Vec<&str>)> = help
+        .split("\n\n")
+        .filter_map(|block| {
+            let (heading, rest) = block.split_once(":\n")?;
+            Some((heading, rest.lines().map(|l| l.split_whitespace().next().unwrap()).collect()))
+        })
+        .collect();
+    let names: Vec<&str> = sections.iter().map(|(h, _)| *h).collect();
+    assert_eq!(
+        names,
+        [
+            "Server commands",
+            "Admin commands (on the server's database)",
+            "Agent commands (connect to any MCP server)",
+            "Options"
+        ],
+        "{help}"
+    );
+    assert_eq!(sections[0].1, ["serve", "migrate"]);
+    assert_eq!(sections[1].1, ["users", "clients", "grants", "audit", "keys"]);
+    assert_eq!(sections[2].1, ["login", "tools", "call", "logout", "connections", "bridge"]);
+    // `mandate help` says the same.
+    assert_eq!(e.ok(&["help"], None), help);
+}
+
+const SERVER_FLAGS: [&str; 4] = ["--config", "--database", "--public-url", "--secret-key-file"];
+
+/// The agent commands' help shows no server flags; the server and admin commands' help does.
+#[test]
+fn agent_commands_do_not_show_server_flags() {
+    let e = Env::new();
+    for cmd in ["login", "tools", "call", "logout", "connections", "bridge"] {
+        let help = e.ok(&[cmd, "--help"], None);
+        for flag in SERVER_FLAGS {
+            assert!(!help.contains(flag), "`mandate {cmd} --help` shows {flag}:\n{help}");
+        }
+    }
+    for cmd in [
+        vec!["serve"],
+        vec!["migrate"],
+        vec!["users", "list"],
+        vec!["users", "add"],
+        vec!["clients", "add"],
+        vec!["grants", "revoke"],
+        vec!["audit"],
+        vec!["keys", "rotate"],
+    ] {
+        let mut args = cmd.clone();
+        args.push("--help");
+        let help = e.ok(&args, None);
+        for flag in SERVER_FLAGS {
+            assert!(help.contains(flag), "`mandate {cmd:?} --help` lacks {flag}:\n{help}");
+        }
+    }
+}
+
+/// The server flags work before the command name, after it, and between a command and its
+/// subcommand; given twice, or to an agent command, they are refused.
+#[test]
+fn server_flags_go_before_or_after_the_command() {
+    let e = Env::new();
+    let other = e.dir.path().join("other.db");
+    let other = format!("sqlite://{}", other.display());
+    e.ok(&["users", "add", "zoe", "--password-stdin", "--database", &other], Some("long enough pw\n"));
+    for args in [
+        vec!["--database", other.as_str(), "users", "list"],
+        vec!["users", "--database", other.as_str(), "list"],
+        vec!["users", "list", "--database", other.as_str()],
+    ] {
+        assert!(e.ok(&args, None).contains("zoe"), "{args:?}");
+    }
+    assert!(!e.ok(&["keys", "rotate"], None).is_empty());
+    assert!(!e.ok(&["users", "list"], None).contains("zoe"), "the default database is another one");
+    let err = e.fails(&["--database", other.as_str(), "users", "list", "--database", other.as_str()], None);
+    assert!(err.contains("--database is given both before and after the command name"), "{err}");
+    let out = e.run(&["--database", other.as_str(), "connections"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("`mandate connections` does not read --database"), "{err}");
+    // After an agent command they are unknown arguments.
+    let err = e.fails(&["connections", "--database", other.as_str()], None);
+    assert!(err.contains("unexpected argument '--database'"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `mandate serve --tls-cert --tls-key`: TLS with rustls, the https issuer, HSTS and `__Host-`
-//! cookies.
+//! cookies; SIGTERM shuts it down gracefully too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
@@ -23,7 +23,7 @@ async fn serves_https_with_a_certificate() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let issuer = format!("https://localhost:{port}");
-    let _server = Proc(
+    let mut server = Proc(
         Command::new(env!("CARGO_BIN_EXE_mandate"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &issuer])
             .arg("--tls-cert")
@@ -58,4 +58,19 @@ async fn serves_https_with_a_certificate() {
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("__Host-mandate_login="), "{cookie}");
     assert!(cookie.contains("; Secure"), "{cookie}");
+
+    // SIGTERM, with the client's kept-alive connection open: new connections are refused, the
+    // idle one does not hold the process, and it exits 0.
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    drop(http);
 }

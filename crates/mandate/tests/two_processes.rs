@@ -35,11 +35,12 @@ fn serve(dir: &std::path::Path, name: &str, args: &[&str]) -> (Proc, Vec<String>
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // What it prints on start ends with how to stop it.
     let stdout = child.stdout.take().unwrap();
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        let done = line.starts_with("mandate is serving");
+        let done = line.starts_with("Ctrl-C stops it");
         lines.push(line);
         if done {
             break;
@@ -72,12 +73,19 @@ async fn authorization_server_and_mcp_server_in_two_processes() {
         &["--listen", &format!("127.0.0.1:{a}"), "--public-url", &issuer, "--resource-url", &mcp_url, "--demo"],
     );
     let password = lines.iter().find_map(|l| l.strip_prefix("demo user: demo / password: ")).unwrap().to_owned();
+    // The authorization server points at the MCP endpoint it issues tokens for, served elsewhere.
+    assert_eq!(lines[0], format!("mandate is serving {issuer}"));
+    assert!(lines.iter().any(|l| l.contains("served elsewhere") && l.ends_with(&mcp_url)), "{lines:?}");
     wait_ready(&format!("{issuer}/.well-known/oauth-authorization-server")).await;
-    let (_mcp, _) = serve(
+    let (_mcp, lines) = serve(
         dir.path(),
         "mcp",
         &["--mcp-only", "--issuer", &issuer, "--listen", &format!("127.0.0.1:{b}"), "--public-url", &mcp_base],
     );
+    assert_eq!(lines[0], format!("mandate is serving {mcp_base} (the MCP endpoint only)"));
+    assert!(lines.iter().any(|l| l.contains("add to an MCP client") && l.ends_with(&mcp_url)), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("tokens from") && l.ends_with(&issuer)), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("/account/")), "no account pages on an MCP-only server: {lines:?}");
     wait_ready(&format!("{mcp_base}/.well-known/oauth-protected-resource/mcp")).await;
 
     // The authorization server does not serve /mcp itself: it would accept the other server's tokens.

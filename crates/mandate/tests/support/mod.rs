@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use mandate_testkit::{Browser, submit_consent};
+use mandate_testkit::{Authz, Browser, pkce, submit_consent};
 use serde_json::Value;
 
 pub struct Proc(pub Child);
@@ -26,47 +26,84 @@ pub fn free_port() -> u16 {
 
 /// `mandate serve --demo` on a free loopback port with a fresh SQLite file.
 pub struct DemoServer {
-    _proc: Proc,
-    _dir: tempfile::TempDir,
+    pub proc: Proc,
+    pub dir: tempfile::TempDir,
     pub base: String,
     pub password: String,
+    /// The `MANDATE_DATABASE` it runs on (admin commands can share it).
+    pub db: String,
+    /// What it printed on start.
+    pub banner: Vec<String>,
+}
+
+/// Reads what `mandate serve` prints on start, up to its last line.
+pub fn read_banner(stdout: impl std::io::Read) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let last = line.starts_with("Ctrl-C stops it");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    lines
+}
+
+/// `mandate serve` as the operator starts it, on `db`, stdout read up to its first lines.
+pub fn serve(db: &str, args: &[&str], env: &[(&str, &str)]) -> (Proc, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    cmd.arg("serve")
+        .args(args)
+        .env("MANDATE_DATABASE", db)
+        .env("RUST_LOG", "warn")
+        .env_remove("MANDATE_PUBLIC_URL")
+        .env_remove("MANDATE_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let banner = read_banner(child.stdout.take().unwrap());
+    (Proc(child), banner)
+}
+
+pub async fn wait_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{base}/.well-known/oauth-authorization-server"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} never answered");
 }
 
 impl DemoServer {
     pub async fn start() -> Self {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// With extra `serve` flags and environment variables.
+    pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-            .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--public-url", &base])
-            .env("MANDATE_DATABASE", format!("sqlite://{}", dir.path().join("demo.db").display()))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut password = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(p) = line.strip_prefix("demo user: demo / password: ") {
-                password = Some(p.to_owned());
-            }
-            if line.starts_with("mandate is serving") {
-                break;
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if reqwest::get(format!("{base}/.well-known/oauth-authorization-server"))
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { _proc: Proc(child), _dir: dir, base, password: password.expect("the demo password") }
+        let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+        let mut all = vec!["--demo", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let (proc, banner) = serve(&db, &all, env);
+        let base = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("mandate is serving "))
+            .unwrap_or_else(|| panic!("no serving line in {banner:?}"))
+            .to_owned();
+        let password =
+            banner.iter().find_map(|l| l.strip_prefix("demo user: demo / password: ")).expect("the demo password");
+        wait_ready(&base).await;
+        Self { proc, dir, password: password.to_owned(), base, db, banner }
     }
 
     pub fn mcp_url(&self) -> String {
@@ -75,6 +112,62 @@ impl DemoServer {
 
     pub fn browser(&self) -> Browser {
         Browser::for_base(&self.base)
+    }
+
+    /// Registers a public client named `name` (RFC 7591) and returns its id.
+    pub async fn register(&self, name: &str) -> String {
+        let reg: Value = reqwest::Client::new()
+            .post(format!("{}/register", self.base))
+            .json(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none",
+                          "client_name": name, "grant_types": ["authorization_code", "refresh_token"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reg["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The person `demo` allows `scopes` to `client` (redirect URI `http://127.0.0.1/cb`); returns
+    /// the access token.
+    pub async fn access_token(&self, client: &str, scopes: &[&str]) -> String {
+        let mut browser = self.browser();
+        let (verifier, challenge) = pkce();
+        let redirect = "http://127.0.0.1:5000/cb";
+        let mut authz = Authz::new(client, redirect, &challenge);
+        authz.resource = Some(self.mcp_url());
+        let mut r = browser.get(&authz.url()).await;
+        let mut location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+        for _ in 0..3 {
+            if let Some(request) = location.strip_prefix("/login?request=") {
+                r = browser.login_with("demo", &self.password, Some(request)).await;
+            } else if location.starts_with("/consent") {
+                let page = browser.get(&location).await;
+                r = submit_consent(&mut browser, &page, "allow", scopes).await;
+            } else {
+                break;
+            }
+            location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+        }
+        let code = mandate_testkit::query_param(&location, "code").unwrap_or_else(|| panic!("no code in {location}"));
+        let tok: Value = reqwest::Client::new()
+            .post(format!("{}/token", self.base))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("client_id", client),
+                ("redirect_uri", redirect),
+                ("resource", &self.mcp_url()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tok["access_token"].as_str().unwrap_or_else(|| panic!("{tok}")).to_owned()
     }
 }
 

@@ -1,0 +1,375 @@
+//! `mandate serve` as a process: the public URL a loopback `--listen` implies, binding before
+//! anything is created or printed, what it prints on start, and graceful shutdown on SIGTERM and
+//! Ctrl-C (requests in flight finish, event streams do not hold it, the drain is bounded, the
+//! database is closed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mandate_testkit::{McpClient, hidden};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::{DemoServer, Proc, free_port, serve, wait_ready};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn signal(proc: &Proc, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(proc.0.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the process to exit; returns its exit code and how long it took.
+fn wait_exit(proc: &mut Proc, within: Duration) -> (i32, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), start.elapsed());
+        }
+        assert!(start.elapsed() < within, "the server was still running {within:?} after the signal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("m.db").display())
+}
+
+async fn issuer_of(base: &str) -> String {
+    let v: Value =
+        reqwest::get(format!("{base}/.well-known/oauth-authorization-server")).await.unwrap().json().await.unwrap();
+    v["issuer"].as_str().unwrap().to_owned()
+}
+
+fn serving(banner: &[String]) -> String {
+    banner.iter().find_map(|l| l.strip_prefix("mandate is serving ")).unwrap_or_else(|| panic!("{banner:?}")).to_owned()
+}
+
+/// AS1: the issuer is the URL the server is reached at. On loopback, `--listen` alone says it.
+#[tokio::test]
+async fn as1_a_loopback_listen_address_is_the_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_p, banner) = serve(&sqlite(&dir), &["--listen", &format!("127.0.0.1:{port}")], &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(serving(&banner), base);
+    wait_ready(&base).await;
+    assert_eq!(issuer_of(&base).await, base);
+    let prm: Value =
+        reqwest::get(format!("{base}/.well-known/oauth-protected-resource/mcp")).await.unwrap().json().await.unwrap();
+    assert_eq!(prm["resource"], format!("{base}/mcp"));
+    assert_eq!(prm["authorization_servers"][0], base);
+    drop(_p);
+
+    // Port 0: the port bound, not 0, is in every document.
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, banner) = serve(&sqlite(&dir), &["--listen", "127.0.0.1:0"], &[]);
+    let base = serving(&banner);
+    let port: u16 = base.strip_prefix("http://127.0.0.1:").unwrap().parse().unwrap();
+    assert_ne!(port, 0);
+    wait_ready(&base).await;
+    assert_eq!(issuer_of(&base).await, base);
+
+    // IPv6 loopback, where the machine has it: bracketed.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_p, banner) = serve(&sqlite(&dir), &["--listen", "[::1]:0"], &[]);
+        let base = serving(&banner);
+        assert!(base.starts_with("http://[::1]:"), "{base}");
+        wait_ready(&base).await;
+        assert_eq!(issuer_of(&base).await, base);
+    }
+}
+
+/// An explicit public URL wins over the one `--listen` implies: from a flag or the environment.
+#[tokio::test]
+async fn as1_an_explicit_public_url_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (_p, banner) = serve(&sqlite(&dir), &["--listen", &listen, "--public-url", "http://localhost:9"], &[]);
+    assert_eq!(serving(&banner), "http://localhost:9");
+    let direct = format!("http://{listen}");
+    wait_ready(&direct).await;
+    assert_eq!(issuer_of(&direct).await, "http://localhost:9");
+    drop(_p);
+    let (_p, banner) =
+        serve(&sqlite(&dir), &["--listen", &listen], &[("MANDATE_PUBLIC_URL", "https://auth.example.com")]);
+    assert_eq!(serving(&banner), "https://auth.example.com");
+    wait_ready(&direct).await;
+    assert_eq!(issuer_of(&direct).await, "https://auth.example.com");
+}
+
+fn run_serve(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    cmd.arg("serve")
+        .args(args)
+        .env("MANDATE_DATABASE", sqlite(dir))
+        .env_remove("MANDATE_PUBLIC_URL")
+        .env_remove("MANDATE_LISTEN")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn files_in(dir: &tempfile::TempDir) -> Vec<String> {
+    std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// Off loopback there is no URL to guess: the operator is asked for one, and nothing starts.
+#[test]
+fn as1_a_non_loopback_listen_address_needs_a_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, env) in [
+        (vec!["--listen", "0.0.0.0:8080"], vec![]),
+        (vec![], vec![("MANDATE_LISTEN", "0.0.0.0:8080")]),
+        (vec!["--listen", "192.0.2.1:8080"], vec![]),
+    ] {
+        let out = run_serve(&dir, &args, &env);
+        assert_eq!(out.status.code(), Some(1), "{args:?} {env:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a loopback address") && err.contains("--public-url https://"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = run_serve(&dir, &["--listen", "localhost:8080"], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an address such as 127.0.0.1:8080"));
+    assert_eq!(files_in(&dir), Vec::<String>::new(), "nothing created");
+}
+
+/// With the port taken: a clear error, a non-zero exit, nothing printed on stdout, and neither
+/// the database nor the key file created.
+#[test]
+fn a_taken_port_fails_before_anything_is_created() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_serve(&dir, &["--listen", &format!("127.0.0.1:{port}"), "--demo"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}: address already in use")), "{err}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(files_in(&dir), Vec::<String>::new(), "no database, no key file");
+}
+
+/// The first lines say what to open next, and every URL in them answers.
+#[tokio::test]
+async fn serve_prints_what_to_open_next() {
+    let server = DemoServer::start().await;
+    let base = &server.base;
+    let b = &server.banner;
+    assert_eq!(b[0], format!("mandate is serving {base}"));
+    let url_on = |what: &str| {
+        b.iter()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line in {b:?}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(url_on("add to an MCP client"), format!("{base}/mcp"));
+    assert_eq!(url_on("what agents may do for you"), format!("{base}/account/apps"));
+    assert_eq!(url_on("what they did"), format!("{base}/account/activity"));
+    assert!(b.iter().any(|l| l.starts_with("demo user: demo / password: ")));
+    assert!(b.last().unwrap().starts_with("Ctrl-C stops it"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for page in [url_on("what agents may do for you"), url_on("what they did")] {
+        let r = http.get(&page).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{page}: sign in first");
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("/login"), "{page}");
+    }
+    let r = http.post(url_on("add to an MCP client")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the MCP endpoint asks for a token");
+
+    // Without --demo, on a database nobody can sign in to yet, it says how to add a person.
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, banner) = serve(&sqlite(&dir), &["--listen", "127.0.0.1:0"], &[]);
+    assert!(banner.iter().any(|l| l.contains("`mandate users add NAME`")), "{banner:?}");
+    assert!(!banner.iter().any(|l| l.starts_with("demo user")));
+}
+
+/// A sign-in (argon2) sent up to the middle of its form body; the rest is sent later.
+struct SlowSignIn {
+    tcp: tokio::net::TcpStream,
+    rest: String,
+}
+
+impl SlowSignIn {
+    async fn start(server: &DemoServer) -> Self {
+        let mut browser = server.browser();
+        let page = browser.get("/login").await;
+        let csrf = hidden(&page.body, "csrf").unwrap();
+        let cookie = browser.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &csrf)
+            .append_pair("username", "demo")
+            .append_pair("password", &server.password)
+            .finish();
+        let host = server.base.strip_prefix("http://").unwrap();
+        let head = format!(
+            "POST /login HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nOrigin: {}\r\nSec-Fetch-Site: same-origin\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            server.base,
+            body.len()
+        );
+        let (first, rest) = body.split_at(body.len() / 2);
+        let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(first.as_bytes()).await.unwrap();
+        Self { tcp, rest: rest.to_owned() }
+    }
+
+    /// Sends the rest and reads the whole response: (status line, headers, body).
+    async fn finish(mut self) -> (String, String, Vec<u8>) {
+        self.tcp.write_all(self.rest.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        self.tcp.read_to_end(&mut raw).await.expect("the response, not a reset");
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+        let body = raw[split + 4..].to_vec();
+        let (status, headers) = head.split_once("\r\n").unwrap();
+        (status.to_owned(), headers.to_lowercase(), body)
+    }
+}
+
+/// RL-15: SIGTERM while eight sign-ins are in flight: no new connections are accepted, every
+/// sign-in gets its whole response, and the process exits 0 within the bound.
+#[tokio::test]
+async fn rl15_sigterm_lets_requests_in_flight_finish() {
+    let mut server = DemoServer::start().await;
+    let mut in_flight = Vec::new();
+    for _ in 0..8 {
+        in_flight.push(SlowSignIn::start(&server).await);
+    }
+    // Every head has long been read: the handlers wait for the rest of their bodies.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&server.proc, "TERM");
+    let signalled = Instant::now();
+    let host = server.base.strip_prefix("http://").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpStream::connect(&host).await {
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+                break;
+            }
+            Ok(_) => assert!(Instant::now() < deadline, "still accepting connections 5 s after SIGTERM"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The bodies arrive after the signal; each sign-in runs argon2 and answers in full.
+    let answers = futures_join(in_flight.into_iter().map(SlowSignIn::finish).collect()).await;
+    for (status, headers, body) in answers {
+        assert_eq!(status, "HTTP/1.1 303 See Other", "{headers}");
+        assert!(headers.contains("location: /account/apps"), "{headers}");
+        assert!(headers.contains("set-cookie: mandate_session="), "signed in: {headers}");
+        let length: usize = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|n| n.trim().parse().unwrap())
+            .unwrap_or(0);
+        assert_eq!(body.len(), length, "the whole body");
+    }
+    let answered = signalled.elapsed();
+    let (code, _) = wait_exit(&mut server.proc, Duration::from_secs(10));
+    assert_eq!(code, 0);
+    eprintln!("8 sign-ins answered {answered:?} after SIGTERM; exited {:?} after it", signalled.elapsed());
+    // The database was closed: SQLite folded its write-ahead log into the file.
+    assert!(server.dir.path().join("demo.db").exists());
+    assert!(!server.dir.path().join("demo.db-wal").exists(), "the database was closed cleanly");
+}
+
+/// Awaits every future, concurrently.
+async fn futures_join<T: Send + 'static>(
+    futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+/// Ctrl-C with an MCP event stream open (GET /mcp): the stream ends cleanly and the process
+/// exits 0 at once, not at the end of the 10 s bound.
+#[tokio::test]
+async fn ctrl_c_ends_open_mcp_event_streams() {
+    let mut server = DemoServer::start().await;
+    let client = server.register("Agent").await;
+    let token = server.access_token(&client, &["customers.read"]).await;
+    let mut mcp = McpClient::new(&server.mcp_url(), Some(&token));
+    assert_eq!(mcp.initialize().await.status, StatusCode::OK);
+    let mut stream = reqwest::Client::new()
+        .get(server.mcp_url())
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", mcp.session.clone().unwrap())
+        .header("mcp-protocol-version", mcp.protocol.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    // The stream is open: nothing more arrives for a while.
+    while let Ok(chunk) = tokio::time::timeout(Duration::from_millis(300), stream.chunk()).await {
+        assert!(chunk.unwrap().is_some(), "the stream ended before the signal");
+    }
+    signal(&server.proc, "INT");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .expect("the event stream ended");
+    assert!(ended, "the stream ended cleanly, not with a reset");
+    let (code, took) = wait_exit(&mut server.proc, Duration::from_secs(5));
+    assert_eq!(code, 0);
+    eprintln!("with an event stream open, exited {took:?} after the stream ended");
+}
+
+/// The drain is bounded: a request whose body never arrives holds the process only for
+/// `shutdown_timeout`, then it exits 0 with a log line saying so.
+#[tokio::test]
+async fn shutdown_is_bounded_by_shutdown_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MANDATE_DATABASE", sqlite(&dir))
+        .env("MANDATE_SHUTDOWN_TIMEOUT", "1")
+        .env("RUST_LOG", "info")
+        .env_remove("MANDATE_PUBLIC_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let banner = support::read_banner(child.stdout.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    let mut proc = Proc(child);
+    let base = serving(&banner);
+    wait_ready(&base).await;
+    let host = base.strip_prefix("http://").unwrap();
+    let mut stuck = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type="
+    );
+    stuck.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&proc, "TERM");
+    let (code, took) = wait_exit(&mut proc, Duration::from_secs(8));
+    assert_eq!(code, 0);
+    assert!(took >= Duration::from_millis(900), "it waited for the request: {took:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut { stderr }, &mut logs).unwrap();
+    assert!(logs.contains("shutting down"), "{logs}");
+    assert!(logs.contains("requests still in flight after 1 s (shutdown_timeout): exiting anyway"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "no colour codes in piped logs: {logs}");
+}
