@@ -45,6 +45,8 @@ pub struct Options {
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     /// Pretend a trusted proxy is in front (`X-Forwarded-For` names the client).
     pub trust_forwarded_for: bool,
+    /// `Settings::refresh_grace` (seconds); the production default unless a test sets it.
+    pub refresh_grace: i64,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             fetch_policy: FetchPolicy { allow_loopback: true, allow_http: true },
             resolver: None,
             trust_forwarded_for: false,
+            refresh_grace: Settings::new("http://localhost").refresh_grace,
         }
     }
 }
@@ -71,6 +74,7 @@ impl TestServer {
         let clock = ManualClock::new(START);
         let mut settings = Settings::new(&base);
         settings.fetch_policy = opts.fetch_policy;
+        settings.refresh_grace = opts.refresh_grace;
         let fetcher = match opts.resolver {
             Some(r) => GuardedFetcher::with_resolver(opts.fetch_policy, r),
             None => GuardedFetcher::new(opts.fetch_policy),
@@ -180,6 +184,16 @@ impl TestServer {
         let status = r.status();
         let headers = r.headers().clone();
         (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One integer the database answers (`SELECT COUNT(*) ...`), to check stored state.
+    pub async fn db_count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
+    }
+
+    /// The first (text) column of every row the database answers.
+    pub async fn db_strings(&self, sql: &'static str) -> Vec<String> {
+        sqlx::query_scalar(sql).fetch_all(self.store.pool()).await.unwrap()
     }
 
     pub async fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {
