@@ -75,9 +75,9 @@ async fn revoke_family(tx: &mut Transaction<'static, Any>, grant_id: &str, now: 
     )
     .bind(now)
     .bind(grant_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
     Ok(n == 1)
 }
 

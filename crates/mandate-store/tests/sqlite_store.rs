@@ -162,10 +162,12 @@ async fn a_hundred_concurrent_refreshes_share_one_successor_rt_05_rt_06(s: SqlSt
     active_grant(&s).await;
     let s = Arc::new(s);
     let outcomes = storm(&s, 100, 10).await;
-    let winners: Vec<usize> =
-        outcomes.iter().filter(|(_, o)| *o == RotateOutcome::Rotated).map(|(i, _)| *i).collect();
+    let winners: Vec<usize> = outcomes.iter().filter(|(_, o)| *o == RotateOutcome::Rotated).map(|(i, _)| *i).collect();
     assert_eq!(winners.len(), 1, "{outcomes:?}");
-    let expected = RotateOutcome::Retry { successor: h(&format!("r1-{}", winners[0])), sealed: format!("sealed-r1-{}", winners[0]) };
+    let expected = RotateOutcome::Retry {
+        successor: h(&format!("r1-{}", winners[0])),
+        sealed: format!("sealed-r1-{}", winners[0]),
+    };
     for (i, o) in &outcomes {
         if *i != winners[0] {
             assert_eq!(*o, expected, "every other presentation gets the winner's successor");
@@ -246,7 +248,10 @@ async fn the_sealed_successor_is_cleared_when_the_successor_rotates(s: SqlStore)
     assert_eq!(sealed_on(&s, "r0").await, None, "r0 can no longer lead forward");
     assert_eq!(sealed_on(&s, "r1").await.as_deref(), Some("sealed-r2"));
     // A retry of r1 still gets r2 back.
-    assert_eq!(present(&s, "r1", "r2b", 12, 10).await, RotateOutcome::Retry { successor: h("r2"), sealed: "sealed-r2".into() });
+    assert_eq!(
+        present(&s, "r1", "r2b", 12, 10).await,
+        RotateOutcome::Retry { successor: h("r2"), sealed: "sealed-r2".into() }
+    );
 }
 
 async fn without_a_window_a_race_loser_is_refused_then_a_late_replay_is_reuse_rt_04_rt_05(s: SqlStore) {

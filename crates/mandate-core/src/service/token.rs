@@ -265,8 +265,7 @@ impl AuthServer {
             })?),
             false => None,
         };
-        let outcome =
-            self.store.rotate_refresh(&hash, &next, sealed.as_deref(), now, self.retry_window(now)).await?;
+        let outcome = self.store.rotate_refresh(&hash, &next, sealed.as_deref(), now, self.retry_window(now)).await?;
         let draft = |outcome: &'static str, detail: &str| AuditDraft {
             kind: "token.refreshed",
             outcome,

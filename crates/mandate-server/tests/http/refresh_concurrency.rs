@@ -30,7 +30,11 @@ async fn burst(s: &TestServer, client: &str, rt: &str, n: usize) -> Vec<(StatusC
             let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
             let r = http
                 .post(url)
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", client.as_str())])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                    ("client_id", client.as_str()),
+                ])
                 .send()
                 .await
                 .unwrap();
@@ -95,8 +99,7 @@ async fn hundred_share_one_successor(s: &TestServer, client: &str, rt1: &str) ->
 }
 
 #[tokio::test]
-async fn a_hundred_concurrent_refreshes_share_one_successor_then_the_original_after_the_window_is_reuse_rt_05_rt_06()
-{
+async fn a_hundred_concurrent_refreshes_share_one_successor_then_the_original_after_the_window_is_reuse_rt_05_rt_06() {
     let (s, client, tok) = issued_with(10).await;
     let rt1 = tok["refresh_token"].as_str().unwrap().to_owned();
     let rt2 = hundred_share_one_successor(&s, &client, &rt1).await;
