@@ -191,6 +191,11 @@ impl TestServer {
         sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
     }
 
+    /// Runs a statement against the database (a test tampering with stored state); returns the rows affected.
+    pub async fn db_execute(&self, sql: &'static str) -> u64 {
+        sqlx::query(sql).execute(self.store.pool()).await.unwrap().rows_affected()
+    }
+
     /// The first (text) column of every row the database answers.
     pub async fn db_strings(&self, sql: &'static str) -> Vec<String> {
         sqlx::query_scalar(sql).fetch_all(self.store.pool()).await.unwrap()

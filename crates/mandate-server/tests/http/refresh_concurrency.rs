@@ -191,3 +191,25 @@ async fn without_a_window_the_original_is_refused_harmlessly_for_a_second_then_i
     let (st, v) = refresh(&s, &client, &rt2).await;
     assert_eq!(err(st, &v), (StatusCode::BAD_REQUEST, "invalid_grant"), "the winner's successor is revoked too");
 }
+
+#[tokio::test]
+async fn a_sealed_successor_that_does_not_open_is_a_server_error_not_a_token() {
+    let (s, client, tok) = issued_with(10).await;
+    let rt1 = tok["refresh_token"].as_str().unwrap().to_owned();
+    let (st, _) = refresh(&s, &client, &rt1).await;
+    assert_eq!(st, StatusCode::OK);
+    // Someone with write access to the database swaps the sealed value for one of their own
+    // (nonce || "mrt_forgedsuccessortoken" || zeros): it does not open with rt1's key.
+    let swapped = s
+        .db_execute(
+            "UPDATE refresh_tokens SET successor_sealed = 'AAAAAAAAAAAAAAAAbXJ0X2ZvcmdlZHN1Y2Nlc3NvcnRva2VuAAAAAAAAAAAAAAAAAAAA' \
+             WHERE successor_sealed IS NOT NULL",
+        )
+        .await;
+    assert_eq!(swapped, 1);
+    let (st, v) = refresh(&s, &client, &rt1).await;
+    assert_eq!(err(st, &v), (StatusCode::INTERNAL_SERVER_ERROR, "server_error"));
+    assert_eq!(v["error_description"], "the server could not complete the request", "a generic body");
+    assert!(v.get("refresh_token").is_none());
+    assert_eq!(grants_revoked(&s).await, 0);
+}
