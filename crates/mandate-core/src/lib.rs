@@ -16,6 +16,7 @@ pub mod secret;
 pub mod service;
 pub mod ssrf;
 pub mod store;
+pub mod successor;
 pub mod text;
 pub mod tokens;
 

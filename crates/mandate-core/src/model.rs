@@ -194,21 +194,40 @@ pub enum Redemption {
     GrantRevoked,
 }
 
-/// What happened when a refresh token was presented for rotation.
+/// When a presentation of an already-rotated refresh token whose successor is still unused is
+/// a retry rather than reuse. Decided inside the rotation transaction; times are compared with
+/// the presented token's `rotated_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryWindow {
+    /// Rotated at or after this: inside the grace window, answered with the same successor.
+    /// `None` when there is no grace window.
+    pub successor_since: Option<UnixTime>,
+    /// Otherwise rotated at or after this: a concurrent presentation that lost the race,
+    /// refused without harm to the family.
+    pub race_since: UnixTime,
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The token was current; the successor is now the family's live token.
+    /// The token was current; the successor is now the family's live token, and its sealed form
+    /// is kept on the presented token's row for retries inside the grace window.
     Rotated,
-    /// The token was rotated moments ago (inside the grace window) and its successor was never
-    /// used: the successor is retired and the new token replaces it.
-    GraceReissued,
-    /// A retry inside the grace window after the retry cap: refused, the family left intact
-    /// (a burst of concurrent refreshes from one client must not log it out).
-    GraceExhausted,
-    /// The token was already used outside the grace window, or its successor was already used:
-    /// the family is revoked.
+    /// The token was rotated inside the grace window and its successor is unused: here is that
+    /// successor, sealed under the presented token (nothing new was issued).
+    Retry {
+        /// The successor's lookup hash, to check what the presented token opens.
+        successor: SecretHash,
+        /// [`crate::successor::seal`] output.
+        sealed: String,
+    },
+    /// The token was rotated an instant ago (see [`RetryWindow::race_since`]) and its successor is
+    /// unused, but it cannot be handed out (no grace window): refused, the family left intact.
+    RaceLost,
+    /// The token was rotated outside the windows, its successor was already used, or it was
+    /// revoked: the family is revoked.
     ReuseDetected,
-    /// Unknown, expired, revoked, or its grant is revoked.
+    /// Unknown, expired, or its grant is revoked.
     Inactive,
 }
 

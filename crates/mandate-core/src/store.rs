@@ -87,15 +87,18 @@ pub trait GrantStore: Send + Sync {
     /// Revokes every grant a person gave a client, forgets the consent; returns how many.
     async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64>;
     async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>>;
-    /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically. A token rotated
-    /// after `grace_floor` is inside the grace window; `None` disables the window.
+    /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically: the caller that
+    /// wins marks `presented` rotated, stores `next` and keeps `sealed` (the successor sealed
+    /// under the presented token) on the presented token's row, clearing any older sealed
+    /// successor of the family. A presentation that loses is judged by `window`; a retry gets the
+    /// stored sealed successor back and nothing is inserted. Does not touch `last_used_at`.
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
         next: &RefreshToken,
+        sealed: Option<&str>,
         now: UnixTime,
-        grace_floor: Option<UnixTime>,
-        max_grace_reissues: i64,
+        window: RetryWindow,
     ) -> StoreResult<RotateOutcome>;
     /// Records a revoked access token until it would have expired anyway.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
@@ -137,8 +140,10 @@ pub trait LoginThrottleStore: Send + Sync {
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync {
     /// Deletes what can no longer be used: expired sessions, pending requests, codes, refresh
-    /// tokens, never-activated grants and access-token revocations. Never touches the audit trail.
-    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
+    /// tokens, never-activated grants and access-token revocations; clears the sealed successor of
+    /// every token rotated at or before `sealed_until` (its grace window has passed). Returns the
+    /// rows deleted or cleared. Never touches the audit trail.
+    async fn purge_expired(&self, now: UnixTime, sealed_until: UnixTime) -> StoreResult<u64>;
     /// Answers when the database does (readiness).
     async fn ping(&self) -> StoreResult<()>;
     /// Tells other processes on this database that something was revoked.

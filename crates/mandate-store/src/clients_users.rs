@@ -162,7 +162,7 @@ impl ClientStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND grant_id IN (SELECT id FROM grants WHERE client_id = $2)")
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1, successor_sealed = NULL WHERE revoked_at IS NULL AND grant_id IN (SELECT id FROM grants WHERE client_id = $2)")
             .bind(now)
             .bind(id)
             .execute(&mut *tx)

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use mandate_core::clock::UnixTime;
 use mandate_core::error::StoreResult;
-use mandate_core::model::{AuthorizationCode, Grant, Redemption, RefreshToken, RotateOutcome};
+use mandate_core::model::{AuthorizationCode, Grant, Redemption, RefreshToken, RetryWindow, RotateOutcome};
 use mandate_core::secret::SecretHash;
 use mandate_core::store::GrantStore;
 use sqlx::any::AnyRow;
@@ -69,34 +69,72 @@ async fn revoke_family(tx: &mut Transaction<'static, Any>, grant_id: &str, now: 
         .await
         .map_err(map_err)?
         .rows_affected();
-    sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(grant_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+    // A revoked token never carries a sealed successor (sealing happens only on a live row).
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1, successor_sealed = NULL WHERE grant_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(grant_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
     Ok(n == 1)
 }
 
-async fn token_grace_reissues(tx: &mut Transaction<'static, Any>, hash: &str) -> StoreResult<i64> {
-    let row = sqlx::query("SELECT grace_reissues FROM refresh_tokens WHERE hash = $1")
-        .bind(hash)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    int(&row, "grace_reissues")
-}
-
-/// Marks the grant used; false when it was revoked meanwhile (then nothing may be issued).
-async fn touch_live_grant(tx: &mut Transaction<'static, Any>, grant_id: &str, now: UnixTime) -> StoreResult<bool> {
-    let n = sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
+/// Takes the grant row's lock without changing anything visible; false when the grant is
+/// revoked (then nothing may be issued). A refresh must not move `last_used_at` (it records MCP
+/// use). On PostgreSQL the UPDATE takes the row lock every family operation takes first; on
+/// SQLite any UPDATE takes the database write lock. Both engines count the matched row, changed
+/// or not, so a live grant gives 1.
+pub(crate) async fn lock_live_grant(tx: &mut Transaction<'static, Any>, grant_id: &str) -> StoreResult<bool> {
+    let n = sqlx::query("UPDATE grants SET revoked_at = revoked_at WHERE id = $1 AND revoked_at IS NULL")
         .bind(grant_id)
         .execute(&mut **tx)
         .await
         .map_err(map_err)?
         .rows_affected();
     Ok(n == 1)
+}
+
+/// What the rotation transaction knows about a presented token that was not current.
+struct Spent {
+    rotated_at: Option<UnixTime>,
+    revoked_at: Option<UnixTime>,
+    sealed: Option<String>,
+}
+
+async fn spent_token(tx: &mut Transaction<'static, Any>, hash: &str, grant_id: &str) -> StoreResult<Option<Spent>> {
+    let row = sqlx::query(
+        "SELECT rotated_at, revoked_at, successor_sealed FROM refresh_tokens WHERE hash = $1 AND grant_id = $2",
+    )
+    .bind(hash)
+    .bind(grant_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    row.map(|r| {
+        Ok(Spent {
+            rotated_at: opt_int(&r, "rotated_at")?,
+            revoked_at: opt_int(&r, "revoked_at")?,
+            sealed: opt_text(&r, "successor_sealed")?,
+        })
+    })
+    .transpose()
+}
+
+/// The successor of `parent`, when exactly one exists and it was never used (rotated) nor
+/// revoked.
+async fn unused_successor(tx: &mut Transaction<'static, Any>, parent: &str) -> StoreResult<Option<SecretHash>> {
+    let rows = sqlx::query("SELECT hash, rotated_at, revoked_at FROM refresh_tokens WHERE parent_hash = $1")
+        .bind(parent)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let [child] = rows.as_slice() else { return Ok(None) };
+    if opt_int(child, "rotated_at")?.is_some() || opt_int(child, "revoked_at")?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(SecretHash(text(child, "hash")?)))
 }
 
 #[async_trait]
@@ -279,7 +317,7 @@ impl GrantStore for SqlStore {
         .map_err(map_err)?
         .rows_affected();
         sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND grant_id IN \
+            "UPDATE refresh_tokens SET revoked_at = $1, successor_sealed = NULL WHERE revoked_at IS NULL AND grant_id IN \
              (SELECT id FROM grants WHERE user_id = $2 AND client_id = $3)",
         )
         .bind(now)
@@ -309,24 +347,26 @@ impl GrantStore for SqlStore {
         &self,
         presented: &SecretHash,
         next: &RefreshToken,
+        sealed: Option<&str>,
         now: UnixTime,
-        grace_floor: Option<UnixTime>,
-        max_grace_reissues: i64,
+        window: RetryWindow,
     ) -> StoreResult<RotateOutcome> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // 0. Lock the grant first, as every family operation does (revocation too), so that
         //    competing operations on one family take turns instead of deadlocking, and every
         //    later statement sees what the previous holder committed.
-        if !touch_live_grant(&mut tx, &next.grant_id, now).await? {
+        if !lock_live_grant(&mut tx, &next.grant_id).await? {
             tx.rollback().await.map_err(map_err)?;
             return Ok(RotateOutcome::Inactive);
         }
-        // 1. The normal case: the presented token is current. Exactly one caller wins this.
+        // 1. The normal case: the presented token is current. Exactly one caller wins this, and
+        //    keeps the successor sealed under the presented token for retries.
         let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1 WHERE hash = $2 AND grant_id = $3 AND rotated_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > $1",
+            "UPDATE refresh_tokens SET rotated_at = $1, successor_sealed = $2 WHERE hash = $3 AND grant_id = $4 \
+             AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
         )
         .bind(now)
+        .bind(sealed.map(str::to_owned))
         .bind(&presented.0)
         .bind(&next.grant_id)
         .execute(&mut *tx)
@@ -334,63 +374,52 @@ impl GrantStore for SqlStore {
         .map_err(map_err)?
         .rows_affected();
         if rotated == 1 {
+            // The presented token was the previous successor: now it is used, so no older token
+            // may lead forward to a live one any more.
+            sqlx::query(
+                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE grant_id = $1 AND hash <> $2 \
+                 AND successor_sealed IS NOT NULL",
+            )
+            .bind(&next.grant_id)
+            .bind(&presented.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
             insert_refresh(&mut tx, next).await?;
             tx.commit().await.map_err(map_err)?;
             return Ok(RotateOutcome::Rotated);
         }
-        let sql = format!("SELECT {REFRESH_COLS} FROM refresh_tokens WHERE hash = $1 AND grant_id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&presented.0)
-            .bind(&next.grant_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let Some(token) = row.as_ref().map(refresh).transpose()? else {
+        let Some(token) = spent_token(&mut tx, &presented.0, &next.grant_id).await? else {
             tx.rollback().await.map_err(map_err)?;
             return Ok(RotateOutcome::Inactive);
         };
-        if token.rotated_at.is_none() && token.revoked_at.is_none() {
+        let outcome = match (token.rotated_at, token.revoked_at) {
             // Current but expired.
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(RotateOutcome::Inactive);
-        }
-        let successor_used =
-            sqlx::query("SELECT hash FROM refresh_tokens WHERE parent_hash = $1 AND rotated_at IS NOT NULL")
-                .bind(&presented.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .is_some();
-        let in_window = match (grace_floor, token.rotated_at) {
-            (Some(floor), Some(rotated_at)) => token.revoked_at.is_none() && rotated_at > floor && !successor_used,
-            _ => false,
+            (None, None) => RotateOutcome::Inactive,
+            (Some(rotated_at), None) => match unused_successor(&mut tx, &presented.0).await? {
+                // 2. Rotated inside the grace window, successor unused: that same successor
+                //    (a lost response, or concurrent refreshes). Nothing is written.
+                Some(successor) if window.successor_since.is_some_and(|since| rotated_at >= since) => {
+                    match token.sealed {
+                        Some(sealed) => RotateOutcome::Retry { successor, sealed },
+                        // Rotated while there was no window to seal for: refuse without harm.
+                        None => RotateOutcome::RaceLost,
+                    }
+                }
+                // 3. Rotated an instant ago, outside any window: a request that lost the race.
+                Some(_) if rotated_at >= window.race_since => RotateOutcome::RaceLost,
+                _ => RotateOutcome::ReuseDetected,
+            },
+            // Revoked while its grant is live (not made any more; kept strict).
+            (_, Some(_)) => RotateOutcome::ReuseDetected,
         };
-        // 2. A retry of a token rotated moments ago whose successor was never used: the client
-        //    lost the response. Retire the unused successor and issue a new one, a bounded
-        //    number of times; past the cap, refuse without harming the family.
-        if in_window {
-            if token_grace_reissues(&mut tx, &presented.0).await? >= max_grace_reissues {
-                tx.rollback().await.map_err(map_err)?;
-                return Ok(RotateOutcome::GraceExhausted);
-            }
-            sqlx::query("UPDATE refresh_tokens SET grace_reissues = grace_reissues + 1 WHERE hash = $1")
-                .bind(&presented.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE parent_hash = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(&presented.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            insert_refresh(&mut tx, next).await?;
-            tx.commit().await.map_err(map_err)?;
-            return Ok(RotateOutcome::GraceReissued);
+        if outcome != RotateOutcome::ReuseDetected {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(outcome);
         }
-        // 3. Anything else is reuse of an invalidated token of a live family (RFC 9700 §4.14.2):
-        //    rotated outside the window, after its successor was used, or retired by a grace
-        //    re-issue. The family is compromised.
+        // 4. Anything else is reuse of an invalidated token of a live family (RFC 9700 §4.14.2):
+        //    rotated outside the windows, or after its successor was used. The family is
+        //    compromised.
         revoke_family(&mut tx, &next.grant_id, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(RotateOutcome::ReuseDetected)

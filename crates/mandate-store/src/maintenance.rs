@@ -16,8 +16,13 @@ const MCP_SESSION_IDLE: i64 = 3600;
 
 #[async_trait]
 impl MaintenanceStore for SqlStore {
-    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 8] = [
+    async fn purge_expired(&self, now: UnixTime, sealed_until: UnixTime) -> StoreResult<u64> {
+        let statements: [(&'static str, i64); 9] = [
+            // A grace window that has passed: the rotated token can no longer lead forward.
+            (
+                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_sealed IS NOT NULL AND rotated_at <= $1",
+                sealed_until,
+            ),
             ("DELETE FROM mcp_sessions WHERE last_seen < $1", now - MCP_SESSION_IDLE),
             ("DELETE FROM sessions WHERE expires_at < $1", now),
             ("DELETE FROM pending_authorizations WHERE expires_at < $1", now - GRACE),

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RotateOutcome};
+use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore};
@@ -105,14 +105,51 @@ async fn live_tokens(s: &SqlStore) -> i64 {
     .unwrap()
 }
 
-async fn storm(s: &Arc<SqlStore>, grace_floor: Option<i64>) -> Vec<RotateOutcome> {
+/// The window core computes at `now` for a grace of `grace` seconds.
+fn window(now: i64, grace: i64) -> RetryWindow {
+    RetryWindow {
+        successor_since: (grace > 0).then(|| now - grace + 1),
+        race_since: now - mandate_core::service::RACE_TOLERANCE,
+    }
+}
+
+fn h(s: &str) -> SecretHash {
+    SecretHash(s.into())
+}
+
+/// Presents `presented` at `now` with a fresh candidate successor `next` (sealed as "sealed-<next>").
+async fn present(s: &SqlStore, presented: &str, next: &str, now: i64, grace: i64) -> RotateOutcome {
+    let sealed = (grace > 0).then(|| format!("sealed-{next}"));
+    s.rotate_refresh(&h(presented), &rt(next, Some(presented), now), sealed.as_deref(), now, window(now, grace))
+        .await
+        .unwrap()
+}
+
+async fn sealed_on(s: &SqlStore, hash: &str) -> Option<String> {
+    use sqlx::Row;
+    sqlx::query("SELECT successor_sealed FROM refresh_tokens WHERE hash = $1")
+        .bind(hash)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+        .try_get::<Option<String>, _>("successor_sealed")
+        .unwrap()
+}
+
+async fn token_rows(s: &SqlStore) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT COUNT(*) AS n FROM refresh_tokens").fetch_one(s.pool()).await.unwrap().try_get("n").unwrap()
+}
+
+async fn grant_revoked(s: &SqlStore) -> bool {
+    s.grant("g1").await.unwrap().unwrap().revoked_at.is_some()
+}
+
+async fn storm(s: &Arc<SqlStore>, n: usize, grace: i64) -> Vec<(usize, RotateOutcome)> {
     let mut handles = Vec::new();
-    for i in 0..20 {
+    for i in 0..n {
         let s = s.clone();
-        handles.push(tokio::spawn(async move {
-            let next = rt(&format!("r1-{i}"), Some("r0"), 10);
-            s.rotate_refresh(&SecretHash("r0".into()), &next, 10, grace_floor, 3).await.unwrap()
-        }));
+        handles.push(tokio::spawn(async move { (i, present(&s, "r0", &format!("r1-{i}"), 10, grace).await) }));
     }
     let mut outcomes = Vec::new();
     for h in handles {
@@ -121,85 +158,183 @@ async fn storm(s: &Arc<SqlStore>, grace_floor: Option<i64>) -> Vec<RotateOutcome
     outcomes
 }
 
-async fn concurrent_refreshes_rotate_once_and_keep_the_family_rt_05(s: SqlStore) {
+async fn a_hundred_concurrent_refreshes_share_one_successor_rt_05_rt_06(s: SqlStore) {
     active_grant(&s).await;
     let s = Arc::new(s);
-    let outcomes = storm(&s, Some(0)).await;
-    let count = |o: RotateOutcome| outcomes.iter().filter(|x| **x == o).count();
-    assert_eq!(count(RotateOutcome::Rotated), 1, "{outcomes:?}");
-    assert_eq!(count(RotateOutcome::GraceReissued), 3, "{outcomes:?}");
-    assert_eq!(count(RotateOutcome::GraceExhausted), 16, "{outcomes:?}");
-    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_none(), "family intact");
-    assert_eq!(live_tokens(&s).await, 1, "no duplicate live tokens");
+    let outcomes = storm(&s, 100, 10).await;
+    let winners: Vec<usize> = outcomes.iter().filter(|(_, o)| *o == RotateOutcome::Rotated).map(|(i, _)| *i).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let expected = RotateOutcome::Retry {
+        successor: h(&format!("r1-{}", winners[0])),
+        sealed: format!("sealed-r1-{}", winners[0]),
+    };
+    for (i, o) in &outcomes {
+        if *i != winners[0] {
+            assert_eq!(*o, expected, "every other presentation gets the winner's successor");
+        }
+    }
+    assert!(!grant_revoked(&s).await, "family intact");
+    assert_eq!(live_tokens(&s).await, 1, "exactly one live successor");
+    assert_eq!(token_rows(&s).await, 2, "exactly one successor was ever stored");
 }
 
-async fn concurrent_refreshes_without_grace_are_reuse(s: SqlStore) {
+async fn without_a_window_concurrent_losers_are_refused_and_the_family_survives_rt_05(s: SqlStore) {
     active_grant(&s).await;
     let s = Arc::new(s);
-    let outcomes = storm(&s, None).await;
-    assert_eq!(outcomes.iter().filter(|o| **o == RotateOutcome::Rotated).count(), 1, "{outcomes:?}");
-    assert!(outcomes.contains(&RotateOutcome::ReuseDetected));
-    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+    let outcomes = storm(&s, 50, 0).await;
+    let count = |o: RotateOutcome| outcomes.iter().filter(|(_, x)| *x == o).count();
+    assert_eq!(count(RotateOutcome::Rotated), 1, "{outcomes:?}");
+    assert_eq!(count(RotateOutcome::RaceLost), 49, "{outcomes:?}");
+    assert!(!grant_revoked(&s).await, "the winner's family survives");
+    assert_eq!(live_tokens(&s).await, 1);
+    assert_eq!(sealed_on(&s, "r0").await, None, "nothing is sealed without a window");
+}
+
+async fn rotation_keeps_the_successor_sealed_on_the_rotated_token_rt_01(s: SqlStore) {
+    active_grant(&s).await;
+    assert_eq!(present(&s, "r0", "r1", 10, 10).await, RotateOutcome::Rotated);
+    let r0 = s.refresh_token(&h("r0")).await.unwrap().unwrap();
+    assert_eq!(r0.rotated_at, Some(10));
+    assert_eq!(sealed_on(&s, "r0").await.as_deref(), Some("sealed-r1"));
+    let r1 = s.refresh_token(&h("r1")).await.unwrap().unwrap();
+    assert_eq!(r1.parent_hash, Some(h("r0")));
+    assert_eq!(sealed_on(&s, "r1").await, None);
+    assert_eq!(live_tokens(&s).await, 1);
+}
+
+async fn a_replay_inside_the_window_returns_the_same_successor_and_inserts_nothing_rt_06_rt_07(s: SqlStore) {
+    active_grant(&s).await;
+    assert_eq!(present(&s, "r0", "r1", 10, 10).await, RotateOutcome::Rotated);
+    // Up to the last second of the 10 s window (rotated_at 10 > 19 - 10).
+    for now in [10, 15, 19] {
+        assert_eq!(
+            present(&s, "r0", &format!("r1-{now}"), now, 10).await,
+            RotateOutcome::Retry { successor: h("r1"), sealed: "sealed-r1".into() },
+            "at {now}"
+        );
+    }
+    assert_eq!(token_rows(&s).await, 2, "no candidate successor was stored");
+    assert_eq!(live_tokens(&s).await, 1);
+    assert!(!grant_revoked(&s).await);
+    assert_eq!(sealed_on(&s, "r0").await.as_deref(), Some("sealed-r1"), "the sealed successor is unchanged");
+}
+
+async fn a_replay_after_the_window_is_reuse_rt_02_rt_06(s: SqlStore) {
+    active_grant(&s).await;
+    assert_eq!(present(&s, "r0", "r1", 10, 10).await, RotateOutcome::Rotated);
+    assert_eq!(present(&s, "r0", "r1b", 20, 10).await, RotateOutcome::ReuseDetected);
+    assert!(grant_revoked(&s).await);
+    assert_eq!(live_tokens(&s).await, 0, "the successor is revoked with the family");
+    assert_eq!(sealed_on(&s, "r0").await, None, "a revoked family keeps no sealed successor");
+    // The revoked successor is inactive now.
+    assert_eq!(present(&s, "r1", "r2", 21, 10).await, RotateOutcome::Inactive);
+}
+
+async fn a_replay_after_the_successor_was_used_is_reuse_rt_02_rt_03(s: SqlStore) {
+    active_grant(&s).await;
+    assert_eq!(present(&s, "r0", "r1", 10, 10).await, RotateOutcome::Rotated);
+    assert_eq!(present(&s, "r1", "r2", 11, 10).await, RotateOutcome::Rotated);
+    // Inside r0's window, but its successor is spent: reuse.
+    assert_eq!(present(&s, "r0", "r1b", 12, 10).await, RotateOutcome::ReuseDetected);
+    assert!(grant_revoked(&s).await);
+    assert_eq!(live_tokens(&s).await, 0, "r2 is revoked too");
+}
+
+async fn the_sealed_successor_is_cleared_when_the_successor_rotates(s: SqlStore) {
+    active_grant(&s).await;
+    present(&s, "r0", "r1", 10, 10).await;
+    assert!(sealed_on(&s, "r0").await.is_some());
+    assert_eq!(present(&s, "r1", "r2", 11, 10).await, RotateOutcome::Rotated);
+    assert_eq!(sealed_on(&s, "r0").await, None, "r0 can no longer lead forward");
+    assert_eq!(sealed_on(&s, "r1").await.as_deref(), Some("sealed-r2"));
+    // A retry of r1 still gets r2 back.
+    assert_eq!(
+        present(&s, "r1", "r2b", 12, 10).await,
+        RotateOutcome::Retry { successor: h("r2"), sealed: "sealed-r2".into() }
+    );
+}
+
+async fn without_a_window_a_race_loser_is_refused_then_a_late_replay_is_reuse_rt_04_rt_05(s: SqlStore) {
+    active_grant(&s).await;
+    assert_eq!(present(&s, "r0", "r1", 10, 0).await, RotateOutcome::Rotated);
+    // The same second and the next: a concurrent request that lost the race.
+    assert_eq!(present(&s, "r0", "r1b", 10, 0).await, RotateOutcome::RaceLost);
+    assert_eq!(present(&s, "r0", "r1c", 11, 0).await, RotateOutcome::RaceLost);
+    assert!(!grant_revoked(&s).await, "no revocation");
+    assert_eq!(live_tokens(&s).await, 1);
+    assert_eq!(token_rows(&s).await, 2);
+    // Two seconds later: reuse.
+    assert_eq!(present(&s, "r0", "r1d", 12, 0).await, RotateOutcome::ReuseDetected);
+    assert!(grant_revoked(&s).await);
     assert_eq!(live_tokens(&s).await, 0);
 }
 
-async fn grace_retry_retires_the_unused_successor(s: SqlStore) {
+async fn without_a_window_a_replay_after_the_successor_was_used_is_reuse_rt_04(s: SqlStore) {
+    // RT1 → RT2 → RT3 in one second, then RT1 again: reuse, RT3 revoked.
     active_grant(&s).await;
-    let r0 = SecretHash("r0".into());
-    assert_eq!(s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, Some(0), 3).await.unwrap(), RotateOutcome::Rotated);
-    assert_eq!(
-        s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, Some(2), 3).await.unwrap(),
-        RotateOutcome::GraceReissued
+    assert_eq!(present(&s, "r0", "r1", 10, 0).await, RotateOutcome::Rotated);
+    assert_eq!(present(&s, "r1", "r2", 10, 0).await, RotateOutcome::Rotated);
+    assert_eq!(present(&s, "r0", "r1b", 10, 0).await, RotateOutcome::ReuseDetected);
+    assert!(grant_revoked(&s).await);
+    assert_eq!(live_tokens(&s).await, 0);
+}
+
+async fn a_refresh_locks_the_grant_row_and_leaves_last_used_alone(s: SqlStore) {
+    use sqlx::Acquire;
+    active_grant(&s).await;
+    let before = s.grant("g1").await.unwrap().unwrap().last_used_at;
+    // Another family operation holds the grant row (PostgreSQL row lock; SQLite write lock).
+    let mut conn = s.pool().acquire().await.unwrap();
+    let mut holder = conn.begin().await.unwrap();
+    sqlx::query("UPDATE grants SET scope = scope WHERE id = 'g1'").execute(&mut *holder).await.unwrap();
+    let store = Arc::new(s.clone());
+    let mut rotation = tokio::spawn(async move { present(&store, "r0", "r1", 10, 10).await });
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut rotation).await.is_err(),
+        "the rotation waits for the grant row"
     );
-    let r1 = s.refresh_token(&SecretHash("r1".into())).await.unwrap().unwrap();
-    assert!(r1.revoked_at.is_some(), "the lost successor is retired");
-    let r1b = s.refresh_token(&SecretHash("r1b".into())).await.unwrap().unwrap();
-    assert!(r1b.revoked_at.is_none());
-    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_none());
-    // Outside the window the same presentation is theft.
-    assert_eq!(
-        s.rotate_refresh(&r0, &rt("r1c", Some("r0"), 100), 100, Some(90), 3).await.unwrap(),
-        RotateOutcome::ReuseDetected
-    );
-    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+    holder.commit().await.unwrap();
+    drop(conn);
+    // Once it has the lock, the no-op update matched the live grant: the rotation proceeds.
+    assert_eq!(rotation.await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(s.grant("g1").await.unwrap().unwrap().last_used_at, before, "a refresh is not MCP use");
+    // A revoked grant matches nothing: nothing is rotated.
+    s.revoke_grant("g1", 11).await.unwrap();
+    assert_eq!(present(&s, "r1", "r2", 12, 10).await, RotateOutcome::Inactive);
 }
 
 async fn purge_removes_only_what_can_no_longer_be_used(s: SqlStore) {
     active_grant(&s).await;
     // The live refresh token (expires at 1000) and the active grant survive a purge at 500.
-    assert_eq!(s.purge_expired(500).await.unwrap(), 0);
+    assert_eq!(s.purge_expired(500, 490).await.unwrap(), 0);
     assert!(s.refresh_token(&SecretHash("r0".into())).await.unwrap().is_some());
     // Past its expiry (and the code's one-day grace) both the token and the code go; the grant stays.
-    let removed = s.purge_expired(200_000).await.unwrap();
+    let removed = s.purge_expired(200_000, 199_990).await.unwrap();
     assert_eq!(removed, 2);
     assert!(s.refresh_token(&SecretHash("r0".into())).await.unwrap().is_none());
     assert!(s.grant("g1").await.unwrap().is_some());
 }
 
-async fn a_token_retired_by_a_grace_reissue_is_reuse_when_presented(s: SqlStore) {
-    // A thief replays r0 inside the window and gets r1b; the real client then presents r1,
-    // which the re-issue retired: that is the signal of theft, and the family is revoked.
+async fn purge_clears_sealed_successors_whose_window_has_passed(s: SqlStore) {
     active_grant(&s).await;
-    let r0 = SecretHash("r0".into());
-    s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, Some(0), 3).await.unwrap();
-    s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 12), 12, Some(2), 3).await.unwrap();
-    let r1 = SecretHash("r1".into());
-    assert_eq!(
-        s.rotate_refresh(&r1, &rt("r2", Some("r1"), 20), 20, Some(10), 3).await.unwrap(),
-        RotateOutcome::ReuseDetected
-    );
-    assert!(s.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
-    assert_eq!(live_tokens(&s).await, 0);
+    present(&s, "r0", "r1", 10, 10).await;
+    // At 19 the window (10 s) is open: rotated_at 10 > 19 - 10.
+    assert_eq!(s.purge_expired(19, 9).await.unwrap(), 0);
+    assert!(sealed_on(&s, "r0").await.is_some());
+    // At 20 it has passed.
+    assert_eq!(s.purge_expired(20, 10).await.unwrap(), 1);
+    assert_eq!(sealed_on(&s, "r0").await, None);
+    // Without the sealed value, a presentation inside a (longer) window is refused, not answered.
+    assert_eq!(present(&s, "r0", "r1b", 21, 60).await, RotateOutcome::RaceLost);
+    assert!(!grant_revoked(&s).await);
 }
 
-async fn without_a_grace_window_an_immediate_replay_is_reuse(s: SqlStore) {
+async fn a_family_revocation_clears_the_sealed_successor(s: SqlStore) {
     active_grant(&s).await;
-    let r0 = SecretHash("r0".into());
-    s.rotate_refresh(&r0, &rt("r1", Some("r0"), 10), 10, None, 3).await.unwrap();
-    assert_eq!(
-        s.rotate_refresh(&r0, &rt("r1b", Some("r0"), 10), 10, None, 3).await.unwrap(),
-        RotateOutcome::ReuseDetected
-    );
+    present(&s, "r0", "r1", 10, 10).await;
+    assert!(s.revoke_grant("g1", 11).await.unwrap());
+    assert_eq!(sealed_on(&s, "r0").await, None);
+    assert_eq!(present(&s, "r0", "r1b", 12, 10).await, RotateOutcome::Inactive);
 }
 
 async fn one_query_answers_whether_an_access_token_is_revoked(s: SqlStore) {
@@ -294,13 +429,20 @@ macro_rules! on_both_engines {
 
 on_both_engines!(
     concurrent_login_failures_all_count_ui_12,
-    a_token_retired_by_a_grace_reissue_is_reuse_when_presented,
     codes_are_consumed_exactly_once,
-    concurrent_refreshes_rotate_once_and_keep_the_family_rt_05,
-    concurrent_refreshes_without_grace_are_reuse,
-    grace_retry_retires_the_unused_successor,
+    a_hundred_concurrent_refreshes_share_one_successor_rt_05_rt_06,
+    without_a_window_concurrent_losers_are_refused_and_the_family_survives_rt_05,
+    rotation_keeps_the_successor_sealed_on_the_rotated_token_rt_01,
+    a_replay_inside_the_window_returns_the_same_successor_and_inserts_nothing_rt_06_rt_07,
+    a_replay_after_the_window_is_reuse_rt_02_rt_06,
+    a_replay_after_the_successor_was_used_is_reuse_rt_02_rt_03,
+    the_sealed_successor_is_cleared_when_the_successor_rotates,
+    without_a_window_a_race_loser_is_refused_then_a_late_replay_is_reuse_rt_04_rt_05,
+    without_a_window_a_replay_after_the_successor_was_used_is_reuse_rt_04,
+    a_refresh_locks_the_grant_row_and_leaves_last_used_alone,
     purge_removes_only_what_can_no_longer_be_used,
-    without_a_grace_window_an_immediate_replay_is_reuse,
+    purge_clears_sealed_successors_whose_window_has_passed,
+    a_family_revocation_clears_the_sealed_successor,
     one_query_answers_whether_an_access_token_is_revoked,
     a_schema_newer_than_this_build_is_refused,
     a_code_is_redeemed_once_with_its_grant_in_one_transaction,

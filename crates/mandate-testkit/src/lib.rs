@@ -47,6 +47,8 @@ pub struct Options {
     pub trust_forwarded_for: bool,
     /// Sign-in posts allowed per address before the rate limit (default: effectively none).
     pub login_burst: u32,
+    /// `Settings::refresh_grace` (seconds); the production default unless a test sets it.
+    pub refresh_grace: i64,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             resolver: None,
             trust_forwarded_for: false,
             login_burst: 1000,
+            refresh_grace: Settings::new("http://localhost").refresh_grace,
         }
     }
 }
@@ -74,6 +77,7 @@ impl TestServer {
         let clock = ManualClock::new(START);
         let mut settings = Settings::new(&base);
         settings.fetch_policy = opts.fetch_policy;
+        settings.refresh_grace = opts.refresh_grace;
         let fetcher = match opts.resolver {
             Some(r) => GuardedFetcher::with_resolver(opts.fetch_policy, r),
             None => GuardedFetcher::new(opts.fetch_policy),
@@ -183,6 +187,21 @@ impl TestServer {
         let status = r.status();
         let headers = r.headers().clone();
         (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One integer the database answers (`SELECT COUNT(*) ...`), to check stored state.
+    pub async fn db_count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
+    }
+
+    /// Runs a statement against the database (a test tampering with stored state); returns the rows affected.
+    pub async fn db_execute(&self, sql: &'static str) -> u64 {
+        sqlx::query(sql).execute(self.store.pool()).await.unwrap().rows_affected()
+    }
+
+    /// The first (text) column of every row the database answers.
+    pub async fn db_strings(&self, sql: &'static str) -> Vec<String> {
+        sqlx::query_scalar(sql).fetch_all(self.store.pool()).await.unwrap()
     }
 
     pub async fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {

@@ -270,60 +270,48 @@ async fn two_instances_share_flows_sessions_revocations_and_keys() {
     }
 }
 
+/// Inside the grace window (10 s, the default) every presentation gets the one successor,
+/// whichever instance answers. Past the window the original is reuse: covered in-process on
+/// PostgreSQL (`refresh_concurrency.rs` with `MANDATE_TEST_ENGINE=postgres`), without sleeping here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_refreshes_over_two_instances_rotate_once_rt_05() {
+async fn a_hundred_concurrent_refreshes_over_two_instances_share_one_successor_rt_05_rt_06() {
     let Some(c) = Cluster::start(2).await else { return };
     let (client, tok) = split_flow(&c, "alice", &["customers.read"]).await;
     let rt = tok["refresh_token"].as_str().unwrap().to_owned();
     let mut tasks = Vec::new();
-    for i in 0..50 {
+    for i in 0..100 {
         let url = c.direct(i % 2, "/token");
         let (client, rt) = (client.clone(), rt.clone());
         tasks.push(tokio::spawn(async move { refresh(&url, &client, &rt).await }));
     }
-    let mut issued = Vec::new();
+    let mut successors = std::collections::HashSet::new();
     for t in tasks {
         let (status, body) = t.await.unwrap();
-        match status {
-            StatusCode::OK => issued.push(body["refresh_token"].as_str().unwrap().to_owned()),
-            StatusCode::BAD_REQUEST => assert_eq!(body["error"], "invalid_grant", "{body}"),
-            other => panic!("a refresh answered {other}: {body}"),
-        }
+        assert_eq!(status, StatusCode::OK, "every presentation inside the window is answered: {body}");
+        assert!(body["access_token"].is_string(), "{body}");
+        successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
     }
-    assert!(!issued.is_empty());
-    // Exactly one rotation is committed: one live successor, the family intact.
+    assert_eq!(successors.len(), 1, "every 200 carries the same successor");
+    let successor = successors.into_iter().next().unwrap();
+    // Exactly one successor was ever stored; it is the one live token; the family is intact.
     let pool = sqlx::postgres::PgPool::connect(c.db.url()).await.unwrap();
-    let (live, grants_revoked): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM refresh_tokens WHERE rotated_at IS NULL AND revoked_at IS NULL), \
-                (SELECT COUNT(*) FROM grants WHERE revoked_at IS NOT NULL)",
+    let (rows, grants_revoked): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM refresh_tokens), (SELECT COUNT(*) FROM grants WHERE revoked_at IS NOT NULL)",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(live, 1, "one live refresh token");
-    assert_eq!(grants_revoked, 0, "the family is intact");
-    let successors: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM refresh_tokens WHERE parent_hash IS NOT NULL AND revoked_at IS NULL AND rotated_at IS NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(successors, 1);
-    pool.close().await;
-    // The committed successor is among the answers and refreshes on either instance; presenting
-    // the spent original now is reuse.
-    let pool = sqlx::postgres::PgPool::connect(c.db.url()).await.unwrap();
-    let live_hash: String =
+    let live: Vec<String> =
         sqlx::query_scalar("SELECT hash FROM refresh_tokens WHERE rotated_at IS NULL AND revoked_at IS NULL")
-            .fetch_one(&pool)
+            .fetch_all(&pool)
             .await
             .unwrap();
     pool.close().await;
-    let live = issued
-        .iter()
-        .find(|t| mandate_core::secret::SecretHash::of(t).0 == live_hash)
-        .expect("the live refresh token was handed out");
-    let (s, body) = refresh(&c.direct(1, "/token"), &client, live).await;
+    assert_eq!(rows, 2, "the original and one successor");
+    assert_eq!(live, vec![mandate_core::secret::SecretHash::of(&successor).0], "one live successor");
+    assert_eq!(grants_revoked, 0, "the family is intact");
+    // The successor refreshes on either instance.
+    let (s, body) = refresh(&c.direct(1, "/token"), &client, &successor).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
 

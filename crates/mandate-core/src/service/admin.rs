@@ -242,9 +242,11 @@ impl AuthServer {
         })
     }
 
-    /// Deletes expired state (see [`crate::store::MaintenanceStore`]); returns rows removed.
+    /// Deletes expired state and clears sealed successors whose grace window has passed (see
+    /// [`crate::store::MaintenanceStore`]); returns rows deleted or cleared.
     pub async fn purge_expired(&self) -> Result<u64, AdminError> {
-        Ok(self.store.purge_expired(self.now()).await?)
+        let now = self.now();
+        Ok(self.store.purge_expired(now, now - self.settings.refresh_grace).await?)
     }
 
     /// Ready to serve: the database answers and the signing keys are loaded (`/readyz`).

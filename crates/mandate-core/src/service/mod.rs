@@ -28,7 +28,7 @@ pub use cimd::{ClientDocumentFetcher, FetchError, FetchedDocument, validate_docu
 pub use clients::{BasicCredentials, ClientLookupError};
 pub use keyman::{KeyManager, KeyManagerError};
 pub use login::LoginError;
-pub use token::TokenResponse;
+pub use token::{RACE_TOLERANCE, TokenResponse};
 
 use crate::clock::{Clock, Randomness, UnixTime};
 use crate::keys::{KeyEncryptionKey, KeyError, SigningAlg};
@@ -51,10 +51,11 @@ pub struct Settings {
     /// How long a person has to log in and consent.
     pub pending_ttl: i64,
     pub session_ttl: i64,
-    /// A retry of a just-rotated refresh token inside this window is not treated as theft.
+    /// A rotated refresh token presented again by its client less than this many seconds after
+    /// its rotation, while its successor is unused, gets that same successor again (a lost
+    /// response, concurrent refreshes). 0: no window; such presentations within
+    /// [`RACE_TOLERANCE`] are refused without revoking anything.
     pub refresh_grace: i64,
-    /// How many times one refresh token may be retried inside the grace window.
-    pub max_grace_reissues: i64,
     pub signing_alg: SigningAlg,
     /// A rotated-in key is published this long before it signs.
     pub key_activation_delay: i64,
@@ -72,7 +73,6 @@ impl Settings {
             pending_ttl: 600,
             session_ttl: 12 * 3600,
             refresh_grace: 10,
-            max_grace_reissues: 3,
             signing_alg: SigningAlg::Es256,
             key_activation_delay: 600,
             fetch_policy: FetchPolicy::default(),

@@ -7,12 +7,20 @@ use super::clients::BasicCredentials;
 use super::{AuditDraft, AuthServer};
 use crate::clock::UnixTime;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::{AuthorizationCode, Client, Grant, Redemption, RefreshToken, RotateOutcome};
+use crate::model::{AuthorizationCode, Client, Grant, Redemption, RefreshToken, RetryWindow, RotateOutcome};
 use crate::params::Params;
 use crate::pkce;
 use crate::scope::{ScopeSet, canonical_resource};
 use crate::secret::{Secret, SecretHash, SecretKind, generate, random_id};
+use crate::successor;
 use crate::tokens::{AccessClaims, mint};
+
+/// Seconds after a rotation in which another presentation of the rotated token, its successor
+/// unused, is a concurrent request that lost the race rather than reuse, when the grace window does
+/// not cover it: rotated at or after `now - RACE_TOLERANCE`, the same or the previous clock second
+/// (a request racing the winner may be judged after the clock ticks). It matters only with
+/// `refresh_grace` 0 or 1: such a presentation gets `invalid_grant` and revokes nothing.
+pub const RACE_TOLERANCE: i64 = 1;
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -249,16 +257,15 @@ impl AuthServer {
         };
         let now = self.now();
         let (secret, next) = self.new_refresh(&grant.id, &token.scope, Some(hash.clone()), now);
-        let outcome = self
-            .store
-            .rotate_refresh(
-                &hash,
-                &next,
-                now,
-                (self.settings.refresh_grace > 0).then(|| now - self.settings.refresh_grace),
-                self.settings.max_grace_reissues,
-            )
-            .await?;
+        // Only a grace window hands a successor out twice; without one nothing is sealed.
+        let sealed = match self.settings.refresh_grace > 0 {
+            true => Some(successor::seal(self.rng.as_ref(), presented, &secret).map_err(|e| {
+                tracing::error!(error = %e, "could not seal a refresh token's successor");
+                OAuthError::server_error()
+            })?),
+            false => None,
+        };
+        let outcome = self.store.rotate_refresh(&hash, &next, sealed.as_deref(), now, self.retry_window(now)).await?;
         let draft = |outcome: &'static str, detail: &str| AuditDraft {
             kind: "token.refreshed",
             outcome,
@@ -268,15 +275,31 @@ impl AuthServer {
             detail: Some(detail.to_owned()),
         };
         match outcome {
-            RotateOutcome::Rotated | RotateOutcome::GraceReissued => {
-                let detail = if outcome == RotateOutcome::Rotated {
-                    "rotated"
-                } else {
-                    "retry inside the grace window; previous successor retired"
-                };
+            RotateOutcome::Rotated => {
                 let response = self.respond(&grant, &scope, Some(secret)).await?;
-                self.audit(draft("success", detail)).await;
+                self.audit(draft("success", "rotated")).await;
                 Ok(response)
+            }
+            RotateOutcome::Retry { successor: expected, sealed } => {
+                // Only the holder of the presented token can open this; the database cannot.
+                let same = match successor::open(presented, &sealed) {
+                    Ok(s) if s.hash().ct_eq(&expected) => s,
+                    Ok(_) | Err(_) => {
+                        tracing::error!(grant = %grant.id, "a stored sealed successor does not open to its successor");
+                        return Err(OAuthError::server_error());
+                    }
+                };
+                let response = self.respond(&grant, &scope, Some(same)).await?;
+                self.audit(draft("success", "retry inside the grace window: the same successor was returned")).await;
+                Ok(response)
+            }
+            RotateOutcome::RaceLost => {
+                self.audit(draft(
+                    "refused",
+                    "presented again while its rotation an instant ago was answered (no grace window); the family is intact",
+                ))
+                .await;
+                Err(invalid())
             }
             RotateOutcome::ReuseDetected => {
                 self.note_revocation().await;
@@ -287,11 +310,13 @@ impl AuthServer {
                 .await;
                 Err(invalid())
             }
-            RotateOutcome::GraceExhausted => {
-                self.audit(draft("refused", "too many retries of one refresh token inside the grace window")).await;
-                Err(invalid())
-            }
             RotateOutcome::Inactive => Err(invalid()),
         }
+    }
+
+    /// How a presentation of an already-rotated token is judged at `now` (see [`RetryWindow`]).
+    fn retry_window(&self, now: UnixTime) -> RetryWindow {
+        let grace = self.settings.refresh_grace;
+        RetryWindow { successor_since: (grace > 0).then(|| now - grace + 1), race_since: now - RACE_TOLERANCE }
     }
 }

@@ -7,6 +7,7 @@ mod authorize_errors;
 mod flow;
 mod metadata;
 mod pages;
+mod refresh_concurrency;
 mod registration;
 mod scopes_over_time;
 mod token_errors;

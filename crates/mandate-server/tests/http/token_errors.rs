@@ -136,21 +136,31 @@ async fn refresh_reuse_after_the_grace_window_revokes_the_family_rt_02() {
 }
 
 #[tokio::test]
-async fn refresh_retry_inside_the_grace_window_is_not_theft_rt_07() {
+async fn a_lost_refresh_response_is_retried_and_gets_the_same_successor_rt_07() {
     let (s, client, tok) = issued().await;
     let rt1 = tok["refresh_token"].as_str().unwrap().to_owned();
     let (st, tok2) = refresh(&s, &client, &rt1).await;
     assert_eq!(st, StatusCode::OK);
+    let rt2 = tok2["refresh_token"].as_str().unwrap().to_owned();
     s.clock.advance(5);
-    // The response carrying rt2 was lost; the client retries rt1.
-    let (st, tok3) = refresh(&s, &client, &rt1).await;
-    assert_eq!(st, StatusCode::OK, "{tok3}");
-    let rt3 = tok3["refresh_token"].as_str().unwrap();
-    let (st, _) = refresh(&s, &client, rt3).await;
-    assert_eq!(st, StatusCode::OK, "the family lives on");
-    // The lost successor was retired; presenting it now is simply invalid.
-    let (st, v) = refresh(&s, &client, tok2["refresh_token"].as_str().unwrap()).await;
+    // The response carrying rt2 was lost; the client retries rt1 inside the window.
+    let (st, retry) = refresh(&s, &client, &rt1).await;
+    assert_eq!(st, StatusCode::OK, "{retry}");
+    assert_eq!(retry["refresh_token"], rt2.as_str(), "the same successor, not a new one");
+    assert_ne!(retry["access_token"], tok2["access_token"], "a fresh access token");
+    let (rs, rs_secret) = s.resource_server().await;
+    assert_eq!(s.introspect(&rs, &rs_secret, retry["access_token"].as_str().unwrap()).await["active"], true);
+    let (st, tok3) = refresh(&s, &client, &rt2).await;
+    assert_eq!(st, StatusCode::OK, "the family lives on: {tok3}");
+    // Once the successor is used, rt1 leads nowhere: presenting it is reuse.
+    let (st, v) = refresh(&s, &client, &rt1).await;
     assert_eq!(err(st, &v), (StatusCode::BAD_REQUEST, "invalid_grant"));
+    let (st, v) = refresh(&s, &client, tok3["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(err(st, &v), (StatusCode::BAD_REQUEST, "invalid_grant"), "the whole family is revoked");
+    let events = s.auth.audit_events(&Default::default()).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "token.refreshed"
+        && e.detail.as_deref() == Some("retry inside the grace window: the same successor was returned")));
+    assert!(events.iter().any(|e| e.kind == "token.reuse_detected"));
 }
 
 #[tokio::test]
