@@ -33,8 +33,8 @@ async fn grants_and_audit_show_user_and_client_names() {
         &["clients", "add", "--name", "Billing bot", "--redirect-uri", "http://127.0.0.1/cb", "--no-refresh"],
     );
     let verified = added.lines().find_map(|l| l.strip_prefix("client_id: ")).unwrap().to_owned();
-    // (Registration refuses control characters; quotes and a bidi override get through.)
-    let sneaky = "Claude\" (verified)\u{202e}";
+    // (Registration refuses control, bidi and invisible characters; quotes get through.)
+    let sneaky = "Claude\" (verified)";
     let unverified = server.register(sneaky).await;
     server.access_token(&verified, &["customers.read"]).await;
     server.access_token(&unverified, &["customers.read", "todos.read"]).await;
@@ -49,20 +49,19 @@ async fn grants_and_audit_show_user_and_client_names() {
     assert!(!ours.contains("unverified"), "{ours}");
     let theirs = row(&unverified);
     assert!(theirs.contains(" demo "), "{theirs}");
-    assert!(theirs.contains(r#""Claude\" (verified)\u{202e}" (unverified)"#), "quoted, escaped, marked: {theirs}");
-    assert!(!grants.contains('\u{202e}'), "no raw bidi override reaches the terminal");
+    assert!(theirs.contains(r#""Claude\" (verified)" (unverified)"#), "quoted, escaped, marked: {theirs}");
 
     let audit = admin(&server, &["audit"]);
     let issued: Vec<&str> = audit.lines().filter(|l| l.contains("user=demo")).collect();
     assert!(!issued.is_empty(), "{audit}");
     assert!(
-        audit.lines().any(|l| l.contains(&format!(
-            r#"user=demo client="Claude\" (verified)\u{{202e}}" (unverified) client_id={unverified} "#
-        ))),
+        audit
+            .lines()
+            .any(|l| l
+                .contains(&format!(r#"user=demo client="Claude\" (verified)" (unverified) client_id={unverified} "#))),
         "{audit}"
     );
     assert!(audit.lines().any(|l| l.contains(&format!(r#"client="Billing bot" client_id={verified} "#))), "{audit}");
-    assert!(!audit.contains('\u{202e}'));
 
     // JSON keeps the ids and adds the names beside them.
     let json = admin(&server, &["audit", "--json", "--client", &unverified]);
