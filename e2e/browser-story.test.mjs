@@ -400,7 +400,18 @@ test(`CA-01: the account pages: navigation on each; Connected apps lists the age
  * answer can be shown, that the person sees it. Returns the request headers the browser sent.
  */
 async function runAttack(page, { label, origin, framing, action, fields, plantCookie }) {
-  const pathname = s.attacker.page(`${BASE}${action}`, fields, { framing, plantCookie });
+  if (plantCookie) {
+    // The attacker's page plants the cookie first; wait until the browser's cookie store has it
+    // for mandate's origin (a document.cookie write reaches the store asynchronously).
+    await page.goto(`${s.attacker.origins[origin]}${s.attacker.plantingPage(`${plantCookie.name}=${plantCookie.value}`)}`);
+    const planted = async () => (await page.context().cookies(BASE)).some((c) => c.name === plantCookie.name && c.value === plantCookie.value);
+    const deadline = Date.now() + PAGE_MS;
+    while (!(await planted())) {
+      assert.ok(Date.now() < deadline, `the ${plantCookie.name} cookie was not planted for ${BASE}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  const pathname = s.attacker.page(`${BASE}${action}`, fields, { framing });
   const url = `${s.attacker.origins[origin]}${pathname}`;
   const posted = page
     .context()
@@ -451,7 +462,8 @@ test(`UI-03 UI-09: login CSRF with a planted double-submit cookie and the right 
         framing: f.framing,
         action: '/login',
         fields: { csrf: planted, username: 'demo', password: PASSWORD },
-        plantCookie: f.origin === 'otherPort' ? `mandate_login=${planted}` : undefined,
+        // Only a page on 127.0.0.1 can plant a cookie for mandate's host.
+        plantCookie: f.origin === 'otherPort' ? { name: 'mandate_login', value: planted } : undefined,
       });
       if (f.origin === 'otherPort' && f.framing === 'top') {
         // The strongest attempt: the browser sent the planted cookie matching the form field.

@@ -52,11 +52,10 @@ export class AttackerSite {
    *   'sandboxed-popup'    the same iframe, also allowed popups, submits into a new window (which
    *                        inherits the sandbox: still `Origin: null`), where the answer shows.
    * The iframes wait a little before submitting: an immediate submit on load is sometimes missed
-   * by Playwright. `plantCookie`: a `name=value` the page sets with document.cookie first.
+   * by Playwright.
    * @returns {string} the page's path (open it on either origin)
    */
-  page(action, fields, { framing = 'top', plantCookie } = {}) {
-    const plant = plantCookie ? `<script>document.cookie = ${JSON.stringify(`${plantCookie}; path=/; SameSite=Lax`)};</script>` : '';
+  page(action, fields, { framing = 'top' } = {}) {
     const iframe = (sandbox, target) =>
       `<iframe sandbox="${sandbox}" style="width:100%;height:300px" srcdoc="${esc(
         `<!doctype html><p>Loading your prize…</p>${autoSubmittingForm(action, fields, 300, target)}`,
@@ -66,8 +65,20 @@ export class AttackerSite {
       'sandboxed-iframe': () => iframe('allow-forms allow-scripts', '_self'),
       'sandboxed-popup': () => iframe('allow-forms allow-scripts allow-popups', '_blank'),
     }[framing]();
+    return this.#add(`<h1>You won a prize</h1>${body}`);
+  }
+
+  /**
+   * A page that sets the cookie `nameValue` (`name=value`) with document.cookie. Opened on
+   * http://127.0.0.1:<port>, it sets the cookie for mandate's host too: cookies ignore ports.
+   */
+  plantingPage(nameValue) {
+    return this.#add(`<h1>Welcome</h1><script>document.cookie = ${JSON.stringify(`${nameValue}; path=/; SameSite=Lax`)};</script>`);
+  }
+
+  #add(body) {
     const path = `/page-${(this.#next += 1)}`;
-    this.#pages.set(path, `<!doctype html><meta charset="utf-8"><title>You won!</title><h1>You won a prize</h1>${plant}${body}`);
+    this.#pages.set(path, `<!doctype html><meta charset="utf-8"><title>You won!</title>${body}`);
     return path;
   }
 
