@@ -273,7 +273,6 @@ test(`RS10 RS11 C13: the agent lists and creates customers, is refused send_invo
   assert.equal(created.customer.name, 'Ada Lovelace Ltd');
   const draft = json(await s.client.callTool({ name: 'list_invoices', arguments: {} })).invoices.find((i) => i.status === 'draft');
   assert.ok(draft, 'a draft invoice to send');
-  s.draft = draft;
 
   s.next = {
     label: 'step-up',
@@ -530,7 +529,7 @@ test(`UI-01 CA-03: consent and revoke posted from another port, from localhost a
     // Nothing changed: no code reached the client, the request is still pending, the grant works.
     assert.equal(s.callback.unread, 0, 'no authorization response was sent to the client');
     await victim.reload();
-    assert.equal(await textOf(victim, "h1"), `${APP} wants to act for you`);
+    assert.equal(await textOf(victim, 'h1'), `${APP} wants to act for you`);
     assert.deepEqual(await victim.getByRole('checkbox').evaluateAll((els) => els.map((e) => e.value)), ['todos.write']);
     const listed = json(await s.client.callTool({ name: 'list_customers', arguments: {} }));
     assert.ok(listed.customers.length >= 2);
