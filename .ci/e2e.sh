@@ -2,16 +2,20 @@
 # Real clients against a real `mandate serve --demo`: the official MCP TypeScript SDK clients
 # (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x) and the official Python SDK
 # (mcp), with Debian's Chromium (driven by playwright-core, or Playwright for Python) as the person
-# who signs in and consents. Node 22 and the npm packages are installed locally (pinned in
-# e2e/package-lock.json), never globally; the Python packages go into a venv under target/ (pinned
-# in e2e/python/requirements.txt; needs python3 with venv); Chromium comes from apt when missing
-# (no browser downloads).
-# Usage: .ci/e2e.sh [path-to-mandate-binary]   (default: target/debug/mandate)
+# who signs in and consents; then the browser story (e2e/browser-story.test.mjs): the person clicks
+# every page (sign-in, consent, step-up, account pages, revoke, sign-out) and forms posted from
+# other origins are refused, at 1280 px and at 375 px. Node 22 and the npm packages are installed
+# locally (pinned in e2e/package-lock.json), never globally; the Python packages go into a venv
+# under target/ (pinned in e2e/python/requirements.txt; needs python3 with venv); Chromium comes
+# from apt when missing (no browser downloads).
+# Usage: .ci/e2e.sh [path-to-mandate-binary] [suite...]   (default: target/debug/mandate, all
+# suites; a suite is a path as listed below, e.g. e2e/browser-story.test.mjs@375x812)
 # Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 bin="$(realpath "${1:-target/debug/mandate}")"
+shift || true
 [ -x "$bin" ] || { echo "no mandate binary at $bin; run cargo build -p mandate first" >&2; exit 1; }
 
 # What apt must provide: Chromium, and python3 with venv.
@@ -81,20 +85,26 @@ start_server() {
   echo "mandate serving $base (log: target/e2e/$name.server.log)"
 }
 
-# Each client's suite in turn, each against a server of its own (one suite at a time on a small
-# machine); all run, any failure fails.
+# Each suite in turn, each against a server of its own (one suite at a time on a small machine);
+# all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
+suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py
+  e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812)
+[ "$#" -eq 0 ] || suites=("$@")
 status=0
-for suite in e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py; do
-  name="$(basename "${suite%%.*}")"
+for entry in "${suites[@]}"; do
+  suite="${entry%@*}"
+  viewport=""
+  [ "$entry" = "$suite" ] || viewport="${entry#*@}"
+  name="$(basename "${suite%%.*}")${viewport:+-${viewport%x*}}"
   case "$suite" in
     *.mjs) run=(node --test-reporter=spec "$suite") ;;
     *.py) run=("$venv/bin/python" "$suite") ;;
   esac
   echo
-  echo "-- $suite"
+  echo "-- $entry"
   if start_server; then
     MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" MANDATE_E2E_CHROMIUM="$chromium" \
-      timeout --kill-after=10 300 "${run[@]}" 2>&1 | tee -a "$out/transcript.log" || status=1
+      MANDATE_E2E_VIEWPORT="$viewport" timeout --kill-after=10 300 "${run[@]}" 2>&1 | tee -a "$out/transcript.log" || status=1
   else
     status=1
   fi

@@ -41,12 +41,14 @@ export class Person {
    * @param {string} o.password
    * @param {string} o.screenshots folder for the screenshots
    * @param {number} o.stepTimeoutMs bound on each page step
+   * @param {{width: number, height: number}} [o.viewport] the window size (default 900×900)
    */
-  constructor({ username, password, screenshots, stepTimeoutMs }) {
+  constructor({ username, password, screenshots, stepTimeoutMs, viewport = { width: 900, height: 900 } }) {
     this.username = username;
     this.password = password;
     this.screenshots = screenshots;
     this.stepTimeoutMs = stepTimeoutMs;
+    this.viewport = viewport;
     /** Every page Chromium showed: { label, url (redacted), file }. */
     this.pages = [];
     /** How many times the sign-in form was submitted. */
@@ -61,17 +63,34 @@ export class Person {
       `Chromium to start (${CHROMIUM})`,
     );
     // One profile for the whole run: the sign-in cookie lives on, as in a person's browser.
-    this.#context = await this.#browser.newContext({ viewport: { width: 900, height: 900 } });
-    this.#context.setDefaultTimeout(this.stepTimeoutMs);
-    this.#context.setDefaultNavigationTimeout(this.stepTimeoutMs);
-    say(`Chromium ${this.#browser.version()} (${CHROMIUM})`);
+    this.#context = await this.newProfile();
+    say(`Chromium ${this.#browser.version()} (${CHROMIUM}), window ${this.viewport.width}×${this.viewport.height}`);
+  }
+
+  /** A fresh profile (no cookies) in the same browser, with the same window size and timeouts. */
+  async newProfile() {
+    const context = await this.#browser.newContext({ viewport: this.viewport });
+    context.setDefaultTimeout(this.stepTimeoutMs);
+    context.setDefaultNavigationTimeout(this.stepTimeoutMs);
+    return context;
+  }
+
+  /** A new tab in the person's profile (signed in once `authorize` signed in). */
+  async newPage() {
+    return this.#context.newPage();
+  }
+
+  /** The cookies the person's profile holds for `url`. */
+  async cookies(url) {
+    return this.#context.cookies(url);
   }
 
   async close() {
     await this.#browser?.close().catch(() => {});
   }
 
-  async #capture(page, label) {
+  /** Saves a full-page screenshot of `page` as the next numbered file, named by `label`. */
+  async capture(page, label) {
     this.#shot += 1;
     const file = path.join(this.screenshots, `${String(this.#shot).padStart(2, '0')}-${label}.png`);
     await page.screenshot({ path: file, fullPage: true });
@@ -84,21 +103,26 @@ export class Person {
    * Opens `authorizationUrl` as a person would and returns once the browser reached
    * `redirectUri`. `decide(page)` runs on the consent page: it asserts what the page shows,
    * ticks what the person allows, and returns; the person then clicks Allow.
+   * `options.signIn(page)`, if given, runs on the sign-in page before the person types the right
+   * username and password (to read the page, or to try a wrong password first);
+   * `options.label` prefixes the screenshots' names.
    * @returns {Promise<{consentShown: boolean}>}
    */
-  async authorize(authorizationUrl, redirectUri, decide) {
+  async authorize(authorizationUrl, redirectUri, decide, { signIn, label = '' } = {}) {
+    const name = (what) => (label ? `${label}-${what}` : what);
     const page = await this.#context.newPage();
     const atRedirect = (u) => u.href.startsWith(redirectUri);
     let consentShown = false;
     try {
       const response = await page.goto(authorizationUrl.href);
       if (!response?.ok()) {
-        await this.#capture(page, 'authorize-error');
+        await this.capture(page, name('authorize-error'));
         throw new Error(`GET /authorize ended with HTTP ${response?.status()}: ${await pageText(page)}`);
       }
       let url = new URL(page.url());
       if (url.pathname === '/login') {
-        await this.#capture(page, 'sign-in');
+        await this.capture(page, name('sign-in'));
+        if (signIn) await signIn(page);
         await page.fill('input[name=username]', this.username);
         await page.fill('input[name=password]', this.password);
         this.signIns += 1;
@@ -109,30 +133,30 @@ export class Person {
         await page.waitForLoadState('load');
         url = new URL(page.url());
         if (url.pathname === '/login') {
-          await this.#capture(page, 'sign-in-refused');
+          await this.capture(page, name('sign-in-refused'));
           throw new Error(`sign-in refused (POST /login answered ${posted.status()}): ${await pageText(page)}`);
         }
       }
       if (url.pathname === '/consent') {
         consentShown = true;
-        await this.#capture(page, 'consent');
+        await this.capture(page, name('consent'));
         await decide(page);
         const [posted] = await Promise.all([
           page.waitForResponse((r) => new URL(r.url()).pathname === '/consent' && r.request().method() === 'POST'),
           page.click('button[name=action][value=allow]'),
         ]);
         await page.waitForURL(atRedirect).catch(async () => {
-          await this.#capture(page, 'consent-refused');
+          await this.capture(page, name('consent-refused'));
           throw new Error(
             `after Allow (POST /consent answered ${posted.status()}) the browser is at ${redactUrl(page.url())}: ${await pageText(page)}`,
           );
         });
       } else if (!atRedirect(url)) {
-        await this.#capture(page, 'unexpected');
+        await this.capture(page, name('unexpected'));
         throw new Error(`expected the sign-in or consent page, got ${redactUrl(page.url())}`);
       }
       await page.waitForLoadState('load');
-      await this.#capture(page, 'redirect-uri');
+      await this.capture(page, name('redirect-uri'));
       return { consentShown };
     } finally {
       await page.close().catch(() => {});

@@ -52,6 +52,11 @@ export class LoopbackCallback {
     return withTimeout(new Promise((resolve) => this.#waiters.push(resolve)), timeoutMs, what);
   }
 
+  /** How many authorization responses arrived and were not taken yet. */
+  get unread() {
+    return this.#received.length;
+  }
+
   async close() {
     if (!this.#server) return;
     this.#server.closeAllConnections?.();
