@@ -79,10 +79,10 @@ async function readConsent(page) {
   const alreadyAllowed = await page
     .locator('fieldset')
     .filter({ has: page.locator('legend', { hasText: 'You already allowed' }) })
-    .locator('code')
-    .allTextContents();
+    .locator('li[data-scope]')
+    .evaluateAll((els) => els.map((e) => e.dataset.scope));
   const irreversible = await page
-    .locator('label.scope.irreversible input[name=scope]')
+    .locator('.scope.irreversible input[name=scope]')
     .evaluateAll((els) => els.map((e) => e.value));
   const heading = await page.locator('h1').textContent();
   return { boxes, alreadyAllowed: alreadyAllowed.sort(), irreversible, heading };

@@ -287,9 +287,9 @@ async def read_consent(page: Page) -> dict[str, Any]:
         "els => els.map(e => ({ value: e.value, checked: e.checked }))"
     )
     already = await (
-        page.locator("fieldset").filter(has=page.locator("legend", has_text="You already allowed")).locator("code")
-    ).all_text_contents()
-    irreversible = await page.locator("label.scope.irreversible input[name=scope]").evaluate_all(
+        page.locator("fieldset").filter(has=page.locator("legend", has_text="You already allowed")).locator("li[data-scope]")
+    ).evaluate_all("els => els.map(e => e.dataset.scope)")
+    irreversible = await page.locator(".scope.irreversible input[name=scope]").evaluate_all(
         "els => els.map(e => e.value)"
     )
     heading = await page.locator("h1").text_content()

@@ -60,7 +60,7 @@ pub struct ConsentPage<'a> {
 impl ConsentPage<'_> {
     /// A step-up: the person already allowed this application something.
     fn step_up(&self) -> bool {
-        !self.v.already_granted.is_empty()
+        self.v.returning
     }
     /// One new scope: the browser itself refuses "Allow" while it is unticked.
     fn single_new_scope(&self) -> bool {

@@ -107,7 +107,11 @@ pub struct ConsentView {
     /// Where the answer goes, as the page describes it.
     pub target: RedirectTarget,
     pub new_scopes: Vec<ScopeLine>,
+    /// What the request repeats of what the person allowed this application before.
     pub already_granted: Vec<ScopeLine>,
+    /// The person allowed this application something before (a step-up), whether or not the
+    /// request repeats it.
+    pub returning: bool,
     /// How long access lasts, in words.
     pub access_term: String,
     pub resource_name: String,
@@ -386,6 +390,7 @@ impl AuthServer {
             redirect_host: host,
             new_scopes: pending.scope.difference(&earlier).iter().map(line).collect(),
             already_granted: pending.scope.intersection(&earlier).iter().map(line).collect(),
+            returning: !earlier.is_empty(),
             access_term: self.access_term(client.allows_refresh),
             resource_name: self
                 .resources
@@ -458,7 +463,13 @@ impl AuthServer {
                 updated_at: self.now(),
             })
             .await?;
-        self.audit(draft("granted", format!("granted {granted} of requested {}", pending.scope))).await;
+        let detail = if earlier.is_empty() {
+            format!("granted {granted} of requested {}", pending.scope)
+        } else {
+            // A step-up: say what this decision added, not only the sum.
+            format!("granted {granted} of requested {}; newly allowed {ticked}", pending.scope)
+        };
+        self.audit(draft("granted", detail)).await;
         self.issue_code(&pending, user, granted).await
     }
 

@@ -111,10 +111,17 @@ fn sentence(auth: &AuthServer, e: &AuditEvent, app: Part) -> Option<(Vec<Part>, 
             (vec![app, text(format!(" was refused: you have not allowed it to {allowed}"))], "refused")
         }
         ("app.action", _) => (vec![Part::You, text(format!(" {detail}"))], "you"),
-        ("consent", "granted") => {
-            let granted = detail.strip_prefix("granted ").and_then(|d| d.split(" of requested").next()).unwrap_or("");
-            (vec![Part::You, text(" allowed "), app, text(format!(" to {}", describe(auth, granted)))], "you")
-        }
+        ("consent", "granted") => match detail.split_once("; newly allowed ") {
+            // A step-up: what this decision added.
+            Some((_, added)) => {
+                (vec![Part::You, text(" also allowed "), app, text(format!(" to {}", describe(auth, added)))], "you")
+            }
+            None => {
+                let granted =
+                    detail.strip_prefix("granted ").and_then(|d| d.split(" of requested").next()).unwrap_or("");
+                (vec![Part::You, text(" allowed "), app, text(format!(" to {}", describe(auth, granted)))], "you")
+            }
+        },
         ("consent", "denied") => (vec![Part::You, text(" said no to "), app], "you"),
         ("grant.revoked", _) if detail.contains("by the person") => {
             (vec![Part::You, text(" revoked the access of "), app], "you")

@@ -133,6 +133,29 @@ async fn allow_with_nothing_ticked_allows_nothing_and_asks_again() {
     let r = submit_consent(&mut b, &r, "allow", &["invoices.send"]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(query_param(r.location.as_deref().unwrap(), "code").is_some());
+    // The trail says what the step-up added, not the sum again.
+    let activity = b.get("/account/activity").await.body;
+    assert!(
+        activity.contains("also allowed <bdi class=\"app\">Test agent</bdi> <span class=\"badge unverified\">unverified</span> to send invoices to your customers"),
+        "{activity}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_up_that_does_not_repeat_earlier_scopes_still_reads_as_one() {
+    // Clients that ask only for the challenged scope (not the union) are still asking for more.
+    let s = TestServer::start().await;
+    let client = s.register_public(CB).await;
+    let mut b = s.browser();
+    let (_, ch) = pkce();
+    let mut authz = Authz::new(&client, CB, &ch);
+    authz.scope = Some("customers.read".into());
+    consent_flow(&mut b, &authz, "alice", &["customers.read"]).await;
+    authz.scope = Some("invoices.send".into());
+    let r = b.get(&authz.url()).await;
+    let page = b.get(r.location.as_deref().unwrap()).await;
+    assert!(page.body.contains("asks for more"), "{}", page.body);
+    assert!(page.body.contains("It now also asks to:"));
 }
 
 #[tokio::test]
