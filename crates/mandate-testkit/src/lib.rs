@@ -94,10 +94,9 @@ impl TestServer {
             trust_forwarded_for: opts.trust_forwarded_for,
             ..RateLimits::default()
         };
-        let resource = format!("{base}/mcp");
-        let baseline = vec!["customers.read".into(), "invoices.read".into(), "todos.read".into()];
+        let resource = auth.resources.resolve(None).unwrap().clone();
         let mcp = mandate_mcp::router(
-            mandate_mcp::McpSettings::in_process(&auth, &resource, baseline, Vec::new()),
+            mandate_mcp::McpSettings::in_process(&auth, &resource, Vec::new()),
             auth.clone(),
             demo.clone(),
         );

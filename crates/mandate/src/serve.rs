@@ -82,12 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let local_mcp = format!("{}/mcp", auth.settings.issuer);
         if resource.uri == local_mcp {
             let mcp = mandate_mcp::router(
-                McpSettings::in_process(
-                    &auth,
-                    &resource.uri,
-                    resource.default_scopes.clone(),
-                    config.mcp_allowed_origins.clone(),
-                ),
+                McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone()),
                 auth.clone(),
                 demo.clone(),
             );
@@ -174,12 +169,14 @@ async fn mcp_only_router(
     }
     let jwks_uri = metadata["jwks_uri"].as_str().context("the issuer publishes no jwks_uri")?;
     let resource = format!("{}/mcp", auth.settings.issuer);
-    let baseline = auth.resources.resolve(None).map(|r| r.default_scopes.clone()).unwrap_or_default();
+    let (scopes_supported, challenge_scopes) =
+        auth.resources.resolve(None).map(mandate_mcp::published_scopes).unwrap_or_default();
     Ok(mandate_mcp::router(
         McpSettings {
             resource: resource.clone(),
             issuer: issuer.clone(),
-            scopes_supported: baseline,
+            scopes_supported,
+            challenge_scopes,
             check: TokenCheck::Jwt(Validator::new(
                 issuer,
                 resource,
