@@ -47,7 +47,7 @@ impl McpSession {
         let (transport, auth) = transport(conn);
         let what = || format!("initialize at {}", conn.server());
         let service = conn
-            .bounded(what, client_config().serve(transport))
+            .bounded(what, Box::pin(client_config().serve(transport)))
             .await
             .map_err(|timeout| auth.take_failure().unwrap_or(timeout))?
             .map_err(|e| auth.take_failure().unwrap_or_else(|| ClientError::Mcp(format!("initialize failed: {e}"))))?;
@@ -71,7 +71,7 @@ impl McpSession {
         what: impl FnOnce() -> String,
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, ClientError> {
-        match self.conn.bounded(what, request).await {
+        match self.conn.bounded(what, Box::pin(request)).await {
             Ok(r) => r.map_err(|e| self.explain(e)),
             Err(timeout) => Err(self.auth.take_failure().unwrap_or(timeout)),
         }

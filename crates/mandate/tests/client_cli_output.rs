@@ -99,6 +99,15 @@ async fn step_up_explains_itself_first_and_a_denial_exits_3_c13() {
     let file = cli.dir.path().join("client/credentials.json");
     assert_eq!(credentials(&file, &url)["granted_scopes"], serde_json::json!(["customers.read"]), "nothing changed");
 
+    // On a terminal without --step-up: the same explanation, as a question; "n" is exit 3.
+    let asked = cli.run_in_terminal_typing(&with(&call[..5]), "n\n");
+    assert_eq!(asked.code, 3, "{asked:?}");
+    assert!(
+        asked.stdout.contains("send_invoice needs the scope `invoices.send`, which you have not granted to this agent. Ask the server for it now? [y/N]"),
+        "{asked:?}"
+    );
+    assert!(!asked.stdout.contains("/authorize?"), "no URL after a no: {asked:?}");
+
     // Without --step-up and no terminal: exit 3 at once, saying what is missing.
     let refused = cli.run(&with(&call[..5]));
     assert_eq!(refused.code, 3, "{refused:?}");

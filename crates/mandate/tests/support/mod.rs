@@ -130,19 +130,31 @@ impl Cli {
     }
 
     /// Runs to completion with stdin and stdout on a pseudo-terminal (util-linux `script`), as
-    /// a person at a terminal would. The output has the terminal's `\r\n` line ends.
+    /// a person at a terminal would. The output has the terminal's `\r\n` line ends turned into
+    /// `\n`, and holds stderr too.
     pub fn run_in_terminal(&self, args: &[&str]) -> Output {
+        self.run_in_terminal_typing(args, "")
+    }
+
+    /// Like [`Cli::run_in_terminal`], the person typing `input` (echoed in the output).
+    pub fn run_in_terminal_typing(&self, args: &[&str], input: &str) -> Output {
         let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
         let line: Vec<String> =
             std::iter::once(env!("CARGO_BIN_EXE_mandate")).chain(args.iter().copied()).map(quote).collect();
-        let out = Command::new("script")
+        let mut child = Command::new("script")
             .args(["-qec", &line.join(" "), "/dev/null"])
             .env("MANDATE_CLIENT_DIR", self.dir.path().join("client"))
             .env("MANDATE_CREDENTIAL_STORE", "file")
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("util-linux `script` runs the CLI on a pseudo-terminal");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
