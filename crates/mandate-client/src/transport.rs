@@ -22,7 +22,7 @@ type HttpError = StreamableHttpError<reqwest::Error>;
 
 const EVENT_STREAM: &str = "the event stream (GET)";
 
-/// What a message is, for messages (`tools/call send_invoice`), and the tool it calls.
+/// What a message is, for a timeout message (`tools/call send_invoice`), and the tool it calls.
 fn describe(message: &ClientJsonRpcMessage) -> (String, Option<String>) {
     match message {
         ClientJsonRpcMessage::Request(r) => match &r.request {
