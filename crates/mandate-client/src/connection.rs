@@ -23,6 +23,7 @@ use crate::deadline::PersonWaits;
 use crate::error::ClientError;
 use crate::login::{CallbackListener, LoginMode, Timeouts, run_user_agent};
 use crate::net::{GuardedOAuthHttp, NetPolicy, check_url, guarded_reqwest, network_error};
+use crate::stepup::{ask, printable};
 use crate::vault::{CredentialVault, ScopedStore};
 
 /// Authorizations allowed in a row without a successful request in between (C13).
@@ -567,26 +568,6 @@ impl Connection {
 
 fn split_scopes(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
-}
-
-/// Text from a caller or a server, fit for a terminal: no control characters, at most 200.
-fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(200).collect()
-}
-
-/// Asks a yes/no question on the terminal (stderr and stdin); no terminal means no.
-async fn ask(question: &str) -> bool {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return false;
-    }
-    eprint!("{question} [y/N] ");
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| matches!(line.trim(), "y" | "Y" | "yes")).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 #[cfg(test)]

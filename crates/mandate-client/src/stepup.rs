@@ -1,14 +1,30 @@
 //! What the person is told when the server wants more scopes (step-up, C13): what happened and
-//! why, in plain words, before any URL is printed or a browser opened.
+//! why, in plain words, before any URL is printed or a browser opened; and the yes/no question.
 
 use crate::login::LoginMode;
 
-fn clean(s: &str) -> String {
+/// Text from a caller or a server, fit for a terminal: no control characters, at most 200.
+pub(crate) fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+/// Asks a yes/no question on the terminal (stderr and stdin); no terminal means no.
+pub(crate) async fn ask(question: &str) -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| matches!(line.trim(), "y" | "Y" | "yes")).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 fn scope_words(scopes: &str) -> String {
-    let list: Vec<String> = scopes.split_whitespace().map(|s| format!("`{}`", clean(s))).collect();
+    let list: Vec<String> = scopes.split_whitespace().map(|s| format!("`{}`", printable(s))).collect();
     match list.as_slice() {
         [] => "more scopes".to_owned(),
         [one] => format!("the scope {one}"),
@@ -24,7 +40,7 @@ pub fn it(scopes: &str) -> &'static str {
 /// Why the request was refused: `send_invoice needs the scope `invoices.send`, which you have not
 /// granted to this agent.` (`tool` is `None` when the refused request was not a tool call.)
 pub fn why(tool: Option<&str>, missing: &[String], wanted: &[String]) -> String {
-    let subject = tool.map(clean).unwrap_or_else(|| "This request".to_owned());
+    let subject = tool.map(printable).unwrap_or_else(|| "This request".to_owned());
     if missing.is_empty() {
         // The server wants scopes the stored grant already lists: it was narrowed meanwhile.
         return format!(
@@ -49,7 +65,7 @@ pub fn asking(scopes: &str, mode: LoginMode) -> String {
 /// The person said no at the consent page.
 pub fn declined(tool: Option<&str>, scopes: &str) -> String {
     let what = match tool {
-        Some(t) => format!("; {} was not called", clean(t)),
+        Some(t) => format!("; {} was not called", printable(t)),
         None => String::new(),
     };
     format!("you did not grant {} to this agent at the consent page{what}", scope_words(scopes))
