@@ -82,9 +82,9 @@ async fn start(database: Option<&str>) -> anyhow::Result<Target> {
     }
     // Bench traffic comes from one address: lift the per-IP limits for it.
     let limits = RateLimits { login_burst: 1_000_000, register_burst: 1_000_000, ..RateLimits::default() };
-    let resource = format!("{base}/mcp");
     let host = base.trim_start_matches("http://").to_owned();
-    let settings = mandate_mcp::McpSettings::in_process(&auth, &resource, vec!["customers.read".into()], Vec::new());
+    let def = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?.clone();
+    let settings = mandate_mcp::McpSettings::in_process(&auth, &def, Vec::new());
     let guarded = mandate_mcp::router(settings, auth.clone(), demo.clone());
     let bench_user = auth.store().user_by_name("user2").await?.context("bench user")?;
     let open = mcp::open_router(auth.clone(), demo.clone(), vec![host], mcp::caller(&bench_user.id, "bench-open"));

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::Transport;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
-use crate::session::transport;
+use crate::session::{PROTOCOL_VERSION, transport};
 
 /// The longest line accepted from the host.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -38,7 +38,8 @@ where
                     continue;
                 }
                 match serde_json::from_str::<ClientJsonRpcMessage>(&line) {
-                    Ok(message) => {
+                    Ok(mut message) => {
+                        offer_only_what_we_implement(&mut message);
                         if let Err(e) = transport.send(message).await {
                             let cause = auth.take_failure().map(|f| f.to_string()).unwrap_or_else(|| e.to_string());
                             return Err(ClientError::Mcp(format!("the server connection failed: {cause}")));
@@ -59,6 +60,20 @@ where
     }
     let _ = transport.close().await;
     Ok(())
+}
+
+/// The bridge carries the host's `initialize` with rmcp's transport, which implements the
+/// protocol up to [`PROTOCOL_VERSION`]: a newer version offered by the host is lowered to it (the
+/// server answers with what it chose, and the host decides whether it can speak that). A
+/// 2026-07-28 server would refuse the newer offer without the headers that version needs.
+fn offer_only_what_we_implement(message: &mut ClientJsonRpcMessage) {
+    if let ClientJsonRpcMessage::Request(r) = message
+        && let ClientRequest::InitializeRequest(init) = &mut r.request
+        && init.params.protocol_version.as_str() > PROTOCOL_VERSION.as_str()
+    {
+        tracing::info!(offered = %init.params.protocol_version, "offering {PROTOCOL_VERSION} instead");
+        init.params.protocol_version = PROTOCOL_VERSION;
+    }
 }
 
 fn parse_error(detail: &str) -> String {

@@ -58,6 +58,11 @@ pub fn check_callback(
             "the authorization response came from issuer `{got}`, not `{want}` (possible mix-up); discarded"
         )));
     }
+    if cb.error.as_deref() == Some("access_denied") {
+        return Err(ClientError::AccessDenied(
+            "you did not allow this agent at the consent page; nothing was granted".into(),
+        ));
+    }
     if let Some(error) = &cb.error {
         let detail = cb.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
         let error: String = error.chars().filter(|c| !c.is_control()).take(100).collect();
@@ -99,7 +104,9 @@ mod tests {
         let Err(ClientError::Authorization(msg)) = r else { unreachable!("expected a refusal") };
         assert!(msg.contains("mix-up") && !msg.contains("access_denied"), "{msg}");
         let r = check_callback(&cb("s", Some("https://as"), Some("access_denied")), "s", Some("https://as"), true);
-        assert!(matches!(r, Err(ClientError::Authorization(m)) if m.contains("access_denied")));
+        assert!(matches!(r, Err(ClientError::AccessDenied(_))), "{r:?}");
+        let r = check_callback(&cb("s", Some("https://as"), Some("server_error")), "s", Some("https://as"), true);
+        assert!(matches!(r, Err(ClientError::Authorization(m)) if m.contains("server_error")));
         // Promised but absent: refused, and the error is not shown either.
         let r = check_callback(&cb("s", None, Some("access_denied")), "s", Some("https://as"), true);
         assert!(

@@ -19,13 +19,18 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::callback::check_callback;
+use crate::deadline::PersonWaits;
 use crate::error::ClientError;
-use crate::login::{CallbackListener, LoginMode, run_user_agent};
+use crate::login::{CallbackListener, LoginMode, Timeouts, run_user_agent};
 use crate::net::{GuardedOAuthHttp, NetPolicy, check_url, guarded_reqwest, network_error};
+use crate::stepup::{ask, printable};
 use crate::vault::{CredentialVault, ScopedStore};
 
 /// Authorizations allowed in a row without a successful request in between (C13).
 pub const MAX_AUTHORIZATION_ATTEMPTS: u32 = 3;
+
+/// How long a request may go unanswered unless `--timeout` says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to do on 403 `insufficient_scope`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +61,9 @@ pub struct ConnectOptions {
     pub policy: NetPolicy,
     /// How long to wait for the person to finish a browser login.
     pub login_timeout: Duration,
+    /// How long any one request may go unanswered (MCP, discovery, registration, tokens); time
+    /// spent waiting for the person is not counted.
+    pub request_timeout: Duration,
     /// A name resolver in place of the system's (tests).
     pub resolver: Option<Arc<dyn Resolve>>,
 }
@@ -73,6 +81,7 @@ impl ConnectOptions {
             step_up: StepUp::Never,
             policy: NetPolicy::default(),
             login_timeout: Duration::from_secs(300),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             resolver: None,
         }
     }
@@ -101,6 +110,7 @@ pub struct Connection {
     http: reqwest::Client,
     held: Mutex<Held>,
     attempts: AtomicU32,
+    waits: PersonWaits,
 }
 
 fn auth_error(e: AuthError) -> ClientError {
@@ -137,8 +147,8 @@ impl Connection {
         if opts.client_secret.is_some() && opts.client_id.is_none() {
             return Err(ClientError::Usage("a client secret needs --client-id".into()));
         }
-        let oauth_http = GuardedOAuthHttp::new(opts.policy, opts.resolver.clone())?;
-        let http = guarded_reqwest(opts.policy, opts.resolver.clone())?;
+        let oauth_http = GuardedOAuthHttp::new(opts.policy, opts.resolver.clone(), opts.request_timeout)?;
+        let http = guarded_reqwest(opts.policy, opts.resolver.clone(), opts.request_timeout)?;
         Ok(Self {
             resource: canonical_resource(&server),
             server,
@@ -148,6 +158,7 @@ impl Connection {
             http,
             held: Mutex::new(Held { manager: None, restored: false }),
             attempts: AtomicU32::new(0),
+            waits: PersonWaits::default(),
         })
     }
 
@@ -164,6 +175,26 @@ impl Connection {
     /// The guarded HTTP client for MCP traffic.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// How long any one request may go unanswered.
+    pub fn request_timeout(&self) -> Duration {
+        self.opts.request_timeout
+    }
+
+    /// Runs `request`, giving up after the request timeout, not counting time spent waiting for
+    /// the person (a login or step-up started by the request itself).
+    pub async fn bounded<F: Future>(
+        &self,
+        what: impl FnOnce() -> String,
+        request: F,
+    ) -> Result<F::Output, ClientError> {
+        crate::deadline::bounded(&self.waits, self.opts.request_timeout, what, request).await
+    }
+
+    /// The scopes the stored credentials for this server were granted (empty when none).
+    pub fn granted_scopes(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self.vault.load(&self.resource)?.map(|(c, _)| c.granted_scopes).unwrap_or_default())
     }
 
     /// A request succeeded: the next refusal starts a fresh count.
@@ -263,28 +294,42 @@ impl Connection {
         self.authorize(&mut held, Some(challenge), scopes).await
     }
 
-    /// After a 403 `insufficient_scope`: step up to held ∪ challenged scopes (C12, C13).
-    pub async fn step_up(&self, challenge: &str) -> Result<String, ClientError> {
+    /// After a 403 `insufficient_scope`: step up to held ∪ challenged scopes (C12, C13). `tool`
+    /// names the tool being called, when the refused request is a `tools/call`. The person is
+    /// told what happened and why before any URL is printed or a browser opened.
+    pub async fn step_up(&self, challenge: &str, tool: Option<&str>) -> Result<String, ClientError> {
         let params = WWWAuthenticateParams::parse(challenge, &self.server);
-        let wanted = params.scope.clone().unwrap_or_default();
+        let wanted = split_scopes(&params.scope.clone().unwrap_or_default());
+        let _person = self.waits.begin();
         let mut held = self.held.lock().await;
-        let have = self.vault.load(&self.resource)?.map(|(c, _)| c.granted_scopes).unwrap_or_default();
+        let have = self.granted_scopes()?;
+        let missing: Vec<String> = wanted.iter().filter(|s| !have.contains(s)).cloned().collect();
+        let asked = if missing.is_empty() { wanted.join(" ") } else { missing.join(" ") };
+        let tool = tool.map(printable);
+        let refused = || ClientError::ScopeRefused { scopes: printable(&asked), tool: tool.clone() };
+        let why = crate::stepup::why(tool.as_deref(), &missing, &wanted);
+        match self.opts.step_up {
+            StepUp::Never => return Err(refused()),
+            StepUp::Ask => {
+                if !ask(&format!("{why} Ask the server for {} now?", crate::stepup::it(&asked))).await {
+                    return Err(refused());
+                }
+                eprintln!("{}", crate::stepup::asking(&asked, self.opts.login));
+            }
+            StepUp::Auto => eprintln!("{why} {}", crate::stepup::asking(&asked, self.opts.login)),
+        }
         let mut union = have;
-        for s in split_scopes(&wanted) {
+        for s in wanted {
             if !union.contains(&s) {
                 union.push(s);
             }
         }
-        match self.opts.step_up {
-            StepUp::Never => return Err(ClientError::ScopeRefused { scopes: wanted }),
-            StepUp::Ask => {
-                if !ask(&format!("The server needs scope(s) `{wanted}` for this. Ask for them now?")).await {
-                    return Err(ClientError::ScopeRefused { scopes: wanted });
-                }
+        match self.authorize(&mut held, Some(challenge), Some(union)).await {
+            Err(ClientError::AccessDenied(_)) => {
+                Err(ClientError::AccessDenied(crate::stepup::declined(tool.as_deref(), &printable(&asked))))
             }
-            StepUp::Auto => {}
+            other => other,
         }
-        self.authorize(&mut held, Some(challenge), Some(union)).await
     }
 
     /// An explicit login: provoke the server's challenge, then authorize.
@@ -298,10 +343,12 @@ impl Connection {
     /// Sends an unauthenticated `initialize` and returns the 401's `WWW-Authenticate`, if any.
     async fn probe_challenge(&self) -> Result<Option<String>, ClientError> {
         let body = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-            "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mandate","version":env!("CARGO_PKG_VERSION")}}});
+            "protocolVersion": crate::session::PROTOCOL_VERSION.as_str(), "capabilities":{},
+            "clientInfo":{"name":"mandate","version":env!("CARGO_PKG_VERSION")}}});
         let resp = self
             .http
             .post(self.server.clone())
+            .timeout(self.opts.request_timeout)
             .header("accept", "application/json, text/event-stream")
             .json(&body)
             .send()
@@ -324,6 +371,8 @@ impl Connection {
         if n > MAX_AUTHORIZATION_ATTEMPTS {
             return Err(ClientError::TooManyAttempts(MAX_AUTHORIZATION_ATTEMPTS));
         }
+        // From here the person may be needed: the requests' clocks stop (see `deadline`).
+        let _person = self.waits.begin();
         held.restored = true;
         let mut manager = self.new_manager().await?;
         let metadata = self.discover(&manager, challenge).await?;
@@ -403,9 +452,16 @@ impl Connection {
             .map(|(_, v)| v.into_owned())
             .ok_or_else(|| ClientError::Authorization("the authorization URL has no state".into()))?;
 
-        let callback =
-            run_user_agent(self.opts.login, &auth_url, listener, &self.http, self.opts.policy, self.opts.login_timeout)
-                .await?;
+        listener.expect(&expected_state, issuer.as_deref(), iss_advertised);
+        let callback = run_user_agent(
+            self.opts.login,
+            &auth_url,
+            listener,
+            &self.http,
+            self.opts.policy,
+            Timeouts { login: self.opts.login_timeout, request: self.opts.request_timeout },
+        )
+        .await?;
         let code = check_callback(&callback, &expected_state, issuer.as_deref(), iss_advertised)?;
         session
             .handle_callback_with_issuer(&code, &expected_state, callback.iss.as_deref())
@@ -496,7 +552,7 @@ impl Connection {
         for (hint, value) in to_revoke {
             let Some(value) = value else { continue };
             let mut form = vec![("token", value), ("token_type_hint", hint.to_owned())];
-            let mut req = self.http.post(url.clone());
+            let mut req = self.http.post(url.clone()).timeout(self.opts.request_timeout);
             match secret {
                 Some(s) => req = req.basic_auth(client_id, Some(s)),
                 None => form.push(("client_id", client_id.to_owned())),
@@ -512,21 +568,6 @@ impl Connection {
 
 fn split_scopes(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
-}
-
-/// Asks a yes/no question on the terminal (stderr and stdin); no terminal means no.
-async fn ask(question: &str) -> bool {
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        return false;
-    }
-    eprint!("{question} [y/N] ");
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| matches!(line.trim(), "y" | "Y" | "yes")).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 #[cfg(test)]

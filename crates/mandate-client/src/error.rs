@@ -21,9 +21,18 @@ pub enum ClientError {
     /// The callback's `state` is not the one this login sent.
     #[error("the authorization response's state does not match this login's request; it was discarded")]
     StateMismatch,
-    /// The server wants more scopes and step-up was not allowed.
-    #[error("the server refused the call: it needs scope(s) `{scopes}`; run again with --step-up to ask for them")]
-    ScopeRefused { scopes: String },
+    /// The server wants more scopes and step-up was not allowed (or the person said no).
+    #[error(
+        "{} needs the scope(s) `{scopes}`, which you have not granted to this agent; run again with --step-up to ask for them",
+        .tool.as_deref().unwrap_or("this request")
+    )]
+    ScopeRefused { scopes: String, tool: Option<String> },
+    /// The person declined at the consent page (`access_denied`).
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// A request got no answer in time.
+    #[error("timed out: {what} got no answer within {secs} s (raise the limit with --timeout)")]
+    Timeout { what: String, secs: u64 },
     /// The step-up limit was reached.
     #[error("still refused after {0} authorization attempts; giving up")]
     TooManyAttempts(u32),

@@ -7,10 +7,12 @@
 pub mod bridge;
 pub mod callback;
 pub mod connection;
+pub mod deadline;
 pub mod error;
 pub mod login;
 pub mod net;
 pub mod session;
+pub mod stepup;
 pub mod transport;
 pub mod vault;
 

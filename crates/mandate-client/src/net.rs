@@ -14,7 +14,8 @@ use url::Url;
 
 use crate::error::ClientError;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest wait for a connection, whatever the request's own limit.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_OAUTH_BODY: usize = 1024 * 1024;
 const MAX_REDIRECTS: usize = 5;
 
@@ -75,12 +76,17 @@ pub fn check_url(raw: &str, what: &'static str, policy: NetPolicy) -> Result<Url
 }
 
 /// Builds a reqwest client whose resolver refuses forbidden addresses and which never follows
-/// redirects by itself.
-pub fn guarded_reqwest(policy: NetPolicy, resolver: Option<Arc<dyn Resolve>>) -> Result<reqwest::Client, ClientError> {
+/// redirects by itself. Connecting gives up after `timeout` (at most 10 s); each request sets
+/// its own overall limit (an MCP event stream may rightly stay open for long).
+pub fn guarded_reqwest(
+    policy: NetPolicy,
+    resolver: Option<Arc<dyn Resolve>>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
     let inner = resolver.unwrap_or_else(|| Arc::new(SystemResolver));
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
         .no_proxy()
         .tcp_nodelay(true)
         .user_agent(concat!("mandate-client/", env!("CARGO_PKG_VERSION")))
@@ -94,7 +100,7 @@ pub fn network_error(url: &str, e: &reqwest::Error) -> ClientError {
     if forbidden_in_chain(e) {
         ClientError::PrivateAddress { url: url.to_owned() }
     } else if e.is_timeout() {
-        ClientError::Network(format!("{url}: timed out"))
+        ClientError::Network(format!("{url}: timed out, no answer within the limit (raise it with --timeout)"))
     } else if e.is_connect() {
         ClientError::Network(format!("{url}: could not connect"))
     } else {
@@ -102,18 +108,20 @@ pub fn network_error(url: &str, e: &reqwest::Error) -> ClientError {
     }
 }
 
-/// The HTTP client rmcp's OAuth state machine uses: every request and every redirect hop checked.
-/// The first refusal is kept so the caller can report it instead of rmcp's generic error.
+/// The HTTP client rmcp's OAuth state machine uses (discovery, registration, token requests):
+/// every request and every redirect hop checked, each given up after `timeout`. The first
+/// refusal is kept so the caller can report it instead of rmcp's generic error.
 #[derive(Clone)]
 pub struct GuardedOAuthHttp {
     client: reqwest::Client,
     policy: NetPolicy,
+    timeout: Duration,
     refusal: Arc<Mutex<Option<ClientError>>>,
 }
 
 impl GuardedOAuthHttp {
-    pub fn new(policy: NetPolicy, resolver: Option<Arc<dyn Resolve>>) -> Result<Self, ClientError> {
-        Ok(Self { client: guarded_reqwest(policy, resolver)?, policy, refusal: Arc::default() })
+    pub fn new(policy: NetPolicy, resolver: Option<Arc<dyn Resolve>>, timeout: Duration) -> Result<Self, ClientError> {
+        Ok(Self { client: guarded_reqwest(policy, resolver, timeout)?, policy, timeout, refusal: Arc::default() })
     }
 
     /// The first URL this client refused, if any (taken).
@@ -142,7 +150,7 @@ impl GuardedOAuthHttp {
         let mut body = Some(body);
         for _ in 0..=MAX_REDIRECTS {
             let checked = check_url(&url, "fetching", self.policy).map_err(|e| self.refuse(e))?;
-            let mut req = self.client.request(method.clone(), checked).timeout(TIMEOUT);
+            let mut req = self.client.request(method.clone(), checked).timeout(self.timeout);
             for (name, value) in &parts.headers {
                 req = req.header(name, value);
             }

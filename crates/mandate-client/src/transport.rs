@@ -1,14 +1,15 @@
 //! The Streamable HTTP client rmcp's transport drives, with authorization handled inside it: the
 //! bearer token goes on every request (C15), a 401 triggers one refresh and otherwise a new login,
 //! a 403 `insufficient_scope` a step-up, and the request is then sent again. The MCP session goes
-//! on undisturbed, which is what lets the bridge stay transparent to its host.
+//! on undisturbed, which is what lets the bridge stay transparent to its host. Every request gets
+//! its response (for a stream: its headers) within the request timeout, or fails with a timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
@@ -18,6 +19,23 @@ use crate::connection::Connection;
 use crate::error::ClientError;
 
 type HttpError = StreamableHttpError<reqwest::Error>;
+
+const EVENT_STREAM: &str = "the event stream (GET)";
+
+/// What a message is, for a timeout message (`tools/call send_invoice`), and the tool it calls.
+fn describe(message: &ClientJsonRpcMessage) -> (String, Option<String>) {
+    match message {
+        ClientJsonRpcMessage::Request(r) => match &r.request {
+            ClientRequest::CallToolRequest(call) => {
+                let name: String = call.params.name.chars().filter(|c| !c.is_control()).take(100).collect();
+                (format!("tools/call {name}"), Some(name))
+            }
+            other => (other.method().to_owned(), None),
+        },
+        ClientJsonRpcMessage::Notification(_) => ("a notification".to_owned(), None),
+        _ => ("a response to the server".to_owned(), None),
+    }
+}
 
 /// The authorizing HTTP client.
 #[derive(Clone)]
@@ -32,7 +50,8 @@ impl AuthorizingClient {
         Self { inner: conn.http().clone(), conn, failure: Arc::default() }
     }
 
-    /// The authorization failure behind the last transport error, if there was one (taken).
+    /// The failure of ours (authorization, a timeout) behind the last transport error, if there
+    /// was one (taken).
     pub fn take_failure(&self) -> Option<ClientError> {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
@@ -45,7 +64,11 @@ impl AuthorizingClient {
         StreamableHttpError::Auth(rmcp::transport::auth::AuthError::AuthorizationFailed(text))
     }
 
-    async fn with_auth<T, F, Fut>(&self, call: F) -> Result<T, HttpError>
+    /// Sends one HTTP request (`call`) with the token, recovering from 401 and 403. `what` names
+    /// it for a timeout message; `tool` is the tool a `tools/call` names (for the step-up
+    /// explanation). Each attempt must produce its response (the headers, for a stream) within the
+    /// request timeout; the time spent recovering (a login in the browser) is not counted.
+    async fn with_auth<T, F, Fut>(&self, what: &str, tool: Option<&str>, call: F) -> Result<T, HttpError>
     where
         F: Fn(Option<String>) -> Fut,
         Fut: Future<Output = Result<T, HttpError>>,
@@ -54,8 +77,22 @@ impl AuthorizingClient {
         // One refresh per request; after that a 401 means a new login, which is counted and
         // bounded, so a server that refuses every token cannot keep us refreshing forever.
         let mut refreshed = false;
+        let limit = self.conn.request_timeout();
         loop {
-            match call(token.clone()).await {
+            let attempt = match tokio::time::timeout(limit, call(token.clone())).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let server = self.conn.server().as_str();
+                    let e = ClientError::Timeout { what: format!("{what} at {server}"), secs: limit.as_secs() };
+                    // The event stream is optional and rmcp carries on without it: keep no failure
+                    // that a later, unrelated error would be blamed on.
+                    if what == EVENT_STREAM {
+                        return Err(StreamableHttpError::UnexpectedServerResponse(e.to_string().into()));
+                    }
+                    return Err(self.fail(e));
+                }
+            };
+            match attempt {
                 Err(StreamableHttpError::AuthRequired(challenge)) => {
                     let fresh = self
                         .conn
@@ -67,7 +104,7 @@ impl AuthorizingClient {
                 }
                 Err(StreamableHttpError::InsufficientScope(challenge)) => {
                     let fresh =
-                        self.conn.step_up(&challenge.www_authenticate_header).await.map_err(|e| self.fail(e))?;
+                        self.conn.step_up(&challenge.www_authenticate_header, tool).await.map_err(|e| self.fail(e))?;
                     token = Some(fresh);
                 }
                 Ok(v) => {
@@ -91,7 +128,8 @@ impl StreamableHttpClient for AuthorizingClient {
         _auth: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.with_auth(|token| {
+        let (what, tool) = describe(&message);
+        self.with_auth(&what, tool.as_deref(), |token| {
             self.inner.post_message(uri.clone(), message.clone(), session_id.clone(), token, headers.clone())
         })
         .await
@@ -106,7 +144,8 @@ impl StreamableHttpClient for AuthorizingClient {
         headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.with_auth(|token| {
+        let (what, tool) = describe(&message);
+        self.with_auth(&what, tool.as_deref(), |token| {
             self.inner.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
@@ -126,7 +165,10 @@ impl StreamableHttpClient for AuthorizingClient {
         _auth: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), HttpError> {
-        self.with_auth(|token| self.inner.delete_session(uri.clone(), session_id.clone(), token, headers.clone())).await
+        self.with_auth("ending the session (DELETE)", None, |token| {
+            self.inner.delete_session(uri.clone(), session_id.clone(), token, headers.clone())
+        })
+        .await
     }
 
     async fn get_stream(
@@ -137,7 +179,7 @@ impl StreamableHttpClient for AuthorizingClient {
         _auth: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.with_auth(|token| {
+        self.with_auth(EVENT_STREAM, None, |token| {
             self.inner.get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), token, headers.clone())
         })
         .await
@@ -152,7 +194,7 @@ impl StreamableHttpClient for AuthorizingClient {
         headers: HashMap<HeaderName, HeaderValue>,
         max: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.with_auth(|token| {
+        self.with_auth(EVENT_STREAM, None, |token| {
             self.inner.get_stream_with_max_sse_event_size(
                 uri.clone(),
                 session_id.clone(),

@@ -5,10 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use mandate_client::{ClientError, ConnectOptions, Connection, CredentialVault, LoginMode, NetPolicy};
+use mandate_testkit::{FakeMcp, FakeServer};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::json;
 
@@ -25,26 +23,11 @@ impl Resolve for Rebinding {
 
 #[tokio::test]
 async fn authorization_server_name_resolving_to_a_private_address_is_refused_c22() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let prm = json!({"resource": format!("{base}/mcp"), "authorization_servers": ["https://as.internal.test"]});
-    let challenge = format!(r#"Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp""#);
-    let app = Router::new()
-        .route(
-            "/mcp",
-            post(move || {
-                let c = challenge.clone();
-                async move {
-                    let mut h = HeaderMap::new();
-                    h.insert("www-authenticate", c.parse().unwrap());
-                    (StatusCode::UNAUTHORIZED, h)
-                }
-            }),
-        )
-        .route("/.well-known/oauth-protected-resource/mcp", get(move || async move { axum::Json(prm) }));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let mut opts = ConnectOptions::new(format!("{base}/mcp"));
+    let fake = FakeServer::start_with(FakeMcp::Unauthorized, |_, prm, _| {
+        prm["authorization_servers"] = json!(["https://as.internal.test"]);
+    })
+    .await;
+    let mut opts = ConnectOptions::new(fake.mcp_url());
     opts.policy = NetPolicy { allow_loopback_http: true };
     opts.login = LoginMode::Headless;
     opts.resolver = Some(Arc::new(Rebinding));

@@ -1,6 +1,7 @@
 //! The guard itself: the middleware in front of an MCP endpoint. Order of checks (MCP H13):
 //! Host and Origin (403) → bearer token (401) → revocation (401) → session ownership (404) →
-//! per-tool scopes (403 step-up) → the MCP server, with the [`Principal`] in the extensions.
+//! the tool policy (an unknown tool gets the JSON-RPC error `-32602`, a missing scope a 403
+//! step-up) → the MCP server, with the [`Principal`] in the extensions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use mandate_core::scope::ScopeSet;
 use serde_json::Value;
 
 use crate::challenge::{ChallengeKind, challenge};
+use crate::jsonrpc;
 use crate::metadata::metadata_path_for;
 use crate::principal::Principal;
 use crate::sessions::{SessionOwners, SessionRegistry};
@@ -32,8 +34,10 @@ pub struct GuardConfig {
     pub resource: String,
     /// The authorization server's issuer, byte-identical to its metadata `issuer`.
     pub issuer: String,
-    /// Baseline scopes: published in the metadata and asked for in the 401 challenge.
+    /// Every scope of this resource, published in the metadata's `scopes_supported` (RFC 9728).
     pub scopes_supported: Vec<String>,
+    /// The default set, asked for in the 401 challenge's `scope` (what a first login requests).
+    pub challenge_scopes: Vec<String>,
     pub resource_name: String,
     /// Accepted `Host` values (`host` or `host:port`); derived from `resource` by default.
     pub allowed_hosts: Vec<String>,
@@ -55,6 +59,7 @@ impl GuardConfig {
             resource: resource.to_owned(),
             issuer: issuer.to_owned(),
             scopes_supported: Vec::new(),
+            challenge_scopes: Vec::new(),
             resource_name: "MCP server".to_owned(),
             allowed_hosts,
             allowed_origins: vec![origin],
@@ -110,7 +115,9 @@ pub struct Guard {
 }
 
 enum Refusal {
-    Challenge(Response),
+    /// A complete answer: a 401/403 challenge, or a JSON-RPC answer in the server's stead.
+    Answer(Response),
+    /// An HTTP refusal with a JSON-RPC error without `id` (MCP H2, H4).
     Status(StatusCode, &'static str),
 }
 
@@ -146,8 +153,9 @@ impl Guard {
         crate::metadata::router(self.clone())
     }
 
+    /// The 401 challenge's `scope`: the default set, never `offline_access` (RS7).
     fn baseline_scope(&self) -> String {
-        self.config.scopes_supported.join(" ")
+        without_offline_access(&self.config.challenge_scopes).join(" ")
     }
 
     fn challenge(&self, kind: ChallengeKind, scope: &str, description: Option<&str>) -> Response {
@@ -209,30 +217,30 @@ impl Guard {
         Ok(principal)
     }
 
-    /// Finds tools/call requests in a JSON-RPC body and checks their scopes.
-    async fn check_tools(&self, principal: &Principal, body: &[u8]) -> Result<(), Refusal> {
+    /// Finds tools/call requests in a JSON-RPC body and checks them against the tool policy.
+    async fn check_tools(&self, principal: &Principal, body: &[u8], accepts_json: bool) -> Result<(), Refusal> {
         // Always decode: the transport decodes JSON escapes ("tools\/call"), so must we.
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return Ok(()); // not JSON: the transport refuses it
         };
-        let messages = match v {
-            Value::Array(items) => items,
-            other => vec![other],
+        if self.config.tools.is_empty() {
+            return Ok(()); // no per-tool policy configured: authentication is the whole check
+        }
+        let (messages, batch) = match v {
+            Value::Array(items) => (items, true),
+            other => (vec![other], false),
         };
-        for m in messages {
-            if m.get("method").and_then(Value::as_str) != Some("tools/call") {
-                continue;
-            }
-            let Some(tool) = m.get("params").and_then(|p| p.get("name")).and_then(Value::as_str) else {
-                continue;
-            };
-            if self.config.tools.is_empty() {
-                continue; // no per-tool policy configured: authentication is the whole check
-            }
-            // A configured policy is complete: a tool it does not name is refused (fail closed).
-            let Some(required) = self.config.tools.required(tool) else {
-                return Err(Refusal::Status(StatusCode::BAD_REQUEST, "unknown tool"));
-            };
+        // A configured policy is complete: a call to a tool it does not name (or a call that names
+        // no tool) is never forwarded (fail closed). It is answered as an MCP server answers an
+        // unknown tool.
+        if let Some((status, answer)) =
+            jsonrpc::refuse_calls(&messages, batch, |t| self.config.tools.required(t).is_some())
+        {
+            return Err(Refusal::Answer(jsonrpc::render(status, answer, accepts_json)));
+        }
+        for m in &messages {
+            let Some(tool) = jsonrpc::called_tool(m) else { continue };
+            let Some(required) = self.config.tools.required(tool) else { continue };
             let missing: Vec<String> = required.iter().filter(|s| !principal.scopes.contains(s)).cloned().collect();
             let decision = if missing.is_empty() {
                 ToolDecision::Allowed
@@ -246,7 +254,7 @@ impl Guard {
                 // All the scopes this operation needs, in one challenge (RS11, 2026-07-28).
                 let scope = required.join(" ");
                 let description = format!("the {tool} tool needs the scope {}", missing.join(" "));
-                return Err(Refusal::Challenge(self.challenge(
+                return Err(Refusal::Answer(self.challenge(
                     ChallengeKind::InsufficientScope,
                     &scope,
                     Some(&description),
@@ -255,6 +263,11 @@ impl Guard {
         }
         Ok(())
     }
+}
+
+/// The scopes without `offline_access`, which is never published nor challenged for (RS7).
+pub(crate) fn without_offline_access(scopes: &[String]) -> Vec<&str> {
+    scopes.iter().map(String::as_str).filter(|s| *s != "offline_access").collect()
 }
 
 async fn run(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
@@ -286,7 +299,7 @@ async fn run(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response 
     }
     let mut resp = match guarded(&g, req, next).await {
         Ok(r) => r,
-        Err(Refusal::Challenge(r)) => r,
+        Err(Refusal::Answer(r)) => r,
         Err(Refusal::Status(status, message)) => {
             let body = serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
             (status, axum::Json(body)).into_response()
@@ -314,7 +327,7 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
     if !g.host_and_origin_ok(req.headers(), req.uri().host()) {
         return Err(Refusal::Status(StatusCode::FORBIDDEN, "Host or Origin not allowed"));
     }
-    let principal = g.authenticate(req.headers()).await.map_err(Refusal::Challenge)?;
+    let principal = g.authenticate(req.headers()).await.map_err(Refusal::Answer)?;
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(s) = &session {
         match g.sessions.allows(s, &principal.issuer, &principal.subject).await {
@@ -330,7 +343,7 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
         let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
             .await
             .map_err(|_| Refusal::Status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
-        g.check_tools(&principal, &bytes).await?;
+        g.check_tools(&principal, &bytes, jsonrpc::accepts_json(&parts.headers)).await?;
         parts.extensions.insert(principal.clone());
         Request::from_parts(parts, Body::from(bytes))
     } else {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
-use crate::layer::Guard;
+use crate::layer::{Guard, without_offline_access};
 
 /// `/.well-known/oauth-protected-resource/<path>` for a resource URL (path-inserted form).
 pub fn metadata_path_for(resource: &str) -> String {
@@ -20,7 +20,7 @@ async fn document(State(g): State<Arc<Guard>>) -> Response {
     let body = serde_json::json!({
         "resource": c.resource,
         "authorization_servers": [c.issuer],
-        "scopes_supported": c.scopes_supported,
+        "scopes_supported": without_offline_access(&c.scopes_supported),
         "bearer_methods_supported": ["header"],
         "resource_name": c.resource_name,
     });

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use axum::Router;
 use mandate_core::AuthServer;
 use mandate_core::demo::{DemoStore, TOOLS};
+use mandate_core::scope::ResourceDef;
 use mandate_core::service::AuditDraft;
 use mandate_guard::{
     Guard, GuardConfig, LocalKeys, Principal, RevocationCheck, TokenCheck, ToolCallAudit, ToolDecision, ToolScopes,
@@ -115,8 +116,10 @@ pub struct McpSettings {
     pub resource: String,
     /// The authorization server's issuer.
     pub issuer: String,
-    /// Baseline scopes for the metadata and the 401 challenge (no `offline_access`).
+    /// Every scope of the resource, published in the metadata (no `offline_access`, RS7).
     pub scopes_supported: Vec<String>,
+    /// The default set, asked for in the 401 challenge (no `offline_access`).
+    pub challenge_scopes: Vec<String>,
     pub check: TokenCheck,
     /// Browser origins allowed besides the resource's own (e.g. an MCP inspector).
     pub extra_origins: Vec<String>,
@@ -133,16 +136,16 @@ pub struct McpSettings {
 impl McpSettings {
     /// The single-binary deployment: the authorization server is in this process, so tokens are
     /// checked against its key ring and its database (revocation takes effect at once).
-    pub fn in_process(
-        auth: &Arc<AuthServer>,
-        resource: &str,
-        scopes_supported: Vec<String>,
-        extra_origins: Vec<String>,
-    ) -> Self {
+    /// `resource` is the catalogue entry this endpoint serves: its URI, and its scopes (all of
+    /// them in the metadata, the default set in the challenge).
+    pub fn in_process(auth: &Arc<AuthServer>, resource: &ResourceDef, extra_origins: Vec<String>) -> Self {
+        let (scopes_supported, challenge_scopes) = published_scopes(resource);
+        let resource = resource.uri.as_str();
         Self {
             resource: resource.to_owned(),
             issuer: auth.settings.issuer.clone(),
             scopes_supported,
+            challenge_scopes,
             check: TokenCheck::Jwt(Validator::new(
                 auth.settings.issuer.clone(),
                 resource,
@@ -163,10 +166,20 @@ impl McpSettings {
     }
 }
 
+/// What a resource publishes: every scope it has (the metadata's `scopes_supported`) and its
+/// default set (the 401 challenge's `scope`), both without `offline_access` (RS7).
+pub fn published_scopes(resource: &ResourceDef) -> (Vec<String>, Vec<String>) {
+    let keep = |s: &&String| s.as_str() != "offline_access";
+    let all = resource.scopes.iter().map(|s| &s.name).filter(keep).cloned().collect();
+    let defaults = resource.default_scopes.iter().filter(keep).cloned().collect();
+    (all, defaults)
+}
+
 /// The `/mcp` endpoint behind the guard, plus the protected resource metadata routes.
 pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>) -> Router {
     let mut config = GuardConfig::new(&settings.resource, &settings.issuer);
     config.scopes_supported = settings.scopes_supported;
+    config.challenge_scopes = settings.challenge_scopes;
     config.resource_name = "mandate demo apps (billing and todos)".to_owned();
     config.tools = tool_scopes();
     config.allowed_origins.extend(settings.extra_origins);

@@ -57,19 +57,23 @@ pub struct NewTodo {
     pub title: String,
 }
 
-/// The caller, who must hold every scope `tool` needs. The guard refuses such calls with a 403
-/// step-up challenge before they get here; this is the second lock on the same door.
+/// The caller, who must hold every scope `tool` needs. The guard answers a missing scope with a
+/// 403 step-up challenge (and an unknown tool with `-32602`) before the call gets here; this is
+/// the second lock on the same door. Failing it means the server is wired wrong (this service
+/// mounted without the guard, or a guard policy that disagrees with [`TOOLS`]), not that the
+/// request is: so it is `-32603` internal error, logged, with a generic message. `-32600` or
+/// `-32602` would tell the caller to fix a request that has nothing wrong with it.
 fn caller(parts: &http::request::Parts, tool: &str) -> Result<Principal, McpError> {
-    let p = parts
-        .extensions
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| McpError::internal_error("request is not authenticated", None))?;
+    let miswired = |why: &str| {
+        tracing::error!(tool, why, "a tool call reached the demo apps without passing the guard's policy");
+        McpError::internal_error("the server could not authorize this call", None)
+    };
+    let p = parts.extensions.get::<Principal>().cloned().ok_or_else(|| miswired("no authenticated caller"))?;
     let Some((_, required, _)) = TOOLS.iter().find(|(name, _, _)| *name == tool) else {
-        return Err(McpError::invalid_request(format!("{tool} has no scope policy"), None));
+        return Err(miswired("the tool has no scope policy"));
     };
     if !p.has_all(required) {
-        return Err(McpError::invalid_request(format!("{tool} needs the scope {}", required.join(" ")), None));
+        return Err(miswired("the caller lacks the tool's scopes"));
     }
     Ok(p)
 }

@@ -1,14 +1,16 @@
 //! mandate-testkit: a real mandate (authorization server and MCP endpoint, one router) on a
 //! loopback port, backed by a SQLite file in a temp dir, with a manual clock; a cookie-keeping
-//! "browser" that never follows redirects; and a raw JSON-RPC MCP client. Test support only:
-//! failing loudly (unwrap) is the point.
+//! "browser" that never follows redirects; a raw JSON-RPC MCP client; and a fake MCP server for
+//! the client's tests. Test support only: failing loudly (unwrap) is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod database;
+mod fake;
 mod mcp;
 mod proxy;
 
 pub use database::{TestDatabase, engine_is_postgres, postgres_admin_url};
+pub use fake::{Captured, FAKE_SESSION, FakeMcp, FakeServer};
 pub use proxy::TcpProxy;
 
 pub use mcp::{McpClient, McpReply};
@@ -101,10 +103,9 @@ impl TestServer {
             trust_forwarded_for: opts.trust_forwarded_for,
             ..RateLimits::default()
         };
-        let resource = format!("{base}/mcp");
-        let baseline = vec!["customers.read".into(), "invoices.read".into(), "todos.read".into()];
+        let resource = auth.resources.resolve(None).unwrap().clone();
         let mcp = mandate_mcp::router(
-            mandate_mcp::McpSettings::in_process(&auth, &resource, baseline, Vec::new()),
+            mandate_mcp::McpSettings::in_process(&auth, &resource, Vec::new()),
             auth.clone(),
             demo.clone(),
         );

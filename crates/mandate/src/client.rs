@@ -114,6 +114,10 @@ pub struct ClientFlags {
     /// Seconds to wait for the browser login.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     login_timeout: u64,
+    /// Seconds any one request (MCP, discovery, registration, token) may go unanswered; time
+    /// spent waiting for you in the browser is not counted.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
     #[command(flatten)]
     store: StoreFlags,
 }
@@ -154,6 +158,7 @@ fn options(url: &str, flags: &ClientFlags, step_up: StepUp) -> Result<ConnectOpt
     };
     o.policy = NetPolicy { allow_loopback_http: flags.allow_loopback_http };
     o.login_timeout = Duration::from_secs(flags.login_timeout.max(1));
+    o.request_timeout = Duration::from_secs(flags.timeout);
     o.step_up = step_up;
     Ok(o)
 }
@@ -163,10 +168,11 @@ fn connect(url: &str, flags: &ClientFlags, step_up: StepUp) -> Result<Arc<Connec
     Ok(Arc::new(Connection::new(options(url, flags, step_up)?, vault)?))
 }
 
-/// Exit status: 0 done, 1 failed, 3 refused for lack of scope.
+/// Exit status: 0 done, 1 failed, 2 bad input, 3 refused for lack of scope (including a person
+/// who declined at the consent page).
 fn exit_for(e: &ClientError) -> ExitCode {
     match e {
-        ClientError::ScopeRefused { .. } => ExitCode::from(3),
+        ClientError::ScopeRefused { .. } | ClientError::AccessDenied(_) => ExitCode::from(3),
         ClientError::Usage(_) => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     }
@@ -208,19 +214,36 @@ async fn execute(cmd: ClientCommand) -> Result<ExitCode, ClientError> {
             let tools = session.list_tools().await;
             session.close().await;
             let tools = tools?;
+            // What the credentials held for this server allow (after any login the listing needed).
+            let held = conn.granted_scopes()?;
+            let missing = |t: &rmcp::model::Tool| -> Vec<String> {
+                tool_scopes(t).into_iter().filter(|s| !held.contains(s)).collect()
+            };
             if json {
                 let list: Vec<_> = tools
                     .iter()
-                    .map(
-                        |t| serde_json::json!({"name": t.name, "description": t.description, "scopes": tool_scopes(t)}),
-                    )
+                    .map(|t| {
+                        let missing = missing(t);
+                        serde_json::json!({"name": t.name, "description": t.description, "scopes": tool_scopes(t),
+                                           "allowed": missing.is_empty(), "missing": missing})
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
             } else {
                 for t in &tools {
                     let scopes = tool_scopes(t);
                     let scopes = if scopes.is_empty() { "-".to_owned() } else { scopes.join(" ") };
-                    println!("{:<22} {:<32} {}", t.name, scopes, t.description.as_deref().unwrap_or(""));
+                    let missing = missing(t);
+                    let access =
+                        if missing.is_empty() { "✓".to_owned() } else { format!("needs {}", missing.join(" ")) };
+                    let line = format!(
+                        "{:<22} {:<32} {:<26} {}",
+                        t.name,
+                        scopes,
+                        access,
+                        t.description.as_deref().unwrap_or("")
+                    );
+                    println!("{}", printable(&line));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -246,7 +269,7 @@ async fn execute(cmd: ClientCommand) -> Result<ExitCode, ClientError> {
             let result = session.call(&tool, arguments).await;
             session.close().await;
             let result = result?;
-            print_result(&result);
+            print_result(&result, std::io::stdout().is_terminal());
             Ok(if result.is_error == Some(true) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         ClientCommand::Logout { url, flags } => {
@@ -297,17 +320,36 @@ async fn execute(cmd: ClientCommand) -> Result<ExitCode, ClientError> {
     }
 }
 
-fn print_result(result: &rmcp::model::CallToolResult) {
+/// Prints a tool's result. Structured content is pretty-printed. Text content goes out exactly
+/// as the server sent it when stdout is not a terminal (scripts parse it); on a terminal, text
+/// that is JSON is pretty-printed and other text loses its control characters (no escape
+/// sequences from a server reach the terminal).
+fn print_result(result: &rmcp::model::CallToolResult, terminal: bool) {
     if let Some(s) = &result.structured_content {
         println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
         return;
     }
     for c in &result.content {
         match c.as_text() {
+            Some(t) if terminal => println!("{}", for_terminal(&t.text)),
             Some(t) => println!("{}", t.text),
             None => println!("{}", serde_json::to_string(c).unwrap_or_default()),
         }
     }
+}
+
+fn for_terminal(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| printable(text))
+        }
+        _ => printable(text),
+    }
+}
+
+/// Text for a terminal: control characters removed, except line breaks and tabs.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\t')).collect()
 }
 
 /// The contract of `conformance client --command`: the server URL as the only argument,

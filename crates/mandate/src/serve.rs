@@ -115,13 +115,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
         let local_mcp = format!("{issuer}/mcp");
         let (app, mcp_line) = if resource.uri == local_mcp {
-            let settings = McpSettings::in_process(
-                &auth,
-                &resource.uri,
-                resource.default_scopes.clone(),
-                config.mcp_allowed_origins.clone(),
-            )
-            .with_shutdown(drain.streams());
+            let settings = McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone())
+                .with_shutdown(drain.streams());
             let mcp = mandate_mcp::router(settings, auth.clone(), demo.clone());
             let app = mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp);
             (app, line("MCP endpoint, to add to an MCP client", &local_mcp))
@@ -316,12 +311,14 @@ async fn mcp_only_router(
     }
     let jwks_uri = metadata["jwks_uri"].as_str().context("the issuer publishes no jwks_uri")?;
     let resource = format!("{}/mcp", auth.settings.issuer);
-    let baseline = auth.resources.resolve(None).map(|r| r.default_scopes.clone()).unwrap_or_default();
+    let (scopes_supported, challenge_scopes) =
+        auth.resources.resolve(None).map(mandate_mcp::published_scopes).unwrap_or_default();
     Ok(mandate_mcp::router(
         McpSettings {
             resource: resource.clone(),
             issuer: issuer.clone(),
-            scopes_supported: baseline,
+            scopes_supported,
+            challenge_scopes,
             check: TokenCheck::Jwt(Validator::new(
                 issuer,
                 resource,

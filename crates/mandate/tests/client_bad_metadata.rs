@@ -1,64 +1,25 @@
 //! The client refuses bad metadata with a clear error and a non-zero exit, before it registers,
-//! opens a browser or sends anyone anywhere. A fake MCP server and authorization server on
-//! loopback serve each bad document.
+//! opens a browser or sends anyone anywhere. The shared fake MCP server and authorization server
+//! (`mandate_testkit::FakeServer`) on loopback serve each bad document.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use mandate_testkit::{FakeMcp, FakeServer};
 use serde_json::{Value, json};
 use support::Cli;
 
-struct Fake {
-    base: String,
-    _server: tokio::task::JoinHandle<()>,
+/// The shared fake: `/mcp` always 401, the protected resource metadata and the authorization
+/// server metadata each edited by the test.
+async fn fake(edit_prm: impl FnOnce(&str, &mut Value), edit_asm: impl FnOnce(&str, &mut Value)) -> FakeServer {
+    FakeServer::start_with(FakeMcp::Unauthorized, |base, prm, asm| {
+        edit_prm(base, prm);
+        edit_asm(base, asm);
+    })
+    .await
 }
 
-/// Serves `/mcp` (always 401), the protected resource metadata and the authorization server
-/// metadata, each edited by the test.
-async fn fake(edit_prm: impl FnOnce(&str, &mut Value), edit_asm: impl FnOnce(&str, &mut Value)) -> Fake {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut prm =
-        json!({"resource": format!("{base}/mcp"), "authorization_servers": [base], "scopes_supported": ["read"]});
-    let mut asm = json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}/authorize"),
-        "token_endpoint": format!("{base}/token"),
-        "registration_endpoint": format!("{base}/register"),
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-    });
-    edit_prm(&base, &mut prm);
-    edit_asm(&base, &mut asm);
-    let challenge = format!(r#"Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp""#);
-    let app = Router::new()
-        .route(
-            "/mcp",
-            post(move || {
-                let c = challenge.clone();
-                async move {
-                    let mut h = HeaderMap::new();
-                    h.insert("www-authenticate", c.parse().unwrap());
-                    (StatusCode::UNAUTHORIZED, h)
-                }
-            }),
-        )
-        .route("/.well-known/oauth-protected-resource/mcp", get(move || async move { axum::Json(prm) }))
-        .route("/.well-known/oauth-authorization-server", get(move || async move { axum::Json(asm) }))
-        .route(
-            "/register",
-            post(|| async { (StatusCode::CREATED, axum::Json(json!({"client_id": "should-not-get-here"}))) }),
-        );
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    Fake { base, _server: server }
-}
-
-async fn login_fails(f: &Fake) -> String {
+async fn login_fails(f: &FakeServer) -> String {
     let url = format!("{}/mcp", f.base);
     let out = tokio::task::spawn_blocking(move || {
         Cli::new().run(&["login", &url, "--no-browser", "--allow-loopback-http", "--login-timeout", "2"])

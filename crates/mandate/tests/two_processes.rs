@@ -107,6 +107,11 @@ async fn authorization_server_and_mcp_server_in_two_processes() {
         .unwrap();
     assert_eq!(prm["authorization_servers"], json!([issuer]));
     assert_eq!(prm["resource"], mcp_url);
+    // Every scope in the metadata; the challenge asks for the default set (RS7: no offline_access).
+    let all = ["customers.read", "customers.write", "invoices.read", "invoices.send", "todos.read", "todos.write"];
+    assert_eq!(prm["scopes_supported"], json!(all));
+    let challenge = r.www_authenticate();
+    assert!(challenge.ends_with(r#"scope="customers.read invoices.read todos.read""#), "{challenge}");
 
     // Register and consent at the authorization server, for the MCP server's resource.
     let reg: Value = http

@@ -233,7 +233,8 @@ async fn escaped_method_names_do_not_bypass_tool_scopes() {
     let body = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"send_\u0069nvoice","arguments":{}}}"#;
     assert_eq!(c.post_raw(body.into()).await.status, StatusCode::FORBIDDEN, "escaped tool name");
     let r = c.call("no_such_tool", json!({})).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "a tool outside the policy is refused");
+    assert_eq!(r.status, StatusCode::OK, "a tool outside the policy is refused as an unknown tool");
+    assert_eq!(r.message["error"]["code"], -32602);
     assert_eq!(c.call("list_customers", json!({})).await.status, StatusCode::OK);
 }
 

@@ -30,6 +30,24 @@ async fn openid_configuration_snapshot_is_the_same_document() {
     assert_eq!(oidc, document(&s, "/.well-known/oauth-authorization-server").await);
 }
 
+/// Every scope of the resource in `scopes_supported`; the 401 challenge keeps the default set;
+/// no `offline_access` in either (RS1, RS4, RS7).
+#[tokio::test]
+async fn protected_resource_metadata_snapshot_rs1_rs4_rs7() {
+    let s = TestServer::start().await;
+    let prm = document(&s, "/.well-known/oauth-protected-resource/mcp").await;
+    insta::assert_json_snapshot!("oauth-protected-resource", prm);
+    assert_eq!(prm, document(&s, "/.well-known/oauth-protected-resource").await, "the root form is the same");
+    let all = s.auth.resources.all_scopes();
+    let listed: Vec<&str> = prm["scopes_supported"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(listed, all.iter().collect::<Vec<_>>(), "every scope of the resource");
+    assert!(!listed.contains(&"offline_access"));
+    let r = s.http.post(s.url("/mcp")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.ends_with(r#"scope="customers.read invoices.read todos.read""#), "the default set: {challenge}");
+}
+
 #[tokio::test]
 async fn issuer_is_byte_identical_to_the_public_url_md_02() {
     let s = TestServer::start().await;

@@ -222,6 +222,39 @@ impl Cli {
         }
     }
 
+    /// Runs to completion with stdin and stdout on a pseudo-terminal (util-linux `script`), as
+    /// a person at a terminal would. The output has the terminal's `\r\n` line ends turned into
+    /// `\n`, and holds stderr too.
+    pub fn run_in_terminal(&self, args: &[&str]) -> Output {
+        self.run_in_terminal_typing(args, "")
+    }
+
+    /// Like [`Cli::run_in_terminal`], the person typing `input` (echoed in the output).
+    pub fn run_in_terminal_typing(&self, args: &[&str], input: &str) -> Output {
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let line: Vec<String> =
+            std::iter::once(env!("CARGO_BIN_EXE_mandate")).chain(args.iter().copied()).map(quote).collect();
+        let mut child = Command::new("script")
+            .args(["-qec", &line.join(" "), "/dev/null"])
+            .env("MANDATE_CLIENT_DIR", self.dir.path().join("client"))
+            .env("MANDATE_CREDENTIAL_STORE", "file")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("util-linux `script` runs the CLI on a pseudo-terminal");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Starts a command whose stderr is read line by line (to catch the printed authorization URL).
     pub fn spawn(&self, args: &[&str]) -> Running {
         let mut child =
@@ -330,6 +363,20 @@ impl Bridge {
     }
 }
 
+impl Bridge {
+    /// Waits, stdin left open, for the bridge to exit by itself; returns the exit code.
+    pub fn wait_exit(mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the bridge did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Bridge {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -338,8 +385,21 @@ impl Drop for Bridge {
 }
 
 /// The person: follows the authorization URL, signs in, ticks `scopes` and allows; the browser
-/// then lands on the CLI's loopback callback.
+/// then lands on the CLI's loopback callback, whose page says access was granted.
 pub async fn person_consents(browser: &mut Browser, password: &str, auth_url: &str, scopes: &[&str]) {
+    let page = person_decides(browser, password, auth_url, "allow", scopes).await;
+    assert!(page.contains("Access granted: you can close this tab"), "{page}");
+}
+
+/// The person follows the authorization URL, signs in and submits the consent page with
+/// `action` (`allow` or `deny`); returns the page the CLI's loopback callback shows.
+pub async fn person_decides(
+    browser: &mut Browser,
+    password: &str,
+    auth_url: &str,
+    action: &str,
+    scopes: &[&str],
+) -> String {
     let mut r = browser.get(auth_url).await;
     for _ in 0..6 {
         let loc = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
@@ -347,11 +407,11 @@ pub async fn person_consents(browser: &mut Browser, password: &str, auth_url: &s
             r = browser.login_with("demo", password, Some(request)).await;
         } else if loc.starts_with("/consent") {
             let page = browser.get(&loc).await;
-            r = submit_consent(browser, &page, "allow", scopes).await;
+            r = submit_consent(browser, &page, action, scopes).await;
         } else {
             let cb = reqwest::get(&loc).await.unwrap();
             assert_eq!(cb.status(), 200, "the callback listener answered");
-            return;
+            return cb.text().await.unwrap();
         }
     }
     panic!("the authorization flow did not end at the callback");
