@@ -326,7 +326,8 @@ export function story(sdk) {
       const [refused] = s.recorder.since(mark, (e) => e.tool === 'send_invoice');
       assert.equal(refused.status, 403);
       assert.equal(param(refused.wwwAuthenticate, 'error'), 'insufficient_scope');
-      assert.deepEqual(scopes(param(refused.wwwAuthenticate, 'scope')), ['invoices.send']);
+      // RS11: what the token holds and what the tool needs, in one challenge.
+      assert.deepEqual(scopes(param(refused.wwwAuthenticate, 'scope')), [...READ_SCOPES, 'invoices.send'].sort());
       assert.equal(param(refused.wwwAuthenticate, 'resource_metadata'), `${BASE}/.well-known/oauth-protected-resource/mcp`);
       assert.deepEqual(
         s.recorder.since(mark, (e) => e.path === '/token'),
@@ -398,7 +399,8 @@ export function story(sdk) {
       ]);
       const [refused] = s.recorder.since(mark, (e) => e.tool === 'send_invoice');
       assert.equal(param(refused.wwwAuthenticate, 'error'), 'insufficient_scope');
-      assert.deepEqual(scopes(param(refused.wwwAuthenticate, 'scope')), ['invoices.send']);
+      // RS11: what the token holds and what the tool needs, in one challenge.
+      assert.deepEqual(scopes(param(refused.wwwAuthenticate, 'scope')), [...READ_SCOPES, 'invoices.send'].sort());
       assert.equal(s.provider.authorizationUrls.length, authorizations, 'the SDK never asked for a new authorization');
       assert.deepEqual(scopes(s.provider.heldTokens().scope), READ_SCOPES);
     });

@@ -251,8 +251,11 @@ impl Guard {
                 a.tool_call(principal, tool, &decision).await;
             }
             if !missing.is_empty() {
-                // All the scopes this operation needs, in one challenge (RS11, 2026-07-28).
-                let scope = required.join(" ");
+                // Every scope this operation needs, in one challenge (RS11, 2026-07-28), together
+                // with the scopes the token already holds (the 2025-11-25 "recommended approach"):
+                // a client that asks for exactly the challenged scopes, as the TypeScript SDK 1.x
+                // does, then keeps what it had instead of trading it for the new scope.
+                let scope = principal.scopes.union(&ScopeSet::from_names(required)).to_string();
                 let description = format!("the {tool} tool needs the scope {}", missing.join(" "));
                 return Err(Refusal::Answer(self.challenge(
                     ChallengeKind::InsufficientScope,

@@ -19,6 +19,15 @@ impl McpReply {
         self.headers.get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
     }
 
+    /// The scopes named by the `scope` parameter of the challenge, sorted.
+    pub fn challenge_scopes(&self) -> Vec<String> {
+        let header = self.www_authenticate();
+        let Some(rest) = header.split("scope=\"").nth(1) else { return Vec::new() };
+        let mut scopes: Vec<String> = rest.split('"').next().unwrap_or("").split(' ').map(str::to_owned).collect();
+        scopes.sort();
+        scopes
+    }
+
     /// The text of the first content block of a tools/call result.
     pub fn tool_text(&self) -> String {
         self.message["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()

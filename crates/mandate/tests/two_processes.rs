@@ -162,7 +162,7 @@ async fn authorization_server_and_mcp_server_in_two_processes() {
     assert!(r.tool_text().contains("Amazon"));
     let r = agent.call("send_invoice", json!({"invoice_id": "x"})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.www_authenticate().contains(r#"scope="invoices.send""#));
+    assert!(r.challenge_scopes().contains(&"invoices.send".to_owned()), "{}", r.www_authenticate());
 
     // Without a `resource` parameter the token is for the MCP server the operator configured (AS12).
     let mut other = authz;

@@ -90,12 +90,14 @@ async fn the_seed_dialogue_end_to_end() {
     assert_eq!(send["annotations"]["destructiveHint"], true);
     assert_eq!(list.len(), 9);
 
-    // 5. Calling it is refused with a step-up challenge naming invoices.send (RS10, RS11).
+    // 5. Calling it is refused with a step-up challenge naming invoices.send, together with what
+    //    the token already holds (RS10, RS11).
     let r = agent.call("send_invoice", json!({"invoice_id": "inv-1"})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let c = r.www_authenticate();
     assert!(c.starts_with(r#"Bearer error="insufficient_scope""#), "{c}");
-    assert!(c.contains(r#"scope="invoices.send""#), "{c}");
+    assert!(r.challenge_scopes().contains(&"invoices.send".to_owned()), "{c}");
+    assert!(r.challenge_scopes().contains(&"customers.read".to_owned()), "held scopes kept: {c}");
     assert!(c.contains(&format!(r#"resource_metadata="{prm_url}""#)), "{c}");
 
     // 6. list_customers and create_customer work, on John's own data.

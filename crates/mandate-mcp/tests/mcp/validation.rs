@@ -228,7 +228,7 @@ async fn escaped_method_names_do_not_bypass_tool_scopes() {
         );
         let r = c.post_raw(body).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{method}");
-        assert!(r.www_authenticate().contains(r#"scope="invoices.send""#));
+        assert_eq!(r.challenge_scopes(), ["customers.read", "invoices.send"], "RS11: held ∪ needed");
     }
     let body = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"send_\u0069nvoice","arguments":{}}}"#;
     assert_eq!(c.post_raw(body.into()).await.status, StatusCode::FORBIDDEN, "escaped tool name");
