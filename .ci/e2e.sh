@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Real clients against a real `mandate serve --demo`: the official MCP TypeScript SDK clients
-# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x) and the official Python SDK
-# (mcp), with Debian's Chromium (driven by playwright-core, or Playwright for Python) as the person
-# who signs in and consents. Node 22 and the npm packages are installed locally (pinned in
+# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x), the official Python SDK
+# (mcp) and the official MCP Inspector's web UI (@modelcontextprotocol/inspector), with Debian's
+# Chromium (driven by playwright-core, or Playwright for Python) as the person who signs in and
+# consents (and, for the Inspector, as the developer who clicks through its UI). Node 22 and the npm packages are installed locally (pinned in
 # e2e/package-lock.json), never globally; the Python packages go into a venv under target/ (pinned
 # in e2e/python/requirements.txt; needs python3 with venv); Chromium comes from apt when missing
 # (no browser downloads).
-# Usage: .ci/e2e.sh [path-to-mandate-binary]   (default: target/debug/mandate)
+# Usage: .ci/e2e.sh [path-to-mandate-binary [suite...]]
+#   default: target/debug/mandate and every suite; e.g. `.ci/e2e.sh target/debug/mandate e2e/inspector.test.mjs`
 # Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 bin="$(realpath "${1:-target/debug/mandate}")"
+suites=("${@:2}")
+[ "${#suites[@]}" -gt 0 ] || suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs)
 [ -x "$bin" ] || { echo "no mandate binary at $bin; run cargo build -p mandate first" >&2; exit 1; }
 
 # What apt must provide: Chromium, and python3 with venv.
@@ -84,7 +88,7 @@ start_server() {
 # Each client's suite in turn, each against a server of its own (one suite at a time on a small
 # machine); all run, any failure fails.
 status=0
-for suite in e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py; do
+for suite in "${suites[@]}"; do
   name="$(basename "${suite%%.*}")"
   case "$suite" in
     *.mjs) run=(node --test-reporter=spec "$suite") ;;

@@ -76,9 +76,12 @@ export class Inspector {
         MCP_INSPECTOR_SECRET_STORE: 'memory',
         MCP_AUTO_OPEN_ENABLED: 'false',
       },
+      // One process (the launcher runs the web server in-process), in our process group: a
+      // timeout that kills the suite's group kills it too.
       stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group: stopped as a whole
     });
+    const child = this.#child;
+    process.once('exit', () => child.kill('SIGKILL'));
     const collect = (chunk) => {
       this.#output += chunk.toString();
     };
@@ -120,18 +123,8 @@ export class Inspector {
     const child = this.#child;
     if (child && child.exitCode === null && child.signalCode === null) {
       const gone = new Promise((r) => child.once('exit', r));
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-      await withTimeout(gone, 5_000, 'the Inspector to stop').catch(() => {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      });
+      child.kill('SIGTERM');
+      await withTimeout(gone, 5_000, 'the Inspector to stop').catch(() => child.kill('SIGKILL'));
     }
     if (this.logFile) await writeFile(this.logFile, this.output()).catch(() => {});
     if (this.#home) await rm(this.#home, { recursive: true, force: true }).catch(() => {});

@@ -282,17 +282,29 @@ class Person:
                 await page.close()
 
 
+# The demo scopes as mandate's pages describe them (mandate-core scope.rs).
+SCOPE_DESCRIPTIONS = {
+    "customers.read": "See your customers and their details",
+    "customers.write": "Create customers in your name",
+    "invoices.read": "See your invoices",
+    "invoices.send": "Send invoices to your customers (cannot be undone)",
+    "todos.read": "See your to-do list",
+    "todos.write": "Add, complete and delete your to-dos",
+}
+
+
 async def read_consent(page: Page) -> dict[str, Any]:
+    """The scope checkboxes, the scopes listed as already allowed (the page shows their
+    descriptions; mapped back to ids, an unknown one kept as is), the irreversible ones, the heading."""
     boxes = await page.locator("input[type=checkbox][name=scope]").evaluate_all(
         "els => els.map(e => ({ value: e.value, checked: e.checked }))"
     )
-    already = await (
-        page.locator("fieldset").filter(has=page.locator("legend", has_text="You already allowed")).locator("code")
-    ).all_text_contents()
-    irreversible = await page.locator("label.scope.irreversible input[name=scope]").evaluate_all(
+    by_description = {d: s for s, d in SCOPE_DESCRIPTIONS.items()}
+    already = [by_description.get(d.strip(), d.strip()) for d in await page.locator("fieldset.granted li").all_inner_texts()]
+    irreversible = await page.locator(".scope.irreversible input[name=scope]").evaluate_all(
         "els => els.map(e => e.value)"
     )
-    heading = await page.locator("h1").text_content()
+    heading = await page.locator("h1").inner_text()
     return {"boxes": boxes, "already": sorted(already), "irreversible": irreversible, "heading": heading}
 
 
