@@ -30,6 +30,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# package.json holds vite (an Inspector dependency) at 8.3.8; see its description.
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 export PATH="$root/e2e/node_modules/.bin:$PATH"
 
