@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Real clients against a real `mandate serve --demo`: the official MCP TypeScript SDK clients
-# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x) and the official Python SDK
-# (mcp), with Debian's Chromium (driven by playwright-core, or Playwright for Python) as the person
-# who signs in and consents; then the browser story (e2e/browser-story.test.mjs): the person clicks
-# every page (sign-in, consent, step-up, account pages, revoke, sign-out) and forms posted from
-# other origins are refused, at 1280 px and at 375 px. Node 22 and the npm packages are installed
-# locally (pinned in e2e/package-lock.json), never globally; the Python packages go into a venv
-# under target/ (pinned in e2e/python/requirements.txt; needs python3 with venv); Chromium comes
-# from apt when missing (no browser downloads).
+# (@modelcontextprotocol/sdk 1.x and @modelcontextprotocol/client 2.x), the official Python SDK
+# (mcp) and the official MCP Inspector's web UI (@modelcontextprotocol/inspector), with Debian's
+# Chromium (driven by playwright-core, or Playwright for Python) as the person who signs in and
+# consents (and, for the Inspector, as the developer who clicks through its UI); then the browser
+# story (e2e/browser-story.test.mjs): the person clicks every page (sign-in, consent, step-up,
+# account pages, revoke, sign-out) and forms posted from other origins are refused, at 1280 px and
+# at 375 px. Node 22 and the npm packages are installed locally (pinned in e2e/package-lock.json),
+# never globally; the Python packages go into a venv under target/ (pinned in
+# e2e/python/requirements.txt; needs python3 with venv); Chromium comes from apt when missing (no
+# browser downloads).
 # Usage: .ci/e2e.sh [path-to-mandate-binary] [suite...]   (default: target/debug/mandate, all
 # suites; a suite is a path as listed below, e.g. e2e/browser-story.test.mjs@375x812)
 # Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
@@ -30,6 +32,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# package.json holds vite (an Inspector dependency) at 8.3.8; see its description.
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 export PATH="$root/e2e/node_modules/.bin:$PATH"
 
@@ -87,7 +90,7 @@ start_server() {
 
 # Each suite in turn, each against a server of its own (one suite at a time on a small machine);
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
-suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py
+suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
   e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0

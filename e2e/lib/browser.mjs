@@ -109,57 +109,95 @@ export class Person {
    * @returns {Promise<{consentShown: boolean}>}
    */
   async authorize(authorizationUrl, redirectUri, decide, { signIn, label = '' } = {}) {
-    const name = (what) => (label ? `${label}-${what}` : what);
-    const page = await this.#context.newPage();
-    const atRedirect = (u) => u.href.startsWith(redirectUri);
-    let consentShown = false;
+    const page = await this.newPage();
     try {
       const response = await page.goto(authorizationUrl.href);
       if (!response?.ok()) {
-        await this.capture(page, name('authorize-error'));
+        await this.capture(page, label ? `${label}-authorize-error` : 'authorize-error');
         throw new Error(`GET /authorize ended with HTTP ${response?.status()}: ${await pageText(page)}`);
       }
-      let url = new URL(page.url());
-      if (url.pathname === '/login') {
-        await this.capture(page, name('sign-in'));
-        if (signIn) await signIn(page);
-        await page.fill('input[name=username]', this.username);
-        await page.fill('input[name=password]', this.password);
-        this.signIns += 1;
-        const [posted] = await Promise.all([
-          page.waitForResponse((r) => new URL(r.url()).pathname === '/login' && r.request().method() === 'POST'),
-          page.click('form[action="/login"] button[type=submit]'),
-        ]);
-        await page.waitForLoadState('load');
-        url = new URL(page.url());
-        if (url.pathname === '/login') {
-          await this.capture(page, name('sign-in-refused'));
-          throw new Error(`sign-in refused (POST /login answered ${posted.status()}): ${await pageText(page)}`);
-        }
-      }
-      if (url.pathname === '/consent') {
-        consentShown = true;
-        await this.capture(page, name('consent'));
-        await decide(page);
-        const [posted] = await Promise.all([
-          page.waitForResponse((r) => new URL(r.url()).pathname === '/consent' && r.request().method() === 'POST'),
-          page.click('button[name=action][value=allow]'),
-        ]);
-        await page.waitForURL(atRedirect).catch(async () => {
-          await this.capture(page, name('consent-refused'));
-          throw new Error(
-            `after Allow (POST /consent answered ${posted.status()}) the browser is at ${redactUrl(page.url())}: ${await pageText(page)}`,
-          );
-        });
-      } else if (!atRedirect(url)) {
-        await this.capture(page, name('unexpected'));
-        throw new Error(`expected the sign-in or consent page, got ${redactUrl(page.url())}`);
-      }
-      await page.waitForLoadState('load');
-      await this.capture(page, name('redirect-uri'));
-      return { consentShown };
+      return await this.continueAuthorization(page, (u) => u.href.startsWith(redirectUri), decide, { signIn, label });
     } finally {
       await page.close().catch(() => {});
     }
   }
+
+  /**
+   * The person's part of an authorization that `page` already reached (the app sent the tab
+   * to the authorization server): signs in on mandate's form if asked, lets `decide(page)` look
+   * at the consent page and tick, clicks Allow, and returns once the tab is at a URL
+   * `arrived(url)` accepts (the app's redirect URI). `options` as for `authorize`.
+   * @returns {Promise<{consentShown: boolean}>}
+   */
+  async continueAuthorization(page, arrived, decide, { signIn, label = '' } = {}) {
+    const name = (what) => (label ? `${label}-${what}` : what);
+    let consentShown = false;
+    let url = new URL(page.url());
+    if (url.pathname === '/login') {
+      await this.capture(page, name('sign-in'));
+      if (signIn) await signIn(page);
+      await page.fill('input[name=username]', this.username);
+      await page.fill('input[name=password]', this.password);
+      this.signIns += 1;
+      const [posted] = await Promise.all([
+        page.waitForResponse((r) => new URL(r.url()).pathname === '/login' && r.request().method() === 'POST'),
+        page.click('form[action="/login"] button[type=submit]'),
+      ]);
+      await page.waitForLoadState('load');
+      url = new URL(page.url());
+      if (url.pathname === '/login') {
+        await this.capture(page, name('sign-in-refused'));
+        throw new Error(`sign-in refused (POST /login answered ${posted.status()}): ${await pageText(page)}`);
+      }
+    }
+    if (url.pathname === '/consent') {
+      consentShown = true;
+      await this.capture(page, name('consent'));
+      await decide(page);
+      const [posted] = await Promise.all([
+        page.waitForResponse((r) => new URL(r.url()).pathname === '/consent' && r.request().method() === 'POST'),
+        page.click('button[name=action][value=allow]'),
+      ]);
+      await page.waitForURL(arrived).catch(async () => {
+        await this.capture(page, name('consent-refused'));
+        throw new Error(
+          `after Allow (POST /consent answered ${posted.status()}) the browser is at ${redactUrl(page.url())}: ${await pageText(page)}`,
+        );
+      });
+    } else if (!arrived(url)) {
+      await this.capture(page, name('unexpected'));
+      throw new Error(`expected the sign-in or consent page, got ${redactUrl(page.url())}`);
+    }
+    await page.waitForLoadState('load');
+    await this.capture(page, name('redirect-uri'));
+    return { consentShown };
+  }
+}
+
+/** The demo scopes as mandate's pages describe them (mandate-core scope.rs). */
+export const SCOPE_DESCRIPTIONS = {
+  'customers.read': 'See your customers and their details',
+  'customers.write': 'Create customers in your name',
+  'invoices.read': 'See your invoices',
+  'invoices.send': 'Send invoices to your customers (cannot be undone)',
+  'todos.read': 'See your to-do list',
+  'todos.write': 'Add, complete and delete your to-dos',
+};
+
+/**
+ * What a consent page shows: the scope checkboxes (ids and ticks), the scopes it lists as already
+ * allowed (their ids, from `data-scope`), the ones marked irreversible, the heading.
+ */
+export async function readConsent(page) {
+  const boxes = await page
+    .locator('input[type=checkbox][name=scope]')
+    .evaluateAll((els) => els.map((e) => ({ value: e.value, checked: e.checked })));
+  const alreadyAllowed = await page
+    .locator('fieldset.granted li[data-scope]')
+    .evaluateAll((els) => els.map((e) => e.dataset.scope));
+  const irreversible = await page
+    .locator('.scope.irreversible input[name=scope]')
+    .evaluateAll((els) => els.map((e) => e.value));
+  const heading = await page.locator('h1').innerText();
+  return { boxes, alreadyAllowed: alreadyAllowed.sort(), irreversible, heading };
 }

@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { Person } from './browser.mjs';
+import { Person, readConsent } from './browser.mjs';
 import { LoopbackCallback } from './callback.mjs';
 import { MemoryOAuthProvider } from './provider.mjs';
 import { Recorder } from './recorder.mjs';
@@ -69,23 +69,6 @@ async function expectRedirected(sdk, promise, what) {
 /** A `WWW-Authenticate` parameter. */
 function param(header, name) {
   return header?.match(new RegExp(`${name}="([^"]*)"`))?.[1];
-}
-
-/** What the consent page shows: the scope checkboxes, and the scopes already allowed. */
-async function readConsent(page) {
-  const boxes = await page
-    .locator('input[type=checkbox][name=scope]')
-    .evaluateAll((els) => els.map((e) => ({ value: e.value, checked: e.checked })));
-  const alreadyAllowed = await page
-    .locator('fieldset')
-    .filter({ has: page.locator('legend', { hasText: 'You already allowed' }) })
-    .locator('li[data-scope]')
-    .evaluateAll((els) => els.map((e) => e.dataset.scope));
-  const irreversible = await page
-    .locator('.scope.irreversible input[name=scope]')
-    .evaluateAll((els) => els.map((e) => e.value));
-  const heading = await page.locator('h1').textContent();
-  return { boxes, alreadyAllowed: alreadyAllowed.sort(), irreversible, heading };
 }
 
 /**

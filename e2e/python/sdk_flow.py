@@ -283,6 +283,8 @@ class Person:
 
 
 async def read_consent(page: Page) -> dict[str, Any]:
+    """The scope checkboxes, the scopes listed as already allowed (their ids, from `data-scope`),
+    the irreversible ones, the heading."""
     boxes = await page.locator("input[type=checkbox][name=scope]").evaluate_all(
         "els => els.map(e => ({ value: e.value, checked: e.checked }))"
     )
@@ -292,7 +294,7 @@ async def read_consent(page: Page) -> dict[str, Any]:
     irreversible = await page.locator(".scope.irreversible input[name=scope]").evaluate_all(
         "els => els.map(e => e.value)"
     )
-    heading = await page.locator("h1").text_content()
+    heading = await page.locator("h1").inner_text()
     return {"boxes": boxes, "already": sorted(already), "irreversible": irreversible, "heading": heading}
 
 
