@@ -2,10 +2,11 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
+use tower_http::cors::{Any, CorsLayer};
 
 use crate::layer::{Guard, without_offline_access};
 
@@ -26,16 +27,23 @@ async fn document(State(g): State<Arc<Guard>>) -> Response {
     });
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     resp
 }
 
-/// The metadata at both the path-inserted and the root well-known URL.
+/// The metadata at both the path-inserted and the root well-known URL, readable by any origin:
+/// browser-based clients (the TypeScript SDK in a page) send `MCP-Protocol-Version` with their
+/// discovery requests, which makes the browser ask first (a CORS preflight). The document holds
+/// nothing secret and no credentials are involved.
 pub fn router(guard: Arc<Guard>) -> Router {
     let inserted = metadata_path_for(&guard.config.resource);
     let mut r = Router::new().route("/.well-known/oauth-protected-resource", get(document));
     if inserted != "/.well-known/oauth-protected-resource" {
         r = r.route(&inserted, get(document));
     }
-    r.with_state(guard)
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET])
+        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("mcp-protocol-version")])
+        .max_age(std::time::Duration::from_secs(3600));
+    r.with_state(guard).layer(cors)
 }

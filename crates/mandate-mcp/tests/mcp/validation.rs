@@ -272,8 +272,31 @@ async fn browsers_of_allowed_origins_get_cors_and_can_read_the_challenge() {
     let r = s.http.post(s.url("/mcp")).header("origin", s.base.clone()).json(&json!({})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["access-control-expose-headers"].to_str().unwrap().contains("www-authenticate"));
-    let prm = s.http.get(s.url("/.well-known/oauth-protected-resource/mcp")).send().await.unwrap();
+    let prm = s
+        .http
+        .get(s.url("/.well-known/oauth-protected-resource/mcp"))
+        .header("origin", "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(prm.headers()["access-control-allow-origin"], "*", "CORS on the metadata");
+    // A browser SDK sends MCP-Protocol-Version with discovery: the preflight must allow it, at both
+    // well-known locations (the MCP Inspector v1 in Direct mode met a 405 here).
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+        let r = s
+            .http
+            .request(reqwest::Method::OPTIONS, s.url(path))
+            .header("origin", "http://localhost:6274")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "mcp-protocol-version")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        assert!(r.headers()["access-control-allow-headers"].to_str().unwrap().contains("mcp-protocol-version"));
+        assert!(r.headers().get("access-control-allow-credentials").is_none());
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod protocol;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{Method, header};
+use axum::http::{HeaderName, Method, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tower_governor::governor::GovernorConfigBuilder;
@@ -68,7 +68,8 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        // Browser SDKs send MCP-Protocol-Version on discovery requests too.
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("mcp-protocol-version")])
         .max_age(std::time::Duration::from_secs(3600));
     let machine = Router::new()
         .route("/.well-known/oauth-authorization-server", get(discovery::metadata))

@@ -121,6 +121,18 @@ async fn machine_endpoints_allow_browser_clients_without_credentials() {
     assert!(r.status().is_success());
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
     assert!(r.headers().get("access-control-allow-credentials").is_none());
+    // Discovery from a browser SDK carries MCP-Protocol-Version.
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/.well-known/oauth-authorization-server"))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "mcp-protocol-version")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(r.headers()["access-control-allow-headers"].to_str().unwrap().contains("mcp-protocol-version"));
     let r = s.http.get(s.url("/account/apps")).header("origin", "https://evil.test").send().await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none(), "no CORS on browser pages");
 }
