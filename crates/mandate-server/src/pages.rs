@@ -126,6 +126,12 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     render(status, &page, None)
 }
 
+/// A failure of the server's (storage unavailable and the like): its status, and the error's
+/// description, which is generic for server errors (the detail is in the logs).
+pub fn failure_page(e: &OAuthError) -> Response {
+    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+}
+
 /// A page with its own heading and next step.
 pub fn notice_page(status: StatusCode, heading: &str, message: &str, next: &str) -> Response {
     render(status, &ErrorPage { nav: None, heading, message, next, detail: None, return_to: None }, None)

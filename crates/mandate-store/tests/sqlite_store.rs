@@ -3,19 +3,16 @@
 //! same assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{postgres, sqlite};
 use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore};
-use mandate_store::{OpenError, SqlStore, migration_names, url_with_database};
-
-async fn sqlite() -> (tempfile::TempDir, SqlStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    (dir, SqlStore::open(&url).await.unwrap())
-}
+use mandate_store::{OpenError, SqlStore, migration_names};
 
 fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
     RefreshToken {
@@ -370,36 +367,6 @@ async fn concurrent_login_failures_all_count_ui_12(s: SqlStore) {
     assert_eq!(s.login_locked_until("alice").await.unwrap(), None);
 }
 
-/// A PostgreSQL database of its own for one test; dropped at the end.
-struct PgDb {
-    admin: String,
-    name: String,
-    store: SqlStore,
-}
-
-async fn postgres() -> Option<PgDb> {
-    let admin = std::env::var("MANDATE_TEST_POSTGRES_URL").ok()?;
-    use sqlx::Executor;
-    sqlx::any::install_default_drivers();
-    let name = format!(
-        "mandate_t_{}",
-        mandate_core::secret::random_id(&mandate_core::clock::OsRandom).to_lowercase().replace(['-', '_'], "")
-    );
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap();
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let url = url_with_database(&admin, &name);
-    Some(PgDb { admin, name, store: SqlStore::open(&url).await.unwrap() })
-}
-
-impl PgDb {
-    async fn drop_database(self) {
-        use sqlx::Executor;
-        self.store.pool().close().await;
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin).await.unwrap();
-        conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await.unwrap();
-    }
-}
-
 macro_rules! on_both_engines {
     ($($case:ident),* $(,)?) => {
         mod on_sqlite {
@@ -534,92 +501,4 @@ async fn the_database_answers_a_ping(s: SqlStore) {
     s.ping().await.unwrap();
     s.pool().close().await;
     assert!(matches!(s.ping().await, Err(mandate_core::error::StoreError::Unavailable(_))));
-}
-
-/// Both engines' migrations produce the same tables, columns and nullability (types differ only
-/// by dialect: INTEGER/BIGINT, BLOB/BYTEA).
-#[tokio::test]
-async fn migrations_produce_the_same_schema_on_both_engines() {
-    let Some(pg) = postgres().await else {
-        eprintln!("MANDATE_TEST_POSTGRES_URL not set: schema comparison skipped");
-        return;
-    };
-    let (_dir, lite) = sqlite().await;
-    let lite_cols: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT m.name, p.name, CASE WHEN p.\"notnull\" = 1 OR p.pk > 0 THEN 1 ELSE 0 END FROM sqlite_master m, pragma_table_info(m.name) p \
-         WHERE m.type = 'table' AND m.name NOT LIKE '\\_%' ESCAPE '\\' AND m.name NOT LIKE 'sqlite%' ORDER BY 1, 2",
-    )
-    .fetch_all(lite.pool())
-    .await
-    .unwrap();
-    let pg_cols: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT table_name::text, column_name::text, CASE WHEN is_nullable = 'NO' THEN 1::bigint ELSE 0::bigint END FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY 1, 2",
-    )
-    .fetch_all(pg.store.pool())
-    .await
-    .unwrap();
-    assert!(lite_cols.len() > 20, "{lite_cols:?}");
-    assert_eq!(lite_cols, pg_cols, "SQLite and PostgreSQL schemas differ");
-    pg.drop_database().await;
-}
-
-/// The PostgreSQL-only dialect branch: a revocation announced through one connection pool is
-/// heard by a listener on another (another instance) as a notification, not merely through a
-/// reconnect.
-#[tokio::test]
-async fn revocations_announced_by_one_store_are_heard_by_another() {
-    use mandate_store::ListenEvent;
-    use std::sync::Mutex;
-    let Some(pg) = postgres().await else {
-        eprintln!("MANDATE_TEST_POSTGRES_URL not set: LISTEN/NOTIFY case skipped");
-        return;
-    };
-    let events: Arc<Mutex<Vec<ListenEvent>>> = Arc::default();
-    let listener = SqlStore::connect(&url_with_database(&pg.admin, &pg.name)).await.unwrap();
-    let log = events.clone();
-    listener.listen_for_revocations(move |e| log.lock().unwrap().push(e));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !events.lock().unwrap().contains(&ListenEvent::Connected) {
-        assert!(std::time::Instant::now() < deadline, "the listener never connected");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    pg.store.announce_revocation().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-    while !events.lock().unwrap().contains(&ListenEvent::Revocation) {
-        assert!(std::time::Instant::now() < deadline, "the notification did not arrive within 500 ms");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert_eq!(
-        *events.lock().unwrap(),
-        vec![ListenEvent::Connected, ListenEvent::Revocation],
-        "one connection, one notification"
-    );
-    listener.pool().close().await;
-    pg.drop_database().await;
-}
-
-#[tokio::test]
-async fn announcing_on_sqlite_is_a_no_op() {
-    let (_dir, s) = sqlite().await;
-    s.announce_revocation().await.unwrap();
-    s.listen_for_revocations(|_| {}); // returns at once: one process, nothing to hear
-}
-
-/// A connection killed by the server (restart, failover, `pg_terminate_backend`: SQLSTATE 57P01)
-/// is "unavailable" (503, retry), not a backend failure (500).
-#[tokio::test]
-async fn a_terminated_connection_is_unavailable_not_a_failure() {
-    let Some(pg) = postgres().await else {
-        eprintln!("MANDATE_TEST_POSTGRES_URL not set: SQLSTATE mapping case skipped");
-        return;
-    };
-    let err = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())").execute(pg.store.pool()).await.unwrap_err();
-    match mandate_store::map_err(err) {
-        mandate_core::error::StoreError::Unavailable(_) => {}
-        other => panic!("expected Unavailable, got {other:?}"),
-    }
-    // The pool replaces the connection by itself.
-    pg.store.ping().await.unwrap();
-    pg.drop_database().await;
 }

@@ -6,25 +6,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use mandate_core::params::Params;
 
-use super::browser::{current_session, signed_in_form};
+use super::browser::{signed_in_form, signed_in_page};
 use crate::AppState;
 use crate::http::see_other;
-use crate::pages::{AppRow, AppsPage, RevokePage, error_page, render};
-
-fn storage_error(e: &mandate_core::OAuthError) -> Response {
-    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
-}
+use crate::pages::{AppRow, AppsPage, RevokePage, error_page, failure_page, render};
 
 pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let (session, user) = match current_session(&s, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return see_other("/login"),
+    let (session, user) = match signed_in_page(&s, &headers).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let params = Params::parse(q.unwrap_or_default().as_bytes());
     let apps = match s.auth.connected_apps(&user.id).await {
         Ok(apps) => apps,
-        Err(e) => return storage_error(&e),
+        Err(e) => return failure_page(&e),
     };
     // After a revocation: name the application, unless it (still or again) holds access.
     let revoked = match params.single("revoked").ok().flatten() {
@@ -44,9 +39,8 @@ pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
 
 /// "Revoke access…": what the application will lose, and the button that does it.
 pub async fn confirm_revoke(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let (session, user) = match current_session(&s, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return see_other("/login"),
+    let (session, user) = match signed_in_page(&s, &headers).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let params = Params::parse(q.unwrap_or_default().as_bytes());
@@ -55,7 +49,7 @@ pub async fn confirm_revoke(State(s): State<AppState>, headers: HeaderMap, RawQu
     };
     let apps = match s.auth.connected_apps(&user.id).await {
         Ok(apps) => apps,
-        Err(e) => return storage_error(&e),
+        Err(e) => return failure_page(&e),
     };
     // Another person's app looks exactly like an unknown one (CA-04).
     let Some(app) = apps.into_iter().find(|a| a.client_id == client_id) else {
@@ -81,6 +75,6 @@ pub async fn revoke_app(State(s): State<AppState>, headers: HeaderMap, body: Byt
         )),
         // Another person's app looks exactly like an unknown one (CA-04).
         Ok(false) => error_page(StatusCode::NOT_FOUND, "You have not connected that application."),
-        Err(e) => storage_error(&e),
+        Err(e) => failure_page(&e),
     }
 }

@@ -13,10 +13,9 @@ use mandate_core::AuthServer;
 use mandate_core::model::{AuditEvent, AuditFilter};
 use mandate_core::params::Params;
 
-use super::browser::current_session;
+use super::browser::signed_in_page;
 use crate::AppState;
-use crate::http::see_other;
-use crate::pages::{Nav, error_page, format_time, render};
+use crate::pages::{Nav, failure_page, format_time, render};
 
 /// Events are read in chunks of this many until a page has [`PAGE_LINES`] lines (folded runs
 /// make fewer lines than events) or [`PAGE_SCAN`] events were read.
@@ -166,15 +165,9 @@ fn query(app: Option<&str>, before: Option<&str>) -> String {
     if q.is_empty() { "/account/activity".to_owned() } else { format!("/account/activity?{q}") }
 }
 
-fn storage_error(e: mandate_core::StoreError) -> Response {
-    let e: mandate_core::OAuthError = e.into();
-    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
-}
-
 pub async fn activity(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let (session, user) = match current_session(&s, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return see_other("/login"),
+    let (session, user) = match signed_in_page(&s, &headers).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let params = Params::parse(q.unwrap_or_default().as_bytes());
@@ -183,7 +176,7 @@ pub async fn activity(State(s): State<AppState>, headers: HeaderMap, RawQuery(q)
     let store = s.auth.store();
     let in_trail = match store.clients_in_trail(&user.id).await {
         Ok(v) => v,
-        Err(e) => return storage_error(e),
+        Err(e) => return failure_page(&e.into()),
     };
     let mut names = Names::new();
     let mut lines: Vec<ActivityLine> = Vec::new();
@@ -199,7 +192,7 @@ pub async fn activity(State(s): State<AppState>, headers: HeaderMap, RawQuery(q)
         };
         let events = match store.events(&filter).await {
             Ok(v) => v,
-            Err(e) => return storage_error(e),
+            Err(e) => return failure_page(&e.into()),
         };
         scanned += events.len();
         // Oldest first: walk backwards, newest first.

@@ -12,16 +12,25 @@ use mandate_core::service::{AuthorizeOutcome, ConsentDecision, LoginError};
 
 use crate::AppState;
 use crate::http::{cookie, cross_site, form_params, redirect, see_other};
-use crate::pages::{ConsentPage, HomePage, LoginPage, error_page, error_page_with_return, render, stale_page};
+use crate::pages::{
+    ConsentPage, HomePage, LoginPage, error_page, error_page_with_return, failure_page, render, stale_page,
+};
 
 /// The signed-in person, if the session cookie is valid. Store failures surface as `Err`.
 pub(crate) async fn current_session(s: &AppState, headers: &HeaderMap) -> Result<Option<(Session, User)>, Response> {
     let Some(value) = cookie(headers, s.cookies.session) else {
         return Ok(None);
     };
-    s.auth.session(&value).await.map_err(|e| {
-        error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
-    })
+    s.auth.session(&value).await.map_err(|e| failure_page(&e))
+}
+
+/// The signed-in person for an account page, or the redirect to the sign-in page.
+pub(crate) async fn signed_in_page(s: &AppState, headers: &HeaderMap) -> Result<(Session, User), Response> {
+    match current_session(s, headers).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(see_other("/login")),
+        Err(r) => Err(r),
+    }
 }
 
 /// A form post by the signed-in person: same-site, with the session's CSRF token (UI-01,
@@ -79,10 +88,6 @@ fn outcome_response(outcome: AuthorizeOutcome, after_post: bool) -> Response {
     }
 }
 
-fn server_error(e: &mandate_core::OAuthError) -> Response {
-    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
-}
-
 pub async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let session = current_session(&s, &headers).await.ok().flatten();
     let nav = session.as_ref().map(|(session, user)| s.nav(user, session, ""));
@@ -97,7 +102,7 @@ pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
     };
     match s.auth.authorize(&params, session.as_ref().map(|(_, u)| u)).await {
         Ok(outcome) => outcome_response(outcome, false),
-        Err(e) => server_error(&e),
+        Err(e) => failure_page(&e),
     }
 }
 
@@ -128,7 +133,7 @@ pub async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(
         return match request {
             Some(r) => match s.auth.after_login(r, &user).await {
                 Ok(o) => outcome_response(o, true),
-                Err(e) => server_error(&e),
+                Err(e) => failure_page(&e),
             },
             None => see_other("/account/apps"),
         };
@@ -188,12 +193,12 @@ pub async fn login_submit(
             }
             return resp;
         }
-        Err(LoginError::Server(e)) => return server_error(&e),
+        Err(LoginError::Server(e)) => return failure_page(&e),
     };
     let mut resp = match request {
         Some(r) => match s.auth.after_login(r, &user).await {
             Ok(o) => outcome_response(o, true),
-            Err(e) => server_error(&e),
+            Err(e) => failure_page(&e),
         },
         None => see_other("/account/apps"),
     };
@@ -240,7 +245,7 @@ async fn consent_form(
             view.redirect_csp_source.as_deref(),
         ),
         Ok(Err(stale)) => stale_page(stale),
-        Err(e) => server_error(&e),
+        Err(e) => failure_page(&e),
     }
 }
 
@@ -264,7 +269,7 @@ pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body:
             consent_form(&s, &pending_id, &session, &user, StatusCode::BAD_REQUEST, Some(message)).await
         }
         Ok(o) => outcome_response(o, true),
-        Err(e) => server_error(&e),
+        Err(e) => failure_page(&e),
     }
 }
 
@@ -282,7 +287,7 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     if let Some(v) = cookie(&headers, s.cookies.session)
         && let Err(e) = s.auth.logout(&v).await
     {
-        return server_error(&e);
+        return failure_page(&e);
     }
     let mut resp = see_other("/");
     if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.session, "", 0)) {

@@ -10,10 +10,10 @@ use mandate_core::demo::{Customer, Todo};
 use mandate_core::model::User;
 use mandate_core::service::AuditDraft;
 
-use super::browser::{current_session, signed_in_form};
+use super::browser::{signed_in_form, signed_in_page};
 use crate::AppState;
 use crate::http::see_other;
-use crate::pages::{Nav, error_page, render};
+use crate::pages::{Nav, error_page, failure_page, render};
 
 pub struct InvoiceRow {
     /// The customer's name (people read names, never ids).
@@ -38,14 +38,12 @@ fn not_served() -> Response {
 }
 
 fn storage_error(e: mandate_core::StoreError) -> Response {
-    let e: mandate_core::OAuthError = e.into();
-    error_page(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.description)
+    failure_page(&e.into())
 }
 
 pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let (session, user) = match current_session(&s, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return see_other("/login"),
+    let (session, user) = match signed_in_page(&s, &headers).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let Some(demo) = s.demo.as_ref() else {
