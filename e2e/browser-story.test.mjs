@@ -572,7 +572,7 @@ test(`CA-02 RS9: revoke with confirmation: the page names the app and what it lo
     assert.equal(new URL(page.url()).pathname, '/account/apps');
     assert.equal(
       await textOf(page, '[role=status]'),
-      `${APP} can no longer act for you. Its tokens were revoked: its next request is refused.`,
+      `${APP} unverified can no longer act for you. Its tokens were revoked: its next request is refused.`,
     );
     assert.equal(await page.locator('.app-card').count(), 0);
     assert.equal(await textOf(page, 'p.empty'), 'No application can act for you.');

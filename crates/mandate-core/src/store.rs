@@ -120,8 +120,8 @@ pub trait AuditStore: Send + Sync {
     async fn append(&self, event: &AuditEvent) -> StoreResult<()>;
     /// The newest events matching the filter (at most `limit`), oldest first.
     async fn events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
-    /// For each client that called a tool for this person: when it last did (the "last used"
-    /// of the connected-apps page).
+    /// For each client that called a tool for this person: when it last did, successfully (the
+    /// "last used" of the connected-apps page; a refused call is not a use).
     async fn last_tool_calls(&self, user_id: &str) -> StoreResult<Vec<(String, UnixTime)>>;
     /// Every client that appears in this person's trail.
     async fn clients_in_trail(&self, user_id: &str) -> StoreResult<Vec<String>>;

@@ -36,7 +36,8 @@ pub struct GuardConfig {
     pub issuer: String,
     /// Every scope of this resource, published in the metadata's `scopes_supported` (RFC 9728).
     pub scopes_supported: Vec<String>,
-    /// The default set, asked for in the 401 challenge's `scope` (what a first login requests).
+    /// The default set, asked for in the 401 challenge's `scope` (what a first login requests);
+    /// when empty, the challenge names `scopes_supported`.
     pub challenge_scopes: Vec<String>,
     pub resource_name: String,
     /// Accepted `Host` values (`host` or `host:port`); derived from `resource` by default.
@@ -153,9 +154,14 @@ impl Guard {
         crate::metadata::router(self.clone())
     }
 
-    /// The 401 challenge's `scope`: the default set, never `offline_access` (RS7).
+    /// The 401 challenge's `scope`: the default set, never `offline_access` (RS7). Without a
+    /// default set configured, every scope the resource publishes (what the metadata says).
     fn baseline_scope(&self) -> String {
-        without_offline_access(&self.config.challenge_scopes).join(" ")
+        let set = match self.config.challenge_scopes.is_empty() {
+            true => &self.config.scopes_supported,
+            false => &self.config.challenge_scopes,
+        };
+        without_offline_access(set).join(" ")
     }
 
     fn challenge(&self, kind: ChallengeKind, scope: &str, description: Option<&str>) -> Response {
@@ -255,7 +261,9 @@ impl Guard {
                 // with the scopes the token already holds (the 2025-11-25 "recommended approach"):
                 // a client that asks for exactly the challenged scopes, as the TypeScript SDK 1.x
                 // does, then keeps what it had instead of trading it for the new scope.
-                let scope = principal.scopes.union(&ScopeSet::from_names(required)).to_string();
+                let wanted = principal.scopes.union(&ScopeSet::from_names(required));
+                let wanted: Vec<String> = wanted.iter().map(str::to_owned).collect();
+                let scope = without_offline_access(&wanted).join(" ");
                 let description = format!("the {tool} tool needs the scope {}", missing.join(" "));
                 return Err(Refusal::Answer(self.challenge(
                     ChallengeKind::InsufficientScope,

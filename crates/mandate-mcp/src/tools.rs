@@ -91,11 +91,14 @@ fn invalid(message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.to_owned())])
 }
 
-/// A short, safe text input: 1..=200 characters, no control characters.
+/// A short, safe text input: 1..=200 characters, no control, bidi or invisible characters.
 fn clean(text: &str, what: &str) -> Result<String, CallToolResult> {
     let t = text.trim();
-    if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
-        return Err(invalid(&format!("{what} must be 1 to 200 characters without control characters")));
+    // The person reads these names in the trail: nothing that reorders or hides text.
+    if t.is_empty() || t.chars().count() > 200 || mandate_core::text::display_name_problem(t).is_some() {
+        return Err(invalid(&format!(
+            "{what} must be 1 to 200 characters without control, bidirectional-formatting or invisible characters"
+        )));
     }
     Ok(t.to_owned())
 }

@@ -82,8 +82,8 @@ pub struct AppRow {
 pub struct AppsPage<'a> {
     pub nav: Option<Nav<'a>>,
     pub apps: Vec<AppRow>,
-    /// The name of the application whose access was just revoked.
-    pub revoked: Option<String>,
+    /// The application (name, verified) whose access was just revoked.
+    pub revoked: Option<(String, bool)>,
 }
 
 #[derive(Template)]

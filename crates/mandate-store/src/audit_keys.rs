@@ -107,7 +107,7 @@ impl AuditStore for SqlStore {
     async fn last_tool_calls(&self, user_id: &str) -> StoreResult<Vec<(String, UnixTime)>> {
         let rows = sqlx::query(
             "SELECT client_id, MAX(at) AS at FROM audit_events WHERE user_id = $1 AND kind = 'tool.call' \
-             AND client_id IS NOT NULL GROUP BY client_id",
+             AND outcome = 'success' AND client_id IS NOT NULL GROUP BY client_id",
         )
         .bind(user_id)
         .fetch_all(&self.pool)

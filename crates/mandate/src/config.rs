@@ -146,9 +146,10 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `http://<addr>` as an origin in normal form (`[::1]` bracketed, no `:80`).
-fn implied_public_url(addr: SocketAddr) -> String {
-    let text = format!("http://{addr}");
+/// `http://<addr>` (`https://` when serving TLS) as an origin in normal form (`[::1]`
+/// bracketed, no default port).
+fn implied_public_url(addr: SocketAddr, tls: bool) -> String {
+    let text = format!("{}://{addr}", if tls { "https" } else { "http" });
     url::Url::parse(&text).map(|u| u.origin().ascii_serialization()).unwrap_or(text)
 }
 
@@ -167,7 +168,7 @@ impl Config {
                      configuration file)"
                 );
             }
-            self.public_url = Some(implied_public_url(listen));
+            self.public_url = Some(implied_public_url(listen, self.tls_cert.is_some()));
             self.public_url_implied = true;
         }
         self.validate()
@@ -177,7 +178,7 @@ impl Config {
     /// bound (it differs only for port 0).
     pub fn bound_to(&mut self, addr: SocketAddr) {
         if self.public_url_implied {
-            self.public_url = Some(implied_public_url(addr));
+            self.public_url = Some(implied_public_url(addr, self.tls_cert.is_some()));
         }
     }
 
@@ -218,6 +219,11 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("--tls-cert and --tls-key go together");
+        }
+        // Browsers send the https origin as Origin and cookies are Secure only for an https
+        // issuer: served over TLS, the public URL must be https.
+        if self.tls_cert.is_some() && url.scheme() != "https" {
+            bail!("serving TLS (--tls-cert) needs an https public URL, not {public_url}");
         }
         for (name, v) in [("access_token_ttl", self.access_token_ttl), ("refresh_token_ttl", self.refresh_token_ttl)] {
             if v < 60 {
@@ -338,6 +344,19 @@ mod tests {
         let mut c = Config { listen: "0.0.0.0:8080".into(), ..with_url("https://auth.example.com") };
         assert!(c.resolve().is_ok());
         assert!(Config { listen: "localhost:8080".into(), ..Config::default() }.resolve().is_err());
+        // Served over TLS, the implied URL is https (a browser's Origin and Secure cookies follow
+        // the scheme), and an explicit http one is refused.
+        let tls = || Config {
+            listen: "127.0.0.1:8443".into(),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..Config::default()
+        };
+        let mut c = tls();
+        c.resolve().unwrap();
+        assert_eq!(c.issuer(), "https://127.0.0.1:8443");
+        let err = Config { public_url: Some("http://127.0.0.1:8443".into()), ..tls() }.resolve().unwrap_err();
+        assert!(err.to_string().contains("https public URL"), "{err}");
     }
 
     #[test]

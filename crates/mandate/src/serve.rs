@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::serve::ListenerExt;
 use axum_server::tls_rustls::RustlsConfig;
@@ -92,52 +92,64 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::install().context("listening for SIGTERM and SIGINT")?;
     let drain = Drain::default();
 
-    let (auth, store) = crate::setup::build_with_store(&config).await?;
-    // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
-    let listening = auth.clone();
-    store.listen_for_revocations(move |_event| listening.note_revocation_elsewhere());
-    let closing = store.clone();
-    let demo: Arc<dyn DemoStore> = Arc::new(store);
-    spawn_janitor(auth.clone());
-    let issuer = auth.settings.issuer.clone();
-    let (app, mut next) = if config.mcp_only {
-        let app = mcp_only_router(&config, auth.clone(), demo, drain.streams()).await?;
-        let trusted = config.issuer.clone().unwrap_or_default();
-        let next = vec![
-            line("MCP endpoint, to add to an MCP client", &format!("{issuer}/mcp")),
-            line("tokens from", &trusted),
-        ];
-        (app, next)
-    } else {
-        let password = if config.demo { Some(seed_demo(&auth, demo.as_ref()).await?) } else { None };
-        let limits =
-            mandate_server::RateLimits { trust_forwarded_for: config.trust_forwarded_for, ..Default::default() };
-        let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
-        let local_mcp = format!("{issuer}/mcp");
-        let (app, mcp_line) = if resource.uri == local_mcp {
-            let settings = McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone())
-                .with_shutdown(drain.streams());
-            let mcp = mandate_mcp::router(settings, auth.clone(), demo.clone());
-            let app = mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp);
-            (app, line("MCP endpoint, to add to an MCP client", &local_mcp))
+    // Opening the database can wait (a PostgreSQL migration lock held by another instance): a
+    // signal meanwhile stops the start instead of being ignored.
+    let setup = async {
+        let (auth, store) = crate::setup::build_with_store(&config).await?;
+        // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
+        let listening = auth.clone();
+        store.listen_for_revocations(move |_event| listening.note_revocation_elsewhere());
+        let closing = store.clone();
+        let demo: Arc<dyn DemoStore> = Arc::new(store);
+        spawn_janitor(auth.clone());
+        let issuer = auth.settings.issuer.clone();
+        let (app, next) = if config.mcp_only {
+            let app = mcp_only_router(&config, auth.clone(), demo, drain.streams()).await?;
+            let trusted = config.issuer.clone().unwrap_or_default();
+            let next = vec![
+                line("MCP endpoint, to add to an MCP client", &format!("{issuer}/mcp")),
+                line("tokens from", &trusted),
+            ];
+            (app, next)
         } else {
-            // The MCP server runs elsewhere: serving /mcp here would accept its tokens.
-            tracing::info!(resource = %resource.uri, "no MCP endpoint here: the resource is served by another process");
-            (mandate_server::router(auth.clone(), None, limits), line("MCP endpoint, served elsewhere", &resource.uri))
-        };
-        let mut next = vec![
-            mcp_line,
-            line("what agents may do for you", &format!("{issuer}/account/apps")),
-            line("what they did", &format!("{issuer}/account/activity")),
-        ];
-        match password {
-            Some(p) => next.push(format!("demo user: demo / password: {p}")),
-            None if auth.list_users().await?.is_empty() => {
-                next.push("nobody can sign in yet: add a person with `mandate users add NAME`".to_owned());
+            let password = if config.demo { Some(seed_demo(&auth, demo.as_ref()).await?) } else { None };
+            let limits =
+                mandate_server::RateLimits { trust_forwarded_for: config.trust_forwarded_for, ..Default::default() };
+            let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
+            let local_mcp = format!("{issuer}/mcp");
+            let (app, mcp_line) = if resource.uri == local_mcp {
+                let settings = McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone())
+                    .with_shutdown(drain.streams());
+                let mcp = mandate_mcp::router(settings, auth.clone(), demo.clone());
+                let app = mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp);
+                (app, line("MCP endpoint, to add to an MCP client", &local_mcp))
+            } else {
+                // The MCP server runs elsewhere: serving /mcp here would accept its tokens.
+                tracing::info!(resource = %resource.uri, "no MCP endpoint here: the resource is served by another process");
+                (
+                    mandate_server::router(auth.clone(), None, limits),
+                    line("MCP endpoint, served elsewhere", &resource.uri),
+                )
+            };
+            let mut next = vec![
+                mcp_line,
+                line("what agents may do for you", &format!("{issuer}/account/apps")),
+                line("what they did", &format!("{issuer}/account/activity")),
+            ];
+            match password {
+                Some(p) => next.push(format!("demo user: demo / password: {p}")),
+                None if auth.list_users().await?.is_empty() => {
+                    next.push("nobody can sign in yet: add a person with `mandate users add NAME`".to_owned());
+                }
+                None => {}
             }
-            None => {}
-        }
-        (app, next)
+            (app, next)
+        };
+        anyhow::Ok((auth, closing, issuer, app, next))
+    };
+    let (auth, closing, issuer, app, mut next) = tokio::select! {
+        ready = setup => ready?,
+        signal = signals.next() => bail!("{signal} received while starting: stopped before serving"),
     };
     let app = drain.track(app.merge(mandate_server::health_routes(auth.clone())));
     tracing::info!(public_url = %issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
@@ -169,6 +181,9 @@ fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
     let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address"))?;
     let bound = (|| {
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // Rebinding right after a restart (TIME_WAIT) is fine on Unix; on Windows the same option
+        // would let two servers share a port.
+        #[cfg(unix)]
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         socket.listen(1024)
@@ -307,7 +322,7 @@ async fn mcp_only_router(
         format!("no authorization server metadata found for {issuer} (tried {})", candidates.join(", "))
     })?;
     if metadata["issuer"].as_str() != Some(issuer.as_str()) {
-        anyhow::bail!("the metadata at {metadata_url} names issuer {:?}, not {issuer:?}", metadata["issuer"]);
+        bail!("the metadata at {metadata_url} names issuer {:?}, not {issuer:?}", metadata["issuer"]);
     }
     let jwks_uri = metadata["jwks_uri"].as_str().context("the issuer publishes no jwks_uri")?;
     let resource = format!("{}/mcp", auth.settings.issuer);

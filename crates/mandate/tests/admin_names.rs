@@ -80,6 +80,7 @@ async fn grants_and_audit_show_user_and_client_names() {
     // A removed client's events keep its id and say it is gone.
     admin(&server, &["clients", "remove", &verified]);
     let audit = admin(&server, &["audit", "--client", &verified]);
+    assert!(audit.lines().count() >= 2, "its registration and grant are still in the trail: {audit}");
     assert!(audit.lines().all(|l| l.contains(&format!("client=(removed) client_id={verified}"))), "{audit}");
     let grants = admin(&server, &["grants", "list"]);
     assert!(!grants.contains(&verified), "its grants were revoked: {grants}");

@@ -373,3 +373,58 @@ async fn shutdown_is_bounded_by_shutdown_timeout() {
     assert!(logs.contains("requests still in flight after 1 s (shutdown_timeout): exiting anyway"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "no colour codes in piped logs: {logs}");
 }
+
+/// A start that waits on the database (here: another instance holds the migrations table, as
+/// during a long migration) still obeys SIGTERM: the process stops before serving, non-zero.
+#[tokio::test]
+async fn a_signal_while_waiting_for_the_database_stops_the_start() {
+    let Some(admin) = mandate_testkit::postgres_admin_url() else {
+        eprintln!("MANDATE_TEST_POSTGRES_URL not set: the start-interrupted case skipped");
+        return;
+    };
+    use sqlx::Connection;
+    let db = mandate_testkit::TestDatabase::postgres(&admin).await;
+    let kek = mandate_core::keys::KeyEncryptionKey::generate(&mandate_core::clock::OsRandom).to_base64url();
+    // Migrated once, then the migrations table locked by "another instance".
+    let migrated = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["migrate", "--database", db.url()])
+        .env("MANDATE_SECRET_KEY", &kek)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let mut holder = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database", db.url()])
+        .env("MANDATE_SECRET_KEY", &kek)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    // Bound (it binds first), then stuck on the lock: nothing printed, nothing served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server never bound its port");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(proc.0.try_wait().unwrap().is_none(), "still waiting for the database");
+    signal(&proc, "TERM");
+    let (code, took) = wait_exit(&mut proc, Duration::from_secs(5));
+    assert_ne!(code, 0, "a start that did not finish is not a clean exit");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(proc.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("received while starting"), "{stderr}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(proc.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(!stdout.contains("mandate is serving"), "{stdout}");
+    assert!(took < Duration::from_secs(5));
+    tx.rollback().await.unwrap();
+    holder.close().await.unwrap();
+    drop(db);
+}

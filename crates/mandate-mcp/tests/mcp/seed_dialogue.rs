@@ -114,6 +114,11 @@ async fn the_seed_dialogue_end_to_end() {
     assert!(s.store.customers(&bob.id).await.unwrap().is_empty());
     let r = agent.call("create_customer", json!({"name": "   "})).await;
     assert_eq!(r.message["result"]["isError"], true, "bad tool input is a tool error, not a 500");
+    // Names the person will read in the trail cannot carry direction overrides or invisible text.
+    for name in ["Amazon\u{202E}yap", "Ama\u{200B}zon"] {
+        let r = agent.call("create_customer", json!({"name": name})).await;
+        assert_eq!(r.message["result"]["isError"], true, "{name:?}");
+    }
 
     // John uses the app himself: recorded as his own action.
     let page = browser.get("/apps").await;
@@ -132,10 +137,10 @@ async fn the_seed_dialogue_end_to_end() {
     // The activity page tells John's actions from the agent's.
     let activity = browser.get("/account/activity").await.body;
     assert!(
-        activity.contains(r#"<bdi class="app">Claude</bdi> <span class="badge unverified">unverified</span> created customer Amazon for you"#),
+        activity.contains(r#"<bdi class="app">Claude</bdi> <span class="badge unverified">unverified</span> <bdi>created customer Amazon</bdi> for you"#),
         "{activity}"
     );
-    assert!(activity.contains("<strong>You</strong> created customer Google"), "{activity}");
+    assert!(activity.contains("<strong>You</strong> <bdi>created customer Google</bdi>"), "{activity}");
     assert!(activity.contains("was refused: you have not allowed it to send invoices to your customers"), "{activity}");
 
     // 8. John revokes on the connected-apps page; the very next MCP request gets 401.

@@ -325,3 +325,17 @@ async fn introspection_mode_accepts_live_tokens_and_refuses_revoked_ones() {
     let r = s.http.post(format!("{base}/mcp")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_step_up_challenge_never_names_offline_access_rs7_rs11() {
+    // A token from an issuer that puts offline_access in `scope` (mandate's own never does).
+    let s = TestServer::start().await;
+    let mut c = with_real_grant(&s, claims(&s).await).await;
+    c.scope = "customers.read offline_access".into();
+    let token = minted(&s, &c).await;
+    let mut mcp = McpClient::new(&s.url("/mcp"), Some(&token));
+    assert_eq!(mcp.initialize().await.status, StatusCode::OK);
+    let r = mcp.call("send_invoice", json!({"invoice_id": "x"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.challenge_scopes(), ["customers.read", "invoices.send"], "{}", r.www_authenticate());
+}

@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use mandate_core::model::AuditFilter;
 use mandate_core::params::Params;
 
 use super::browser::{signed_in_form, signed_in_page};
@@ -21,12 +22,10 @@ pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
         Ok(apps) => apps,
         Err(e) => return failure_page(&e),
     };
-    // After a revocation: name the application, unless it (still or again) holds access.
+    // After a revocation: name the application, only when this person revoked it moments ago
+    // (a link with any client id must not put a registrant's chosen name in a success banner).
     let revoked = match params.single("revoked").ok().flatten() {
-        Some(id) if !apps.iter().any(|a| a.client_id == id) => match s.auth.store().client_by_id(id).await {
-            Ok(Some(c)) => Some(c.name),
-            _ => None,
-        },
+        Some(id) if !apps.iter().any(|a| a.client_id == id) => just_revoked(&s, &user.id, id).await,
         _ => None,
     };
     let page = AppsPage {
@@ -35,6 +34,29 @@ pub async fn apps_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
         revoked,
     };
     render(StatusCode::OK, &page, None)
+}
+
+/// How long after a revocation the connected-apps page reports it.
+const REPORT_FOR: i64 = 300;
+
+/// The application (name, verified) this person revoked in the last [`REPORT_FOR`] seconds.
+async fn just_revoked(s: &AppState, user_id: &str, client_id: &str) -> Option<(String, bool)> {
+    let filter = AuditFilter {
+        user_id: Some(user_id.to_owned()),
+        client_id: Some(client_id.to_owned()),
+        since: Some(s.auth.now() - REPORT_FOR),
+        ..Default::default()
+    };
+    let events = s.auth.store().events(&filter).await.ok()?;
+    let revoked = events
+        .iter()
+        .any(|e| e.kind == "grant.revoked" && e.detail.as_deref().is_some_and(|d| d.contains("by the person")));
+    if !revoked {
+        return None;
+    }
+    let client = s.auth.store().client_by_id(client_id).await.ok()??;
+    let verified = client.is_verified();
+    Some((client.name, verified))
 }
 
 /// "Revoke access…": what the application will lose, and the button that does it.

@@ -23,11 +23,17 @@ const CHUNK: i64 = 200;
 const PAGE_LINES: usize = 50;
 const PAGE_SCAN: usize = 2000;
 
-/// A piece of a sentence: plain text, an application's name (isolated and marked when nobody
+/// A piece of a sentence: plain text, words from whoever acted, an application's name (isolated and marked when nobody
 /// vouched for it), or the person.
 pub enum Part {
     Text(String),
-    App { name: String, verified: bool },
+    /// Words that came from whoever acted (a customer's name, a to-do's title): isolated, so
+    /// they cannot reorder the sentence around them.
+    Said(String),
+    App {
+        name: String,
+        verified: bool,
+    },
     You,
 }
 
@@ -103,13 +109,13 @@ fn sentence(auth: &AuthServer, e: &AuditEvent, app: Part) -> Option<(Vec<Part>, 
     let detail = e.detail.as_deref().unwrap_or("");
     let what = detail.split_once(": ").map_or(detail, |(_, w)| w);
     Some(match (e.kind.as_str(), e.outcome.as_str()) {
-        ("tool.call", "success") => (vec![app, text(format!(" {what} for you"))], "agent"),
+        ("tool.call", "success") => (vec![app, text(" "), Part::Said(what.to_owned()), text(" for you")], "agent"),
         ("tool.call", "refused") => {
             let needs = what.split_once("needs ").map_or("", |(_, n)| n);
             let allowed = describe(auth, needs);
             (vec![app, text(format!(" was refused: you have not allowed it to {allowed}"))], "refused")
         }
-        ("app.action", _) => (vec![Part::You, text(format!(" {detail}"))], "you"),
+        ("app.action", _) => (vec![Part::You, text(" "), Part::Said(detail.to_owned())], "you"),
         ("consent", "granted") => match detail.split_once("; newly allowed ") {
             // A step-up: what this decision added.
             Some((_, added)) => {

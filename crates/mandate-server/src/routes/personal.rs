@@ -79,18 +79,18 @@ pub async fn apps(State(s): State<AppState>, headers: HeaderMap) -> Response {
     render(StatusCode::OK, &page, None)
 }
 
-/// A short text field: 1 to 200 characters after trimming.
+/// A short text field: 1 to 200 characters after trimming, nothing that reorders or hides text.
 fn text_field(form: &mandate_core::params::Params, name: &str) -> Option<String> {
     form.single(name)
         .ok()
         .flatten()
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.chars().count() <= 200)
+        .filter(|t| !t.is_empty() && t.chars().count() <= 200 && mandate_core::text::display_name_problem(t).is_none())
         .map(str::to_owned)
 }
 
 fn bad_text() -> Response {
-    error_page(StatusCode::BAD_REQUEST, "Enter 1 to 200 characters.")
+    error_page(StatusCode::BAD_REQUEST, "Enter 1 to 200 characters, without invisible or direction-changing ones.")
 }
 
 async fn record_own_action(s: &AppState, user: &User, what: String) {

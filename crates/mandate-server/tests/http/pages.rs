@@ -268,7 +268,21 @@ async fn revoking_asks_first_then_says_what_happened_ca_02() {
     let r = b.post("/account/apps/revoke", &[("csrf", &csrf), ("client_id", &client)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let after = b.get(r.location.as_deref().unwrap()).await;
-    assert!(after.body.contains("<bdi class=\"app\">Test agent</bdi> can no longer act for you."), "{}", after.body);
+    assert!(
+        after.body.contains(
+            "<bdi class=\"app\">Test agent</bdi> <span class=\"badge unverified\">unverified</span> can no longer act for you."
+        ),
+        "{}",
+        after.body
+    );
+    // A crafted link cannot put another client's chosen name in the banner: only an application
+    // this person revoked in the last minutes is reported.
+    let other = s.register_public(CB).await;
+    let crafted = b.get(&format!("/account/apps?revoked={other}")).await;
+    assert!(!crafted.body.contains("can no longer act for you"), "{}", crafted.body);
+    s.clock.advance(301);
+    let later = b.get(r.location.as_deref().unwrap()).await;
+    assert!(!later.body.contains("can no longer act for you"), "the report is not kept forever");
     assert!(after.body.contains("No application can act for you"));
 }
 
@@ -289,6 +303,10 @@ async fn last_used_is_the_last_mcp_call_not_the_last_token() {
     let (_, tok) = refresh(&s, &client, tok["refresh_token"].as_str().unwrap()).await;
     mcp.token = tok["access_token"].as_str().map(str::to_owned);
     assert_eq!(mcp.initialize().await.status, StatusCode::OK);
+    // A refused call is not a use either.
+    let r = mcp.call("send_invoice", json!({"invoice_id": "x"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(b.get("/account/apps").await.body.contains("last used not yet"));
     let r = mcp.call("list_customers", json!({})).await;
     assert_eq!(r.status, StatusCode::OK);
     let page = b.get("/account/apps").await;
@@ -310,8 +328,8 @@ async fn activity_reads_as_sentences_with_names_never_ids() {
     let page = b.get("/account/activity").await;
     assert_eq!(page.status, StatusCode::OK);
     let body = &page.body;
-    assert!(body.contains(r#"<bdi class="app">Test agent</bdi> <span class="badge unverified">unverified</span> created customer Amazon for you"#), "{body}");
-    assert!(body.contains("listed 1 customers for you"));
+    assert!(body.contains(r#"<bdi class="app">Test agent</bdi> <span class="badge unverified">unverified</span> <bdi>created customer Amazon</bdi> for you"#), "{body}");
+    assert!(body.contains("<bdi>listed 1 customers</bdi> for you"));
     assert!(
         body.contains("was refused: you have not allowed it to send invoices to your customers (cannot be undone)")
     );
@@ -376,7 +394,7 @@ async fn activity_pages_go_back_to_the_beginning() {
     assert!(!page.body.contains("Back to the newest"));
     let mut seen = Vec::new();
     for _ in 0..10 {
-        seen.extend((0..130).filter(|i| page.body.contains(&format!("number-{i:03} "))));
+        seen.extend((0..130).filter(|i| page.body.contains(&format!("number-{i:03}<"))));
         let Some(next) = older_link(&page.body) else { break };
         page = b.get(&next).await;
         assert_eq!(page.status, StatusCode::OK);
@@ -386,6 +404,21 @@ async fn activity_pages_go_back_to_the_beginning() {
     seen.dedup();
     assert_eq!(seen.len(), 130, "every action is reachable, none twice lost");
     assert!(page.body.contains("allowed"), "the last page reaches the consent");
+}
+
+#[tokio::test]
+async fn the_persons_own_inputs_cannot_reorder_the_trail() {
+    let s = TestServer::start().await;
+    let mut b = s.browser();
+    b.login("alice", None).await;
+    let page = b.get("/apps").await;
+    let csrf = hidden(&page.body, "csrf").unwrap();
+    for name in ["Google\u{202E}elgooG", "Goo\u{200B}gle"] {
+        let r = b.post("/apps/customers", &[("csrf", &csrf), ("name", name)]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?}");
+    }
+    let r = b.post("/apps/customers", &[("csrf", &csrf), ("name", "Google")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
