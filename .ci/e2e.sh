@@ -6,10 +6,13 @@
 # consents (and, for the Inspector, as the developer who clicks through its UI); then the browser
 # story (e2e/browser-story.test.mjs): the person clicks every page (sign-in, consent, step-up,
 # account pages, revoke, sign-out) and forms posted from other origins are refused, at 1280 px and
-# at 375 px. Node 22 and the npm packages are installed locally (pinned in e2e/package-lock.json),
-# never globally; the Python packages go into a venv under target/ (pinned in
-# e2e/python/requirements.txt; needs python3 with venv); Chromium comes from apt when missing (no
-# browser downloads).
+# at 375 px; then the gateway (e2e/gateway.test.mjs): mandate serving real third-party MCP servers
+# behind OAuth (@modelcontextprotocol/server-everything over stdio and, behind a recording proxy,
+# over Streamable HTTP; a FastMCP server over stdio), from a configuration file this script
+# writes, with a second person added by `mandate users add`. Node 22 and the npm packages are
+# installed locally (pinned in e2e/package-lock.json), never globally; the Python packages go
+# into a venv under target/ (pinned in e2e/python/requirements.txt; needs python3 with venv);
+# Chromium comes from apt when missing (no browser downloads).
 # Usage: .ci/e2e.sh [path-to-mandate-binary] [suite...]   (default: target/debug/mandate, all
 # suites; a suite is a path as listed below, e.g. e2e/browser-story.test.mjs@375x812)
 # Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
@@ -36,7 +39,8 @@ fi
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 export PATH="$root/e2e/node_modules/.bin:$PATH"
 
-# The Python SDK in a venv of its own, rebuilt when e2e/python/requirements.txt changes.
+# The Python SDK (and FastMCP, for the gateway suite's notes server) in a venv of its own,
+# rebuilt when e2e/python/requirements.txt changes.
 venv="$root/target/e2e-venv"
 want="$(sha256sum e2e/python/requirements.txt | cut -d' ' -f1)"
 if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
@@ -53,6 +57,7 @@ mkdir -p "$out/screenshots"
 tmp="$(mktemp -d)"
 server=""
 name=""
+upstreams=()
 stop_server() {
   if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
     kill "$server" 2>/dev/null || true
@@ -65,16 +70,38 @@ stop_server() {
     sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/$name.stdout" >"$out/$name.server.stdout"
   fi
 }
-trap 'stop_server; rm -rf "$tmp"' EXIT
+trap 'stop_server; stop_upstreams; rm -rf "$tmp"' EXIT
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+random_secret() {
+  node -e 'console.log(require("crypto").randomBytes(24).toString("base64url"))'
+}
+
+# Waits up to 30 s for a line matching `pattern` in `file`, while process `pid` lives.
+wait_for_line() {
+  local file="$1" pattern="$2" pid="$3" what="$4"
+  for _ in $(seq 300); do
+    grep -q "$pattern" "$file" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "$what exited before it was ready; its output:" >&2; cat "$file" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$what was not ready within 30 s" >&2
+  return 1
+}
 
 # A fresh `mandate serve --demo` (its own SQLite file) on a free loopback port; sets base and password.
+# Optional: a configuration file (--config), then VAR=VALUE pairs for mandate's environment.
 start_server() {
-  local port
-  port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+  local port config="${1:-}"
+  shift || true
+  port="$(free_port)"
   base="http://127.0.0.1:$port"
   mkdir -p "$tmp/$name"
-  MANDATE_DATABASE="sqlite://$tmp/$name/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
-    "$bin" serve --demo --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/$name.stdout" 2>"$out/$name.server.log" &
+  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve --demo ${config:+--config "$config"} --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/$name.stdout" 2>"$out/$name.server.log" &
   server=$!
   # Ready when it says so; the demo password is printed before that.
   for _ in $(seq 300); do
@@ -88,10 +115,83 @@ start_server() {
   echo "mandate serving $base (log: target/e2e/$name.server.log)"
 }
 
+stop_upstreams() {
+  local pid
+  for pid in "${upstreams[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${upstreams[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  upstreams=()
+}
+
+# The gateway suite's world, before its mandate starts: server-everything over Streamable HTTP on a
+# free loopback port (by itself it listens on every interface: e2e/lib/loopback-only.mjs holds it
+# to 127.0.0.1), the recording proxy in front of it (its record stays in $tmp: it holds whatever
+# mandate sent upstream), and mandate's configuration naming the three resources. Sets config,
+# server_env (for mandate) and suite_env (for the suite).
+start_gateway_world() {
+  local dir="$tmp/$name" port proxy key node_bin everything
+  mkdir -p "$dir"
+  node_bin="$(node -p process.execPath)"
+  everything="$root/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+  port="$(free_port)"
+  PORT="$port" "$node_bin" --import "$root/e2e/lib/loopback-only.mjs" "$everything" streamableHttp \
+    >"$out/$name.everything-http.log" 2>&1 &
+  upstreams+=($!)
+  wait_for_line "$out/$name.everything-http.log" "listening on port $port" "$!" "server-everything (Streamable HTTP)" || return 1
+  "$node_bin" "$root/e2e/lib/recording-proxy.mjs" "http://127.0.0.1:$port" "$dir/upstream-requests.jsonl" \
+    >"$dir/proxy.stdout" 2>"$out/$name.proxy.log" &
+  upstreams+=($!)
+  wait_for_line "$dir/proxy.stdout" '^recording proxy listening on ' "$!" "the recording proxy" || return 1
+  proxy="$(sed -n 's/^recording proxy listening on //p' "$dir/proxy.stdout")"
+  key="$(random_secret)"
+  cat >"$dir/mandate.toml" <<TOML
+# Written by .ci/e2e.sh for e2e/gateway.test.mjs.
+[[resources]]
+name = "everything"
+title = "Everything"
+command = "$node_bin"
+args = ["$everything", "stdio"]
+env = { E2E_GATEWAY_MARKER = "from-the-gateway-config" }
+isolation = "session"
+
+[[resources]]
+name = "everything-http"
+title = "Everything over HTTP"
+upstream_url = "$proxy/mcp"
+upstream_headers = { "X-Upstream-Key" = "env:E2E_UPSTREAM_KEY" }
+
+[[resources]]
+name = "notes"
+title = "Notes"
+command = "$venv/bin/python"
+args = ["$root/e2e/python/fastmcp_notes.py"]
+isolation = "session"
+TOML
+  cp "$dir/mandate.toml" "$out/$name.mandate.toml"
+  echo "upstreams: server-everything http://127.0.0.1:$port/mcp behind the recording proxy $proxy (configuration: target/e2e/$name.mandate.toml)"
+  config="$dir/mandate.toml"
+  server_env=("E2E_UPSTREAM_KEY=$key")
+  suite_env=("MANDATE_E2E_UPSTREAM_KEY=$key" "MANDATE_E2E_PROXY_RECORD=$dir/upstream-requests.jsonl"
+    "MANDATE_E2E_UPSTREAM_URL=http://127.0.0.1:$port/mcp" "MANDATE_E2E_PYTHON=$venv/bin/python")
+}
+
+# A second person on the running server's database (`mandate users add NAME --password-stdin`).
+add_second_person() {
+  local password
+  password="$(random_secret)"
+  printf '%s\n' "$password" | MANDATE_DATABASE="sqlite://$tmp/$name/mandate.db" "$bin" users add grace --password-stdin \
+    >>"$out/$name.users-add.log" 2>&1 || { echo "mandate users add failed:" >&2; cat "$out/$name.users-add.log" >&2; return 1; }
+  suite_env+=("MANDATE_E2E_SECOND_USER=grace" "MANDATE_E2E_SECOND_PASSWORD=$password")
+}
+
 # Each suite in turn, each against a server of its own (one suite at a time on a small machine);
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
-  e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812)
+  e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -105,12 +205,29 @@ for entry in "${suites[@]}"; do
   esac
   echo
   echo "-- $entry"
-  if start_server; then
-    MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" MANDATE_E2E_CHROMIUM="$chromium" \
-      MANDATE_E2E_VIEWPORT="$viewport" timeout --kill-after=10 300 "${run[@]}" 2>&1 | tee -a "$out/transcript.log" || status=1
+  # The gateway suite brings its upstreams, a configuration file and a second person.
+  config=""
+  server_env=()
+  suite_env=()
+  ready=true
+  if [ "$suite" = e2e/gateway.test.mjs ]; then
+    start_gateway_world || ready=false
+  fi
+  if $ready && start_server "$config" "${server_env[@]}"; then
+    if [ "$suite" = e2e/gateway.test.mjs ]; then
+      add_second_person || ready=false
+    fi
+  else
+    ready=false
+  fi
+  if $ready; then
+    env "${suite_env[@]}" MANDATE_E2E_BASE="$base" MANDATE_E2E_PASSWORD="$password" MANDATE_E2E_OUT="$out" \
+      MANDATE_E2E_CHROMIUM="$chromium" MANDATE_E2E_VIEWPORT="$viewport" \
+      timeout --kill-after=10 300 "${run[@]}" 2>&1 | tee -a "$out/transcript.log" || status=1
   else
     status=1
   fi
   stop_server
+  stop_upstreams
 done
 exit "$status"

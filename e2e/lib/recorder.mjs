@@ -7,6 +7,11 @@ import crypto from 'node:crypto';
 
 import { withTimeout } from './util.mjs';
 
+/** An MCP endpoint: the demo's /mcp, or a gateway resource's /mcp/NAME. */
+function isMcp(pathname) {
+  return pathname === '/mcp' || pathname.startsWith('/mcp/');
+}
+
 function bodyText(body) {
   if (body == null) return undefined;
   if (typeof body === 'string') return body;
@@ -49,7 +54,7 @@ export class Recorder {
         const rt = form.get('refresh_token');
         if (rt) entry.refreshTokenFingerprint = crypto.createHash('sha256').update(rt).digest('hex').slice(0, 12);
       }
-      if (url.pathname === '/mcp' && text) {
+      if (isMcp(url.pathname) && text) {
         try {
           const msg = JSON.parse(text);
           entry.rpc = Array.isArray(msg) ? msg.map((m) => m.method) : msg.method;
@@ -69,7 +74,7 @@ export class Recorder {
       const response = await fetch(input, init);
       entry.status = response.status;
       entry.wwwAuthenticate = response.headers.get('www-authenticate');
-      if (url.pathname !== '/mcp') {
+      if (!isMcp(url.pathname)) {
         const json = await response
           .clone()
           .json()

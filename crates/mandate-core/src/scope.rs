@@ -77,6 +77,7 @@ impl std::fmt::Display for ScopeSet {
 
 /// One scope a resource understands, with its plain-language description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScopeDef {
     pub name: String,
     pub description: String,
@@ -91,6 +92,7 @@ pub struct ScopeDef {
 
 /// A protected resource (an MCP server) this authorization server issues tokens for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceDef {
     /// The canonical resource URI (RFC 8707), e.g. `https://mcp.example.com/mcp`.
     pub uri: String,

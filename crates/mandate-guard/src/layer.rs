@@ -45,6 +45,9 @@ pub struct GuardConfig {
     /// Accepted `Origin` values when the header is present; the resource's origin by default.
     pub allowed_origins: Vec<String>,
     pub tools: ToolScopes,
+    /// Also publish the metadata at the root well-known URL (`/.well-known/oauth-protected-resource`);
+    /// only one resource of an origin can.
+    pub root_metadata: bool,
 }
 
 impl GuardConfig {
@@ -65,6 +68,7 @@ impl GuardConfig {
             allowed_hosts,
             allowed_origins: vec![origin],
             tools: ToolScopes::default(),
+            root_metadata: true,
         }
     }
 
@@ -261,7 +265,7 @@ impl Guard {
                 // with the scopes the token already holds (the 2025-11-25 "recommended approach"):
                 // a client that asks for exactly the challenged scopes, as the TypeScript SDK 1.x
                 // does, then keeps what it had instead of trading it for the new scope.
-                let wanted = principal.scopes.union(&ScopeSet::from_names(required));
+                let wanted = principal.scopes.union(&ScopeSet::from_names(&required));
                 let wanted: Vec<String> = wanted.iter().map(str::to_owned).collect();
                 let scope = without_offline_access(&wanted).join(" ");
                 let description = format!("the {tool} tool needs the scope {}", missing.join(" "));

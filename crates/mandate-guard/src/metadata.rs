@@ -30,14 +30,18 @@ async fn document(State(g): State<Arc<Guard>>) -> Response {
     resp
 }
 
-/// The metadata at both the path-inserted and the root well-known URL, readable by any origin:
+/// The metadata at the path-inserted well-known URL and (unless turned off) the root one, readable by any origin:
 /// browser-based clients (the TypeScript SDK in a page) send `MCP-Protocol-Version` with their
 /// discovery requests, which makes the browser ask first (a CORS preflight). The document holds
 /// nothing secret and no credentials are involved.
 pub fn router(guard: Arc<Guard>) -> Router {
     let inserted = metadata_path_for(&guard.config.resource);
-    let mut r = Router::new().route("/.well-known/oauth-protected-resource", get(document));
-    if inserted != "/.well-known/oauth-protected-resource" {
+    let root = "/.well-known/oauth-protected-resource";
+    let mut r = Router::new();
+    if guard.config.root_metadata || inserted == root {
+        r = r.route(root, get(document));
+    }
+    if inserted != root {
         r = r.route(&inserted, get(document));
     }
     let cors = CorsLayer::new()

@@ -2,32 +2,56 @@
 //! server so that a missing scope is an HTTP 403 step-up challenge (MCP RS10, RS11).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
 use crate::principal::Principal;
 
-/// Tool name → the scopes it needs (all of them).
+/// Tool name → the scopes it needs (all of them). Clones share one map, so a server whose tools
+/// change at run time (a gateway learning an upstream's new tools) updates the guard's policy.
 #[derive(Debug, Clone, Default)]
-pub struct ToolScopes(BTreeMap<String, Vec<String>>);
+pub struct ToolScopes {
+    map: Arc<RwLock<BTreeMap<String, Vec<String>>>>,
+    /// A policy even while empty: a tool it does not name is refused (fail closed).
+    enforced: bool,
+}
 
 impl ToolScopes {
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub fn with(mut self, tool: &str, scopes: &[&str]) -> Self {
-        self.0.insert(tool.to_owned(), scopes.iter().map(|s| (*s).to_owned()).collect());
+    /// A policy that refuses every tool it does not name, even while it names none yet.
+    pub fn enforced() -> Self {
+        Self { enforced: true, ..Self::default() }
+    }
+
+    pub fn with(self, tool: &str, scopes: &[&str]) -> Self {
+        self.set(tool, scopes.iter().map(|s| (*s).to_owned()).collect());
         self
     }
 
-    /// The scopes `tool` needs; `None` for a tool not listed.
-    pub fn required(&self, tool: &str) -> Option<&[String]> {
-        self.0.get(tool).map(Vec::as_slice)
+    /// Sets (or replaces) the scopes `tool` needs, for every clone of this policy.
+    pub fn set(&self, tool: &str, scopes: Vec<String>) {
+        if let Ok(mut m) = self.map.write() {
+            m.insert(tool.to_owned(), scopes);
+        }
     }
 
+    /// The scopes `tool` needs; `None` for a tool not listed.
+    pub fn required(&self, tool: &str) -> Option<Vec<String>> {
+        self.map.read().ok()?.get(tool).cloned()
+    }
+
+    /// Every tool and its scopes, in name order.
+    pub fn entries(&self) -> Vec<(String, Vec<String>)> {
+        self.map.read().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    }
+
+    /// No policy at all: authentication is the whole check.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        !self.enforced && self.map.read().map(|m| m.is_empty()).unwrap_or(false)
     }
 }
 

@@ -175,13 +175,29 @@ pub fn published_scopes(resource: &ResourceDef) -> (Vec<String>, Vec<String>) {
     (all, defaults)
 }
 
-/// The `/mcp` endpoint behind the guard, plus the protected resource metadata routes.
-pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>) -> Router {
+/// A guarded MCP endpoint's parts: the guard (challenges, tool policy, session owners,
+/// revocation, refusals in the trail) and the Streamable HTTP settings that match it.
+pub struct Endpoint {
+    pub guard: Arc<Guard>,
+    pub service_config: StreamableHttpServerConfig,
+}
+
+/// The guard and service settings for an MCP endpoint at `settings.resource` whose tools need
+/// the scopes in `tools`. `root_metadata`: also publish the metadata at the root well-known URL
+/// (one resource per origin can).
+pub fn endpoint(
+    settings: McpSettings,
+    auth: Arc<AuthServer>,
+    name: &str,
+    tools: ToolScopes,
+    root_metadata: bool,
+) -> Endpoint {
     let mut config = GuardConfig::new(&settings.resource, &settings.issuer);
     config.scopes_supported = settings.scopes_supported;
     config.challenge_scopes = settings.challenge_scopes;
-    config.resource_name = "mandate demo apps (billing and todos)".to_owned();
-    config.tools = tool_scopes();
+    config.resource_name = name.to_owned();
+    config.tools = tools;
+    config.root_metadata = root_metadata;
     config.allowed_origins.extend(settings.extra_origins);
     // rmcp checks Host itself (loopback only by default): allow exactly what the guard allows.
     let hosts = config.allowed_hosts.clone();
@@ -189,16 +205,22 @@ pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoSt
     if let Some(r) = settings.revocation {
         guard = guard.with_revocation(r);
     }
-    let sessions = settings.shared_sessions.then(|| Arc::new(DatabaseSessions::new(auth.clone())));
+    let sessions = settings.shared_sessions.then(|| Arc::new(DatabaseSessions::new(auth)));
     if let Some(s) = &sessions {
         guard = guard.with_sessions(s.clone());
     }
-    let guard = Arc::new(guard);
     let mut service_config =
         StreamableHttpServerConfig::default().with_allowed_hosts(hosts).with_cancellation_token(settings.shutdown);
     if let Some(s) = sessions {
         service_config.session_store = Some(s);
     }
+    Endpoint { guard: Arc::new(guard), service_config }
+}
+
+/// The `/mcp` endpoint behind the guard, plus the protected resource metadata routes.
+pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>) -> Router {
+    let Endpoint { guard, service_config } =
+        endpoint(settings, auth.clone(), "mandate demo apps (billing and todos)", tool_scopes(), true);
     let service = service_with(auth, demo, service_config);
     guard.protect(Router::new().nest_service("/mcp", service)).merge(guard.metadata_router())
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use mandate_core::scope::ResourceDef;
 use serde::{Deserialize, Serialize};
 
 /// Every setting, with its default.
@@ -38,8 +37,11 @@ pub struct Config {
     pub secret_key_file: Option<PathBuf>,
     /// Log filter (`info`, `mandate=debug`, ...); `RUST_LOG` wins when set.
     pub log: String,
-    /// Protected resources and their scopes; default: the demo apps at `<public_url>/mcp`.
-    pub resources: Option<Vec<ResourceDef>>,
+    /// Protected resources: MCP servers elsewhere that trust mandate (`uri`, `scopes`), and
+    /// upstream MCP servers mandate serves as a gateway at `<public_url>/mcp/<name>`
+    /// (`upstream_url`, or `command` + `args`); the demo apps at `<public_url>/mcp` unless
+    /// entries of the first kind are given. See docs/GATEWAY.md.
+    pub resources: Option<Vec<crate::gateway::ResourceEntry>>,
     /// Where the demo apps' MCP endpoint lives, when not at `<public_url>/mcp` (an MCP server
     /// run separately with `--mcp-only`).
     pub resource_url: Option<String>,
@@ -254,6 +256,12 @@ impl Config {
             if u.origin().ascii_serialization() != o.trim_end_matches('/') {
                 bail!("mcp_allowed_origins: {o:?} must be an origin such as https://app.example.com");
             }
+        }
+        crate::gateway::plain_resources(self)?;
+        if !crate::gateway::upstreams(self)?.is_empty() && self.mcp_only {
+            bail!(
+                "gateway resources (upstream_url or command) are served with the authorization server, not with --mcp-only"
+            );
         }
         if let Some(r) = &self.resource_url {
             mandate_core::scope::canonical_resource(r)

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod config;
+mod gateway;
 mod help;
 mod names;
 mod serve;
@@ -138,6 +139,22 @@ enum ServerCommand {
         #[command(flatten)]
         server: ServerFlags,
     },
+    /// Show a gateway resource's scope mapping: each upstream tool and the scope it needs.
+    Resources {
+        #[command(subcommand)]
+        command: ResourcesCommand,
+        #[command(flatten)]
+        server: ServerFlags,
+    },
+}
+
+#[derive(Subcommand)]
+enum ResourcesCommand {
+    /// Read the upstream's tools as `serve` does at start and print which scope each needs, and why.
+    Show {
+        /// The resource's name in the configuration (`[[resources]] name`).
+        name: String,
+    },
 }
 
 /// Whether log lines may carry colour codes: only on a terminal, and never with `NO_COLOR` set
@@ -179,7 +196,11 @@ async fn run(leading: LeadingFlags, command: ServerOrAdmin) -> anyhow::Result<()
         ServerOrAdmin::Server(ServerCommand::Serve(args)) => {
             let server = args.server.clone().with_leading(leading)?;
             let overrides = serve::Overrides { common: &server, serve: &args.serve };
-            let config = config::load(server.config.as_deref(), &overrides)?;
+            let mut config = config::load(server.config.as_deref(), &overrides)?;
+            if let Some(entry) = args.cli_upstream() {
+                config.resources.get_or_insert_with(Vec::new).push(entry);
+                gateway::upstreams(&config)?;
+            }
             init_tracing(&config.log);
             serve::run(config).await
         }
@@ -188,6 +209,12 @@ async fn run(leading: LeadingFlags, command: ServerOrAdmin) -> anyhow::Result<()
             let config = config::load(server.config.as_deref(), &server)?;
             init_tracing("warn");
             setup::migrate(&config).await
+        }
+        ServerOrAdmin::Server(ServerCommand::Resources { command: ResourcesCommand::Show { name }, server }) => {
+            let server = server.with_leading(leading)?;
+            let config = config::load(server.config.as_deref(), &server)?;
+            init_tracing("warn");
+            gateway::show(&config, &name).await
         }
         ServerOrAdmin::Admin(command) => {
             let server = command.server_flags().clone().with_leading(leading)?;

@@ -31,6 +31,32 @@ pub struct ServeArgs {
     pub serve: ServeFlags,
     #[command(flatten)]
     pub server: ServerFlags,
+    /// Serve this Streamable HTTP MCP server behind mandate, at <public URL>/mcp/<--upstream-name>
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    pub upstream: Option<String>,
+    /// The name of the --upstream (or `-- COMMAND`) server: its path and scope prefix
+    #[arg(long, value_name = "NAME", default_value = "upstream")]
+    pub upstream_name: String,
+    /// Serve this stdio MCP server behind mandate (after `--`: the program and its arguments,
+    /// run without a shell, one process per MCP session)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The one-line gateway forms (`--upstream URL`, `-- COMMAND ARGS`) as a `[[resources]]` entry.
+    pub fn cli_upstream(&self) -> Option<crate::gateway::ResourceEntry> {
+        let mut entry = crate::gateway::ResourceEntry { name: self.upstream_name.clone(), ..Default::default() };
+        if let Some(url) = &self.upstream {
+            entry.upstream_url = Some(url.clone());
+        } else if let Some((program, args)) = self.command.split_first() {
+            entry.command = Some(program.clone());
+            entry.args = args.to_vec();
+        } else {
+            return None;
+        }
+        Some(entry)
+    }
 }
 
 #[derive(Args, Serialize, Default, Clone)]
@@ -95,7 +121,26 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // Opening the database can wait (a PostgreSQL migration lock held by another instance): a
     // signal meanwhile stops the start instead of being ignored.
     let setup = async {
-        let (auth, store) = crate::setup::build_with_store(&config).await?;
+        // Each upstream's tools are read first: their scopes are part of the catalogue.
+        let http = mandate_gateway::http_client().context("building the HTTP client for upstreams")?;
+        let upstreams = crate::gateway::upstreams(&config)?;
+        let mut reading = tokio::task::JoinSet::new();
+        for (i, spec) in upstreams.iter().cloned().enumerate() {
+            let http = http.clone();
+            reading.spawn(async move { (i, mandate_gateway::discover(&spec, &http).await) });
+        }
+        let mut found: Vec<Option<mandate_gateway::Discovered>> = upstreams.iter().map(|_| None).collect();
+        while let Some(done) = reading.join_next().await {
+            let (i, d) = done.context("reading an upstream's tools")?;
+            found[i] = Some(d?);
+        }
+        let mut gateways = Vec::new();
+        for (spec, d) in upstreams.iter().zip(&found) {
+            if let Some(d) = d {
+                gateways.push(crate::gateway::with_defaults(&config, spec, d.mapping.resource.clone())?);
+            }
+        }
+        let (auth, store) = crate::setup::build_with_store(&config, gateways).await?;
         // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
         let listening = auth.clone();
         store.listen_for_revocations(move |_event| listening.note_revocation_elsewhere());
@@ -131,11 +176,28 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                     line("MCP endpoint, served elsewhere", &resource.uri),
                 )
             };
-            let mut next = vec![
-                mcp_line,
+            let mut app = app;
+            let mut gateway_lines = Vec::new();
+            for (spec, d) in upstreams.into_iter().zip(found) {
+                let Some(d) = d else { continue };
+                let def =
+                    auth.resources.resolve(Some(&spec.resource)).map_err(|e| anyhow!(e.description.to_string()))?;
+                let settings = McpSettings::in_process(&auth, def, config.mcp_allowed_origins.clone())
+                    .with_shutdown(drain.streams());
+                let what = match &d.error {
+                    None => format!("{} tools", d.mapping.tools.entries().len()),
+                    Some(_) => "tools not read yet: upstream unreachable".to_owned(),
+                };
+                gateway_lines.push(line(&format!("{} ({what})", spec.title), &spec.resource));
+                let (_upstream, router) = mandate_gateway::serve(spec, d, auth.clone(), http.clone(), settings);
+                app = app.merge(router);
+            }
+            let mut next = vec![mcp_line];
+            next.extend(gateway_lines);
+            next.extend([
                 line("what agents may do for you", &format!("{issuer}/account/apps")),
                 line("what they did", &format!("{issuer}/account/activity")),
-            ];
+            ]);
             match password {
                 Some(p) => next.push(format!("demo user: demo / password: {p}")),
                 None if auth.list_users().await?.is_empty() => {

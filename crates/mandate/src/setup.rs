@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use mandate_core::clock::{OsRandom, SystemClock};
 use mandate_core::keys::{KeyEncryptionKey, SigningAlg};
-use mandate_core::scope::ResourceCatalog;
+use mandate_core::scope::{ResourceCatalog, ResourceDef};
 use mandate_core::store::KeyStore;
 use mandate_core::{AuthServer, Dependencies, Settings};
 use mandate_server::GuardedFetcher;
@@ -83,11 +83,21 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// Opens the database and builds the authorization server.
 pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
-    Ok(build_with_store(config).await?.0)
+    // The admin commands do not start upstreams: a gateway resource offers every derived class.
+    let mut gateways = Vec::new();
+    for spec in crate::gateway::upstreams(config)? {
+        let def = mandate_gateway::derive(&spec, None)?.resource;
+        gateways.push(crate::gateway::with_defaults(config, &spec, def)?);
+    }
+    Ok(build_with_store(config, gateways).await?.0)
 }
 
-/// Like [`build`], also returning the store (the demo apps use it directly).
-pub async fn build_with_store(config: &Config) -> anyhow::Result<(Arc<AuthServer>, SqlStore)> {
+/// Like [`build`], also returning the store (the demo apps use it directly); `gateways` are the
+/// gateway resources' catalogue entries (from their upstreams' tools).
+pub async fn build_with_store(
+    config: &Config,
+    gateways: Vec<ResourceDef>,
+) -> anyhow::Result<(Arc<AuthServer>, SqlStore)> {
     let store =
         SqlStore::open(&config.database).await.with_context(|| format!("database {}", redact(&config.database)))?;
     let kek = key_encryption_key(config, &store).await?;
@@ -98,11 +108,13 @@ pub async fn build_with_store(config: &Config) -> anyhow::Result<(Arc<AuthServer
     settings.refresh_grace = config.refresh_grace;
     settings.key_activation_delay = config.key_activation_delay;
     settings.signing_alg = SigningAlg::parse(&config.signing_alg)?;
-    let resources = match (&config.resources, &config.resource_url) {
-        (Some(r), _) => ResourceCatalog::new(r.clone())?,
-        (None, Some(url)) => ResourceCatalog::demo_at(url)?,
-        (None, None) => ResourceCatalog::demo(&issuer)?,
+    let mut resources = match (crate::gateway::plain_resources(config)?, &config.resource_url) {
+        (Some(r), _) => r,
+        (None, Some(url)) => ResourceCatalog::demo_at(url)?.resources().to_vec(),
+        (None, None) => ResourceCatalog::demo(&issuer)?.resources().to_vec(),
     };
+    resources.extend(gateways);
+    let resources = ResourceCatalog::new(resources)?;
     let fetcher = GuardedFetcher::new(settings.fetch_policy).context("building the HTTP client")?;
     let deps = Dependencies {
         store: Arc::new(store.clone()),

@@ -110,6 +110,9 @@ fn sentence(auth: &AuthServer, e: &AuditEvent, app: Part) -> Option<(Vec<Part>, 
     let what = detail.split_once(": ").map_or(detail, |(_, w)| w);
     Some(match (e.kind.as_str(), e.outcome.as_str()) {
         ("tool.call", "success") => (vec![app, text(" "), Part::Said(what.to_owned()), text(" for you")], "agent"),
+        ("tool.call", "failure") => {
+            (vec![app, text(" tried to "), Part::Said(what.to_owned()), text(" for you; it failed")], "agent")
+        }
         ("tool.call", "refused") => {
             let needs = what.split_once("needs ").map_or("", |(_, n)| n);
             let allowed = describe(auth, needs);

@@ -1,0 +1,403 @@
+//! The downstream side of the relay: one per MCP session (rmcp's Streamable HTTP service makes
+//! one per session). `initialize` opens the upstream connection for the person; every other
+//! request is forwarded as it came, its `_meta` and progress token included, with a timeout
+//! and the client's cancellation passed on. `tools/list` results gain each tool's scopes; each
+//! `tools/call` lands in the trail as the agent's action for the person.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mandate_core::service::AuditDraft;
+use mandate_guard::Principal;
+use mandate_mcp::SCOPES_META_KEY;
+use rmcp::ServerHandler;
+#[allow(deprecated)] // logging/setLevel: still relayed for the servers that have it
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CancelledNotification, CancelledNotificationParam, ClientConfig,
+    ClientNotification, ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest,
+    CustomResult, ErrorCode, ErrorData, GetPromptRequestParams, GetPromptResponse, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Request, ServerConfig,
+    ServerResult, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, RoleServer};
+use serde_json::json;
+
+use crate::routes::Downstream;
+use crate::upstream::{Link, Upstream, gateway_error};
+
+static SESSION_KEYS: AtomicU64 = AtomicU64::new(1);
+
+/// Protocol versions offered downstream: those with `initialize` (a session per client), which
+/// the relay needs to open the upstream for the person.
+const VERSIONS: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2024_11_05,
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+];
+
+struct Attached {
+    link: Arc<Link>,
+    info: ClientConfig,
+    downstream: Downstream,
+    person: String,
+    /// The client already got an error saying the connection was lost (a request in flight when
+    /// it ended): the restart then needs no second one.
+    loss_reported: bool,
+}
+
+/// One downstream MCP session relayed to the upstream.
+pub struct Relay {
+    upstream: Arc<Upstream>,
+    key: u64,
+    session: tokio::sync::Mutex<Option<Attached>>,
+}
+
+fn principal(extensions: &rmcp::model::Extensions) -> Option<Principal> {
+    extensions.get::<http::request::Parts>().and_then(|p| p.extensions.get::<Principal>()).cloned()
+}
+
+impl Relay {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self { upstream, key: SESSION_KEYS.fetch_add(1, Ordering::Relaxed), session: tokio::sync::Mutex::new(None) }
+    }
+
+    async fn initialize(
+        &self,
+        info: ClientConfig,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        let person = principal(&ctx.extensions)
+            .ok_or_else(|| gateway_error("no authenticated caller (is the gateway mounted behind the guard?)"))?
+            .subject;
+        let downstream = Downstream { key: self.key, peer: ctx.peer.clone() };
+        let link = self.upstream.link_for(&info, &person).await?;
+        link.routes.attach(downstream.clone()).await;
+        let peer = link
+            .service
+            .peer()
+            .peer_info()
+            .ok_or_else(|| gateway_error("the upstream server did not say who it is"))?;
+        *self.session.lock().await = Some(Attached { link, info, downstream, person, loss_reported: false });
+        let mut result = InitializeResult::new(peer.capabilities.clone());
+        result.protocol_version = peer.protocol_version.clone();
+        result.instructions = peer.instructions.clone();
+        result.meta = peer.meta.clone();
+        if let Some(i) = &peer.server_info {
+            result.server_info = i.clone();
+        }
+        Ok(result)
+    }
+
+    /// The session's connection; a closed one (the process died) is replaced first, with the
+    /// same `initialize` (the upstream's state for this session is gone).
+    async fn link(&self) -> Result<(Arc<Link>, Downstream), ErrorData> {
+        let mut slot = self.session.lock().await;
+        let a = slot
+            .as_mut()
+            .ok_or_else(|| ErrorData::new(ErrorCode::INVALID_REQUEST, "the session is not initialized", None))?;
+        if a.link.is_closed() {
+            // Started again at once, but this request fails: the client must learn that what
+            // the server held for its session (open files, subscriptions, state) is gone.
+            tracing::warn!(upstream = %self.upstream.spec.name, pid = a.link.pid, "the upstream connection ended: starting it again");
+            let link = self.upstream.link_for(&a.info, &a.person).await?;
+            link.routes.attach(a.downstream.clone()).await;
+            a.link = link;
+            if std::mem::take(&mut a.loss_reported) {
+                return Ok((a.link.clone(), a.downstream.clone()));
+            }
+            return Err(gateway_error(format!(
+                "the {} server had stopped and was started again; what it held for this session is lost. Retry the request.",
+                self.upstream.spec.name
+            )));
+        }
+        Ok((a.link.clone(), a.downstream.clone()))
+    }
+
+    async fn forward(
+        &self,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let (link, downstream) = self.link().await?;
+        let peer = link.service.peer().clone();
+        let options = PeerRequestOptions::no_options().with_meta(ctx.meta.clone());
+        let client_token = ctx.meta.get_progress_token();
+        let handle = {
+            let mut sending = link.routes.sending().await;
+            let handle = peer.send_request_with_option(request, options).await.map_err(|_| stopped(&self.upstream))?;
+            sending.record(handle.id.clone(), handle.progress_token.clone(), &downstream, ctx.id.clone(), client_token);
+            handle
+        };
+        let (upstream_id, token) = (handle.id.clone(), handle.progress_token.clone());
+        let limit = self.upstream.spec.limits.request_timeout;
+        let mut lost = false;
+        let outcome = tokio::select! {
+            r = handle.await_response() => r.map_err(|e| match e {
+                rmcp::ServiceError::McpError(e) => e,
+                rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_) => {
+                    lost = true;
+                    stopped(&self.upstream)
+                }
+                other => gateway_error(format!("the {} server failed: {other}", self.upstream.spec.name)),
+            }),
+            () = ctx.ct.cancelled() => {
+                cancel_upstream(&peer, upstream_id.clone(), "cancelled by the client").await;
+                Err(gateway_error("cancelled"))
+            }
+            () = tokio::time::sleep(limit) => {
+                cancel_upstream(&peer, upstream_id.clone(), "the gateway's timeout").await;
+                Err(gateway_error(format!(
+                    "the {} server did not answer within {} s (request_timeout)",
+                    self.upstream.spec.name,
+                    limit.as_secs()
+                )))
+            }
+        };
+        link.routes.finished(&upstream_id, &token).await;
+        if lost && let Some(a) = self.session.lock().await.as_mut() {
+            a.loss_reported = true;
+        }
+        outcome
+    }
+
+    /// Adds each tool's scopes to a `tools/list` result (`_meta`), learning tools seen for the
+    /// first time.
+    fn annotate(&self, result: &mut rmcp::model::ListToolsResult) {
+        let Ok(mut mapping) = self.upstream.mapping.lock() else { return };
+        let mut labels = self.upstream.labels.lock().ok();
+        for tool in &mut result.tools {
+            let scopes = mapping.scopes_for(&tool.name);
+            let meta = tool.meta.get_or_insert_with(Default::default);
+            meta.0.insert(SCOPES_META_KEY.to_owned(), json!(scopes));
+            if let Some(labels) = labels.as_mut() {
+                let label = tool
+                    .title
+                    .clone()
+                    .or_else(|| tool.annotations.as_ref().and_then(|a| a.title.clone()))
+                    .unwrap_or_else(|| tool.name.to_string());
+                labels.insert(tool.name.to_string(), label);
+            }
+        }
+    }
+
+    /// Passes a client notification on (roots changed, custom ones).
+    async fn notify(&self, notification: ClientNotification) {
+        if let Ok((link, _)) = self.link().await {
+            let _ = link.service.peer().send_notification(notification).await;
+        }
+    }
+
+    async fn record(&self, ctx: &RequestContext<RoleServer>, tool: &str, outcome: &Result<ServerResult, ErrorData>) {
+        let Some(p) = principal(&ctx.extensions) else { return };
+        let label =
+            self.upstream.labels.lock().ok().and_then(|l| l.get(tool).cloned()).unwrap_or_else(|| tool.to_owned());
+        let on = &self.upstream.spec.title;
+        let (kind, detail) = match outcome {
+            Ok(ServerResult::CallToolResult(r)) if r.is_error == Some(true) => {
+                ("success", format!("{tool}: used {label} on {on}, which reported an error"))
+            }
+            Ok(_) => ("success", format!("{tool}: used {label} on {on}")),
+            Err(_) => ("failure", format!("{tool}: use {label} on {on}")),
+        };
+        self.upstream
+            .auth
+            .audit(AuditDraft {
+                kind: "tool.call",
+                outcome: kind,
+                user: Some(&p.subject),
+                client: Some(&p.client_id),
+                grant: p.grant_id.as_deref(),
+                detail: Some(detail),
+            })
+            .await;
+    }
+}
+
+fn stopped(upstream: &Upstream) -> ErrorData {
+    gateway_error(format!(
+        "the {} server stopped; what it held for this session is lost. The next request starts it again.",
+        upstream.spec.name
+    ))
+}
+
+async fn cancel_upstream(peer: &rmcp::Peer<rmcp::service::RoleClient>, id: rmcp::model::RequestId, reason: &str) {
+    let n = CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
+    let _ = peer.send_notification(n.into()).await;
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The connection (and a session's process) goes with the last reference to it; a
+        // shared one only forgets this client.
+        if let Some(a) = self.session.get_mut().take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let key = self.key;
+            rt.spawn(async move { a.link.routes.detach(key).await });
+        }
+    }
+}
+
+/// The upstream answered with a result of another kind than the request asked for.
+fn unexpected() -> ErrorData {
+    gateway_error("the upstream server answered with an unexpected result")
+}
+
+macro_rules! relay {
+    ($self:ident, $ctx:ident, $request:expr, $variant:ident) => {
+        match $self.forward($request, &$ctx).await? {
+            ServerResult::$variant(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    };
+}
+
+fn optional<M: Default, P>(params: Option<P>) -> rmcp::model::RequestOptionalParam<M, P> {
+    rmcp::model::RequestOptionalParam { method: M::default(), params, extensions: Default::default() }
+}
+
+impl ServerHandler for Relay {
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        self.initialize(request, &context).await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        relay!(self, context, ClientRequest::CompleteRequest(Request::new(request)), CompleteResult)
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        relay!(self, context, ClientRequest::SetLevelRequest(Request::new(request)), EmptyResult).map(|_| ())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        relay!(self, context, ClientRequest::GetPromptRequest(Request::new(request)), GetPromptResult).map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        relay!(self, context, ClientRequest::ListPromptsRequest(optional(request)), ListPromptsResult)
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        relay!(self, context, ClientRequest::ListResourcesRequest(optional(request)), ListResourcesResult)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        relay!(
+            self,
+            context,
+            ClientRequest::ListResourceTemplatesRequest(optional(request)),
+            ListResourceTemplatesResult
+        )
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        relay!(self, context, ClientRequest::ReadResourceRequest(Request::new(request)), ReadResourceResult)
+            .map(Into::into)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        relay!(self, context, ClientRequest::SubscribeRequest(Request::new(request)), EmptyResult).map(|_| ())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        relay!(self, context, ClientRequest::UnsubscribeRequest(Request::new(request)), EmptyResult).map(|_| ())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tool = request.name.to_string();
+        let outcome = self.forward(ClientRequest::CallToolRequest(Request::new(request)), &context).await;
+        self.record(&context, &tool, &outcome).await;
+        match outcome? {
+            ServerResult::CallToolResult(r) => Ok(r.into()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut list = relay!(self, context, ClientRequest::ListToolsRequest(optional(request)), ListToolsResult)?;
+        self.annotate(&mut list);
+        Ok(list)
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        relay!(self, context, ClientRequest::CustomRequest(request), CustomResult)
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        self.notify(ClientNotification::RootsListChangedNotification(Default::default())).await;
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        self.notify(ClientNotification::CustomNotification(notification)).await;
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::default()
+    }
+
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(VERSIONS)
+    }
+}

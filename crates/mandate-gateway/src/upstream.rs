@@ -1,0 +1,200 @@
+//! One upstream server at run time: how to reach it (spawn or connect, then `initialize`), its
+//! scope mapping as it evolves, its process limits, and its last known health.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use mandate_core::AuthServer;
+use process_wrap::tokio::{CommandWrap, KillOnDrop, ProcessGroup};
+use rmcp::ServiceExt;
+use rmcp::model::{ClientConfig, ErrorCode, ErrorData};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::forward::Forwarder;
+use crate::processes::{Permit, Processes};
+use crate::routes::Routes;
+use crate::scopes::ScopeMapping;
+use crate::spec::{Isolation, Target, UpstreamSpec};
+
+/// Variables a spawned server keeps from mandate's environment (everything else is cleared:
+/// mandate's own secrets never reach it); `env` in the configuration adds to them.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM"];
+
+/// A live connection to the upstream (one `initialize`d MCP session; for stdio, one process).
+pub(crate) struct Link {
+    pub service: RunningService<RoleClient, Forwarder>,
+    pub routes: Arc<Routes>,
+    pub pid: Option<u32>,
+    _permit: Option<Permit>,
+}
+
+impl Link {
+    /// The connection ended: the process exited, the HTTP session failed, or it was closed.
+    pub fn is_closed(&self) -> bool {
+        self.service.is_closed() || self.service.peer().is_transport_closed()
+    }
+}
+
+/// An upstream server as the gateway runs it.
+pub struct Upstream {
+    pub spec: UpstreamSpec,
+    pub(crate) auth: Arc<AuthServer>,
+    pub(crate) mapping: Mutex<ScopeMapping>,
+    /// Tool name → what people read (its title), for the trail.
+    pub(crate) labels: Mutex<HashMap<String, String>>,
+    processes: Processes,
+    http: reqwest::Client,
+    shared: tokio::sync::Mutex<Option<Arc<Link>>>,
+    /// The last failure to reach it, for `/readyz` (cleared by a success).
+    last_error: Mutex<Option<String>>,
+}
+
+pub(crate) fn gateway_error(message: impl Into<String>) -> ErrorData {
+    ErrorData::new(ErrorCode::INTERNAL_ERROR, message.into(), None)
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        spec: UpstreamSpec,
+        mapping: ScopeMapping,
+        labels: HashMap<String, String>,
+        auth: Arc<AuthServer>,
+        http: reqwest::Client,
+    ) -> Self {
+        let processes = Processes::new(spec.limits.max_processes, spec.limits.max_processes_per_person);
+        Self {
+            spec,
+            auth,
+            mapping: Mutex::new(mapping),
+            labels: Mutex::new(labels),
+            processes,
+            http,
+            shared: tokio::sync::Mutex::new(None),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Stdio processes running now.
+    pub fn processes_running(&self) -> usize {
+        self.processes.running()
+    }
+
+    /// `None` when the last attempt to reach the upstream worked (or none was made yet).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn note(&self, outcome: Result<(), String>) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = outcome.err();
+        }
+    }
+
+    /// A connection for one downstream session: a new one (a new process for stdio in session
+    /// isolation), or the shared process.
+    pub(crate) async fn link_for(&self, info: &ClientConfig, person: &str) -> Result<Arc<Link>, ErrorData> {
+        let shared = matches!(self.spec.target, Target::Stdio { isolation: Isolation::Shared, .. });
+        if !shared {
+            return self.open(info.clone(), Some(person), Arc::default()).await.map(Arc::new);
+        }
+        let mut slot = self.shared.lock().await;
+        if let Some(l) = slot.as_ref().filter(|l| !l.is_closed()) {
+            return Ok(l.clone());
+        }
+        let link = Arc::new(self.open(info.clone(), None, Arc::default()).await?);
+        *slot = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Spawns or connects, then `initialize`s with `info` (the downstream client's own, so an
+    /// upstream sees its capabilities), within the start timeout.
+    pub(crate) async fn open(
+        &self,
+        info: ClientConfig,
+        person: Option<&str>,
+        routes: Arc<Routes>,
+    ) -> Result<Link, ErrorData> {
+        let permit = match &self.spec.target {
+            Target::Stdio { .. } => {
+                Some(self.processes.acquire(person.unwrap_or("")).map_err(|e| gateway_error(e.to_string()))?)
+            }
+            Target::Http { .. } => None,
+        };
+        let outcome = connect(&self.spec, &self.http, info, routes, permit).await;
+        self.note(outcome.as_ref().map(|_| ()).map_err(|e| e.message.to_string()));
+        outcome
+    }
+}
+
+/// Spawns or connects to the upstream of `spec`, then `initialize`s with `info`, within the
+/// start timeout.
+pub(crate) async fn connect(
+    spec: &UpstreamSpec,
+    http: &reqwest::Client,
+    info: ClientConfig,
+    routes: Arc<Routes>,
+    permit: Option<Permit>,
+) -> Result<Link, ErrorData> {
+    let name = &spec.name;
+    let forwarder = Forwarder { routes: routes.clone(), info };
+    let within = spec.limits.start_timeout;
+    let late = || gateway_error(format!("the {name} server did not start within {} s", within.as_secs()));
+    match &spec.target {
+        Target::Stdio { command, args, env, .. } => {
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args).env_clear();
+            for key in INHERITED_ENV {
+                if let Some(v) = std::env::var_os(key) {
+                    cmd.env(key, v);
+                }
+            }
+            cmd.envs(env);
+            let mut wrap = CommandWrap::from(cmd);
+            // Its own process group, killed as one: `npx` → `sh` → `node` trees leave nothing.
+            wrap.wrap(ProcessGroup::leader()).wrap(KillOnDrop);
+            let (child, stderr) = TokioChildProcess::builder(wrap).stderr(Stdio::piped()).spawn().map_err(|e| {
+                tracing::error!(upstream = %name, %command, error = %e, "cannot start the upstream server");
+                gateway_error(format!("the {name} server could not be started"))
+            })?;
+            let pid = child.id();
+            if let Some(stderr) = stderr {
+                let upstream = name.clone();
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::info!(upstream = %upstream, pid, "{line}");
+                    }
+                });
+            }
+            tracing::info!(upstream = %name, pid, "started the upstream server");
+            let service =
+                tokio::time::timeout(within, forwarder.serve(child)).await.map_err(|_| late())?.map_err(|e| {
+                    tracing::warn!(upstream = %name, error = %e, "the upstream server failed to initialize");
+                    gateway_error(format!("the {name} server did not initialize"))
+                })?;
+            Ok(Link { service, routes, pid, _permit: permit })
+        }
+        Target::Http { url, headers } => {
+            let mut custom = HashMap::new();
+            for (k, v) in headers {
+                let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str()))
+                else {
+                    return Err(gateway_error(format!("the {name} upstream header {k} is not a valid header")));
+                };
+                custom.insert(k, v);
+            }
+            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
+            let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+            let service =
+                tokio::time::timeout(within, forwarder.serve(transport)).await.map_err(|_| late())?.map_err(|e| {
+                    tracing::warn!(upstream = %name, %url, error = %e, "the upstream server is unreachable");
+                    gateway_error(format!("the {name} server is unreachable"))
+                })?;
+            Ok(Link { service, routes, pid: None, _permit: permit })
+        }
+    }
+}
