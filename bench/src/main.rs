@@ -8,11 +8,16 @@
 //! - `login`: a storm of password logins (argon2id) while a probe measures /.well-known latency,
 //!   showing that password hashing does not block the async runtime.
 //! - `mcp`: `tools/call` with auth on and auth off on the same server, in interleaved rounds.
+//! - `gateway`: `tools/call` on a real third-party MCP server (server-everything, Node) through
+//!   mandate's gateway and directly, in interleaved rounds; skipped when Node or the server is
+//!   not installed (e2e/node_modules).
 #![allow(clippy::print_stdout)]
 
+mod gateway;
 mod mcp;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +36,7 @@ const PASSWORD: &str = "bench password 1";
 
 #[derive(Parser)]
 struct Args {
-    /// refresh, code, login or all.
+    /// refresh, code, mcp, gateway, login or all.
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Concurrent workers.
@@ -49,15 +54,38 @@ struct Args {
     /// An empty database to run on (e.g. postgres://…/bench); default: a fresh SQLite file.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    /// gateway: interleaved rounds per side (direct, gateway, gateway, direct, ...).
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    /// gateway: the Node 22 binary (default: e2e/node_modules/.bin/node, else `node` on PATH).
+    #[arg(long, value_name = "PATH")]
+    node: Option<PathBuf>,
+    /// gateway: do not pin (by default, with taskset and two CPUs, the upstream runs on one CPU
+    /// and this process, load generator and gateway, on the other).
+    #[arg(long)]
+    no_pin: bool,
 }
 
 struct Target {
     base: String,
     http: reqwest::Client,
+    /// The gateway's resource URL, when an upstream is served (`<base>/mcp/everything`).
+    gateway: Option<String>,
     _dir: tempfile::TempDir,
 }
 
-async fn start(database: Option<&str>) -> anyhow::Result<Target> {
+/// What a token is for: its scope, and its resource (none: the default one, the demo apps).
+#[derive(Clone, Copy)]
+struct Access<'a> {
+    scope: &'a str,
+    resource: Option<&'a str>,
+}
+
+const DEMO: Access<'static> = Access { scope: "customers.read", resource: None };
+
+/// Starts the server; with `upstream` (a Streamable HTTP MCP server's URL), also serves it
+/// through the gateway at `<base>/mcp/everything`, its resource in the catalogue.
+async fn start(database: Option<&str>, upstream: Option<&str>) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
     let url = match database {
         Some(u) => u.to_owned(),
@@ -67,6 +95,12 @@ async fn start(database: Option<&str>) -> anyhow::Result<Target> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let settings = Settings::new(&base);
+    let upstream = match upstream {
+        Some(url) => Some(gateway::discover(&base, url).await?),
+        None => None,
+    };
+    let mut resources = ResourceCatalog::demo(&base)?.resources().to_vec();
+    resources.extend(upstream.as_ref().map(|u| u.discovered.mapping.resource.clone()));
     let demo: Arc<dyn mandate_core::demo::DemoStore> = Arc::new(store.clone());
     let deps = Dependencies {
         store: Arc::new(store),
@@ -75,9 +109,10 @@ async fn start(database: Option<&str>) -> anyhow::Result<Target> {
         kek: KeyEncryptionKey::generate(&OsRandom),
         documents: Arc::new(GuardedFetcher::new(settings.fetch_policy)?),
     };
-    let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::demo(&base)?, deps).await?);
+    let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::new(resources)?, deps).await?);
     for i in 0..64 {
-        // user2's session is also the fixed caller of the unguarded endpoint (see `mcp`).
+        // user2 is also the fixed caller of the unguarded endpoint (see `mcp`); user3 calls the
+        // gateway.
         auth.add_user(&format!("user{i}"), PASSWORD.into()).await?;
     }
     // Bench traffic comes from one address: lift the per-IP limits for it.
@@ -88,15 +123,19 @@ async fn start(database: Option<&str>) -> anyhow::Result<Target> {
     let guarded = mandate_mcp::router(settings, auth.clone(), demo.clone());
     let bench_user = auth.store().user_by_name("user2").await?.context("bench user")?;
     let open = mcp::open_router(auth.clone(), demo.clone(), vec![host], mcp::caller(&bench_user.id, "bench-open"));
-    let app =
-        router(auth, Some(demo), limits).merge(guarded).merge(open).into_make_service_with_connect_info::<SocketAddr>();
+    let gateway = upstream.as_ref().map(|u| u.spec.resource.clone());
+    let mut app = router(auth.clone(), Some(demo), limits).merge(guarded).merge(open);
+    if let Some(u) = upstream {
+        app = app.merge(gateway::router(u, &auth)?);
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build()?;
-    Ok(Target { base, http, _dir: dir })
+    Ok(Target { base, http, gateway, _dir: dir })
 }
 
 fn hidden(html: &str, name: &str) -> Option<String> {
@@ -150,31 +189,33 @@ impl Target {
         Ok((r.status(), session))
     }
 
-    fn authorize_url(&self, client: &str, challenge: &str) -> String {
-        let q = form_urlencoded::Serializer::new(String::new())
-            .append_pair("response_type", "code")
+    fn authorize_url(&self, client: &str, challenge: &str, access: Access<'_>) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("response_type", "code")
             .append_pair("client_id", client)
             .append_pair("redirect_uri", CB)
             .append_pair("code_challenge", challenge)
             .append_pair("code_challenge_method", "S256")
-            .append_pair("scope", "customers.read")
-            .append_pair("state", "s")
-            .finish();
-        format!("{}/authorize?{q}", self.base)
+            .append_pair("scope", access.scope)
+            .append_pair("state", "s");
+        if let Some(r) = access.resource {
+            q.append_pair("resource", r);
+        }
+        format!("{}/authorize?{}", self.base, q.finish())
     }
 
-    async fn session(&self, user: &str, client: &str) -> anyhow::Result<Session> {
+    async fn session(&self, user: &str, client: &str, access: Access<'_>) -> anyhow::Result<Session> {
         let (_, cookie) = self.login(user).await?;
         let cookie = cookie.context("login failed")?;
         let challenge = mandate_core::pkce::s256(&"v".repeat(43));
-        let r = self.http.get(self.authorize_url(client, &challenge)).header("cookie", &cookie).send().await?;
+        let r = self.http.get(self.authorize_url(client, &challenge, access)).header("cookie", &cookie).send().await?;
         let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).context("no redirect")?.to_owned();
         let page = self.http.get(format!("{}{loc}", self.base)).header("cookie", &cookie).send().await?.text().await?;
         let form = [
             ("csrf", hidden(&page, "csrf").context("csrf")?),
             ("request", hidden(&page, "request").context("request")?),
             ("action", "allow".into()),
-            ("scope", "customers.read".into()),
+            ("scope", access.scope.into()),
         ];
         self.http
             .post(format!("{}/consent", self.base))
@@ -187,12 +228,22 @@ impl Target {
     }
 
     /// One code through /authorize with remembered consent; returns (code, verifier).
-    async fn code(&self, s: &Session, client: &str) -> anyhow::Result<(String, String)> {
+    async fn code(&self, s: &Session, client: &str, access: Access<'_>) -> anyhow::Result<(String, String)> {
         let verifier = mandate_core::secret::random_token(&OsRandom);
         let challenge = mandate_core::pkce::s256(&verifier);
-        let r = self.http.get(self.authorize_url(client, &challenge)).header("cookie", &s.cookie).send().await?;
+        let r =
+            self.http.get(self.authorize_url(client, &challenge, access)).header("cookie", &s.cookie).send().await?;
         let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).context("no redirect")?;
         Ok((param(loc, "code").context("no code")?, verifier))
+    }
+
+    /// An access token for `user` through the whole flow: registration, sign-in, consent,
+    /// code, redemption.
+    async fn access_token(&self, user: &str, access: Access<'_>) -> anyhow::Result<String> {
+        let client = self.register().await?;
+        let s = self.session(user, &client, access).await?;
+        let (code, v) = self.code(&s, &client, access).await?;
+        Ok(self.redeem(&client, &code, &v).await?["access_token"].as_str().context("no token")?.to_owned())
     }
 
     async fn redeem(&self, client: &str, code: &str, verifier: &str) -> anyhow::Result<Value> {
@@ -223,39 +274,39 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn print(&mut self) {
+    /// The `p` quantile in ms (sorts the latencies).
+    pub(crate) fn percentile(&mut self, p: f64) -> f64 {
         self.latencies.sort();
         let n = self.latencies.len();
-        let pct = |p: f64| {
-            self.latencies
-                .get(((n as f64 * p) as usize).min(n.saturating_sub(1)))
-                .map(|d| d.as_secs_f64() * 1000.0)
-                .unwrap_or(0.0)
-        };
-        let rps = n as f64 / self.elapsed.as_secs_f64();
+        self.latencies.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// Successful requests per second.
+    pub(crate) fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&mut self) {
+        let n = self.latencies.len();
+        let rps = self.rate();
+        let [p50, p90, p99, max] = [0.5, 0.9, 0.99, 1.0].map(|p| self.percentile(p));
         println!(
-            "{:<26} ok={n:<6} errors={:<4} {:>8.0} req/s  p50={:>6.2}ms p90={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms",
-            self.name,
-            self.errors,
-            rps,
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            pct(1.0)
+            "{:<26} ok={n:<6} errors={:<4} {:>8.0} req/s  p50={p50:>6.2}ms p90={p90:>6.2}ms p99={p99:>6.2}ms max={max:>7.2}ms",
+            self.name, self.errors, rps,
         );
         println!(
             "{}",
-            json!({"scenario": self.name, "ok": n, "errors": self.errors, "rps": rps, "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "max_ms": pct(1.0)})
+            json!({"scenario": self.name, "ok": n, "errors": self.errors, "rps": rps, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max})
         );
     }
 }
 
 async fn refresh_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Stats> {
     let client = t.register().await?;
-    let s = t.session("user0", &client).await?;
+    let s = t.session("user0", &client, DEMO).await?;
     let mut tokens = Vec::new();
     for _ in 0..a.concurrency {
-        let (code, v) = t.code(&s, &client).await?;
+        let (code, v) = t.code(&s, &client, DEMO).await?;
         tokens.push(
             t.redeem(&client, &code, &v).await?["refresh_token"].as_str().context("no refresh token")?.to_owned(),
         );
@@ -311,7 +362,7 @@ async fn refresh_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Stats> {
 
 async fn code_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Vec<Stats>> {
     let client = t.register().await?;
-    let s = Arc::new(t.session("user1", &client).await?);
+    let s = Arc::new(t.session("user1", &client, DEMO).await?);
     // Codes live 60 s: issue a batch that can be redeemed well inside that.
     let n = a.requests.min(3000);
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
@@ -327,7 +378,7 @@ async fn code_scenario(t: Arc<Target>, a: &Args) -> anyhow::Result<Vec<Stats>> {
                     break;
                 }
                 let t0 = Instant::now();
-                match t.code(&s, &client).await {
+                match t.code(&s, &client, DEMO).await {
                     Ok(c) => {
                         lat.push(t0.elapsed());
                         codes.push(c);
@@ -437,11 +488,18 @@ async fn main() -> anyhow::Result<()> {
         a.concurrency = 2;
         a.requests = 40;
         a.seconds = 10;
+        a.rounds = 2;
     }
     if a.concurrency == 0 || a.requests < a.concurrency {
         bail!("--requests must be at least --concurrency, and --concurrency at least 1");
     }
-    let t = Arc::new(start(a.database.as_deref()).await?);
+    // The gateway's upstream runs before the server starts: its tools are part of the catalogue.
+    let upstream = if matches!(a.scenario.as_str(), "gateway" | "all") {
+        gateway::launch(a.node.as_deref(), !a.no_pin).await?
+    } else {
+        Err("not asked for".to_owned())
+    };
+    let t = Arc::new(start(a.database.as_deref(), upstream.as_ref().ok().map(|u| u.url.as_str())).await?);
     println!(
         "mandate-load: {} workers, at most {} requests and {} s per scenario, target {}",
         a.concurrency, a.requests, a.seconds, t.base
@@ -458,16 +516,71 @@ async fn main() -> anyhow::Result<()> {
         code_scenario(t.clone(), &a).await?.into_iter().for_each(&mut report);
     }
     if matches!(a.scenario.as_str(), "mcp" | "all") {
-        let client = t.register().await?;
-        let s = t.session("user2", &client).await?;
-        let (code, v) = t.code(&s, &client).await?;
-        let token = t.redeem(&client, &code, &v).await?["access_token"].as_str().context("no token")?.to_owned();
+        let token = t.access_token("user2", DEMO).await?;
         let (off, on) = mcp::compare(&t.base, &token, a.concurrency, a.requests, a.seconds).await?;
-        let ratio = (off.latencies.len() as f64 / off.elapsed.as_secs_f64())
-            / (on.latencies.len() as f64 / on.elapsed.as_secs_f64());
+        let ratio = off.rate() / on.rate();
         report(off);
         report(on);
         println!("auth overhead: throughput off/on = {ratio:.3} ({:+.1}%)", (ratio - 1.0) * 100.0);
+    }
+    if matches!(a.scenario.as_str(), "gateway" | "all") {
+        match (upstream, &t.gateway) {
+            (Ok(u), Some(resource)) => {
+                let token = t.access_token("user3", Access { scope: gateway::SCOPE, resource: Some(resource) }).await?;
+                println!(
+                    "gateway: server-everything (Node {}) at {}, through {resource}; {}; {} rounds per side",
+                    u.node_version,
+                    u.url,
+                    u.pin.as_ref().map_or_else(|| "not pinned".to_owned(), gateway::Pin::describe),
+                    a.rounds.max(1)
+                );
+                let mut c = gateway::compare(&u, resource, &token, &a).await?;
+                let pinned = u.pin.is_some();
+                u.stop().await;
+                let (p50, p90, p99) = (
+                    [&mut c.direct, &mut c.gateway].map(|s| s.percentile(0.5)),
+                    [&mut c.direct, &mut c.gateway].map(|s| s.percentile(0.9)),
+                    [&mut c.direct, &mut c.gateway].map(|s| s.percentile(0.99)),
+                );
+                let ratio = c.gateway.rate() / c.direct.rate();
+                let (n_direct, n_gateway) = (c.direct.latencies.len(), c.gateway.latencies.len());
+                let cpu = [
+                    c.per_call(c.direct_cpu.own, n_direct),
+                    c.per_call(c.gateway_cpu.own, n_gateway),
+                    c.per_call(c.direct_cpu.upstream, n_direct),
+                    c.per_call(c.gateway_cpu.upstream, n_gateway),
+                ];
+                let gateway::Comparison { direct, gateway, .. } = c;
+                report(direct);
+                report(gateway);
+                println!(
+                    "gateway overhead: p50 {:+.3} ms ({:.2} -> {:.2}), p90 {:+.3} ms, p99 {:+.3} ms; throughput gateway/direct = {ratio:.3}",
+                    p50[1] - p50[0],
+                    p50[0],
+                    p50[1],
+                    p90[1] - p90[0],
+                    p99[1] - p99[0],
+                );
+                println!(
+                    "cpu per call: this process {:.0} µs direct (load generator) -> {:.0} µs gateway (load generator + gateway): gateway {:.0} µs; upstream {:.0} -> {:.0} µs",
+                    cpu[0],
+                    cpu[1],
+                    cpu[1] - cpu[0],
+                    cpu[2],
+                    cpu[3]
+                );
+                println!(
+                    "{}",
+                    json!({"scenario": "gateway overhead", "added_p50_ms": p50[1] - p50[0], "added_p90_ms": p90[1] - p90[0],
+                           "added_p99_ms": p99[1] - p99[0], "throughput_ratio": ratio,
+                           "cpu_us_per_call": {"own_direct": cpu[0], "own_gateway": cpu[1], "gateway": cpu[1] - cpu[0],
+                                               "upstream_direct": cpu[2], "upstream_gateway": cpu[3]},
+                           "pinned": pinned})
+                );
+            }
+            (Err(why), _) => println!("gateway: skipped: {why}"),
+            (Ok(_), None) => bail!("the gateway is not served"),
+        }
     }
     if matches!(a.scenario.as_str(), "login" | "all") {
         login_scenario(t.clone(), &a).await?.into_iter().for_each(&mut report);

@@ -41,12 +41,26 @@ pub fn caller(subject: &str, client_id: &str) -> Principal {
     }
 }
 
-struct Session {
+/// One MCP session (initialized once) that calls one tool over and over.
+pub(crate) struct Session {
     http: reqwest::Client,
     url: String,
     token: Option<String>,
     session: String,
     protocol: String,
+    call: Arc<Call>,
+}
+
+/// The `tools/call` a session repeats, and how to tell its answer is right.
+pub(crate) struct Call {
+    pub(crate) tool: &'static str,
+    pub(crate) arguments: Value,
+    pub(crate) ok: fn(&Value) -> bool,
+}
+
+/// The demo apps' `list_customers`: a read plus an audit-trail insert.
+fn list_customers() -> Arc<Call> {
+    Arc::new(Call { tool: "list_customers", arguments: json!({}), ok: |r| r["isError"] == json!(false) })
 }
 
 fn data(body: &str) -> Option<Value> {
@@ -60,7 +74,12 @@ fn data(body: &str) -> Option<Value> {
 }
 
 impl Session {
-    async fn open(http: &reqwest::Client, url: String, token: Option<String>) -> anyhow::Result<Self> {
+    pub(crate) async fn open(
+        http: &reqwest::Client,
+        url: String,
+        token: Option<String>,
+        call: Arc<Call>,
+    ) -> anyhow::Result<Self> {
         let mut req = http
             .post(&url)
             .header("accept", "application/json, text/event-stream")
@@ -76,7 +95,7 @@ impl Session {
         let protocol = data(&body)
             .and_then(|v| v["result"]["protocolVersion"].as_str().map(str::to_owned))
             .context("initialize failed")?;
-        let s = Self { http: http.clone(), url, token, session, protocol };
+        let s = Self { http: http.clone(), url, token, session, protocol, call };
         s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
         Ok(s)
     }
@@ -98,14 +117,18 @@ impl Session {
     }
 
     async fn call(&self, id: u64) -> anyhow::Result<()> {
-        let body = self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "list_customers", "arguments": {}}})).await?;
+        let (tool, arguments) = (self.call.tool, &self.call.arguments);
+        let body = self
+            .send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}))
+            .await?;
         let v = data(&body).context("no response")?;
-        anyhow::ensure!(v["result"]["isError"] == json!(false), "tool error: {v}");
+        anyhow::ensure!((self.call.ok)(&v["result"]), "tool error: {v}");
         Ok(())
     }
 }
 
-async fn round(
+/// Every session calls its tool `per_worker` times (or until `deadline`), all concurrently.
+pub(crate) async fn round(
     sessions: &[Arc<Session>],
     per_worker: usize,
     deadline: Instant,
@@ -151,8 +174,10 @@ pub async fn compare(
     let mut open = Vec::new();
     let mut guarded = Vec::new();
     for _ in 0..concurrency {
-        open.push(Arc::new(Session::open(&http, format!("{base}/mcp-open"), None).await?));
-        guarded.push(Arc::new(Session::open(&http, format!("{base}/mcp"), Some(token.to_owned())).await?));
+        open.push(Arc::new(Session::open(&http, format!("{base}/mcp-open"), None, list_customers()).await?));
+        guarded.push(Arc::new(
+            Session::open(&http, format!("{base}/mcp"), Some(token.to_owned()), list_customers()).await?,
+        ));
     }
     let rounds = 4;
     let per_worker = (requests / concurrency / rounds).max(1);

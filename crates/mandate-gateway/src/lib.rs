@@ -53,7 +53,9 @@ pub async fn list_tools(spec: &UpstreamSpec, http: &reqwest::Client) -> Result<V
     info.capabilities.roots = Some(Default::default());
     info.capabilities.sampling = Some(Default::default());
     info.capabilities.elicitation = Some(Default::default());
-    let link = upstream::connect(spec, http, info, Arc::default(), None).await.map_err(|e| e.message.to_string())?;
+    let link = upstream::connect(spec, http, info, Arc::default(), None, Arc::default())
+        .await
+        .map_err(|e| e.message.to_string())?;
     let listed = tokio::time::timeout(spec.limits.request_timeout, link.service.peer().list_all_tools()).await;
     let tools = match listed {
         Ok(Ok(t)) => t,
@@ -111,6 +113,9 @@ pub fn serve(
     let title = spec.title.clone();
     let tools = start.mapping.tools.clone();
     let upstream = Arc::new(Upstream::new(spec, start.mapping, start.labels, auth.clone(), http));
+    if let Some(e) = start.error {
+        upstream.note_failure(e);
+    }
     let endpoint = mandate_mcp::endpoint(settings, auth, &title, tools, false);
     let mut config = endpoint.service_config;
     // Sessions stay in this process: a stdio process lives here, and replaying `initialize`

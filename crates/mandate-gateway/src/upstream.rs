@@ -30,6 +30,51 @@ pub(crate) struct Link {
     pub routes: Arc<Routes>,
     pub pid: Option<u32>,
     _permit: Option<Permit>,
+    /// The upstream's register of live processes (for stopping them all at shutdown).
+    children: Children,
+}
+
+/// The process groups of an upstream's live stdio servers.
+pub(crate) type Children = Arc<Mutex<std::collections::HashSet<u32>>>;
+
+/// SIGTERM to each group now; SIGKILL to what is left after `grace`.
+#[cfg(unix)]
+async fn stop_groups(groups: Vec<u32>, grace: std::time::Duration) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let groups: Vec<Pid> = groups.into_iter().filter_map(|p| i32::try_from(p).ok()).map(Pid::from_raw).collect();
+    let mut alive: Vec<Pid> = groups.into_iter().filter(|g| killpg(*g, Signal::SIGTERM).is_ok()).collect();
+    let step = std::time::Duration::from_millis(100);
+    let mut waited = std::time::Duration::ZERO;
+    while !alive.is_empty() && waited < grace {
+        tokio::time::sleep(step).await;
+        waited += step;
+        alive.retain(|g| killpg(*g, None).is_ok());
+    }
+    for g in alive {
+        let _ = killpg(g, Signal::SIGKILL);
+    }
+}
+
+#[cfg(not(unix))]
+async fn stop_groups(_groups: Vec<u32>, _grace: std::time::Duration) {}
+
+impl Drop for Link {
+    /// A stdio server goes with its connection, its whole process group (an `npx` → `node`
+    /// tree) included: SIGTERM now, SIGKILL two seconds later for what is left.
+    fn drop(&mut self) {
+        let Some(pid) = self.pid else { return };
+        if let Ok(mut c) = self.children.lock() {
+            c.remove(&pid);
+        }
+        #[cfg(unix)]
+        if let Some(group) = i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw) {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(stop_groups(vec![pid], std::time::Duration::from_secs(2)));
+        }
+    }
 }
 
 impl Link {
@@ -51,6 +96,7 @@ pub struct Upstream {
     shared: tokio::sync::Mutex<Option<Arc<Link>>>,
     /// The last failure to reach it, for `/readyz` (cleared by a success).
     last_error: Mutex<Option<String>>,
+    children: Children,
 }
 
 pub(crate) fn gateway_error(message: impl Into<String>) -> ErrorData {
@@ -75,7 +121,37 @@ impl Upstream {
             http,
             shared: tokio::sync::Mutex::new(None),
             last_error: Mutex::new(None),
+            children: Children::default(),
         }
+    }
+
+    /// Stops every process of this upstream (at shutdown): SIGTERM to each process group, and
+    /// SIGKILL to what is left after `grace`.
+    pub async fn stop_processes(&self, grace: std::time::Duration) {
+        let groups: Vec<u32> = self.children.lock().map(|c| c.iter().copied().collect()).unwrap_or_default();
+        if !groups.is_empty() {
+            tracing::info!(upstream = %self.spec.name, processes = groups.len(), "stopping the upstream's processes");
+        }
+        stop_groups(groups, grace).await;
+    }
+
+    /// What `/readyz` says of this upstream: reachable at the last attempt or not, and how
+    /// many processes run. An unreachable upstream does not make the instance unready: the
+    /// authorization server and the other resources still serve.
+    pub fn health(&self) -> serde_json::Value {
+        let kind = match &self.spec.target {
+            Target::Http { .. } => "http",
+            Target::Stdio { .. } => "stdio",
+        };
+        let mut v = match self.last_error() {
+            None => serde_json::json!({"status": "up"}),
+            Some(e) => serde_json::json!({"status": "unreachable", "error": e}),
+        };
+        v["transport"] = kind.into();
+        if kind == "stdio" {
+            v["processes"] = self.processes_running().into();
+        }
+        v
     }
 
     /// Stdio processes running now.
@@ -86,6 +162,10 @@ impl Upstream {
     /// `None` when the last attempt to reach the upstream worked (or none was made yet).
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub(crate) fn note_failure(&self, error: String) {
+        self.note(Err(error));
     }
 
     fn note(&self, outcome: Result<(), String>) {
@@ -124,7 +204,7 @@ impl Upstream {
             }
             Target::Http { .. } => None,
         };
-        let outcome = connect(&self.spec, &self.http, info, routes, permit).await;
+        let outcome = connect(&self.spec, &self.http, info, routes, permit, self.children.clone()).await;
         self.note(outcome.as_ref().map(|_| ()).map_err(|e| e.message.to_string()));
         outcome
     }
@@ -138,6 +218,7 @@ pub(crate) async fn connect(
     info: ClientConfig,
     routes: Arc<Routes>,
     permit: Option<Permit>,
+    children: Children,
 ) -> Result<Link, ErrorData> {
     let name = &spec.name;
     let forwarder = Forwarder { routes: routes.clone(), info };
@@ -176,7 +257,10 @@ pub(crate) async fn connect(
                     tracing::warn!(upstream = %name, error = %e, "the upstream server failed to initialize");
                     gateway_error(format!("the {name} server did not initialize"))
                 })?;
-            Ok(Link { service, routes, pid, _permit: permit })
+            if let (Some(p), Ok(mut c)) = (pid, children.lock()) {
+                c.insert(p);
+            }
+            Ok(Link { service, routes, pid, _permit: permit, children })
         }
         Target::Http { url, headers } => {
             let mut custom = HashMap::new();
@@ -194,7 +278,7 @@ pub(crate) async fn connect(
                     tracing::warn!(upstream = %name, %url, error = %e, "the upstream server is unreachable");
                     gateway_error(format!("the {name} server is unreachable"))
                 })?;
-            Ok(Link { service, routes, pid: None, _permit: permit })
+            Ok(Link { service, routes, pid: None, _permit: permit, children })
         }
     }
 }

@@ -85,6 +85,14 @@ impl GuardConfig {
 pub trait RevocationCheck: Send + Sync {
     /// `Err` when the answer cannot be had: the guard then fails closed (503).
     async fn revoked(&self, principal: &Principal) -> Result<bool, ()>;
+
+    /// Resolves when a revocation may have happened: open event streams then ask [`revoked`]
+    /// again, and end if their grant is gone. By default every second.
+    ///
+    /// [`revoked`]: RevocationCheck::revoked
+    async fn changed(&self) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// How tokens are checked.
@@ -366,7 +374,13 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
         Request::from_parts(parts, body)
     };
     let is_delete = req.method() == Method::DELETE;
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    // An event stream (a GET stream, or a POST answered as SSE) ends when its grant is revoked.
+    if let Some(r) = &g.revocation
+        && crate::streams::is_event_stream(&response)
+    {
+        response = crate::streams::end_on_revocation(response, r.clone(), principal.clone());
+    }
     match (&session, response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())) {
         // A session nobody could use again must not be handed out: the client retries.
         (None, Some(new)) if g.sessions.bind(new, &principal.issuer, &principal.subject).await.is_err() => {

@@ -23,6 +23,7 @@ mod layer;
 mod metadata;
 mod principal;
 mod sessions;
+mod streams;
 mod tools;
 mod validate;
 

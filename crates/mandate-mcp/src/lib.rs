@@ -86,6 +86,15 @@ impl RevocationCheck for SharedDatabaseRevocation {
         }
         Ok(revoked)
     }
+
+    /// A revocation through this process (or announced on PostgreSQL) at once; others (the CLI
+    /// on SQLite) within two seconds.
+    async fn changed(&self) {
+        tokio::select! {
+            () = self.auth.revocation_changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 /// Records refused tool calls in the audit trail (allowed calls are recorded by the tools,

@@ -21,18 +21,27 @@ async fn healthz() -> Response {
     no_store((StatusCode::OK, axum::Json(json!({"status": "up"}))).into_response())
 }
 
-async fn readyz(State(auth): State<Arc<AuthServer>>) -> Response {
-    let r = match auth.readiness().await {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
-        Err(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "unavailable", "reason": reason})))
-                .into_response()
-        }
+/// More for `/readyz` to report (the gateway's upstreams, by name); reported, never a reason to
+/// be unready.
+pub type ReadinessDetail = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+async fn readyz(State((auth, detail)): State<(Arc<AuthServer>, Option<ReadinessDetail>)>) -> Response {
+    let (status, mut body) = match auth.readiness().await {
+        Ok(()) => (StatusCode::OK, json!({"status": "ready"})),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable", "reason": reason})),
     };
-    no_store(r)
+    if let Some(d) = detail {
+        body["upstreams"] = d();
+    }
+    no_store((status, axum::Json(body)).into_response())
 }
 
 /// The two probes, to merge into any router of this process.
 pub fn health_routes(auth: Arc<AuthServer>) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(auth)
+    health_routes_with(auth, None)
+}
+
+/// The two probes, `/readyz` also reporting `detail` under `upstreams`.
+pub fn health_routes_with(auth: Arc<AuthServer>, detail: Option<ReadinessDetail>) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state((auth, detail))
 }

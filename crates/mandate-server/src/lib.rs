@@ -22,7 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use fetch::GuardedFetcher;
-pub use health::health_routes;
+pub use health::{ReadinessDetail, health_routes, health_routes_with};
 
 /// Largest request body accepted anywhere (FZ-02).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

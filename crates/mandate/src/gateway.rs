@@ -275,3 +275,98 @@ pub async fn show(config: &Config, name: &str) -> anyhow::Result<()> {
     println!("a tool that appears later needs {} until tool_scopes maps it", found.mapping.strictest);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads a configuration file with `toml` in it (no flags).
+    fn load(toml: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, toml)?;
+        crate::config::load(Some(&path), &serde_json::json!({}))
+    }
+
+    fn error(toml: &str) -> String {
+        format!("{:#}", load(toml).expect_err("refused"))
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_inside_resources_and_their_scopes() {
+        let e = error("[[resources]]\nname = \"notes\"\ncommand = \"notes-server\"\nupstream = \"typo\"\n");
+        assert!(e.contains("unknown field: found `upstream`") && e.contains("resources.0.upstream"), "{e}");
+        let e = error(
+            "[[resources]]\nuri = \"https://mcp.example.com/mcp\"\nname = \"Notes\"\n\
+             [[resources.scopes]]\nname = \"notes.read\"\ndescription = \"Read\"\nirreversable = true\n",
+        );
+        assert!(e.contains("found `irreversable`") && e.contains("resources.0.scopes.0.irreversable"), "{e}");
+    }
+
+    #[test]
+    fn a_gateway_entry_becomes_an_upstream_at_its_own_path() {
+        let c = load(
+            "public_url = \"https://auth.example.com\"\n\
+             [[resources]]\nname = \"notes\"\ntitle = \"Notes\"\ncommand = \"notes-server\"\nargs = [\"--stdio\"]\n\
+             [[resources]]\nname = \"tickets\"\nupstream_url = \"http://127.0.0.1:3000/mcp\"\nrequest_timeout = 5\n",
+        )
+        .unwrap();
+        let ups = upstreams(&c).unwrap();
+        assert_eq!(ups.len(), 2);
+        assert_eq!(ups[0].resource, "https://auth.example.com/mcp/notes");
+        assert!(
+            matches!(&ups[0].target, Target::Stdio { command, isolation: Isolation::Session, .. } if command == "notes-server")
+        );
+        assert_eq!(ups[1].title, "tickets", "the title defaults to the name");
+        assert_eq!(ups[1].limits.request_timeout, Duration::from_secs(5));
+        // Gateway entries alone keep the demo apps.
+        assert!(plain_resources(&c).unwrap().is_none());
+    }
+
+    #[test]
+    fn each_bad_gateway_entry_is_refused_with_its_reason() {
+        let cases = [
+            ("name = \"Notes App\"\ncommand = \"x\"", "name must be"),
+            ("name = \"notes\"\ncommand = \"x\"\nupstream_url = \"http://127.0.0.1:1/mcp\"", "not both"),
+            ("name = \"notes\"\ncommand = \"x\"\nuri = \"https://a.example/mcp\"", "leave uri out"),
+            ("name = \"notes\"\ncommand = \"x\"\nisolation = \"per-user\"", "isolation is"),
+            ("name = \"notes\"\nupstream_url = \"ftp://h/mcp\"", "http or https"),
+            (
+                "name = \"notes\"\nupstream_url = \"http://127.0.0.1:1/mcp\"\nargs = [\"a\"]",
+                "args is for a stdio upstream",
+            ),
+            (
+                "name = \"notes\"\ncommand = \"x\"\nupstream_headers = { A = \"b\" }",
+                "upstream_headers is for an HTTP upstream",
+            ),
+            (
+                "name = \"notes\"\nupstream_url = \"http://127.0.0.1:1/mcp\"\nupstream_headers = { Authorization = \"Bearer s3cret\" }",
+                "give it as \"env:VARIABLE\"",
+            ),
+            (
+                "name = \"notes\"\nupstream_url = \"http://127.0.0.1:1/mcp\"\nupstream_headers = { X-Key = \"env:MANDATE_TEST_SURELY_UNSET\" }",
+                "MANDATE_TEST_SURELY_UNSET",
+            ),
+            ("name = \"notes\"\ncommand = \"x\"\nrequest_timeout = 0", "request_timeout must be"),
+            ("name = \"notes\"\ncommand = \"x\"\nmax_processes = 0", "at least 1"),
+            ("name = \"notes\"\ncommand = \"x\"\ntool_scopes = { purge = \"billing.read\" }", "not one of its scopes"),
+            ("uri = \"https://a.example/mcp\"\nname = \"A\"\nargs = [\"x\"]", "args is for a gateway resource"),
+            ("name = \"A\"", "uri is missing"),
+        ];
+        for (entry, why) in cases {
+            let toml = format!("[[resources]]\n{entry}\n");
+            let e = match load(&toml) {
+                // tool_scopes is checked against the derived scopes, at derivation.
+                Ok(c) => upstreams(&c)
+                    .and_then(|u| Ok(mandate_gateway::derive(&u[0], None)?))
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+                    .expect_err(why),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(e.contains(why), "{entry}: {e}");
+        }
+        let twice = "[[resources]]\nname = \"n\"\ncommand = \"x\"\n[[resources]]\nname = \"n\"\ncommand = \"y\"\n";
+        assert!(error(twice).contains("two resources have this name"));
+    }
+}

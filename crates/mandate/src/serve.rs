@@ -148,14 +148,15 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         let demo: Arc<dyn DemoStore> = Arc::new(store);
         spawn_janitor(auth.clone());
         let issuer = auth.settings.issuer.clone();
-        let (app, next) = if config.mcp_only {
+        let (app, next, served) = if config.mcp_only {
             let app = mcp_only_router(&config, auth.clone(), demo, drain.streams()).await?;
+            let served: Vec<Arc<mandate_gateway::Upstream>> = Vec::new();
             let trusted = config.issuer.clone().unwrap_or_default();
             let next = vec![
                 line("MCP endpoint, to add to an MCP client", &format!("{issuer}/mcp")),
                 line("tokens from", &trusted),
             ];
-            (app, next)
+            (app, next, served)
         } else {
             let password = if config.demo { Some(seed_demo(&auth, demo.as_ref()).await?) } else { None };
             let limits =
@@ -178,6 +179,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             };
             let mut app = app;
             let mut gateway_lines = Vec::new();
+            let mut served = Vec::new();
             for (spec, d) in upstreams.into_iter().zip(found) {
                 let Some(d) = d else { continue };
                 let def =
@@ -189,7 +191,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                     Some(_) => "tools not read yet: upstream unreachable".to_owned(),
                 };
                 gateway_lines.push(line(&format!("{} ({what})", spec.title), &spec.resource));
-                let (_upstream, router) = mandate_gateway::serve(spec, d, auth.clone(), http.clone(), settings);
+                let (upstream, router) = mandate_gateway::serve(spec, d, auth.clone(), http.clone(), settings);
+                served.push(upstream);
                 app = app.merge(router);
             }
             let mut next = vec![mcp_line];
@@ -205,15 +208,26 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 }
                 None => {}
             }
-            (app, next)
+            (app, next, served)
         };
-        anyhow::Ok((auth, closing, issuer, app, next))
+        anyhow::Ok((auth, closing, issuer, app, next, served))
     };
-    let (auth, closing, issuer, app, mut next) = tokio::select! {
+    let (auth, closing, issuer, app, mut next, served) = tokio::select! {
         ready = setup => ready?,
         signal = signals.next() => bail!("{signal} received while starting: stopped before serving"),
     };
-    let app = drain.track(app.merge(mandate_server::health_routes(auth.clone())));
+    let detail: Option<mandate_server::ReadinessDetail> = (!served.is_empty()).then(|| {
+        let upstreams = served.clone();
+        let f: mandate_server::ReadinessDetail = Arc::new(move || {
+            let mut m = serde_json::Map::new();
+            for u in &upstreams {
+                m.insert(u.spec.name.clone(), u.health());
+            }
+            serde_json::Value::Object(m)
+        });
+        f
+    });
+    let app = drain.track(app.merge(mandate_server::health_routes_with(auth.clone(), detail)));
     tracing::info!(public_url = %issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
     let only = if config.mcp_only { " (the MCP endpoint only)" } else { "" };
     next.insert(0, format!("mandate is serving {issuer}{only}"));
@@ -221,7 +235,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     say(&next);
     let limit = Duration::from_secs(config.shutdown_timeout);
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if serve(listener, tls, app, &mut signals, &drain, limit).await? == Drained::Cleanly {
+    let drained = serve(listener, tls, app, &mut signals, &drain, limit).await?;
+    // The upstreams' processes end with the server, their process groups included.
+    for u in &served {
+        u.stop_processes(Duration::from_secs(2)).await;
+    }
+    if drained == Drained::Cleanly {
         // Background tasks (the janitor, LISTEN) may hold a connection: they get a moment.
         if tokio::time::timeout(Duration::from_secs(2), closing.close()).await.is_err() {
             tracing::warn!("the database connections did not close within 2 s");

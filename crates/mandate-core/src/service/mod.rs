@@ -107,6 +107,8 @@ pub struct AuthServer {
     /// Bumped by every revocation made through this process, so that resource servers in the
     /// same process can cache "still live" answers and drop them the moment anything is revoked.
     revocation_epoch: std::sync::atomic::AtomicU64,
+    /// Woken on every change of `revocation_epoch` (open event streams re-check their grant).
+    revocation_signal: tokio::sync::Notify,
 }
 
 /// What an [`AuthServer`] is built from.
@@ -133,6 +135,7 @@ impl AuthServer {
             keys,
             documents: deps.documents,
             revocation_epoch: std::sync::atomic::AtomicU64::new(0),
+            revocation_signal: tokio::sync::Notify::new(),
         };
         server.keys.ensure_signing_key(server.settings.signing_alg, server.now()).await?;
         Ok(server)
@@ -175,6 +178,7 @@ impl AuthServer {
     /// sharing the database (PostgreSQL `NOTIFY`; nothing to do on SQLite).
     pub(crate) async fn note_revocation(&self) {
         self.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.revocation_signal.notify_waiters();
         if let Err(e) = self.store.announce_revocation().await {
             tracing::warn!(error = %e, "could not announce a revocation; other instances see it within a second");
         }
@@ -184,6 +188,14 @@ impl AuthServer {
     /// drop every cached "still live" answer.
     pub fn note_revocation_elsewhere(&self) {
         self.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.revocation_signal.notify_waiters();
+    }
+
+    /// Resolves at the next revocation this process hears of (made here, or announced by
+    /// another process on PostgreSQL). Revocations by another process on SQLite are not
+    /// announced: callers also re-check on a timer.
+    pub async fn revocation_changed(&self) {
+        self.revocation_signal.notified().await;
     }
 
     /// A random identifier from the injected randomness.

@@ -339,3 +339,63 @@ async fn a_step_up_challenge_never_names_offline_access_rs7_rs11() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.challenge_scopes(), ["customers.read", "invoices.send"], "{}", r.www_authenticate());
 }
+
+/// RV: revocation reaches streams already open: the GET event stream of a session whose grant
+/// is revoked ends at once, not when the agent next sends a request.
+#[tokio::test]
+async fn an_open_event_stream_ends_when_its_grant_is_revoked() {
+    let s = TestServer::start().await;
+    let c = with_real_grant(&s, claims(&s).await).await;
+    let token = minted(&s, &c).await;
+    let init = s
+        .http
+        .post(s.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = init.text().await;
+    let initialized = s
+        .http
+        .post(s.url("/mcp"))
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialized.status(), StatusCode::ACCEPTED);
+    let mut stream = s
+        .http
+        .get(s.url("/mcp"))
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    // Open and quiet: nothing arrives for a while (no end either).
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), stream.chunk()).await;
+    assert!(quiet.is_err() || matches!(quiet, Ok(Ok(Some(_)))), "the stream stays open: {quiet:?}");
+    assert!(s.auth.revoke_grant_by_operator(&c.grant_id).await.unwrap());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue, // keep-alive or priming events
+                other => return other.map(|c| c.is_none()),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(ended, Ok(Ok(true)) | Ok(Err(_))), "the stream ended after the revocation: {ended:?}");
+}
