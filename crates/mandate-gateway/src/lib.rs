@@ -10,11 +10,13 @@
 //! let (upstream, router) = mandate_gateway::serve(spec, start, auth, http, settings);
 //! ```
 
+mod client;
 mod forward;
 mod processes;
 mod relay;
 mod routes;
 mod scopes;
+mod sessions;
 mod spec;
 mod upstream;
 
@@ -53,7 +55,7 @@ pub async fn list_tools(spec: &UpstreamSpec, http: &reqwest::Client) -> Result<V
     info.capabilities.roots = Some(Default::default());
     info.capabilities.sampling = Some(Default::default());
     info.capabilities.elicitation = Some(Default::default());
-    let link = upstream::connect(spec, http, info, Arc::default(), None, Arc::default())
+    let link = upstream::connect(spec, http, info, Arc::default(), upstream::Extras::default())
         .await
         .map_err(|e| e.message.to_string())?;
     let listed = tokio::time::timeout(spec.limits.request_timeout, link.service.peer().list_all_tools()).await;
@@ -118,13 +120,15 @@ pub fn serve(
     }
     let endpoint = mandate_mcp::endpoint(settings, auth, &title, tools, false);
     let mut config = endpoint.service_config;
-    // Sessions stay in this process: a stdio process lives here, and replaying `initialize`
-    // elsewhere would open a fresh upstream state silently. Another instance answers 404 and
-    // the client starts a new session (docs/GATEWAY.md: affinity on Mcp-Session-Id).
-    config.session_store = None;
+    // An HTTP upstream's session continues on another instance (its upstream session id is
+    // recorded); a stdio session's process lives here, so another instance answers 404 and the
+    // client starts a new session (docs/GATEWAY.md: affinity on Mcp-Session-Id).
+    let continuable = matches!(upstream.spec.target, Target::Http { .. });
+    let sessions = Arc::new(sessions::GatewaySessions::new(upstream.auth.clone(), continuable));
+    config.session_store = Some(sessions.clone());
     let relay_of = upstream.clone();
     let service = StreamableHttpService::new(
-        move || Ok(Relay::new(relay_of.clone())),
+        move || Ok(Relay::new(relay_of.clone(), sessions.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -24,7 +24,9 @@ use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, Rol
 use serde_json::json;
 
 use crate::routes::Downstream;
+use crate::sessions::GatewaySessions;
 use crate::upstream::{Link, Upstream, gateway_error};
+use rmcp::transport::streamable_http_server::session::SessionRestoreMarker;
 
 static SESSION_KEYS: AtomicU64 = AtomicU64::new(1);
 
@@ -50,6 +52,7 @@ struct Attached {
 /// One downstream MCP session relayed to the upstream.
 pub struct Relay {
     upstream: Arc<Upstream>,
+    sessions: Arc<GatewaySessions>,
     key: u64,
     session: tokio::sync::Mutex<Option<Attached>>,
 }
@@ -59,8 +62,13 @@ fn principal(extensions: &rmcp::model::Extensions) -> Option<Principal> {
 }
 
 impl Relay {
-    pub fn new(upstream: Arc<Upstream>) -> Self {
-        Self { upstream, key: SESSION_KEYS.fetch_add(1, Ordering::Relaxed), session: tokio::sync::Mutex::new(None) }
+    pub(crate) fn new(upstream: Arc<Upstream>, sessions: Arc<GatewaySessions>) -> Self {
+        Self {
+            upstream,
+            sessions,
+            key: SESSION_KEYS.fetch_add(1, Ordering::Relaxed),
+            session: tokio::sync::Mutex::new(None),
+        }
     }
 
     async fn initialize(
@@ -68,11 +76,24 @@ impl Relay {
         info: ClientConfig,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        let person = principal(&ctx.extensions)
-            .ok_or_else(|| gateway_error("no authenticated caller (is the gateway mounted behind the guard?)"))?
-            .subject;
+        let caller = principal(&ctx.extensions)
+            .ok_or_else(|| gateway_error("no authenticated caller (is the gateway mounted behind the guard?)"))?;
+        let person = caller.subject.clone();
         let downstream = Downstream { key: self.key, peer: ctx.peer.clone() };
-        let link = self.upstream.link_for(&info, &person).await?;
+        // A session begun on another instance, continued here: attach to its upstream session.
+        let resume = match ctx.extensions.get::<SessionRestoreMarker>() {
+            Some(m) => Some(
+                self.sessions
+                    .resume(&m.id)
+                    .await
+                    .ok_or_else(|| gateway_error("this session cannot be continued here; start a new session"))?,
+            ),
+            None => None,
+        };
+        let link = self.upstream.link_for(&info, &person, resume).await?;
+        if let Some(i) = &link.identity {
+            i.set_caller(&caller);
+        }
         link.routes.attach(downstream.clone()).await;
         let peer = link
             .service
@@ -101,7 +122,7 @@ impl Relay {
             // Started again at once, but this request fails: the client must learn that what
             // the server held for its session (open files, subscriptions, state) is gone.
             tracing::warn!(upstream = %self.upstream.spec.name, pid = a.link.pid, "the upstream connection ended: starting it again");
-            let link = self.upstream.link_for(&a.info, &a.person).await?;
+            let link = self.upstream.link_for(&a.info, &a.person, None).await?;
             link.routes.attach(a.downstream.clone()).await;
             a.link = link;
             if std::mem::take(&mut a.loss_reported) {
@@ -379,6 +400,36 @@ impl ServerHandler for Relay {
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         relay!(self, context, ClientRequest::CustomRequest(request), CustomResult)
+    }
+
+    /// The client's session id is known from here on: record which upstream session it
+    /// stands for, so another instance can continue it.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        if context.extensions.get::<SessionRestoreMarker>().is_some() {
+            return;
+        }
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let Some(id) = id else { return };
+        let link = self.session.lock().await.as_ref().map(|a| a.link.clone());
+        let Some(link) = link else { return };
+        let (Some(upstream_session), Some(init)) =
+            (link.client.as_ref().and_then(|c| c.session()), link.service.peer().peer_info())
+        else {
+            return;
+        };
+        let mut result = InitializeResult::new(init.capabilities.clone());
+        result.protocol_version = init.protocol_version.clone();
+        result.instructions = init.instructions.clone();
+        result.meta = init.meta.clone();
+        if let Some(i) = &init.server_info {
+            result.server_info = i.clone();
+        }
+        self.sessions.record(&id, &upstream_session, &result).await;
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {

@@ -207,6 +207,7 @@ mod tests {
             tool_scopes: overrides.iter().map(|(t, s)| ((*t).to_owned(), (*s).to_owned())).collect(),
             extra_scopes: Vec::new(),
             limits: Limits::default(),
+            identity: false,
         }
     }
 

@@ -38,6 +38,9 @@ pub struct UpstreamSpec {
     /// Scopes of the operator's own, besides the derived ones (usable in `tool_scopes`).
     pub extra_scopes: Vec<mandate_core::scope::ScopeDef>,
     pub limits: Limits,
+    /// Send an HTTP upstream a short-lived JWT signed by mandate naming the person and the agent
+    /// (`Authorization: Bearer`), never the agent's own token.
+    pub identity: bool,
 }
 
 /// Time and process bounds.

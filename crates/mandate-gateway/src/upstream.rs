@@ -14,6 +14,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::client::{Identity, Resume, UpstreamClient};
 use crate::forward::Forwarder;
 use crate::processes::{Permit, Processes};
 use crate::routes::Routes;
@@ -32,6 +33,9 @@ pub(crate) struct Link {
     _permit: Option<Permit>,
     /// The upstream's register of live processes (for stopping them all at shutdown).
     children: Children,
+    /// An HTTP upstream's client: its session id, the identity it sends.
+    pub client: Option<UpstreamClient>,
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// The process groups of an upstream's live stdio servers.
@@ -176,16 +180,21 @@ impl Upstream {
 
     /// A connection for one downstream session: a new one (a new process for stdio in session
     /// isolation), or the shared process.
-    pub(crate) async fn link_for(&self, info: &ClientConfig, person: &str) -> Result<Arc<Link>, ErrorData> {
+    pub(crate) async fn link_for(
+        &self,
+        info: &ClientConfig,
+        person: &str,
+        resume: Option<Resume>,
+    ) -> Result<Arc<Link>, ErrorData> {
         let shared = matches!(self.spec.target, Target::Stdio { isolation: Isolation::Shared, .. });
         if !shared {
-            return self.open(info.clone(), Some(person), Arc::default()).await.map(Arc::new);
+            return self.open(info.clone(), Some(person), Arc::default(), resume).await.map(Arc::new);
         }
         let mut slot = self.shared.lock().await;
         if let Some(l) = slot.as_ref().filter(|l| !l.is_closed()) {
             return Ok(l.clone());
         }
-        let link = Arc::new(self.open(info.clone(), None, Arc::default()).await?);
+        let link = Arc::new(self.open(info.clone(), None, Arc::default(), None).await?);
         *slot = Some(link.clone());
         Ok(link)
     }
@@ -197,6 +206,7 @@ impl Upstream {
         info: ClientConfig,
         person: Option<&str>,
         routes: Arc<Routes>,
+        resume: Option<Resume>,
     ) -> Result<Link, ErrorData> {
         let permit = match &self.spec.target {
             Target::Stdio { .. } => {
@@ -204,10 +214,24 @@ impl Upstream {
             }
             Target::Http { .. } => None,
         };
-        let outcome = connect(&self.spec, &self.http, info, routes, permit, self.children.clone()).await;
+        let identity = match (&self.spec.target, self.spec.identity) {
+            (Target::Http { url, .. }, true) => Some(Arc::new(Identity::new(self.auth.clone(), url.clone()))),
+            _ => None,
+        };
+        let parts = Extras { permit, children: self.children.clone(), identity, resume };
+        let outcome = connect(&self.spec, &self.http, info, routes, parts).await;
         self.note(outcome.as_ref().map(|_| ()).map_err(|e| e.message.to_string()));
         outcome
     }
+}
+
+/// What a connection holds besides the transport.
+#[derive(Default)]
+pub(crate) struct Extras {
+    pub permit: Option<Permit>,
+    pub children: Children,
+    pub identity: Option<Arc<Identity>>,
+    pub resume: Option<Resume>,
 }
 
 /// Spawns or connects to the upstream of `spec`, then `initialize`s with `info`, within the
@@ -217,9 +241,9 @@ pub(crate) async fn connect(
     http: &reqwest::Client,
     info: ClientConfig,
     routes: Arc<Routes>,
-    permit: Option<Permit>,
-    children: Children,
+    extras: Extras,
 ) -> Result<Link, ErrorData> {
+    let Extras { permit, children, identity, resume } = extras;
     let name = &spec.name;
     let forwarder = Forwarder { routes: routes.clone(), info };
     let within = spec.limits.start_timeout;
@@ -260,7 +284,7 @@ pub(crate) async fn connect(
             if let (Some(p), Ok(mut c)) = (pid, children.lock()) {
                 c.insert(p);
             }
-            Ok(Link { service, routes, pid, _permit: permit, children })
+            Ok(Link { service, routes, pid, _permit: permit, children, client: None, identity: None })
         }
         Target::Http { url, headers } => {
             let mut custom = HashMap::new();
@@ -271,14 +295,18 @@ pub(crate) async fn connect(
                 };
                 custom.insert(k, v);
             }
-            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
-            let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+            let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(custom);
+            // An upstream that forgot the session must not be given a new one silently: the
+            // relay reports the loss to the client first.
+            config.reinit_on_expired_session = false;
+            let client = UpstreamClient::new(http.clone(), identity.clone(), resume);
+            let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
             let service =
                 tokio::time::timeout(within, forwarder.serve(transport)).await.map_err(|_| late())?.map_err(|e| {
                     tracing::warn!(upstream = %name, %url, error = %e, "the upstream server is unreachable");
                     gateway_error(format!("the {name} server is unreachable"))
                 })?;
-            Ok(Link { service, routes, pid: None, _permit: permit, children })
+            Ok(Link { service, routes, pid: None, _permit: permit, children, client: Some(client), identity })
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct ResourceEntry {
     /// Headers sent to an HTTP upstream; a value `env:NAME` is read from the environment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstream_headers: BTreeMap<String, String>,
+    /// Send an HTTP upstream a short-lived JWT signed by mandate naming the person and the agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub upstream_identity: bool,
     /// A stdio upstream: the program (no shell), its arguments and environment (`env:NAME`
     /// values read from mandate's environment; nothing else of it is passed but PATH, HOME,
     /// locale and temp settings).
@@ -74,6 +77,7 @@ impl ResourceEntry {
         for (key, set) in [
             ("title", self.title.is_some()),
             ("upstream_headers", !self.upstream_headers.is_empty()),
+            ("upstream_identity", self.upstream_identity),
             ("args", !self.args.is_empty()),
             ("env", !self.env.is_empty()),
             ("isolation", self.isolation.is_some()),
@@ -132,6 +136,17 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
                 }
                 let mut headers = BTreeMap::new();
                 for (k, v) in &e.upstream_headers {
+                    let lower = k.to_ascii_lowercase();
+                    if ["accept", "mcp-session-id", "mcp-protocol-version", "last-event-id", "content-type", "host"]
+                        .contains(&lower.as_str())
+                    {
+                        bail!("{at}: upstream_headers cannot set {k}: the MCP transport sets it");
+                    }
+                    if lower == "authorization" && e.upstream_identity {
+                        bail!(
+                            "{at}: upstream_identity sends its own Authorization header; drop Authorization from upstream_headers"
+                        );
+                    }
                     if k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie") || !k.is_ascii() {
                         // Allowed, but only from the environment.
                         if !v.starts_with("env:") {
@@ -145,6 +160,11 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
             (None, Some(command)) => {
                 if !e.upstream_headers.is_empty() {
                     bail!("{at}: upstream_headers is for an HTTP upstream (upstream_url)");
+                }
+                if e.upstream_identity {
+                    bail!(
+                        "{at}: upstream_identity is for an HTTP upstream (upstream_url): a stdio server has no request headers to carry it"
+                    );
                 }
                 if command.trim().is_empty() {
                     bail!("{at}: command is empty");
@@ -195,6 +215,7 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
             tool_scopes: e.tool_scopes.clone(),
             extra_scopes: e.scopes.clone(),
             limits,
+            identity: e.upstream_identity,
         });
     }
     Ok(out)
@@ -348,6 +369,18 @@ mod tests {
                 "MANDATE_TEST_SURELY_UNSET",
             ),
             ("name = \"notes\"\ncommand = \"x\"\nrequest_timeout = 0", "request_timeout must be"),
+            (
+                "name = \"notes\"\ncommand = \"x\"\nupstream_identity = true",
+                "upstream_identity is for an HTTP upstream",
+            ),
+            (
+                "name = \"notes\"\nupstream_url = \"http://127.0.0.1:1/mcp\"\nupstream_identity = true\nupstream_headers = { Authorization = \"env:PATH\" }",
+                "drop Authorization",
+            ),
+            (
+                "name = \"notes\"\nupstream_url = \"http://127.0.0.1:1/mcp\"\nupstream_headers = { Mcp-Session-Id = \"x\" }",
+                "the MCP transport sets it",
+            ),
             ("name = \"notes\"\ncommand = \"x\"\nmax_processes = 0", "at least 1"),
             ("name = \"notes\"\ncommand = \"x\"\ntool_scopes = { purge = \"billing.read\" }", "not one of its scopes"),
             ("uri = \"https://a.example/mcp\"\nname = \"A\"\nargs = [\"x\"]", "args is for a gateway resource"),

@@ -1,0 +1,214 @@
+//! The HTTP client of an HTTP upstream: reqwest, plus three things rmcp's transport cannot do
+//! alone. It sends a freshly minted identity token per request when the operator asked for one
+//! (never the agent's own token); it remembers the upstream's session id, so the session can be
+//! continued by another instance; and on such a continuation it answers the replayed
+//! `initialize` itself, attaching to the recorded upstream session instead of opening a new one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::stream::BoxStream;
+use http::{HeaderName, HeaderValue};
+use mandate_core::AuthServer;
+use mandate_core::tokens::{AccessClaims, mint};
+use mandate_guard::Principal;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, InitializeResult, ServerJsonRpcMessage, ServerResult};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
+};
+use sse_stream::{Error as SseError, Sse};
+
+type HttpError = StreamableHttpError<reqwest::Error>;
+
+/// How long an identity token lives; a new one is minted when less than a minute is left.
+const IDENTITY_TTL: i64 = 300;
+const IDENTITY_RENEW: i64 = 60;
+
+/// Mints the short-lived token that tells an upstream who acts: the person (`sub`) and the agent
+/// (`client_id`), with `aud` the upstream's URL, signed by mandate's key (its JWKS verifies it).
+pub(crate) struct Identity {
+    auth: Arc<AuthServer>,
+    audience: String,
+    caller: Mutex<Option<Principal>>,
+    /// (token, expiry, whom it names)
+    minted: Mutex<Option<(String, i64, String)>>,
+}
+
+impl Identity {
+    pub fn new(auth: Arc<AuthServer>, audience: String) -> Self {
+        Self { auth, audience, caller: Mutex::new(None), minted: Mutex::new(None) }
+    }
+
+    /// The caller of the latest request (the scopes grow on a step-up, the session stays).
+    pub fn set_caller(&self, p: &Principal) {
+        if let Ok(mut c) = self.caller.lock() {
+            *c = Some(p.clone());
+        }
+    }
+
+    async fn token(&self) -> Option<String> {
+        let caller = self.caller.lock().ok()?.clone()?;
+        let who = format!("{}\n{}\n{}", caller.subject, caller.client_id, caller.scopes);
+        let now = self.auth.now();
+        if let Some((t, exp, named)) = self.minted.lock().ok()?.as_ref()
+            && *named == who
+            && exp - now > IDENTITY_RENEW
+        {
+            return Some(t.clone());
+        }
+        let claims = AccessClaims {
+            iss: self.auth.settings.issuer.clone(),
+            sub: caller.subject.clone(),
+            aud: self.audience.clone(),
+            client_id: caller.client_id.clone(),
+            scope: caller.scopes.to_string(),
+            iat: now,
+            exp: now + IDENTITY_TTL,
+            jti: self.auth.new_id(),
+            grant_id: caller.grant_id.clone().unwrap_or_default(),
+        };
+        let ring = self
+            .auth
+            .keys()
+            .ring(now)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "no signing key for an upstream identity token"))
+            .ok()?;
+        let token = mint(&ring, &claims, now)
+            .map_err(|e| tracing::error!(error = %e, "minting an upstream identity token failed"))
+            .ok()?;
+        if let Ok(mut m) = self.minted.lock() {
+            *m = Some((token.clone(), now + IDENTITY_TTL, who));
+        }
+        Some(token)
+    }
+}
+
+/// A session continued from another instance: the upstream session to attach to, and the
+/// `initialize` result it gave.
+pub(crate) struct Resume {
+    pub session: String,
+    pub init: InitializeResult,
+}
+
+#[derive(Clone)]
+pub(crate) struct UpstreamClient {
+    inner: reqwest::Client,
+    identity: Option<Arc<Identity>>,
+    resume: Arc<Mutex<Option<Resume>>>,
+    session: Arc<Mutex<Option<String>>>,
+}
+
+impl UpstreamClient {
+    pub fn new(inner: reqwest::Client, identity: Option<Arc<Identity>>, resume: Option<Resume>) -> Self {
+        Self { inner, identity, resume: Arc::new(Mutex::new(resume)), session: Arc::default() }
+    }
+
+    /// The upstream's session id, once it gave one.
+    pub fn session(&self) -> Option<String> {
+        self.session.lock().ok().and_then(|s| s.clone())
+    }
+
+    async fn bearer(&self) -> Option<String> {
+        match &self.identity {
+            Some(i) => i.token().await,
+            None => None,
+        }
+    }
+
+    fn note(&self, r: &Result<StreamableHttpPostResponse, HttpError>) {
+        let id = match r {
+            Ok(StreamableHttpPostResponse::Json(_, Some(id)) | StreamableHttpPostResponse::Sse(_, Some(id))) => id,
+            _ => return,
+        };
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(id.clone());
+        }
+    }
+
+    /// On a continuation, the replayed `initialize` is answered here, with the recorded session.
+    fn resumed(&self, message: &ClientJsonRpcMessage) -> Option<StreamableHttpPostResponse> {
+        let ClientJsonRpcMessage::Request(r) = message else { return None };
+        if !matches!(r.request, ClientRequest::InitializeRequest(_)) {
+            return None;
+        }
+        let resume = self.resume.lock().ok()?.take()?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = Some(resume.session.clone());
+        }
+        let answer = ServerJsonRpcMessage::response(ServerResult::InitializeResult(resume.init), r.id.clone());
+        Some(StreamableHttpPostResponse::Json(answer, Some(resume.session)))
+    }
+}
+
+impl StreamableHttpClient for UpstreamClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        if let Some(r) = self.resumed(&message) {
+            return Ok(r);
+        }
+        let r = self.inner.post_message(uri, message, session_id, self.bearer().await, headers).await;
+        self.note(&r);
+        r
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        if let Some(r) = self.resumed(&message) {
+            return Ok(r);
+        }
+        let bearer = self.bearer().await;
+        let r = self.inner.post_message_with_response_limits(uri, message, session_id, bearer, headers, limits).await;
+        self.note(&r);
+        r
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), HttpError> {
+        self.inner.delete_session(uri, session_id, self.bearer().await, headers).await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        self.inner.get_stream(uri, session_id, last_event_id, self.bearer().await, headers).await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth: Option<String>,
+        headers: HashMap<HeaderName, HeaderValue>,
+        max: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        let bearer = self.bearer().await;
+        self.inner.get_stream_with_max_sse_event_size(uri, session_id, last_event_id, bearer, headers, max).await
+    }
+}
