@@ -36,6 +36,8 @@ pub fn tool_scopes() -> ToolScopes {
 /// How long a "still live" answer is reused when nothing was revoked in this process.
 const LIVE_FOR: Duration = Duration::from_secs(1);
 const CACHE_ENTRIES: usize = 10_000;
+/// How often an open event stream re-checks its grant when no revocation was announced.
+const UNANNOUNCED: Duration = Duration::from_secs(5);
 
 /// A token as the revocation check knows it: (grant id, token id).
 type TokenKey = (Option<String>, Option<String>);
@@ -88,11 +90,11 @@ impl RevocationCheck for SharedDatabaseRevocation {
     }
 
     /// A revocation through this process (or announced on PostgreSQL) at once; others (the CLI
-    /// on SQLite) within two seconds.
+    /// on SQLite, which announces nothing) within [`UNANNOUNCED`].
     async fn changed(&self) {
         tokio::select! {
             () = self.auth.revocation_changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = tokio::time::sleep(UNANNOUNCED) => {}
         }
     }
 }
