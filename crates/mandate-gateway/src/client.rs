@@ -178,14 +178,18 @@ impl StreamableHttpClient for UpstreamClient {
         r
     }
 
+    /// Never from here: this runs when this instance lets go of the session (it idled out
+    /// here), while another instance may be continuing it. The upstream session is ended when
+    /// the client ends its session ([`crate::sessions::GatewaySessions`]), or by the upstream's
+    /// own expiry.
     async fn delete_session(
         &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
+        _uri: Arc<str>,
+        _session_id: Arc<str>,
         _auth: Option<String>,
-        headers: HashMap<HeaderName, HeaderValue>,
+        _headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), HttpError> {
-        self.inner.delete_session(uri, session_id, self.bearer().await, headers).await
+        Ok(())
     }
 
     async fn get_stream(

@@ -55,6 +55,8 @@ impl Service<RoleClient> for Forwarder {
             request.extensions_mut().insert(OriginatingRequestId(id));
         }
         let peer = target.to.peer;
+        let (routes, key) = (self.routes.clone(), target.to.key);
+        routes.asking(key, true).await;
         tokio::spawn(async move {
             let answer =
                 match peer.send_request_with_option(request, PeerRequestOptions::with_timeout(CLIENT_ANSWER)).await {
@@ -63,7 +65,9 @@ impl Service<RoleClient> for Forwarder {
                 };
             let _ = tx.send(answer);
         });
-        match rx.await {
+        let answer = rx.await;
+        routes.asking(key, false).await;
+        match answer {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(rmcp::ServiceError::McpError(e))) => Err(e),
             Ok(Err(e)) => {
@@ -82,6 +86,7 @@ impl Service<RoleClient> for Forwarder {
             ServerNotification::ProgressNotification(mut n) => {
                 // Only for a request whose client asked for progress, with the client's token.
                 if let Some((to, token)) = self.routes.progress(&n.params.progress_token).await {
+                    self.routes.alive(to.key).await;
                     n.params.progress_token = token;
                     let _ = to.peer.send_notification(ServerNotification::ProgressNotification(n)).await;
                 }

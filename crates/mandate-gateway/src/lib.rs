@@ -32,7 +32,7 @@ use rmcp::transport::streamable_http_server::tower::StreamableHttpService;
 
 pub use processes::LimitReached;
 pub use relay::Relay;
-pub use scopes::{MappingError, ScopeMapping, Source, ToolInfo, derive};
+pub use scopes::{MappingError, ScopeMapping, Source, ToolInfo, derive, label_of};
 pub use spec::{Isolation, Limits, Target, UpstreamSpec, valid_name};
 pub use upstream::Upstream;
 
@@ -91,7 +91,7 @@ pub struct Discovered {
 pub async fn discover(spec: &UpstreamSpec, http: &reqwest::Client) -> Result<Discovered, MappingError> {
     match list_tools(spec, http).await {
         Ok(tools) => {
-            let labels = tools.iter().map(|t| (t.name.clone(), t.label().to_owned())).collect();
+            let labels = tools.iter().map(|t| (t.name.clone(), t.label())).collect();
             Ok(Discovered { mapping: derive(spec, Some(&tools))?, labels, error: None })
         }
         Err(e) => {
@@ -123,8 +123,15 @@ pub fn serve(
     // An HTTP upstream's session continues on another instance (its upstream session id is
     // recorded); a stdio session's process lives here, so another instance answers 404 and the
     // client starts a new session (docs/GATEWAY.md: affinity on Mcp-Session-Id).
-    let continuable = matches!(upstream.spec.target, Target::Http { .. });
-    let sessions = Arc::new(sessions::GatewaySessions::new(upstream.auth.clone(), continuable));
+    let end = match &upstream.spec.target {
+        Target::Http { url, headers } => Some(sessions::UpstreamEnd {
+            http: upstream.http.clone(),
+            url: url.clone(),
+            headers: headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }),
+        Target::Stdio { .. } => None,
+    };
+    let sessions = Arc::new(sessions::GatewaySessions::new(upstream.auth.clone(), end));
     config.session_store = Some(sessions.clone());
     let relay_of = upstream.clone();
     let service = StreamableHttpService::new(

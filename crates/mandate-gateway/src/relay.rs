@@ -13,12 +13,13 @@ use mandate_mcp::SCOPES_META_KEY;
 use rmcp::ServerHandler;
 #[allow(deprecated)] // logging/setLevel: still relayed for the servers that have it
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelledNotification, CancelledNotificationParam, ClientConfig,
-    ClientNotification, ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest,
-    CustomResult, ErrorCode, ErrorData, GetPromptRequestParams, GetPromptResponse, InitializeRequestParams,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Request, ServerConfig,
-    ServerResult, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CancelledNotification, CancelledNotificationParam,
+    ClientConfig, ClientNotification, ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification,
+    CustomRequest, CustomResult, ErrorCode, ErrorData, GetPromptRequestParams, GetPromptResponse, GetTaskParams,
+    GetTaskResult, InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams,
+    ReadResourceResponse, Request, ServerConfig, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
+    UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, RoleServer};
 use serde_json::json;
@@ -154,26 +155,37 @@ impl Relay {
         let (upstream_id, token) = (handle.id.clone(), handle.progress_token.clone());
         let limit = self.upstream.spec.limits.request_timeout;
         let mut lost = false;
-        let outcome = tokio::select! {
-            r = handle.await_response() => r.map_err(|e| match e {
-                rmcp::ServiceError::McpError(e) => e,
-                rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_) => {
-                    lost = true;
-                    stopped(&self.upstream)
+        // The timeout counts the upstream's silence: progress, and time spent waiting for the
+        // client's answer to the upstream's own request (an elicitation waits for a person),
+        // push it back.
+        let mut deadline = tokio::time::Instant::now() + limit;
+        let mut response = std::pin::pin!(handle.await_response());
+        let outcome = loop {
+            tokio::select! {
+                r = &mut response => break r.map_err(|e| match e {
+                    rmcp::ServiceError::McpError(e) => e,
+                    rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_) => {
+                        lost = true;
+                        stopped(&self.upstream)
+                    }
+                    other => gateway_error(format!("the {} server failed: {other}", self.upstream.spec.name)),
+                }),
+                () = ctx.ct.cancelled() => {
+                    cancel_upstream(&peer, upstream_id.clone(), "cancelled by the client").await;
+                    break Err(gateway_error("cancelled"));
                 }
-                other => gateway_error(format!("the {} server failed: {other}", self.upstream.spec.name)),
-            }),
-            () = ctx.ct.cancelled() => {
-                cancel_upstream(&peer, upstream_id.clone(), "cancelled by the client").await;
-                Err(gateway_error("cancelled"))
-            }
-            () = tokio::time::sleep(limit) => {
-                cancel_upstream(&peer, upstream_id.clone(), "the gateway's timeout").await;
-                Err(gateway_error(format!(
-                    "the {} server did not answer within {} s (request_timeout)",
-                    self.upstream.spec.name,
-                    limit.as_secs()
-                )))
+                () = tokio::time::sleep_until(deadline) => {
+                    if let Some(later) = link.routes.busy_until(downstream.key, limit).await {
+                        deadline = later;
+                        continue;
+                    }
+                    cancel_upstream(&peer, upstream_id.clone(), "the gateway's timeout").await;
+                    break Err(gateway_error(format!(
+                        "the {} server did not answer within {} s (request_timeout)",
+                        self.upstream.spec.name,
+                        limit.as_secs()
+                    )));
+                }
             }
         };
         link.routes.finished(&upstream_id, &token).await;
@@ -193,11 +205,8 @@ impl Relay {
             let meta = tool.meta.get_or_insert_with(Default::default);
             meta.0.insert(SCOPES_META_KEY.to_owned(), json!(scopes));
             if let Some(labels) = labels.as_mut() {
-                let label = tool
-                    .title
-                    .clone()
-                    .or_else(|| tool.annotations.as_ref().and_then(|a| a.title.clone()))
-                    .unwrap_or_else(|| tool.name.to_string());
+                let title = tool.title.clone().or_else(|| tool.annotations.as_ref().and_then(|a| a.title.clone()));
+                let label = crate::scopes::label_of(title.as_deref(), &tool.name);
                 labels.insert(tool.name.to_string(), label);
             }
         }
@@ -212,12 +221,17 @@ impl Relay {
 
     async fn record(&self, ctx: &RequestContext<RoleServer>, tool: &str, outcome: &Result<ServerResult, ErrorData>) {
         let Some(p) = principal(&ctx.extensions) else { return };
-        let label =
-            self.upstream.labels.lock().ok().and_then(|l| l.get(tool).cloned()).unwrap_or_else(|| tool.to_owned());
+        let label = self
+            .upstream
+            .labels
+            .lock()
+            .ok()
+            .and_then(|l| l.get(tool).cloned())
+            .unwrap_or_else(|| crate::scopes::label_of(None, tool));
         let on = &self.upstream.spec.title;
         let (kind, detail) = match outcome {
             Ok(ServerResult::CallToolResult(r)) if r.is_error == Some(true) => {
-                ("success", format!("{tool}: used {label} on {on}, which reported an error"))
+                ("failure", format!("{tool}: use {label} on {on}"))
             }
             Ok(_) => ("success", format!("{tool}: used {label} on {on}")),
             Err(_) => ("failure", format!("{tool}: use {label} on {on}")),
@@ -380,6 +394,7 @@ impl ServerHandler for Relay {
         self.record(&context, &tool, &outcome).await;
         match outcome? {
             ServerResult::CallToolResult(r) => Ok(r.into()),
+            ServerResult::CreateTaskResult(r) => Ok(r.into()),
             _ => Err(unexpected()),
         }
     }
@@ -392,6 +407,30 @@ impl ServerHandler for Relay {
         let mut list = relay!(self, context, ClientRequest::ListToolsRequest(optional(request)), ListToolsResult)?;
         self.annotate(&mut list);
         Ok(list)
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        relay!(self, context, ClientRequest::GetTaskRequest(Request::new(request)), GetTaskResult)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        relay!(self, context, ClientRequest::UpdateTaskRequest(Request::new(request)), EmptyResult).map(|_| ())
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        relay!(self, context, ClientRequest::CancelTaskRequest(Request::new(request)), EmptyResult).map(|_| ())
     }
 
     async fn on_custom_request(

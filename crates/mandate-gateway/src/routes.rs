@@ -23,6 +23,10 @@ struct Inner {
     inflight: HashMap<RequestId, (Downstream, RequestId)>,
     /// every client attached to this upstream connection (one, unless it is shared)
     attached: BTreeMap<u64, Downstream>,
+    /// per client: the upstream's requests to it not yet answered, and the last sign of life
+    /// (progress, such a request) for its requests
+    waiting: HashMap<u64, usize>,
+    active: HashMap<u64, tokio::time::Instant>,
 }
 
 /// The routing table of one upstream connection.
@@ -64,6 +68,8 @@ impl Routes {
     pub async fn detach(&self, key: u64) {
         let mut inner = self.0.lock().await;
         inner.attached.remove(&key);
+        inner.waiting.remove(&key);
+        inner.active.remove(&key);
         inner.inflight.retain(|_, (d, _)| d.key != key);
         inner.progress.retain(|_, (d, _)| d.key != key);
     }
@@ -104,6 +110,30 @@ impl Routes {
             return inner.attached.values().next().map(|d| Target { to: d.clone(), origin: None });
         }
         None
+    }
+
+    /// Something happened for `key`'s requests (progress, an upstream request to it).
+    pub async fn alive(&self, key: u64) {
+        self.0.lock().await.active.insert(key, tokio::time::Instant::now());
+    }
+
+    /// The upstream asks `key` something (`+1`) or got its answer (`-1`).
+    pub async fn asking(&self, key: u64, started: bool) {
+        let mut inner = self.0.lock().await;
+        let n = inner.waiting.entry(key).or_default();
+        *n = if started { *n + 1 } else { n.saturating_sub(1) };
+        inner.active.insert(key, tokio::time::Instant::now());
+    }
+
+    /// A later deadline for `key`'s request when it is not idle: its client is answering the
+    /// upstream, or there was a sign of life within `limit`.
+    pub async fn busy_until(&self, key: u64, limit: std::time::Duration) -> Option<tokio::time::Instant> {
+        let inner = self.0.lock().await;
+        let now = tokio::time::Instant::now();
+        if inner.waiting.get(&key).is_some_and(|n| *n > 0) {
+            return Some(now + limit);
+        }
+        inner.active.get(&key).map(|at| *at + limit).filter(|later| *later > now)
     }
 
     /// Every client attached (for notifications that concern them all: list changes, logs).

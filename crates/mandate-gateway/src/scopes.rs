@@ -20,10 +20,21 @@ pub struct ToolInfo {
     pub destructive: Option<bool>,
 }
 
+/// How people read a tool (consent page, trail): its title, else its name; text an upstream
+/// chose that could mislead (control, bidirectional-formatting or invisible characters) is not
+/// shown.
+pub fn label_of(title: Option<&str>, name: &str) -> String {
+    let readable = |t: &&str| !t.trim().is_empty() && mandate_core::text::display_name_problem(t).is_none();
+    match title.filter(readable).or(Some(name).filter(readable)) {
+        Some(l) => l.to_owned(),
+        None => "a tool with an unreadable name".to_owned(),
+    }
+}
+
 impl ToolInfo {
-    /// How people read the tool: its title, else its name.
-    pub fn label(&self) -> &str {
-        self.title.as_deref().filter(|t| !t.trim().is_empty()).unwrap_or(&self.name)
+    /// How people read the tool: see [`label_of`].
+    pub fn label(&self) -> String {
+        label_of(self.title.as_deref(), &self.name)
     }
 
     fn class(&self) -> Class {
@@ -57,6 +68,10 @@ impl Class {
 pub enum MappingError {
     #[error("resource {resource}: tool_scopes maps {tool} to {scope}, which is not one of its scopes ({known})")]
     UnknownScope { resource: String, tool: String, scope: String, known: String },
+    #[error("resource {resource}: default_scopes names {scope}, which is not one of its scopes ({known})")]
+    UnknownDefault { resource: String, scope: String, known: String },
+    #[error("resource {resource}: the scope {scope} is defined twice (its own scopes cannot reuse a derived name)")]
+    Duplicate { resource: String, scope: String },
 }
 
 /// The scopes of one upstream and which tool needs which: the catalogue entry people consent
@@ -105,9 +120,14 @@ pub fn derive(spec: &UpstreamSpec, tools: Option<&[ToolInfo]>) -> Result<ScopeMa
     let mut defs: Vec<ScopeDef> = Vec::new();
     let all_classes = [Class::Read, Class::Write, Class::Destructive];
     for class in all_classes {
+        // A class is offered when a tool needs it, when the operator names it (tool_scopes,
+        // default_scopes: the configuration is valid whatever the upstream lists today), and
+        // always for the strictest class (tools added later need it).
+        let name = scope_name(spec, class);
+        let named = spec.tool_scopes.values().chain(&spec.default_scopes).any(|s| *s == name);
         let offered = match tools {
             None => true,
-            Some(list) => class == Class::Destructive || list.iter().any(|t| t.class() == class),
+            Some(list) => class == Class::Destructive || named || list.iter().any(|t| t.class() == class),
         };
         if offered {
             let description = match class {
@@ -128,8 +148,23 @@ pub fn derive(spec: &UpstreamSpec, tools: Option<&[ToolInfo]>) -> Result<ScopeMa
         }
         by_class.insert(class.suffix(), Vec::new());
     }
-    defs.extend(spec.extra_scopes.iter().cloned());
+    for extra in &spec.extra_scopes {
+        let derived = [Class::Read, Class::Write, Class::Destructive].map(|c| scope_name(spec, c));
+        if derived.contains(&extra.name) || defs.iter().any(|d| d.name == extra.name) {
+            return Err(MappingError::Duplicate { resource: spec.name.clone(), scope: extra.name.clone() });
+        }
+        defs.push(extra.clone());
+    }
     let known: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+    for scope in &spec.default_scopes {
+        if !known.contains(scope) {
+            return Err(MappingError::UnknownDefault {
+                resource: spec.name.clone(),
+                scope: scope.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
     for (tool, scope) in &spec.tool_scopes {
         if !known.contains(scope) {
             return Err(MappingError::UnknownScope {
@@ -149,7 +184,7 @@ pub fn derive(spec: &UpstreamSpec, tools: Option<&[ToolInfo]>) -> Result<ScopeMa
         policy.set(&t.name, vec![scope.clone()]);
         sources.insert(t.name.clone(), source);
         if let Some(def) = defs.iter_mut().find(|d| d.name == scope) {
-            def.tools.push(t.label().to_owned());
+            def.tools.push(t.label());
         }
     }
     // Overrides for tools not listed (yet) apply when they appear.
@@ -159,12 +194,15 @@ pub fn derive(spec: &UpstreamSpec, tools: Option<&[ToolInfo]>) -> Result<ScopeMa
             sources.insert(tool.clone(), Source::Override);
         }
     }
-    let default_scopes = [Class::Read, Class::Write, Class::Destructive]
-        .into_iter()
-        .map(|c| scope_name(spec, c))
-        .find(|n| defs.iter().any(|d| &d.name == n))
-        .into_iter()
-        .collect();
+    let default_scopes = match spec.default_scopes.is_empty() {
+        false => spec.default_scopes.clone(),
+        true => [Class::Read, Class::Write, Class::Destructive]
+            .into_iter()
+            .map(|c| scope_name(spec, c))
+            .find(|n| defs.iter().any(|d| &d.name == n))
+            .into_iter()
+            .collect(),
+    };
     Ok(ScopeMapping {
         resource: ResourceDef { uri: spec.resource.clone(), name: spec.title.clone(), scopes: defs, default_scopes },
         tools: policy,
@@ -206,6 +244,7 @@ mod tests {
             target: Target::Http { url: "http://127.0.0.1:3000/mcp".into(), headers: BTreeMap::new() },
             tool_scopes: overrides.iter().map(|(t, s)| ((*t).to_owned(), (*s).to_owned())).collect(),
             extra_scopes: Vec::new(),
+            default_scopes: Vec::new(),
             limits: Limits::default(),
             identity: false,
         }
@@ -259,6 +298,34 @@ mod tests {
         assert!(!m.resource.scopes.iter().any(|s| s.name == "notes.write"));
         let err = derive(&spec(&[("purge", "billing.read")]), Some(&tools)).unwrap_err();
         assert!(err.to_string().contains("not one of its scopes"), "{err}");
+    }
+
+    #[test]
+    fn what_the_operator_names_is_offered_whatever_the_upstream_lists() {
+        let tools = [tool("list", Some(true), None)];
+        let mut s = spec(&[("list", "notes.write")]);
+        s.default_scopes = vec!["notes.write".into()];
+        let m = derive(&s, Some(&tools)).unwrap();
+        assert!(m.resource.scopes.iter().any(|d| d.name == "notes.write"), "named by the operator, so offered");
+        assert_eq!(m.resource.default_scopes, ["notes.write"]);
+        s.default_scopes = vec!["notes.admin".into()];
+        assert!(matches!(derive(&s, Some(&tools)), Err(MappingError::UnknownDefault { .. })));
+        let mut s = spec(&[]);
+        s.extra_scopes = vec![ScopeDef {
+            name: "notes.read".into(),
+            description: "again".into(),
+            tools: Vec::new(),
+            irreversible: false,
+        }];
+        assert!(matches!(derive(&s, Some(&tools)), Err(MappingError::Duplicate { .. })));
+    }
+
+    #[test]
+    fn upstream_text_that_could_mislead_is_not_shown() {
+        assert_eq!(label_of(Some("Send invoice"), "send"), "Send invoice");
+        assert_eq!(label_of(Some("Read \u{202e}eciovni"), "read"), "read");
+        assert_eq!(label_of(Some(" "), "read"), "read");
+        assert_eq!(label_of(None, "evil\u{200b}"), "a tool with an unreadable name");
     }
 
     #[test]

@@ -22,8 +22,15 @@ fn opaque(e: impl std::fmt::Display) -> SessionStoreError {
 
 pub(crate) struct GatewaySessions {
     auth: Arc<AuthServer>,
-    /// Only HTTP upstreams' sessions can be continued elsewhere.
-    continuable: bool,
+    /// Only HTTP upstreams' sessions can be continued elsewhere: how to end one there.
+    upstream: Option<UpstreamEnd>,
+}
+
+/// What ending an upstream session takes: `DELETE` at its URL with its session id.
+pub(crate) struct UpstreamEnd {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
 }
 
 fn idle() -> i64 {
@@ -31,8 +38,12 @@ fn idle() -> i64 {
 }
 
 impl GatewaySessions {
-    pub fn new(auth: Arc<AuthServer>, continuable: bool) -> Self {
-        Self { auth, continuable }
+    pub fn new(auth: Arc<AuthServer>, upstream: Option<UpstreamEnd>) -> Self {
+        Self { auth, upstream }
+    }
+
+    fn continuable(&self) -> bool {
+        self.upstream.is_some()
     }
 
     async fn stored(&self, id: &str) -> Result<Option<Value>, SessionStoreError> {
@@ -42,7 +53,7 @@ impl GatewaySessions {
 
     /// Records the upstream session behind the gateway session `id`.
     pub async fn record(&self, id: &str, upstream_session: &str, init: &InitializeResult) {
-        if !self.continuable {
+        if !self.continuable() {
             return;
         }
         let outcome = async {
@@ -70,7 +81,7 @@ impl GatewaySessions {
 #[async_trait::async_trait]
 impl SessionStore for GatewaySessions {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        if !self.continuable {
+        if !self.continuable() {
             return Ok(None);
         }
         let Some(v) = self.stored(session_id).await? else { return Ok(None) };
@@ -82,7 +93,7 @@ impl SessionStore for GatewaySessions {
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
-        if !self.continuable {
+        if !self.continuable() {
             return Ok(());
         }
         let mut v = serde_json::to_value(state).map_err(opaque)?;
@@ -92,7 +103,21 @@ impl SessionStore for GatewaySessions {
         self.auth.mcp_session_save_state(session_id, &v.to_string()).await.map_err(opaque)
     }
 
+    /// The client ended its session (`DELETE`, on whichever instance): the upstream's ends too.
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        if let (Some(end), Some(r)) = (&self.upstream, self.resume(session_id).await) {
+            let mut req = end
+                .http
+                .delete(&end.url)
+                .header("mcp-session-id", &r.session)
+                .timeout(std::time::Duration::from_secs(5));
+            for (k, v) in &end.headers {
+                req = req.header(k, v);
+            }
+            if let Err(e) = req.send().await {
+                tracing::warn!(error = %e, "could not end the upstream session (it expires on its own)");
+            }
+        }
         self.auth.mcp_session_forget(session_id).await.map_err(opaque)
     }
 }

@@ -37,6 +37,8 @@ pub struct UpstreamSpec {
     pub tool_scopes: BTreeMap<String, String>,
     /// Scopes of the operator's own, besides the derived ones (usable in `tool_scopes`).
     pub extra_scopes: Vec<mandate_core::scope::ScopeDef>,
+    /// What a first login asks for (the 401 challenge); by default `<name>.read` when offered.
+    pub default_scopes: Vec<String>,
     pub limits: Limits,
     /// Send an HTTP upstream a short-lived JWT signed by mandate naming the person and the agent
     /// (`Authorization: Bearer`), never the agent's own token.

@@ -30,7 +30,9 @@ pub(crate) struct Link {
     pub service: RunningService<RoleClient, Forwarder>,
     pub routes: Arc<Routes>,
     pub pid: Option<u32>,
-    _permit: Option<Permit>,
+    /// Its place in the process limits, given back as soon as it is seen closed (a restart
+    /// must not be refused because the dead process still counts).
+    permit: Mutex<Option<Permit>>,
     /// The upstream's register of live processes (for stopping them all at shutdown).
     children: Children,
     /// An HTTP upstream's client: its session id, the identity it sends.
@@ -84,7 +86,11 @@ impl Drop for Link {
 impl Link {
     /// The connection ended: the process exited, the HTTP session failed, or it was closed.
     pub fn is_closed(&self) -> bool {
-        self.service.is_closed() || self.service.peer().is_transport_closed()
+        let closed = self.service.is_closed() || self.service.peer().is_transport_closed();
+        if closed && let Ok(mut p) = self.permit.lock() {
+            p.take();
+        }
+        closed
     }
 }
 
@@ -96,7 +102,7 @@ pub struct Upstream {
     /// Tool name → what people read (its title), for the trail.
     pub(crate) labels: Mutex<HashMap<String, String>>,
     processes: Processes,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     shared: tokio::sync::Mutex<Option<Arc<Link>>>,
     /// The last failure to reach it, for `/readyz` (cleared by a success).
     last_error: Mutex<Option<String>>,
@@ -147,9 +153,10 @@ impl Upstream {
             Target::Http { .. } => "http",
             Target::Stdio { .. } => "stdio",
         };
+        // The reason is in the log, not here: `/readyz` answers anyone.
         let mut v = match self.last_error() {
             None => serde_json::json!({"status": "up"}),
-            Some(e) => serde_json::json!({"status": "unreachable", "error": e}),
+            Some(_) => serde_json::json!({"status": "unreachable"}),
         };
         v["transport"] = kind.into();
         if kind == "stdio" {
@@ -284,7 +291,7 @@ pub(crate) async fn connect(
             if let (Some(p), Ok(mut c)) = (pid, children.lock()) {
                 c.insert(p);
             }
-            Ok(Link { service, routes, pid, _permit: permit, children, client: None, identity: None })
+            Ok(Link { service, routes, pid, permit: Mutex::new(permit), children, client: None, identity: None })
         }
         Target::Http { url, headers } => {
             let mut custom = HashMap::new();
@@ -306,7 +313,15 @@ pub(crate) async fn connect(
                     tracing::warn!(upstream = %name, %url, error = %e, "the upstream server is unreachable");
                     gateway_error(format!("the {name} server is unreachable"))
                 })?;
-            Ok(Link { service, routes, pid: None, _permit: permit, children, client: Some(client), identity })
+            Ok(Link {
+                service,
+                routes,
+                pid: None,
+                permit: Mutex::new(permit),
+                children,
+                client: Some(client),
+                identity,
+            })
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct ResourceEntry {
     pub upstream_identity: bool,
     /// A stdio upstream: the program (no shell), its arguments and environment (`env:NAME`
     /// values read from mandate's environment; nothing else of it is passed but PATH, HOME,
-    /// locale and temp settings).
+    /// LANG, LC_ALL, TMPDIR, USER, LOGNAME, SHELL and TERM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -147,13 +147,17 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
                             "{at}: upstream_identity sends its own Authorization header; drop Authorization from upstream_headers"
                         );
                     }
-                    if k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("cookie") || !k.is_ascii() {
-                        // Allowed, but only from the environment.
-                        if !v.starts_with("env:") {
-                            bail!("{at}: upstream_headers {k:?} holds a credential: give it as \"env:VARIABLE\"");
-                        }
+                    if (lower == "authorization" || lower == "cookie") && !v.starts_with("env:") {
+                        bail!("{at}: upstream_headers {k:?} holds a credential: give it as \"env:VARIABLE\"");
                     }
-                    headers.insert(k.clone(), from_env(&format!("{at}: upstream_headers {k:?}"), v)?);
+                    if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                        bail!("{at}: upstream_headers {k:?} is not a valid header name");
+                    }
+                    let value = from_env(&format!("{at}: upstream_headers {k:?}"), v)?;
+                    if reqwest::header::HeaderValue::from_str(&value).is_err() {
+                        bail!("{at}: the value of upstream_headers {k:?} is not a valid header value");
+                    }
+                    headers.insert(k.clone(), value);
                 }
                 Target::Http { url: url.clone(), headers }
             }
@@ -214,9 +218,14 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
             target,
             tool_scopes: e.tool_scopes.clone(),
             extra_scopes: e.scopes.clone(),
+            default_scopes: e.default_scopes.clone(),
             limits,
             identity: e.upstream_identity,
         });
+        // tool_scopes, default_scopes and extra scopes are checked now, not when the upstream answers.
+        if let Some(spec) = out.last() {
+            mandate_gateway::derive(spec, None)?;
+        }
     }
     Ok(out)
 }
@@ -245,22 +254,6 @@ pub fn plain_resources(config: &Config) -> anyhow::Result<Option<Vec<ResourceDef
         });
     }
     Ok(Some(out))
-}
-
-/// Applies an entry's `default_scopes` to a derived catalogue entry.
-pub fn with_defaults(config: &Config, spec: &UpstreamSpec, mut def: ResourceDef) -> anyhow::Result<ResourceDef> {
-    let Some(e) = config.resources.iter().flatten().find(|e| e.is_gateway() && e.name == spec.name) else {
-        return Ok(def);
-    };
-    if !e.default_scopes.is_empty() {
-        for s in &e.default_scopes {
-            if !def.scopes.iter().any(|d| &d.name == s) {
-                bail!("[[resources]] {:?}: default_scopes names {s}, which is not one of its scopes", e.name);
-            }
-        }
-        def.default_scopes = e.default_scopes.clone();
-    }
-    Ok(def)
 }
 
 /// `mandate resources show NAME`: reads the upstream's tools as `serve` does at start and prints
@@ -382,6 +375,14 @@ mod tests {
                 "the MCP transport sets it",
             ),
             ("name = \"notes\"\ncommand = \"x\"\nmax_processes = 0", "at least 1"),
+            (
+                "name = \"notes\"\ncommand = \"x\"\ndefault_scopes = [\"notes.admin\"]",
+                "default_scopes names notes.admin",
+            ),
+            (
+                "name = \"notes\"\nupstream_url = \"http://127.0.0.1:1/mcp\"\nupstream_headers = { \"X Key\" = \"v\" }",
+                "not a valid header name",
+            ),
             ("name = \"notes\"\ncommand = \"x\"\ntool_scopes = { purge = \"billing.read\" }", "not one of its scopes"),
             ("uri = \"https://a.example/mcp\"\nname = \"A\"\nargs = [\"x\"]", "args is for a gateway resource"),
             ("name = \"A\"", "uri is missing"),

@@ -135,10 +135,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             found[i] = Some(d?);
         }
         let mut gateways = Vec::new();
-        for (spec, d) in upstreams.iter().zip(&found) {
-            if let Some(d) = d {
-                gateways.push(crate::gateway::with_defaults(&config, spec, d.mapping.resource.clone())?);
-            }
+        for d in found.iter().flatten() {
+            gateways.push(d.mapping.resource.clone());
         }
         let (auth, store) = crate::setup::build_with_store(&config, gateways).await?;
         // Revocations made by other processes on this database (PostgreSQL LISTEN/NOTIFY).
@@ -187,7 +185,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 let settings = McpSettings::in_process(&auth, def, config.mcp_allowed_origins.clone())
                     .with_shutdown(drain.streams());
                 let what = match &d.error {
-                    None => format!("{} tools", d.mapping.tools.entries().len()),
+                    None => format!("{} tools", d.labels.len()),
                     Some(_) => "tools not read yet: upstream unreachable".to_owned(),
                 };
                 gateway_lines.push(line(&format!("{} ({what})", spec.title), &spec.resource));

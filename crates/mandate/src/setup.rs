@@ -86,8 +86,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Arc<AuthServer>> {
     // The admin commands do not start upstreams: a gateway resource offers every derived class.
     let mut gateways = Vec::new();
     for spec in crate::gateway::upstreams(config)? {
-        let def = mandate_gateway::derive(&spec, None)?.resource;
-        gateways.push(crate::gateway::with_defaults(config, &spec, def)?);
+        gateways.push(mandate_gateway::derive(&spec, None)?.resource);
     }
     Ok(build_with_store(config, gateways).await?.0)
 }
