@@ -132,11 +132,20 @@ impl DemoServer {
     /// The person `demo` allows `scopes` to `client` (redirect URI `http://127.0.0.1/cb`); returns
     /// the access token.
     pub async fn access_token(&self, client: &str, scopes: &[&str]) -> String {
+        self.access_token_for(client, &self.mcp_url(), scopes).await
+    }
+
+    /// Like [`DemoServer::access_token`], for the resource at `resource`.
+    pub async fn access_token_for(&self, client: &str, resource: &str, scopes: &[&str]) -> String {
         let mut browser = self.browser();
         let (verifier, challenge) = pkce();
         let redirect = "http://127.0.0.1:5000/cb";
         let mut authz = Authz::new(client, redirect, &challenge);
-        authz.resource = Some(self.mcp_url());
+        authz.resource = Some(resource.to_owned());
+        if resource != self.mcp_url() {
+            // The default request names the demo apps' scopes.
+            authz.scope = Some(scopes.join(" "));
+        }
         let mut r = browser.get(&authz.url()).await;
         let mut location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
         for _ in 0..3 {
@@ -159,7 +168,7 @@ impl DemoServer {
                 ("code_verifier", &verifier),
                 ("client_id", client),
                 ("redirect_uri", redirect),
-                ("resource", &self.mcp_url()),
+                ("resource", resource),
             ])
             .send()
             .await
