@@ -8,11 +8,13 @@
 # account pages, revoke, sign-out) and forms posted from other origins are refused, at 1280 px and
 # at 375 px; then the gateway (e2e/gateway.test.mjs): mandate serving real third-party MCP servers
 # behind OAuth (@modelcontextprotocol/server-everything over stdio and, behind a recording proxy,
-# over Streamable HTTP; a FastMCP server over stdio), from a configuration file this script
-# writes, with a second person added by `mandate users add`. Node 22 and the npm packages are
-# installed locally (pinned in e2e/package-lock.json), never globally; the Python packages go
-# into a venv under target/ (pinned in e2e/python/requirements.txt; needs python3 with venv);
-# Chromium comes from apt when missing (no browser downloads).
+# over Streamable HTTP, the latter with upstream_identity; a FastMCP server over stdio), from a
+# configuration file this script writes, with a second person added by `mandate users add`; then
+# the gateway on several instances (e2e/gateway-instances.test.mjs): two `mandate serve` on one
+# SQLite database behind the suite's round-robin load balancer (e2e/lib/balancer.mjs). Node 22
+# and the npm packages are installed locally (pinned in e2e/package-lock.json), never globally;
+# the Python packages go into a venv under target/ (pinned in e2e/python/requirements.txt; needs
+# python3 with venv); Chromium comes from apt when missing (no browser downloads).
 # Usage: .ci/e2e.sh [path-to-mandate-binary] [suite...]   (default: target/debug/mandate, all
 # suites; a suite is a path as listed below, e.g. e2e/browser-story.test.mjs@375x812)
 # Output: target/e2e/ (server logs, transcript, screenshots of every page Chromium showed).
@@ -56,19 +58,31 @@ rm -rf "$out"
 mkdir -p "$out/screenshots"
 tmp="$(mktemp -d)"
 server=""
+server2=""
 name=""
+public_url=""
+backends=()
 upstreams=()
+stop_pid() {
+  local pid="$1"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+}
 stop_server() {
-  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-    kill "$server" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server" 2>/dev/null || true
-  fi
+  stop_pid "$server2"
+  stop_pid "$server"
   server=""
-  # Keep what the server printed, without the demo password.
-  if [ -f "$tmp/$name.stdout" ]; then
-    sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/$name.stdout" >"$out/$name.server.stdout"
-  fi
+  server2=""
+  # Keep what the servers printed, without the demo password.
+  local f
+  for f in "$name" "$name-2"; do
+    if [ -f "$tmp/$f.stdout" ]; then
+      sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/$f.stdout" >"$out/$f.server.stdout"
+    fi
+  done
 }
 trap 'stop_server; stop_upstreams; rm -rf "$tmp"' EXIT
 
@@ -92,13 +106,15 @@ wait_for_line() {
   return 1
 }
 
-# A fresh `mandate serve --demo` (its own SQLite file) on a free loopback port; sets base and password.
+# A fresh `mandate serve --demo` (its own SQLite file) on a free loopback port; sets base (its
+# public URL: public_url when set, else its own address), backends and password.
 # Optional: a configuration file (--config), then VAR=VALUE pairs for mandate's environment.
 start_server() {
   local port config="${1:-}"
   shift || true
   port="$(free_port)"
-  base="http://127.0.0.1:$port"
+  base="${public_url:-http://127.0.0.1:$port}"
+  backends=("http://127.0.0.1:$port")
   mkdir -p "$tmp/$name"
   env "$@" MANDATE_DATABASE="sqlite://$tmp/$name/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
     "$bin" serve --demo ${config:+--config "$config"} --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/$name.stdout" 2>"$out/$name.server.log" &
@@ -112,7 +128,28 @@ start_server() {
   grep -q '^mandate is serving' "$tmp/$name.stdout" || { echo "mandate did not start within 30 s" >&2; return 1; }
   password="$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/$name.stdout" | head -n1)"
   [ -n "$password" ] || { echo "mandate printed no demo password" >&2; return 1; }
-  echo "mandate serving $base (log: target/e2e/$name.server.log)"
+  echo "mandate serving $base on 127.0.0.1:$port (log: target/e2e/$name.server.log)"
+}
+
+# A second instance beside the running one: `mandate serve` on the same database (and so the same
+# key file, <db>.key) and configuration, on a free loopback port of its own, with the same public
+# URL; without --demo (it would set a new demo password). Appends to backends.
+start_another_instance() {
+  local port config="${1:-}"
+  shift || true
+  port="$(free_port)"
+  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve ${config:+--config "$config"} --listen "127.0.0.1:$port" --public-url "$base" >"$tmp/$name-2.stdout" 2>"$out/$name-2.server.log" &
+  server2=$!
+  for _ in $(seq 300); do
+    grep -q '^mandate is serving' "$tmp/$name-2.stdout" 2>/dev/null && break
+    kill -0 "$server2" 2>/dev/null || { echo "the second mandate exited before serving; its log:" >&2; cat "$out/$name-2.server.log" >&2; return 1; }
+    sleep 0.1
+  done
+  grep -q '^mandate is serving' "$tmp/$name-2.stdout" || { echo "the second mandate did not start within 30 s" >&2; return 1; }
+  [ -f "$tmp/$name/mandate.db.key" ] || { echo "no key file next to the database" >&2; return 1; }
+  backends+=("http://127.0.0.1:$port")
+  echo "a second mandate serving $base on 127.0.0.1:$port, same database (log: target/e2e/$name-2.server.log)"
 }
 
 stop_upstreams() {
@@ -130,10 +167,11 @@ stop_upstreams() {
 # The gateway suite's world, before its mandate starts: server-everything over Streamable HTTP on a
 # free loopback port (by itself it listens on every interface: e2e/lib/loopback-only.mjs holds it
 # to 127.0.0.1), the recording proxy in front of it (its record stays in $tmp: it holds whatever
-# mandate sent upstream), and mandate's configuration naming the three resources. Sets config,
+# mandate sent upstream), and mandate's configuration naming the three resources (with
+# `instances`, for e2e/gateway-instances.test.mjs: the two server-everything ones). Sets config,
 # server_env (for mandate) and suite_env (for the suite).
 start_gateway_world() {
-  local dir="$tmp/$name" port proxy key node_bin everything
+  local dir="$tmp/$name" port proxy key node_bin everything which="${1:-}"
   mkdir -p "$dir"
   node_bin="$(node -p process.execPath)"
   everything="$root/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -149,7 +187,7 @@ start_gateway_world() {
   proxy="$(sed -n 's/^recording proxy listening on //p' "$dir/proxy.stdout")"
   key="$(random_secret)"
   cat >"$dir/mandate.toml" <<TOML
-# Written by .ci/e2e.sh for e2e/gateway.test.mjs.
+# Written by .ci/e2e.sh for $suite.
 [[resources]]
 name = "everything"
 title = "Everything"
@@ -163,6 +201,9 @@ name = "everything-http"
 title = "Everything over HTTP"
 upstream_url = "$proxy/mcp"
 upstream_headers = { "X-Upstream-Key" = "env:E2E_UPSTREAM_KEY" }
+upstream_identity = true
+TOML
+  [ "$which" = instances ] || cat >>"$dir/mandate.toml" <<TOML
 
 [[resources]]
 name = "notes"
@@ -176,7 +217,8 @@ TOML
   config="$dir/mandate.toml"
   server_env=("E2E_UPSTREAM_KEY=$key")
   suite_env=("MANDATE_E2E_UPSTREAM_KEY=$key" "MANDATE_E2E_PROXY_RECORD=$dir/upstream-requests.jsonl"
-    "MANDATE_E2E_UPSTREAM_URL=http://127.0.0.1:$port/mcp" "MANDATE_E2E_PYTHON=$venv/bin/python")
+    "MANDATE_E2E_UPSTREAM_URL=http://127.0.0.1:$port/mcp" "MANDATE_E2E_PROXIED_UPSTREAM_URL=$proxy/mcp"
+    "MANDATE_E2E_PYTHON=$venv/bin/python")
 }
 
 # A second person on the running server's database (`mandate users add NAME --password-stdin`).
@@ -191,7 +233,8 @@ add_second_person() {
 # Each suite in turn, each against a server of its own (one suite at a time on a small machine);
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
-  e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs)
+  e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs
+  e2e/gateway-instances.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -205,18 +248,33 @@ for entry in "${suites[@]}"; do
   esac
   echo
   echo "-- $entry"
-  # The gateway suite brings its upstreams, a configuration file and a second person.
+  # The gateway suite brings its upstreams, a configuration file and a second person; the
+  # several-instances suite the upstreams, a configuration file and a second instance, both
+  # instances with the public URL of the load balancer the suite runs (e2e/lib/balancer.mjs) on
+  # a port chosen here.
   config=""
   server_env=()
   suite_env=()
+  public_url=""
   ready=true
-  if [ "$suite" = e2e/gateway.test.mjs ]; then
-    start_gateway_world || ready=false
-  fi
+  case "$suite" in
+    e2e/gateway.test.mjs) start_gateway_world || ready=false ;;
+    e2e/gateway-instances.test.mjs)
+      start_gateway_world instances || ready=false
+      public_url="http://127.0.0.1:$(free_port)"
+      ;;
+  esac
   if $ready && start_server "$config" "${server_env[@]}"; then
-    if [ "$suite" = e2e/gateway.test.mjs ]; then
-      add_second_person || ready=false
-    fi
+    case "$suite" in
+      e2e/gateway.test.mjs) add_second_person || ready=false ;;
+      e2e/gateway-instances.test.mjs)
+        if start_another_instance "$config" "${server_env[@]}"; then
+          suite_env+=("MANDATE_E2E_BACKENDS=${backends[*]}")
+        else
+          ready=false
+        fi
+        ;;
+    esac
   else
     ready=false
   fi
@@ -228,6 +286,17 @@ for entry in "${suites[@]}"; do
     status=1
   fi
   stop_server
+  # The stdio servers mandate started (their process groups) end with it: none may outlive it.
+  case "$suite" in
+    e2e/gateway*.test.mjs)
+      sleep 1
+      if left="$(pgrep -af 'fastmcp_notes\.py|server-everything/dist/index\.js stdio')"; then
+        echo "upstream processes outlived mandate:" >&2
+        echo "$left" >&2
+        status=1
+      fi
+      ;;
+  esac
   stop_upstreams
 done
 exit "$status"

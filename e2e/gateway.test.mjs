@@ -12,7 +12,11 @@
 // progress notifications and server-to-client requests (sampling, elicitation) answered by the
 // client; for the stdio server-everything, that the configured env reached the child and
 // mandate's own did not; for the HTTP upstream, that no agent token ever reached it and the
-// configured X-Upstream-Key did; for the notes server, that two people get two processes, that a
+// configured X-Upstream-Key did, and (upstream_identity = true) that every request mandate made
+// upstream for the agent carried a fresh identity token instead: Bearer, at+jwt, signed with
+// mandate's key (verified against its JWKS), iss mandate, aud the configured upstream_url, sub
+// the person, client_id the agent, the agent's scopes (the stepped-up one after the step-up),
+// 300 s; and that such a token replayed to mandate is refused; for the notes server, that two people get two processes, that a
 // process killed while idle costs the next call at most a prompt JSON-RPC error, that one killed
 // during a call ends that call with a JSON-RPC error within seconds, and that a new process then
 // serves the person.
@@ -27,7 +31,8 @@
 // MANDATE_E2E_SECOND_USER and MANDATE_E2E_SECOND_PASSWORD (a second person, added with `mandate
 // users add`), MANDATE_E2E_UPSTREAM_URL (server-everything over HTTP, directly),
 // MANDATE_E2E_PROXY_RECORD (the recording proxy's file), MANDATE_E2E_UPSTREAM_KEY (the value
-// mandate sends as X-Upstream-Key), MANDATE_E2E_PYTHON (the venv's python, with fastmcp).
+// mandate sends as X-Upstream-Key), MANDATE_E2E_PROXIED_UPSTREAM_URL (the HTTP resource's
+// upstream_url: the proxy's /mcp), MANDATE_E2E_PYTHON (the venv's python, with fastmcp).
 // Screenshots in target/e2e/screenshots/gateway-*/.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -49,6 +54,7 @@ import { Person } from './lib/browser.mjs';
 import { LoopbackCallback } from './lib/callback.mjs';
 import { MemoryOAuthProvider } from './lib/provider.mjs';
 import { Recorder } from './lib/recorder.mjs';
+import { decodeJwt, fetchJwks, verifyJwt } from './lib/jwt.mjs';
 import { readRecords } from './lib/recording-proxy.mjs';
 import { say, scopes, withTimeout } from './lib/util.mjs';
 
@@ -59,6 +65,9 @@ const SECOND_PASSWORD = process.env.MANDATE_E2E_SECOND_PASSWORD;
 const UPSTREAM_URL = process.env.MANDATE_E2E_UPSTREAM_URL;
 const PROXY_RECORD = process.env.MANDATE_E2E_PROXY_RECORD;
 const UPSTREAM_KEY = process.env.MANDATE_E2E_UPSTREAM_KEY;
+// The HTTP upstream's `upstream_url` in mandate's configuration (the recording proxy's /mcp): the
+// `aud` of the identity tokens mandate sends it (upstream_identity = true).
+const PROXIED_UPSTREAM_URL = process.env.MANDATE_E2E_PROXIED_UPSTREAM_URL;
 const OUT = process.env.MANDATE_E2E_OUT ?? path.resolve(import.meta.dirname, '../target/e2e');
 const PYTHON = process.env.MANDATE_E2E_PYTHON ?? path.resolve(import.meta.dirname, '../target/e2e-venv/bin/python');
 const EVERYTHING = path.join(import.meta.dirname, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -570,6 +579,9 @@ function revokeTest(s, { tool, args }) {
 function everythingStory({ name, title, clientName, viaProxy }) {
   describe(`${name}: server-everything over ${viaProxy ? 'Streamable HTTP (behind the recording proxy)' : 'stdio'} at /mcp/${name}`, () => {
     const s = agent({ name, title, clientName });
+    // What reached the upstream before this story: mandate's own tools/list at start (made for
+    // nobody). Everything after it was made for this story's agent.
+    if (viaProxy) before(() => (s.proxyMark = PROXY_RECORD ? readRecords(PROXY_RECORD).length : 0));
     // What server-everything lists to a client without capabilities (as a probe might see it)
     // and to one with the agent's; annotations and titles only, so the resource name is free.
     const views = () => {
@@ -685,6 +697,8 @@ function everythingStory({ name, title, clientName, viaProxy }) {
       assert.ok(allText(result).includes(`- Name: ${s.elicitedName}`), `the client's answer is in the result: ${allText(result)}`);
     });
 
+    if (viaProxy) identityReplayTest(s);
+
     revokeTest(s, { tool: 'echo', args: { message: 'after revocation' } });
 
     if (viaProxy) {
@@ -709,7 +723,156 @@ function everythingStory({ name, title, clientName, viaProxy }) {
         const authorization = records.filter((r) => r.headers.authorization).length;
         say(`${name}: the upstream saw ${records.length} requests (${records.map((r) => r.method).join(' ')}); ${authorization} carried an Authorization header (none of them an agent's token)`);
       });
+
+      identityTest(s);
     }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// upstream_identity on the HTTP upstream: what mandate tells the upstream about who acts.
+
+/** What a recorded upstream request was: its JSON-RPC method (a tool call with the tool), `response` for a client's answer, or the HTTP method. */
+function recordWhat(r) {
+  if (r.method !== 'POST') return r.method === 'GET' ? 'GET (event stream)' : r.method;
+  try {
+    const m = JSON.parse(r.body);
+    const one = Array.isArray(m) ? m[0] : m;
+    if (one?.method) return one.method === 'tools/call' ? `tools/call ${one.params?.name}` : one.method;
+    return 'response';
+  } catch {
+    return 'POST (not JSON)';
+  }
+}
+
+/** The bearer token of a recorded upstream request, if it carried one. */
+const recordBearer = (r) => /^Bearer ([A-Za-z0-9_.-]+)$/.exec(r.headers.authorization ?? '')?.[1];
+
+/**
+ * Every request mandate sent the upstream for the agent (after `s.proxyMark`) carried
+ * `Authorization: Bearer` with an identity token: at+jwt, ES256, signed by a key of mandate's
+ * JWKS (found through the metadata's jwks_uri), iss = mandate, aud = the configured
+ * upstream_url exactly, sub and client_id those of the agent's own access token, a scope the
+ * agent was granted (with `<name>.write` from the first call after the step-up on), exp - iat
+ * = 300, unexpired when sent; never the agent's own token.
+ */
+function identityTest(s) {
+  const { name } = s;
+  test(`${name}: upstream_identity: every request mandate made upstream for the agent carried Authorization: Bearer <a token mandate minted for the upstream> (at+jwt, ES256, verified with mandate's JWKS; iss mandate, aud the configured upstream_url, sub the person, client_id the agent, the agent's scopes, ${name}.write after the step-up, 300 s), never the agent's own token`, { timeout: STEP_MS }, async (t) => {
+    if (!PROXY_RECORD || !PROXIED_UPSTREAM_URL) return t.skip('MANDATE_E2E_PROXY_RECORD and MANDATE_E2E_PROXIED_UPSTREAM_URL are unset (run .ci/e2e.sh)');
+    if (!s.connected) return t.skip(`the ${name} agent never connected (see the first failure)`);
+    const { jwksUri, keys } = await fetchJwks(BASE);
+    say(`${name}: JWKS ${jwksUri}: ${keys.map((k) => `${k.kid} (${k.kty} ${k.crv ?? ''} ${k.alg ?? ''})`).join(', ')}`);
+
+    // The agent's own access tokens, verified the same way: whom they name.
+    const agentTokens = s.provider.savedTokens.map((x) => x.access_token).filter(Boolean);
+    assert.ok(agentTokens.length >= 2, 'the agent held tokens before and after the step-up');
+    const agentClaims = agentTokens.map((tok) => verifyJwt(tok, keys).claims);
+    const { sub } = agentClaims[0];
+    const clientId = s.provider.clientInformation()?.client_id;
+    assert.ok(sub && clientId, 'the agent knows its person and its client id');
+    for (const c of agentClaims) {
+      assert.equal(c.sub, sub, "the agent's tokens name one person");
+      assert.equal(c.client_id, clientId, "the agent's tokens name the agent's client id");
+    }
+    const granted = new Set(agentClaims.map((c) => scopes(c.scope).join(' ')));
+
+    const records = readRecords(PROXY_RECORD);
+    const startup = records.slice(0, s.proxyMark);
+    // The start-up session may still send a request later (its DELETE): it is not the agent's.
+    const startupSessions = new Set(startup.map((r) => r.headers['mcp-session-id']).filter(Boolean));
+    const late = records.slice(s.proxyMark).filter((r) => startupSessions.has(r.headers['mcp-session-id']));
+    const mine = records.slice(s.proxyMark).filter((r) => !late.includes(r));
+    say(`${name}: before the story, mandate's start-up tools/list made ${startup.length} upstream requests (${startup.map(recordWhat).join(', ')}), ${startup.filter(recordBearer).length} with a bearer token${late.length ? `; later in its session: ${late.map(recordWhat).join(', ')}` : ''}`);
+    assert.ok(mine.length > 0, 'the upstream received requests for the agent');
+    const steppedUp = mine.findIndex((r) => recordWhat(r) === 'tools/call toggle-subscriber-updates');
+    assert.ok(steppedUp >= 0, 'the call after the step-up reached the upstream');
+
+    const problems = [];
+    const minted = new Map(); // token → { claims, first }
+    for (const [i, r] of mine.entries()) {
+      const what = `${recordWhat(r)} (#${r.seq})`;
+      const token = recordBearer(r);
+      if (!token) {
+        problems.push(`${what}: ${r.headers.authorization === undefined ? 'no Authorization header' : 'an Authorization header that is not a bearer token'}`);
+        continue;
+      }
+      if (agentTokens.includes(token) || s.tokensHeld().includes(token)) {
+        problems.push(`${what}: the agent's own token`);
+        continue;
+      }
+      let verified;
+      try {
+        verified = verifyJwt(token, keys);
+      } catch (e) {
+        problems.push(`${what}: ${e.message}`);
+        continue;
+      }
+      const { header, claims } = verified;
+      const check = (ok, why) => ok || problems.push(`${what}: ${why}`);
+      check(header.typ === 'at+jwt', `typ ${header.typ}`);
+      check(header.alg === 'ES256', `alg ${header.alg}`);
+      check(claims.iss === BASE, `iss ${claims.iss}, expected ${BASE}`);
+      check(claims.aud === PROXIED_UPSTREAM_URL, `aud ${JSON.stringify(claims.aud)}, expected ${PROXIED_UPSTREAM_URL}`);
+      check(claims.sub === sub, `sub ${claims.sub}, the agent's token names ${sub}`);
+      check(claims.client_id === clientId, `client_id ${claims.client_id}, the agent is ${clientId}`);
+      const held = scopes(claims.scope);
+      check(held.includes(`${name}.read`), `scope "${claims.scope}" lacks ${name}.read`);
+      check(granted.has(held.join(' ')), `scope "${claims.scope}" is none the agent was granted (${[...granted].join(' | ')})`);
+      if (i >= steppedUp) check(held.includes(`${name}.write`), `after the step-up, scope "${claims.scope}" lacks ${name}.write`);
+      check(claims.exp - claims.iat === 300, `exp - iat = ${claims.exp - claims.iat}`);
+      const sentAt = Date.parse(r.at) / 1000;
+      check(claims.iat <= sentAt + 1, `iat ${claims.iat} is after the request (${sentAt})`);
+      check(claims.exp > sentAt, `expired when sent (exp ${claims.exp}, sent ${sentAt})`);
+      if (!minted.has(token)) minted.set(token, { claims, first: what });
+    }
+    say(`${name}: ${mine.length} upstream requests for the agent: ${mine.map((r) => `${recordWhat(r)}${recordBearer(r) ? '' : ' [no bearer]'}`).join(', ')}`);
+    for (const { claims, first } of minted.values()) {
+      say(`${name}: identity token jti ${claims.jti}: scope "${claims.scope}", exp - iat ${claims.exp - claims.iat}, first sent with ${first}`);
+    }
+    assert.deepEqual(problems, [], `${problems.length} of ${mine.length} upstream requests lacked a right identity token`);
+    const jtis = [...minted.values()].map((m) => m.claims.jti);
+    assert.equal(new Set(jtis).size, jtis.length, 'each identity token has its own jti');
+  });
+}
+
+/**
+ * An identity token is for the upstream alone: presented to mandate (the gateway resource it
+ * came through, the demo's /mcp) it gets 401 invalid_token, while the grant is live (the agent's
+ * own token, sent the same way, is accepted).
+ */
+function identityReplayTest(s) {
+  const { name } = s;
+  test(`${name}: upstream_identity: a token the upstream received, replayed to mandate (/mcp/${name} and the demo's /mcp), gets 401 invalid_token; the agent's own token, sent the same way, is accepted`, { timeout: STEP_MS }, async (t) => {
+    if (!PROXY_RECORD) return t.skip('MANDATE_E2E_PROXY_RECORD is unset (run .ci/e2e.sh)');
+    if (!s.requireConnected(t)) return;
+    const token = readRecords(PROXY_RECORD).slice(s.proxyMark).map(recordBearer).filter(Boolean).at(-1);
+    // (The start-up session's requests carry none: a bearer token here is one minted for the agent.)
+    assert.ok(token, 'the upstream received a bearer token');
+    assert.ok(!s.tokensHeld().includes(token), "not the agent's own token");
+    const ping = (url, bearer) =>
+      fetch(url, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${bearer}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': s.transport.sessionId,
+          'mcp-protocol-version': s.transport.protocolVersion ?? '2025-11-25',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'replay', method: 'ping' }),
+      });
+    for (const url of [s.mcpUrl, `${BASE}/mcp`]) {
+      const res = await ping(url, token);
+      const www = res.headers.get('www-authenticate');
+      await res.text();
+      say(`${name}: the upstream's identity token at ${url}: ${res.status} ${www ?? ''}`);
+      assert.equal(res.status, 401, `${url} refused the identity token`);
+      assert.equal(param(www, 'error'), 'invalid_token');
+    }
+    const control = await ping(s.mcpUrl, s.provider.heldTokens().access_token);
+    const body = await control.text();
+    assert.equal(control.status, 200, `the agent's own token is accepted at ${s.mcpUrl}: ${body.slice(0, 200)}`);
   });
 }
 

@@ -74,6 +74,12 @@ export class Recorder {
       const response = await fetch(input, init);
       entry.status = response.status;
       entry.wwwAuthenticate = response.headers.get('www-authenticate');
+      // Behind the several-instances suite's balancer (lib/balancer.mjs): which instance answered.
+      const backend = response.headers.get('x-e2e-backend');
+      if (backend) entry.backend = backend;
+      const session = response.headers.get('mcp-session-id');
+      if (session) entry.givenSessionId = session;
+      if (headers.get('mcp-session-id')) entry.sessionId = headers.get('mcp-session-id');
       if (!isMcp(url.pathname)) {
         const json = await response
           .clone()

@@ -97,11 +97,20 @@ pub(crate) struct UpstreamClient {
     identity: Option<Arc<Identity>>,
     resume: Arc<Mutex<Option<Resume>>>,
     session: Arc<Mutex<Option<String>>>,
+    /// A continued session's `notifications/initialized` was sent by the instance that began
+    /// it: the upstream does not get it twice.
+    skip_initialized: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl UpstreamClient {
     pub fn new(inner: reqwest::Client, identity: Option<Arc<Identity>>, resume: Option<Resume>) -> Self {
-        Self { inner, identity, resume: Arc::new(Mutex::new(resume)), session: Arc::default() }
+        Self {
+            inner,
+            identity,
+            resume: Arc::new(Mutex::new(resume)),
+            session: Arc::default(),
+            skip_initialized: Arc::default(),
+        }
     }
 
     /// The upstream's session id, once it gave one.
@@ -126,13 +135,21 @@ impl UpstreamClient {
         }
     }
 
-    /// On a continuation, the replayed `initialize` is answered here, with the recorded session.
+    /// On a continuation, the replayed `initialize` is answered here, with the recorded session
+    /// (and the `notifications/initialized` after it is not sent again).
     fn resumed(&self, message: &ClientJsonRpcMessage) -> Option<StreamableHttpPostResponse> {
+        if let ClientJsonRpcMessage::Notification(n) = message
+            && matches!(n.notification, rmcp::model::ClientNotification::InitializedNotification(_))
+            && self.skip_initialized.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Some(StreamableHttpPostResponse::Accepted);
+        }
         let ClientJsonRpcMessage::Request(r) = message else { return None };
         if !matches!(r.request, ClientRequest::InitializeRequest(_)) {
             return None;
         }
         let resume = self.resume.lock().ok()?.take()?;
+        self.skip_initialized.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut s) = self.session.lock() {
             *s = Some(resume.session.clone());
         }

@@ -27,7 +27,6 @@ use axum::Router;
 use mandate_core::AuthServer;
 use mandate_mcp::McpSettings;
 use rmcp::model::ClientConfig;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::tower::StreamableHttpService;
 
 pub use processes::LimitReached;
@@ -136,7 +135,7 @@ pub fn serve(
     let relay_of = upstream.clone();
     let service = StreamableHttpService::new(
         move || Ok(Relay::new(relay_of.clone(), sessions.clone())),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions::TellingSessions::default()),
         config,
     );
     let router =

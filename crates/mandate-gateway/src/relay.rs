@@ -44,7 +44,8 @@ struct Attached {
     link: Arc<Link>,
     info: ClientConfig,
     downstream: Downstream,
-    person: String,
+    /// Who opened the session (its process counts against this person).
+    caller: Principal,
     /// The client already got an error saying the connection was lost (a request in flight when
     /// it ended): the restart then needs no second one.
     loss_reported: bool,
@@ -55,7 +56,7 @@ pub struct Relay {
     upstream: Arc<Upstream>,
     sessions: Arc<GatewaySessions>,
     key: u64,
-    session: tokio::sync::Mutex<Option<Attached>>,
+    session: Arc<tokio::sync::Mutex<Option<Attached>>>,
 }
 
 fn principal(extensions: &rmcp::model::Extensions) -> Option<Principal> {
@@ -68,7 +69,7 @@ impl Relay {
             upstream,
             sessions,
             key: SESSION_KEYS.fetch_add(1, Ordering::Relaxed),
-            session: tokio::sync::Mutex::new(None),
+            session: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
@@ -79,7 +80,6 @@ impl Relay {
     ) -> Result<InitializeResult, ErrorData> {
         let caller = principal(&ctx.extensions)
             .ok_or_else(|| gateway_error("no authenticated caller (is the gateway mounted behind the guard?)"))?;
-        let person = caller.subject.clone();
         let downstream = Downstream { key: self.key, peer: ctx.peer.clone() };
         // A session begun on another instance, continued here: attach to its upstream session.
         let resume = match ctx.extensions.get::<SessionRestoreMarker>() {
@@ -91,9 +91,19 @@ impl Relay {
             ),
             None => None,
         };
-        let link = self.upstream.link_for(&info, &person, resume).await?;
-        if let Some(i) = &link.identity {
-            i.set_caller(&caller);
+        let restored = resume.is_some();
+        let link = self.upstream.link_for(&info, &caller, resume).await?;
+        // The client's session id is known here (the session manager tells): which upstream
+        // session it stands for is recorded before the client can send its next request,
+        // which may reach another instance.
+        if !restored
+            && let (Some(id), Some(upstream_session), Some(peer)) = (
+                ctx.extensions.get::<crate::sessions::SessionIdOf>(),
+                link.client.as_ref().and_then(|c| c.session()),
+                link.service.peer().peer_info(),
+            )
+        {
+            self.sessions.record(&id.0, &upstream_session, &initialize_result(&peer)).await;
         }
         link.routes.attach(downstream.clone()).await;
         let peer = link
@@ -101,15 +111,43 @@ impl Relay {
             .peer()
             .peer_info()
             .ok_or_else(|| gateway_error("the upstream server did not say who it is"))?;
-        *self.session.lock().await = Some(Attached { link, info, downstream, person, loss_reported: false });
-        let mut result = InitializeResult::new(peer.capabilities.clone());
-        result.protocol_version = peer.protocol_version.clone();
-        result.instructions = peer.instructions.clone();
-        result.meta = peer.meta.clone();
-        if let Some(i) = &peer.server_info {
-            result.server_info = i.clone();
-        }
-        Ok(result)
+        *self.session.lock().await =
+            Some(Attached { link, info, downstream, caller: caller.clone(), loss_reported: false });
+        self.end_on_revocation(caller);
+        Ok(initialize_result(&peer))
+    }
+
+    /// When the person revokes the agent, its upstream connection (and for stdio, the process)
+    /// goes at once, not when the idle session expires: every later request is refused anyway.
+    fn end_on_revocation(&self, caller: Principal) {
+        let session = Arc::downgrade(&self.session);
+        let (auth, name) = (self.upstream.auth.clone(), self.upstream.spec.name.clone());
+        tokio::spawn(async move {
+            // Asked again on each revocation this process hears of, else every 30 s (a
+            // revocation by another process on SQLite is not announced).
+            let mut seen = auth.revocation_epoch();
+            let mut asked = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    () = auth.revocation_changed() => {}
+                    () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+                let Some(session) = session.upgrade() else { return };
+                let epoch = auth.revocation_epoch();
+                if epoch == seen && asked.elapsed() < std::time::Duration::from_secs(30) {
+                    continue;
+                }
+                (seen, asked) = (epoch, tokio::time::Instant::now());
+                if auth.access_revoked(caller.grant_id.as_deref(), None).await.unwrap_or(false) {
+                    let ended = session.lock().await.take();
+                    if let Some(a) = ended {
+                        tracing::info!(upstream = %name, pid = a.link.pid, "access revoked: ending the session's upstream connection");
+                        a.link.routes.detach(a.downstream.key).await;
+                    }
+                    return;
+                }
+            }
+        });
     }
 
     /// The session's connection; a closed one (the process died) is replaced first, with the
@@ -123,7 +161,7 @@ impl Relay {
             // Started again at once, but this request fails: the client must learn that what
             // the server held for its session (open files, subscriptions, state) is gone.
             tracing::warn!(upstream = %self.upstream.spec.name, pid = a.link.pid, "the upstream connection ended: starting it again");
-            let link = self.upstream.link_for(&a.info, &a.person, None).await?;
+            let link = self.upstream.link_for(&a.info, &a.caller, None).await?;
             link.routes.attach(a.downstream.clone()).await;
             a.link = link;
             if std::mem::take(&mut a.loss_reported) {
@@ -143,6 +181,10 @@ impl Relay {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let (link, downstream) = self.link().await?;
+        // The identity token names the caller of this request (a step-up widens its scope).
+        if let (Some(i), Some(p)) = (&link.identity, principal(&ctx.extensions)) {
+            i.set_caller(&p);
+        }
         let peer = link.service.peer().clone();
         let options = PeerRequestOptions::no_options().with_meta(ctx.meta.clone());
         let client_token = ctx.meta.get_progress_token();
@@ -250,6 +292,18 @@ impl Relay {
     }
 }
 
+/// What the client is told of the upstream: its own `initialize` answer.
+fn initialize_result(peer: &rmcp::model::ServerPeerInfo) -> InitializeResult {
+    let mut result = InitializeResult::new(peer.capabilities.clone());
+    result.protocol_version = peer.protocol_version.clone();
+    result.instructions = peer.instructions.clone();
+    result.meta = peer.meta.clone();
+    if let Some(i) = &peer.server_info {
+        result.server_info = i.clone();
+    }
+    result
+}
+
 fn stopped(upstream: &Upstream) -> ErrorData {
     gateway_error(format!(
         "the {} server stopped; what it held for this session is lost. The next request starts it again.",
@@ -266,7 +320,7 @@ impl Drop for Relay {
     fn drop(&mut self) {
         // The connection (and a session's process) goes with the last reference to it; a
         // shared one only forgets this client.
-        if let Some(a) = self.session.get_mut().take()
+        if let Some(a) = self.session.try_lock().ok().and_then(|mut s| s.take())
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             let key = self.key;
@@ -439,36 +493,6 @@ impl ServerHandler for Relay {
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         relay!(self, context, ClientRequest::CustomRequest(request), CustomResult)
-    }
-
-    /// The client's session id is known from here on: record which upstream session it
-    /// stands for, so another instance can continue it.
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        if context.extensions.get::<SessionRestoreMarker>().is_some() {
-            return;
-        }
-        let id = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|p| p.headers.get("mcp-session-id"))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let Some(id) = id else { return };
-        let link = self.session.lock().await.as_ref().map(|a| a.link.clone());
-        let Some(link) = link else { return };
-        let (Some(upstream_session), Some(init)) =
-            (link.client.as_ref().and_then(|c| c.session()), link.service.peer().peer_info())
-        else {
-            return;
-        };
-        let mut result = InitializeResult::new(init.capabilities.clone());
-        result.protocol_version = init.protocol_version.clone();
-        result.instructions = init.instructions.clone();
-        result.meta = init.meta.clone();
-        if let Some(i) = &init.server_info {
-            result.server_info = i.clone();
-        }
-        self.sessions.record(&id, &upstream_session, &result).await;
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {

@@ -5,9 +5,14 @@
 
 use std::sync::Arc;
 
+use futures::Stream;
 use mandate_core::AuthServer;
-use rmcp::model::InitializeResult;
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, InitializeResult, ServerJsonRpcMessage};
+use rmcp::transport::common::server_side_http::ServerSseMessage;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::store::EventStore;
 use rmcp::transport::streamable_http_server::session::store::{SessionState, SessionStore, SessionStoreError};
+use rmcp::transport::streamable_http_server::session::{RestoreOutcome, SessionId, SessionManager};
 use serde_json::Value;
 
 use crate::client::Resume;
@@ -119,5 +124,77 @@ impl SessionStore for GatewaySessions {
             }
         }
         self.auth.mcp_session_forget(session_id).await.map_err(opaque)
+    }
+}
+
+/// The client's session id, put in the `initialize` request by [`TellingSessions`] so the relay
+/// can record the upstream session before answering.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionIdOf(pub String);
+
+/// rmcp's in-memory session manager, telling the relay which session an `initialize` opens.
+#[derive(Default)]
+pub(crate) struct TellingSessions(pub LocalSessionManager);
+
+impl SessionManager for TellingSessions {
+    type Error = <LocalSessionManager as SessionManager>::Error;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        self.0.create_session().await
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        mut message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        if let ClientJsonRpcMessage::Request(r) = &mut message {
+            r.request.extensions_mut().insert(SessionIdOf(id.to_string()));
+        }
+        self.0.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.0.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.0.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.0.create_stream(id, message).await
+    }
+
+    async fn accept_message(&self, id: &SessionId, message: ClientJsonRpcMessage) -> Result<(), Self::Error> {
+        self.0.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.0.create_standalone_stream(id).await
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.0.resume(id, last_event_id).await
+    }
+
+    async fn restore_session(&self, id: SessionId) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.0.restore_session(id).await
+    }
+
+    fn event_store(&self) -> Option<Arc<dyn EventStore>> {
+        self.0.event_store()
     }
 }

@@ -14,6 +14,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use mandate_guard::Principal;
+
 use crate::client::{Identity, Resume, UpstreamClient};
 use crate::forward::Forwarder;
 use crate::processes::{Permit, Processes};
@@ -190,12 +192,12 @@ impl Upstream {
     pub(crate) async fn link_for(
         &self,
         info: &ClientConfig,
-        person: &str,
+        caller: &Principal,
         resume: Option<Resume>,
     ) -> Result<Arc<Link>, ErrorData> {
         let shared = matches!(self.spec.target, Target::Stdio { isolation: Isolation::Shared, .. });
         if !shared {
-            return self.open(info.clone(), Some(person), Arc::default(), resume).await.map(Arc::new);
+            return self.open(info.clone(), Some(caller), Arc::default(), resume).await.map(Arc::new);
         }
         let mut slot = self.shared.lock().await;
         if let Some(l) = slot.as_ref().filter(|l| !l.is_closed()) {
@@ -211,18 +213,27 @@ impl Upstream {
     pub(crate) async fn open(
         &self,
         info: ClientConfig,
-        person: Option<&str>,
+        caller: Option<&Principal>,
         routes: Arc<Routes>,
         resume: Option<Resume>,
     ) -> Result<Link, ErrorData> {
         let permit = match &self.spec.target {
-            Target::Stdio { .. } => {
-                Some(self.processes.acquire(person.unwrap_or("")).map_err(|e| gateway_error(e.to_string()))?)
-            }
+            Target::Stdio { .. } => Some(
+                self.processes
+                    .acquire(caller.map_or("", |c| c.subject.as_str()))
+                    .map_err(|e| gateway_error(e.to_string()))?,
+            ),
             Target::Http { .. } => None,
         };
         let identity = match (&self.spec.target, self.spec.identity) {
-            (Target::Http { url, .. }, true) => Some(Arc::new(Identity::new(self.auth.clone(), url.clone()))),
+            (Target::Http { url, .. }, true) => {
+                // Named from the first request on, `initialize` included.
+                let identity = Identity::new(self.auth.clone(), url.clone());
+                if let Some(c) = caller {
+                    identity.set_caller(c);
+                }
+                Some(Arc::new(identity))
+            }
             _ => None,
         };
         let parts = Extras { permit, children: self.children.clone(), identity, resume };
