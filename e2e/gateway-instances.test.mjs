@@ -31,7 +31,7 @@ import { Person } from './lib/browser.mjs';
 import { LoopbackCallback } from './lib/callback.mjs';
 import { MemoryOAuthProvider } from './lib/provider.mjs';
 import { Recorder } from './lib/recorder.mjs';
-import { readRecords } from './lib/recording-proxy.mjs';
+import { readRecords, recordWhat } from './lib/recording-proxy.mjs';
 import { say, withTimeout } from './lib/util.mjs';
 
 const BASE = process.env.MANDATE_E2E_BASE;
@@ -66,18 +66,6 @@ async function eventually(check, ms, what) {
   }
 }
 
-/** What a recorded upstream request was: its JSON-RPC method, `response`, or the HTTP method. */
-function recordWhat(r) {
-  if (r.method !== 'POST') return r.method === 'GET' ? 'GET (event stream)' : r.method;
-  try {
-    const m = JSON.parse(r.body);
-    const one = Array.isArray(m) ? m[0] : m;
-    if (one?.method) return one.method === 'tools/call' ? `tools/call ${one.params?.name}` : one.method;
-    return 'response';
-  } catch {
-    return 'POST (not JSON)';
-  }
-}
 
 const balancer = BACKENDS.length === 2 ? new Balancer(BACKENDS.map((url, i) => ({ name: `instance-${i + 1}`, url }))) : undefined;
 let person;

@@ -55,7 +55,7 @@ import { LoopbackCallback } from './lib/callback.mjs';
 import { MemoryOAuthProvider } from './lib/provider.mjs';
 import { Recorder } from './lib/recorder.mjs';
 import { decodeJwt, fetchJwks, verifyJwt } from './lib/jwt.mjs';
-import { readRecords } from './lib/recording-proxy.mjs';
+import { readRecords, recordWhat } from './lib/recording-proxy.mjs';
 import { say, scopes, withTimeout } from './lib/util.mjs';
 
 const BASE = process.env.MANDATE_E2E_BASE;
@@ -732,18 +732,6 @@ function everythingStory({ name, title, clientName, viaProxy }) {
 // ---------------------------------------------------------------------------------------------
 // upstream_identity on the HTTP upstream: what mandate tells the upstream about who acts.
 
-/** What a recorded upstream request was: its JSON-RPC method (a tool call with the tool), `response` for a client's answer, or the HTTP method. */
-function recordWhat(r) {
-  if (r.method !== 'POST') return r.method === 'GET' ? 'GET (event stream)' : r.method;
-  try {
-    const m = JSON.parse(r.body);
-    const one = Array.isArray(m) ? m[0] : m;
-    if (one?.method) return one.method === 'tools/call' ? `tools/call ${one.params?.name}` : one.method;
-    return 'response';
-  } catch {
-    return 'POST (not JSON)';
-  }
-}
 
 /** The bearer token of a recorded upstream request, if it carried one. */
 const recordBearer = (r) => /^Bearer ([A-Za-z0-9_.-]+)$/.exec(r.headers.authorization ?? '')?.[1];

@@ -17,23 +17,8 @@
 //                            instance that gave the session id.
 import http from 'node:http';
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+import { endToEnd } from './recording-proxy.mjs';
 
-function endToEnd(headers) {
-  const out = {};
-  for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k.toLowerCase())) out[k] = v;
-  return out;
-}
 
 /** The JSON-RPC method(s) of a request body, or `response` for a client's answer. */
 function rpcOf(body) {

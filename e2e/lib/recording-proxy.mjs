@@ -24,7 +24,8 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-function endToEnd(headers) {
+/** The headers that travel end to end (hop-by-hop ones dropped), for a proxy to pass on. */
+export function endToEnd(headers) {
   const out = {};
   for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k.toLowerCase())) out[k] = v;
   return out;
@@ -107,4 +108,17 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const stop = () => proxy.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+/** What a recorded upstream request was: its JSON-RPC method (a tool call with the tool), `response` for a client's answer, or the HTTP method. */
+export function recordWhat(r) {
+  if (r.method !== 'POST') return r.method === 'GET' ? 'GET (event stream)' : r.method;
+  try {
+    const m = JSON.parse(r.body);
+    const one = Array.isArray(m) ? m[0] : m;
+    if (one?.method) return one.method === 'tools/call' ? `tools/call ${one.params?.name}` : one.method;
+    return 'response';
+  } catch {
+    return 'POST (not JSON)';
+  }
 }
