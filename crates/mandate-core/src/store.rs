@@ -118,6 +118,8 @@ pub trait KeyStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn append(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Several events in one transaction (all or none).
+    async fn append_all(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// The newest events matching the filter (at most `limit`), oldest first.
     async fn events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
     /// For each client that called a tool for this person: when it last did, successfully (the

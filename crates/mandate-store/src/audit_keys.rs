@@ -49,23 +49,34 @@ impl KeyStore for SqlStore {
     }
 }
 
+/// One audit event's INSERT (both engines).
+fn insert_event(e: &AuditEvent) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, kind, outcome, user_id, client_id, grant_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&e.id)
+    .bind(e.at)
+    .bind(&e.kind)
+    .bind(&e.outcome)
+    .bind(e.user_id.clone())
+    .bind(e.client_id.clone())
+    .bind(e.grant_id.clone())
+    .bind(e.detail.clone())
+}
+
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn append(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, at, kind, outcome, user_id, client_id, grant_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&e.id)
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.outcome)
-        .bind(e.user_id.clone())
-        .bind(e.client_id.clone())
-        .bind(e.grant_id.clone())
-        .bind(e.detail.clone())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        insert_event(e).execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn append_all(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for e in events {
+            insert_event(e).execute(&mut *tx).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
         Ok(())
     }
 

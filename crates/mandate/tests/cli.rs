@@ -272,7 +272,7 @@ fn help_groups_the_commands() {
         ],
         "{help}"
     );
-    assert_eq!(sections[0].1, ["serve", "migrate"]);
+    assert_eq!(sections[0].1, ["serve", "migrate", "resources"]);
     assert_eq!(sections[1].1, ["users", "clients", "grants", "audit", "keys"]);
     assert_eq!(sections[2].1, ["login", "tools", "call", "logout", "connections", "bridge"]);
     // `mandate help` says the same.

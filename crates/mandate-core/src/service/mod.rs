@@ -109,6 +109,8 @@ pub struct AuthServer {
     revocation_epoch: std::sync::atomic::AtomicU64,
     /// Woken on every change of `revocation_epoch` (open event streams re-check their grant).
     revocation_signal: tokio::sync::Notify,
+    /// The audit writer: events arriving together are written in one transaction.
+    audit_queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<(AuditEvent, tokio::sync::oneshot::Sender<()>)>>,
 }
 
 /// What an [`AuthServer`] is built from.
@@ -136,6 +138,7 @@ impl AuthServer {
             documents: deps.documents,
             revocation_epoch: std::sync::atomic::AtomicU64::new(0),
             revocation_signal: tokio::sync::Notify::new(),
+            audit_queue: std::sync::OnceLock::new(),
         };
         server.keys.ensure_signing_key(server.settings.signing_alg, server.now()).await?;
         Ok(server)
@@ -215,10 +218,51 @@ impl AuthServer {
             grant_id: event.grant.map(str::to_owned),
             detail: event.detail,
         };
-        if let Err(e) = self.store.append(&record).await {
-            tracing::error!(error = %e, kind = %record.kind, "could not record audit event");
+        // Group commit: the event joins those queued meanwhile, one transaction writes them all,
+        // and each caller goes on once its event is written (as with a write of its own).
+        let queue = self.audit_queue.get_or_init(|| spawn_audit_writer(self.store.clone()));
+        let (written, wait) = tokio::sync::oneshot::channel();
+        match queue.send((record, written)).await {
+            Ok(()) => {
+                let _ = wait.await;
+            }
+            Err(tokio::sync::mpsc::error::SendError((record, _))) => {
+                if let Err(e) = self.store.append(&record).await {
+                    tracing::error!(error = %e, kind = %record.kind, "could not record audit event");
+                }
+            }
         }
     }
+}
+
+/// Most events one audit transaction writes.
+const AUDIT_BATCH: usize = 256;
+
+/// The task that writes queued audit events: whatever is queued when it is free, in one
+/// transaction; then it tells each caller.
+fn spawn_audit_writer(
+    store: Arc<dyn Store>,
+) -> tokio::sync::mpsc::Sender<(AuditEvent, tokio::sync::oneshot::Sender<()>)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(AuditEvent, tokio::sync::oneshot::Sender<()>)>(4 * AUDIT_BATCH);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < AUDIT_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let (events, waiting): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
+            if let Err(e) = store.append_all(&events).await {
+                tracing::error!(error = %e, events = events.len(), "could not record audit events");
+            }
+            for w in waiting {
+                let _ = w.send(());
+            }
+        }
+    });
+    tx
 }
 
 /// An audit event about to be recorded.
