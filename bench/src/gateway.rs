@@ -4,9 +4,10 @@
 //! rounds. Both sides keep one MCP session per worker and call `echo`.
 //!
 //! CPU per call is read from `/proc/<pid>/stat` (utime + stime) around each round: this process
-//! (the load generator, plus the gateway on the gateway side) and the upstream's Node process.
-//! With `taskset` and two CPUs the upstream runs on one CPU and this process on the other, so
-//! the upstream gets the same CPU whichever side is measured.
+//! (the load generator, plus the gateway on the gateway side: the difference is the gateway's),
+//! its SQLite threads (by name), and the upstream's Node process. With `taskset` and two CPUs the
+//! upstream runs on one CPU and this process on the other, so the upstream has the same CPU
+//! whichever side is measured (docs/BENCHMARKS.md, "Gateway overhead").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -190,6 +191,8 @@ pub(crate) async fn discover(base: &str, url: &str) -> anyhow::Result<Served> {
         target: Target::Http { url: url.to_owned(), headers: BTreeMap::new() },
         tool_scopes: BTreeMap::new(),
         extra_scopes: Vec::new(),
+        default_scopes: Vec::new(),
+        identity: false,
         limits: Limits::default(),
     };
     let http = mandate_gateway::http_client()?;
@@ -210,12 +213,28 @@ pub(crate) fn router(s: Served, auth: &Arc<AuthServer>) -> anyhow::Result<Router
     Ok(router)
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// utime + stime of a process (`/proc/<pid>/stat`) or thread (`/proc/<pid>/task/<tid>/stat`),
+/// in clock ticks.
+fn cpu_ticks(stat: &Path) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn process_ticks(pid: u32) -> Option<u64> {
+    cpu_ticks(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime of this process's SQLite threads (sqlx runs each connection on a thread of its
+/// own, named `sqlx-sqlite-worker-N`): on the gateway side, the trail's insert for each call.
+fn sqlite_ticks() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("sqlx-sqlite")))
+        .filter_map(|t| cpu_ticks(&t.path().join("stat")))
+        .sum()
 }
 
 fn clock_ticks_per_second() -> u64 {
@@ -233,6 +252,8 @@ fn clock_ticks_per_second() -> u64 {
 pub(crate) struct Cpu {
     /// This process: the load generator, plus the gateway on the gateway side.
     pub(crate) own: u64,
+    /// Of `own`, its SQLite threads.
+    pub(crate) own_sqlite: u64,
     pub(crate) upstream: u64,
 }
 
@@ -306,11 +327,12 @@ pub(crate) async fn compare(
             } else {
                 (&direct, &mut c.direct, &mut c.direct_cpu)
             };
-            let before = (cpu_ticks(me), cpu_ticks(upstream.pid));
+            let before = (process_ticks(me), sqlite_ticks(), process_ticks(upstream.pid));
             round(sessions, per_worker, Instant::now() + per_round, stats).await?;
-            let after = (cpu_ticks(me), cpu_ticks(upstream.pid));
+            let after = (process_ticks(me), sqlite_ticks(), process_ticks(upstream.pid));
             cpu.own += after.0.zip(before.0).map_or(0, |(a, b)| a.saturating_sub(b));
-            cpu.upstream += after.1.zip(before.1).map_or(0, |(a, b)| a.saturating_sub(b));
+            cpu.own_sqlite += after.1.saturating_sub(before.1);
+            cpu.upstream += after.2.zip(before.2).map_or(0, |(a, b)| a.saturating_sub(b));
         }
     }
     if let Some(p) = &upstream.pin {

@@ -549,6 +549,8 @@ async fn main() -> anyhow::Result<()> {
                     c.per_call(c.gateway_cpu.own, n_gateway),
                     c.per_call(c.direct_cpu.upstream, n_direct),
                     c.per_call(c.gateway_cpu.upstream, n_gateway),
+                    c.per_call(c.direct_cpu.own_sqlite, n_direct),
+                    c.per_call(c.gateway_cpu.own_sqlite, n_gateway),
                 ];
                 let gateway::Comparison { direct, gateway, .. } = c;
                 report(direct);
@@ -562,10 +564,11 @@ async fn main() -> anyhow::Result<()> {
                     p99[1] - p99[0],
                 );
                 println!(
-                    "cpu per call: this process {:.0} µs direct (load generator) -> {:.0} µs gateway (load generator + gateway): gateway {:.0} µs; upstream {:.0} -> {:.0} µs",
+                    "cpu per call: this process {:.0} µs direct (load generator) -> {:.0} µs gateway (load generator + gateway): gateway {:.0} µs, of which SQLite threads {:.0} µs (the trail); upstream {:.0} -> {:.0} µs",
                     cpu[0],
                     cpu[1],
                     cpu[1] - cpu[0],
+                    cpu[5] - cpu[4],
                     cpu[2],
                     cpu[3]
                 );
@@ -574,6 +577,7 @@ async fn main() -> anyhow::Result<()> {
                     json!({"scenario": "gateway overhead", "added_p50_ms": p50[1] - p50[0], "added_p90_ms": p90[1] - p90[0],
                            "added_p99_ms": p99[1] - p99[0], "throughput_ratio": ratio,
                            "cpu_us_per_call": {"own_direct": cpu[0], "own_gateway": cpu[1], "gateway": cpu[1] - cpu[0],
+                                               "own_sqlite_direct": cpu[4], "own_sqlite_gateway": cpu[5],
                                                "upstream_direct": cpu[2], "upstream_gateway": cpu[3]},
                            "pinned": pinned})
                 );
