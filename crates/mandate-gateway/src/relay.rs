@@ -152,7 +152,7 @@ impl Relay {
 
     /// The session's connection; a closed one (the process died) is replaced first, with the
     /// same `initialize` (the upstream's state for this session is gone).
-    async fn link(&self) -> Result<(Arc<Link>, Downstream), ErrorData> {
+    async fn link(&self, ctx: Option<&RequestContext<RoleServer>>) -> Result<(Arc<Link>, Downstream), ErrorData> {
         let mut slot = self.session.lock().await;
         let a = slot
             .as_mut()
@@ -163,6 +163,16 @@ impl Relay {
             tracing::warn!(upstream = %self.upstream.spec.name, pid = a.link.pid, "the upstream connection ended: starting it again");
             let link = self.upstream.link_for(&a.info, &a.caller, None).await?;
             link.routes.attach(a.downstream.clone()).await;
+            // A new upstream session: recorded, so another instance continues this one.
+            let id = ctx
+                .and_then(|c| c.extensions.get::<http::request::Parts>())
+                .and_then(|p| p.headers.get("mcp-session-id"))
+                .and_then(|v| v.to_str().ok());
+            if let (Some(id), Some(upstream_session), Some(peer)) =
+                (id, link.client.as_ref().and_then(|c| c.session()), link.service.peer().peer_info())
+            {
+                self.sessions.record(id, &upstream_session, &initialize_result(&peer)).await;
+            }
             a.link = link;
             if std::mem::take(&mut a.loss_reported) {
                 return Ok((a.link.clone(), a.downstream.clone()));
@@ -180,7 +190,7 @@ impl Relay {
         request: ClientRequest,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        let (link, downstream) = self.link().await?;
+        let (link, downstream) = self.link(Some(ctx)).await?;
         // The identity token names the caller of this request (a step-up widens its scope).
         if let (Some(i), Some(p)) = (&link.identity, principal(&ctx.extensions)) {
             i.set_caller(&p);
@@ -213,7 +223,7 @@ impl Relay {
                     other => gateway_error(format!("the {} server failed: {other}", self.upstream.spec.name)),
                 }),
                 () = ctx.ct.cancelled() => {
-                    cancel_upstream(&peer, upstream_id.clone(), "cancelled by the client").await;
+                    cancel_upstream(&peer, upstream_id.clone(), "cancelled by the client");
                     break Err(gateway_error("cancelled"));
                 }
                 () = tokio::time::sleep_until(deadline) => {
@@ -221,7 +231,7 @@ impl Relay {
                         deadline = later;
                         continue;
                     }
-                    cancel_upstream(&peer, upstream_id.clone(), "the gateway's timeout").await;
+                    cancel_upstream(&peer, upstream_id.clone(), "the gateway's timeout");
                     break Err(gateway_error(format!(
                         "the {} server did not answer within {} s (request_timeout)",
                         self.upstream.spec.name,
@@ -255,8 +265,11 @@ impl Relay {
     }
 
     /// Passes a client notification on (roots changed, custom ones).
+    /// Passes a notification on to a live upstream connection. A dead one is not restarted
+    /// here: the next request does that, and tells the client its state was lost.
     async fn notify(&self, notification: ClientNotification) {
-        if let Ok((link, _)) = self.link().await {
+        let link = self.session.lock().await.as_ref().map(|a| a.link.clone());
+        if let Some(link) = link.filter(|l| !l.is_closed()) {
             let _ = link.service.peer().send_notification(notification).await;
         }
     }
@@ -311,9 +324,14 @@ fn stopped(upstream: &Upstream) -> ErrorData {
     ))
 }
 
-async fn cancel_upstream(peer: &rmcp::Peer<rmcp::service::RoleClient>, id: rmcp::model::RequestId, reason: &str) {
+/// Tells the upstream a request is abandoned, from a task of its own: a stuck upstream that no
+/// longer reads its input must not hold the client's answer.
+fn cancel_upstream(peer: &rmcp::Peer<rmcp::service::RoleClient>, id: rmcp::model::RequestId, reason: &str) {
     let n = CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
-    let _ = peer.send_notification(n.into()).await;
+    let peer = peer.clone();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), peer.send_notification(n.into())).await;
+    });
 }
 
 impl Drop for Relay {

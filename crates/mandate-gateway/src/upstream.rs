@@ -69,19 +69,33 @@ async fn stop_groups(_groups: Vec<u32>, _grace: std::time::Duration) {}
 
 impl Drop for Link {
     /// A stdio server goes with its connection, its whole process group (an `npx` → `node`
-    /// tree) included: SIGTERM now, SIGKILL two seconds later for what is left.
+    /// tree) included: SIGTERM now, SIGKILL two seconds later for what is left. A process whose
+    /// connection already ended was reaped by rmcp: its id may belong to someone else by now,
+    /// so it is not signalled.
     fn drop(&mut self) {
         let Some(pid) = self.pid else { return };
-        if let Ok(mut c) = self.children.lock() {
-            c.remove(&pid);
+        if self.service.peer().is_transport_closed() {
+            forget(&self.children, pid);
+            return;
         }
         #[cfg(unix)]
         if let Some(group) = i32::try_from(pid).ok().map(nix::unistd::Pid::from_raw) {
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
         }
+        // Kept in the register until it is gone: at shutdown `stop_processes` waits for it.
+        let children = self.children.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(stop_groups(vec![pid], std::time::Duration::from_secs(2)));
+            rt.spawn(async move {
+                stop_groups(vec![pid], std::time::Duration::from_secs(2)).await;
+                forget(&children, pid);
+            });
         }
+    }
+}
+
+fn forget(children: &Children, pid: u32) {
+    if let Ok(mut c) = children.lock() {
+        c.remove(&pid);
     }
 }
 
@@ -89,11 +103,37 @@ impl Link {
     /// The connection ended: the process exited, the HTTP session failed, or it was closed.
     pub fn is_closed(&self) -> bool {
         let closed = self.service.is_closed() || self.service.peer().is_transport_closed();
-        if closed && let Ok(mut p) = self.permit.lock() {
-            p.take();
+        if closed {
+            self.release();
         }
         closed
     }
+
+    /// A dead process gives its place in the limits back, and leaves the register of processes
+    /// to stop (rmcp reaped it).
+    fn release(&self) {
+        if let Ok(mut p) = self.permit.lock() {
+            p.take();
+        }
+        if let Some(pid) = self.pid {
+            forget(&self.children, pid);
+        }
+    }
+}
+
+/// Watches a stdio process's connection: when it ends (the process died), its place in the
+/// limits is given back at once, not when its session next sends a request.
+fn watch_exit(link: &Arc<Link>) {
+    let weak = Arc::downgrade(link);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let Some(link) = weak.upgrade() else { return };
+            if link.is_closed() {
+                return;
+            }
+        }
+    });
 }
 
 /// An upstream server as the gateway runs it.
@@ -197,13 +237,18 @@ impl Upstream {
     ) -> Result<Arc<Link>, ErrorData> {
         let shared = matches!(self.spec.target, Target::Stdio { isolation: Isolation::Shared, .. });
         if !shared {
-            return self.open(info.clone(), Some(caller), Arc::default(), resume).await.map(Arc::new);
+            let link = Arc::new(self.open(info.clone(), Some(caller), Arc::default(), resume).await?);
+            if link.pid.is_some() {
+                watch_exit(&link);
+            }
+            return Ok(link);
         }
         let mut slot = self.shared.lock().await;
         if let Some(l) = slot.as_ref().filter(|l| !l.is_closed()) {
             return Ok(l.clone());
         }
         let link = Arc::new(self.open(info.clone(), None, Arc::default(), None).await?);
+        watch_exit(&link);
         *slot = Some(link.clone());
         Ok(link)
     }

@@ -109,6 +109,11 @@ fn from_env(what: &str, value: &str) -> anyhow::Result<String> {
 pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
     let issuer = config.issuer();
     let mut out: Vec<UpstreamSpec> = Vec::new();
+    if config.mcp_only && config.resources.iter().flatten().any(ResourceEntry::is_gateway) {
+        bail!(
+            "gateway resources (upstream_url or command, --upstream, -- COMMAND) are served with the authorization server, not with --mcp-only"
+        );
+    }
     for e in config.resources.iter().flatten().filter(|e| e.is_gateway()) {
         let at = format!("[[resources]] {:?}", e.name);
         if !mandate_gateway::valid_name(&e.name) {
@@ -128,6 +133,15 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
                 let u = url::Url::parse(url).with_context(|| format!("{at}: upstream_url {url:?} is not a URL"))?;
                 if !matches!(u.scheme(), "http" | "https") {
                     bail!("{at}: upstream_url must be http or https");
+                }
+                if !u.username().is_empty() || u.password().is_some() {
+                    bail!(
+                        "{at}: upstream_url must not hold credentials; send them with upstream_headers (\"env:VARIABLE\")"
+                    );
+                }
+                // mandate's own resources would accept the identity tokens minted for it.
+                if url::Url::parse(&issuer).is_ok_and(|i| i.origin() == u.origin()) {
+                    bail!("{at}: upstream_url {url} is on mandate's own origin; an upstream must be another server");
                 }
                 for key in ["args", "env", "isolation", "max_processes", "max_processes_per_person"] {
                     if e.gateway_keys_set().contains(&key) {
@@ -375,6 +389,8 @@ mod tests {
                 "the MCP transport sets it",
             ),
             ("name = \"notes\"\ncommand = \"x\"\nmax_processes = 0", "at least 1"),
+            ("name = \"notes\"\nupstream_url = \"http://u:p@127.0.0.1:1/mcp\"", "must not hold credentials"),
+            ("name = \"notes\"\nupstream_url = \"http://127.0.0.1:8080/mcp\"", "on mandate's own origin"),
             (
                 "name = \"notes\"\ncommand = \"x\"\ndefault_scopes = [\"notes.admin\"]",
                 "default_scopes names notes.admin",

@@ -164,8 +164,15 @@ fn colour_logs() -> bool {
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // rmcp logs relayed messages (an upstream's log lines, progress text) at info: the server's
+    // default shows its warnings only; RUST_LOG can ask for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let configured = tracing_subscriber::EnvFilter::new(filter);
+        match "rmcp=warn".parse() {
+            Ok(cap) if !filter.contains("rmcp") => configured.add_directive(cap),
+            _ => configured,
+        }
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -255,7 +255,13 @@ fn spawn_audit_writer(
             }
             let (events, waiting): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
             if let Err(e) = store.append_all(&events).await {
-                tracing::error!(error = %e, events = events.len(), "could not record audit events");
+                // One bad event must not take the others with it: each is tried alone.
+                tracing::warn!(error = %e, events = events.len(), "an audit batch failed; writing its events one by one");
+                for event in &events {
+                    if let Err(e) = store.append(event).await {
+                        tracing::error!(error = %e, kind = %event.kind, "could not record audit event");
+                    }
+                }
             }
             for w in waiting {
                 let _ = w.send(());
