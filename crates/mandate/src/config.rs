@@ -258,11 +258,8 @@ impl Config {
             }
         }
         crate::gateway::plain_resources(self)?;
-        if !crate::gateway::upstreams(self)?.is_empty() && self.mcp_only {
-            bail!(
-                "gateway resources (upstream_url or command) are served with the authorization server, not with --mcp-only"
-            );
-        }
+        // Gateway entries are checked there, --mcp-only with them included.
+        crate::gateway::upstreams(self)?;
         if let Some(r) = &self.resource_url {
             mandate_core::scope::canonical_resource(r)
                 .map_err(|e| anyhow::anyhow!("--resource-url: {}", e.description))?;
