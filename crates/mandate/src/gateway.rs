@@ -418,7 +418,8 @@ mod tests {
         }
         let twice = "[[resources]]\nname = \"n\"\ncommand = \"x\"\n[[resources]]\nname = \"n\"\ncommand = \"y\"\n";
         assert!(error(twice).contains("two resources have this name"));
-        let mcp_only = "mcp_only = true\nissuer = \"https://auth.example.com\"\n[[resources]]\nname = \"n\"\ncommand = \"x\"\n";
+        let mcp_only =
+            "mcp_only = true\nissuer = \"https://auth.example.com\"\n[[resources]]\nname = \"n\"\ncommand = \"x\"\n";
         assert!(error(mcp_only).contains("not with --mcp-only"));
     }
 }
