@@ -16,6 +16,7 @@ import { after, before, test } from 'node:test';
 
 import { Person, readConsent, SCOPE_DESCRIPTIONS } from './lib/browser.mjs';
 import { atLeast, Inspector, InspectorTraffic, inspectorPackage } from './lib/inspector.mjs';
+import { READ_SCOPES, TOOLS } from './lib/story.mjs';
 import { say, scopes, withTimeout } from './lib/util.mjs';
 
 const BASE = process.env.MANDATE_E2E_BASE;
@@ -25,19 +26,6 @@ const OUT = process.env.MANDATE_E2E_OUT ?? path.resolve(import.meta.dirname, '..
 const BROWSER_STEP_MS = 60_000; // a step with sign-in or consent
 const STEP_MS = 20_000; // any other step
 const PAGE_MS = 15_000; // one page load or click
-
-const READ_SCOPES = ['customers.read', 'invoices.read', 'todos.read'];
-const TOOLS = [
-  'add_todo',
-  'complete_todo',
-  'create_customer',
-  'delete_todo',
-  'get_customer',
-  'list_customers',
-  'list_invoices',
-  'list_todos',
-  'send_invoice',
-];
 
 const s = {
   inspector: new Inspector(),

@@ -33,9 +33,10 @@ const BROWSER_STEP_MS = 60_000; // a step that drives Chromium (launch, sign-in,
 const STEP_MS = 20_000; // any other step
 const PAGE_MS = 15_000; // one page load or click
 
-const READ_SCOPES = ['customers.read', 'invoices.read', 'todos.read'];
-const ALL_SCOPES = ['customers.read', 'customers.write', 'invoices.read', 'invoices.send', 'todos.read', 'todos.write'];
-const TOOLS = [
+/** The demo apps: the default (read) scopes, every scope, and every tool. */
+export const READ_SCOPES = ['customers.read', 'invoices.read', 'todos.read'];
+export const ALL_SCOPES = ['customers.read', 'customers.write', 'invoices.read', 'invoices.send', 'todos.read', 'todos.write'];
+export const TOOLS = [
   'add_todo',
   'complete_todo',
   'create_customer',

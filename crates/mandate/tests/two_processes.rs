@@ -3,52 +3,24 @@
 //! what the person did not allow.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use mandate_testkit::{Authz, Browser, McpClient, pkce, query_param, submit_consent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::{Proc, free_port};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `mandate serve` with `args`; returns the process and its first stdout lines.
+/// Starts `mandate serve` with `args` on its own SQLite file; returns the process and its first
+/// stdout lines.
 fn serve(dir: &std::path::Path, name: &str, args: &[&str]) -> (Proc, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .arg("serve")
-        .args(args)
-        .env("MANDATE_DATABASE", format!("sqlite://{}", dir.join(format!("{name}.db")).display()))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // What it prints on start ends with how to stop it.
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let done = line.starts_with("Ctrl-C stops it");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    (Proc(child), lines)
+    let db = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+    support::serve(&db, args, &[])
 }
 
+/// Waits until `url` answers 200 (unlike `support::wait_ready`, any URL: the MCP server alone
+/// publishes no authorization server metadata).
 async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
