@@ -275,3 +275,88 @@ pub struct AuditFilter {
     pub before: Option<String>,
     pub limit: i64,
 }
+
+/// A person's account at an upstream provider. Its tokens are sealed under the key-encryption
+/// key, bound to (person, provider); they never appear in a record in the clear.
+#[derive(Debug, Clone)]
+pub struct UpstreamAccount {
+    pub user_id: String,
+    pub provider: String,
+    /// The provider's stable subject for this account, when it told us.
+    pub subject: Option<String>,
+    /// The access and refresh tokens, sealed (see `mandate-upstream`'s vault).
+    pub sealed_tokens: Vec<u8>,
+    /// What the provider granted (its `scope`), when it said.
+    pub scope: Option<String>,
+    /// When the access token expires, when the provider said.
+    pub access_expires_at: Option<UnixTime>,
+    /// Bumped at every change of the tokens: a refresh is stored only over the version it read.
+    pub version: i64,
+    /// False once the provider refused the refresh token (`invalid_grant`): the person must
+    /// connect again.
+    pub connected: bool,
+    pub connected_at: UnixTime,
+    /// When the tokens were last stored (connected or refreshed).
+    pub refreshed_at: UnixTime,
+}
+
+/// Why a person was sent to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowPurpose {
+    /// Signing in to mandate with the provider's account.
+    SignIn,
+    /// Connecting the signed-in person's account at the provider (the vault keeps its tokens).
+    Connect,
+    /// An offer to link a provider's account to the signed-in person, waiting for them to
+    /// confirm (its secrets hold the subject).
+    Link,
+}
+
+impl FlowPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowPurpose::SignIn => "sign_in",
+            FlowPurpose::Connect => "connect",
+            FlowPurpose::Link => "link",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sign_in" => Some(FlowPurpose::SignIn),
+            "connect" => Some(FlowPurpose::Connect),
+            "link" => Some(FlowPurpose::Link),
+            _ => None,
+        }
+    }
+}
+
+/// An authorization request mandate sent to a provider, waiting for its answer.
+#[derive(Debug, Clone)]
+pub struct ProviderFlow {
+    /// The `state` sent, hashed.
+    pub state_hash: SecretHash,
+    pub provider: String,
+    pub purpose: FlowPurpose,
+    /// The signed-in person, for a connection.
+    pub user_id: Option<String>,
+    /// The browser that started it (a cookie, hashed): the answer must come back to it.
+    pub browser_hash: SecretHash,
+    /// The PKCE verifier and the OpenID nonce, sealed under the key-encryption key.
+    pub sealed_secrets: Vec<u8>,
+    /// Where to go afterwards (a pending authorization's consent page, an account page).
+    pub return_to: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A provider's account that signs a person in to mandate, linked by the provider's stable
+/// subject (never by e-mail).
+#[derive(Debug, Clone)]
+pub struct FederatedIdentity {
+    pub provider: String,
+    pub subject: String,
+    pub user_id: String,
+    /// What the provider said the e-mail address was (shown to the person, never used to link).
+    pub email: Option<String>,
+    pub created_at: UnixTime,
+}

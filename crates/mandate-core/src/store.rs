@@ -167,6 +167,60 @@ pub trait McpSessionStore: Send + Sync {
     async fn delete_mcp_session(&self, id: &str) -> StoreResult<()>;
 }
 
+/// Accounts at upstream providers: sign-in identities, connected accounts (the vault's rows) and
+/// the provider authorization requests in flight.
+#[async_trait]
+pub trait UpstreamStore: Send + Sync {
+    async fn insert_provider_flow(&self, flow: &ProviderFlow) -> StoreResult<()>;
+    /// Removes and returns the flow, if it has not expired: exactly one caller gets it.
+    async fn take_provider_flow(&self, state_hash: &SecretHash, now: UnixTime) -> StoreResult<Option<ProviderFlow>>;
+    /// The person a provider's subject signs in as.
+    async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<String>>;
+    /// `StoreError::Conflict` when the subject is linked already (to anyone).
+    async fn link_identity(&self, identity: &FederatedIdentity) -> StoreResult<()>;
+    async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<FederatedIdentity>>;
+    /// Creates a person and links the identity to them, in one transaction (`Conflict` when the
+    /// username or the identity is taken).
+    async fn insert_user_with_identity(&self, user: &User, identity: &FederatedIdentity) -> StoreResult<()>;
+    async fn upstream_account(&self, user_id: &str, provider: &str) -> StoreResult<Option<UpstreamAccount>>;
+    async fn upstream_accounts(&self, user_id: &str) -> StoreResult<Vec<UpstreamAccount>>;
+    /// Stores a new connection (replacing any earlier one): its version is one past the old
+    /// row's, so a refresh begun over the old tokens cannot overwrite it.
+    async fn save_upstream_account(&self, account: &UpstreamAccount) -> StoreResult<()>;
+    /// Takes the refresh lease until `until`, if the account is connected, still at `version`
+    /// and nobody holds an unexpired lease: true for exactly one caller, on every instance.
+    async fn claim_upstream_refresh(
+        &self,
+        user_id: &str,
+        provider: &str,
+        version: i64,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Stores refreshed tokens over `version` (bumping it) and releases the lease; false when the
+    /// row moved on meanwhile (disconnected, reconnected).
+    async fn finish_upstream_refresh(
+        &self,
+        user_id: &str,
+        provider: &str,
+        version: i64,
+        sealed_tokens: &[u8],
+        access_expires_at: Option<UnixTime>,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Releases the lease after a failed refresh; `disconnect` marks the account disconnected
+    /// (the provider refused the refresh token).
+    async fn abandon_upstream_refresh(
+        &self,
+        user_id: &str,
+        provider: &str,
+        version: i64,
+        disconnect: bool,
+    ) -> StoreResult<()>;
+    /// Deletes the account; true when there was one.
+    async fn delete_upstream_account(&self, user_id: &str, provider: &str) -> StoreResult<bool>;
+}
+
 /// Everything the authorization server needs from storage.
 pub trait Store:
     UserStore
@@ -180,6 +234,7 @@ pub trait Store:
     + AuditStore
     + LoginThrottleStore
     + MaintenanceStore
+    + UpstreamStore
 {
 }
 
@@ -195,5 +250,6 @@ impl<T> Store for T where
         + AuditStore
         + LoginThrottleStore
         + MaintenanceStore
+        + UpstreamStore
 {
 }

@@ -13,6 +13,7 @@ mod maintenance;
 mod mcp_sessions;
 mod sessions;
 mod throttle;
+mod upstream;
 
 use std::str::FromStr;
 use std::time::Duration;

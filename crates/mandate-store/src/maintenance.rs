@@ -17,7 +17,8 @@ const MCP_SESSION_IDLE: i64 = 3600;
 #[async_trait]
 impl MaintenanceStore for SqlStore {
     async fn purge_expired(&self, now: UnixTime, sealed_until: UnixTime) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 9] = [
+        let statements: [(&'static str, i64); 10] = [
+            ("DELETE FROM provider_flows WHERE expires_at < $1", now),
             // A grace window that has passed: the rotated token can no longer lead forward.
             (
                 "UPDATE refresh_tokens SET successor_sealed = NULL WHERE successor_sealed IS NOT NULL AND rotated_at <= $1",

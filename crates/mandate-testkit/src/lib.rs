@@ -40,6 +40,8 @@ pub struct TestServer {
     pub clock: ManualClock,
     pub http: reqwest::Client,
     pub db: TestDatabase,
+    /// The key-encryption key (a second instance on the same database needs it).
+    pub kek: KeyEncryptionKey,
 }
 
 pub struct Options {
@@ -51,6 +53,8 @@ pub struct Options {
     pub login_burst: u32,
     /// `Settings::refresh_grace` (seconds); the production default unless a test sets it.
     pub refresh_grace: i64,
+    /// A clock shared with another server in the same test (default: a new one at [`START`]).
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             trust_forwarded_for: false,
             login_burst: 1000,
             refresh_grace: Settings::new("http://localhost").refresh_grace,
+            clock: None,
         }
     }
 }
@@ -76,7 +81,8 @@ impl TestServer {
         let store = SqlStore::open(db.url()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let clock = ManualClock::new(START);
+        let clock = opts.clock.clone().unwrap_or_else(|| ManualClock::new(START));
+        let kek = KeyEncryptionKey::generate(&OsRandom);
         let mut settings = Settings::new(&base);
         settings.fetch_policy = opts.fetch_policy;
         settings.refresh_grace = opts.refresh_grace;
@@ -91,7 +97,7 @@ impl TestServer {
             store: Arc::new(store),
             clock: Arc::new(clock.clone()),
             rng: Arc::new(OsRandom),
-            kek: KeyEncryptionKey::generate(&OsRandom),
+            kek: kek.clone(),
             documents: Arc::new(fetcher),
         };
         let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::demo(&base).unwrap(), deps).await.unwrap());
@@ -118,7 +124,7 @@ impl TestServer {
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Self { base, auth, store: kept, clock, http, db }
+        Self { base, auth, store: kept, clock, http, db, kek }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -51,6 +51,12 @@ impl From<KeyManagerError> for super::SetupError {
 }
 
 impl KeyManager {
+    pub(crate) fn kek(&self) -> &KeyEncryptionKey {
+        &self.kek
+    }
+}
+
+impl KeyManager {
     pub fn new(store: Arc<dyn Store>, kek: KeyEncryptionKey, rng: Arc<dyn Randomness>, access_token_ttl: i64) -> Self {
         Self { store, kek, rng, access_token_ttl, ring: RwLock::new(None), loaded_at: AtomicI64::new(i64::MIN) }
     }

@@ -51,7 +51,9 @@ impl AuthServer {
             return Err(LoginError::Locked { until });
         }
         let user = self.store.user_by_name(username).await.map_err(OAuthError::from)?;
-        let hash = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.clone());
+        // A person created by a provider's sign-in has no password: the dummy hash is checked instead.
+        let hash =
+            user.as_ref().filter(|u| !u.disabled && !u.password_hash.is_empty()).map(|u| u.password_hash.clone());
         let ok = self.passwords.verify(password.to_owned(), hash).await;
         let (true, Some(user)) = (ok, user.clone()) else {
             self.audit(AuditDraft {
@@ -73,6 +75,13 @@ impl AuthServer {
             return Err(LoginError::BadCredentials);
         };
         self.store.clear_login_failures(&account).await.map_err(OAuthError::from)?;
+        let (secret, session) = self.open_session(&user, None).await?;
+        Ok((secret, session, user))
+    }
+
+    /// Opens a browser session for a person who proved who they are (a password, or a provider's
+    /// sign-in named in `via`), with a fresh id (UI-09); returns the cookie value and the session.
+    pub async fn open_session(&self, user: &User, via: Option<&str>) -> Result<(Secret, Session), OAuthError> {
         let now = self.now();
         let secret = generate(self.rng.as_ref(), SecretKind::Session);
         let session = Session {
@@ -82,10 +91,16 @@ impl AuthServer {
             created_at: now,
             expires_at: now + self.settings.session_ttl,
         };
-        self.store.insert_session(&session).await.map_err(OAuthError::from)?;
-        self.audit(AuditDraft { kind: "user.login", outcome: "success", user: Some(&user.id), ..Default::default() })
-            .await;
-        Ok((secret, session, user))
+        self.store.insert_session(&session).await?;
+        self.audit(AuditDraft {
+            kind: "user.login",
+            outcome: "success",
+            user: Some(&user.id),
+            detail: via.map(|p| format!("signed in with {p}")),
+            ..Default::default()
+        })
+        .await;
+        Ok((secret, session))
     }
 
     /// The session and person behind a session cookie value, if valid.

@@ -201,6 +201,22 @@ impl AuthServer {
         self.revocation_signal.notified().await;
     }
 
+    /// Seals a secret at rest under the key-encryption key, bound to `context` (which must be
+    /// given again to open it): upstream tokens, flow secrets.
+    pub fn seal_secret(&self, plaintext: &[u8], context: &str) -> Result<Vec<u8>, KeyError> {
+        self.keys.kek().seal(self.rng.as_ref(), plaintext, context)
+    }
+
+    /// Opens what [`AuthServer::seal_secret`] sealed with the same `context`.
+    pub fn open_secret(&self, sealed: &[u8], context: &str) -> Result<Vec<u8>, KeyError> {
+        self.keys.kek().open(sealed, context)
+    }
+
+    /// The injected randomness (fresh secrets elsewhere in the workspace).
+    pub fn randomness(&self) -> &dyn Randomness {
+        self.rng.as_ref()
+    }
+
     /// A random identifier from the injected randomness.
     pub fn new_id(&self) -> String {
         random_id(self.rng.as_ref())

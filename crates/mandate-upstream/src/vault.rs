@@ -1,0 +1,373 @@
+//! The vault: each person's tokens at each provider, sealed under the key-encryption key and
+//! bound to (person, provider). A token near expiry is refreshed once: callers in this process
+//! queue on one lock per account, and instances sharing the database take a lease on the row
+//! (the one that wins refreshes; the others wait for the new version, or keep using a token that
+//! has not expired yet). A provider that rotates refresh tokens and one that does not both work:
+//! an answer without `refresh_token` keeps the old one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use mandate_core::AuthServer;
+use mandate_core::clock::UnixTime;
+use mandate_core::model::UpstreamAccount;
+use mandate_core::service::AuditDraft;
+use serde::{Deserialize, Serialize};
+
+use crate::provider::Provider;
+use crate::{NotConnected, UpstreamError, oauth};
+
+/// How long a refresh lease holds other instances off (a crashed holder's lease lapses).
+const LEASE: i64 = 30;
+/// How long a caller waits for another instance's refresh before giving up.
+const WAIT: Duration = Duration::from_secs(35);
+/// How often a waiting caller looks at the row again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What is sealed: never stored or logged in the clear.
+#[derive(Serialize, Deserialize)]
+struct Tokens {
+    #[serde(rename = "a")]
+    access: String,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    refresh: Option<String>,
+}
+
+/// A person's access token at a provider. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamToken {
+    secret: String,
+    pub expires_at: Option<UnixTime>,
+}
+
+impl UpstreamToken {
+    /// The token itself, to send as the bearer credential.
+    pub fn expose(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl std::fmt::Debug for UpstreamToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamToken").field("expires_at", &self.expires_at).finish_non_exhaustive()
+    }
+}
+
+/// What the account pages show of a connection (never a token).
+#[derive(Debug, Clone)]
+pub struct ConnectedAccount {
+    pub provider: String,
+    pub title: String,
+    pub subject: Option<String>,
+    pub scope: Option<String>,
+    pub connected: bool,
+    pub connected_at: UnixTime,
+    pub refreshed_at: UnixTime,
+    pub access_expires_at: Option<UnixTime>,
+}
+
+/// One refresh lock per (person, provider), dropped when nobody holds it.
+type RefreshLocks = Mutex<HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>>;
+
+pub(crate) struct Vault {
+    auth: Arc<AuthServer>,
+    locks: RefreshLocks,
+}
+
+fn context(user_id: &str, provider: &str) -> String {
+    format!("upstream-account\u{1f}{user_id}\u{1f}{provider}")
+}
+
+/// Seconds before expiry at which a token is refreshed: a quarter of its life, 5 s to 60 s.
+fn margin(a: &UpstreamAccount) -> i64 {
+    a.access_expires_at.map_or(0, |e| ((e - a.refreshed_at) / 4).clamp(5, 60))
+}
+
+fn fresh(a: &UpstreamAccount, now: UnixTime) -> bool {
+    a.access_expires_at.is_none_or(|e| e - now > margin(a))
+}
+
+fn expired(a: &UpstreamAccount, now: UnixTime) -> bool {
+    a.access_expires_at.is_some_and(|e| e <= now)
+}
+
+impl Vault {
+    pub fn new(auth: Arc<AuthServer>) -> Self {
+        Self { auth, locks: Mutex::new(HashMap::new()) }
+    }
+
+    fn seal(&self, user_id: &str, provider: &str, tokens: &Tokens) -> Result<Vec<u8>, UpstreamError> {
+        let plain = serde_json::to_vec(tokens).map_err(|_| UpstreamError::Crypto)?;
+        self.auth.seal_secret(&plain, &context(user_id, provider)).map_err(|_| UpstreamError::Crypto)
+    }
+
+    fn open(&self, a: &UpstreamAccount) -> Result<Tokens, UpstreamError> {
+        let plain = self.auth.open_secret(&a.sealed_tokens, &context(&a.user_id, &a.provider)).map_err(|_| {
+            tracing::error!(provider = %a.provider, "an upstream account's tokens do not open with this key-encryption key");
+            UpstreamError::Crypto
+        })?;
+        serde_json::from_slice(&plain).map_err(|_| UpstreamError::Crypto)
+    }
+
+    fn token_of(&self, a: &UpstreamAccount) -> Result<UpstreamToken, UpstreamError> {
+        Ok(UpstreamToken { secret: self.open(a)?.access, expires_at: a.access_expires_at })
+    }
+
+    /// The account, when it is connected.
+    async fn connected(&self, user_id: &str, provider: &str) -> Result<UpstreamAccount, UpstreamError> {
+        match self.auth.store().upstream_account(user_id, provider).await? {
+            Some(a) if a.connected => Ok(a),
+            Some(_) => Err(UpstreamError::NotConnected { provider: provider.to_owned(), why: NotConnected::Refused }),
+            None => Err(UpstreamError::NotConnected { provider: provider.to_owned(), why: NotConnected::Never }),
+        }
+    }
+
+    /// Stores a new connection (after the person approved at the provider).
+    pub async fn store(
+        &self,
+        user_id: &str,
+        provider: &str,
+        subject: Option<String>,
+        response: &oauth::TokenResponse,
+    ) -> Result<(), UpstreamError> {
+        let now = self.auth.now();
+        let tokens = Tokens { access: response.access_token.clone(), refresh: response.refresh_token.clone() };
+        let account = UpstreamAccount {
+            user_id: user_id.to_owned(),
+            provider: provider.to_owned(),
+            subject,
+            sealed_tokens: self.seal(user_id, provider, &tokens)?,
+            scope: response.scope.clone(),
+            access_expires_at: response.lifetime().map(|l| now + l),
+            version: 0,
+            connected: true,
+            connected_at: now,
+            refreshed_at: now,
+        };
+        self.auth.store().save_upstream_account(&account).await?;
+        self.auth
+            .audit(AuditDraft {
+                kind: "upstream.connect",
+                outcome: "success",
+                user: Some(user_id),
+                detail: Some(format!("connected the {provider} account")),
+                ..Default::default()
+            })
+            .await;
+        Ok(())
+    }
+
+    pub async fn accounts(
+        &self,
+        user_id: &str,
+        title: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ConnectedAccount>, UpstreamError> {
+        let rows = self.auth.store().upstream_accounts(user_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|a| ConnectedAccount {
+                title: title(&a.provider).unwrap_or_else(|| a.provider.clone()),
+                provider: a.provider,
+                subject: a.subject,
+                scope: a.scope,
+                connected: a.connected,
+                connected_at: a.connected_at,
+                refreshed_at: a.refreshed_at,
+                access_expires_at: a.access_expires_at,
+            })
+            .collect())
+    }
+
+    pub async fn token(
+        &self,
+        provider: &Provider,
+        http: &reqwest::Client,
+        user_id: &str,
+    ) -> Result<UpstreamToken, UpstreamError> {
+        let a = self.connected(user_id, &provider.spec.name).await?;
+        if fresh(&a, self.auth.now()) {
+            return self.token_of(&a);
+        }
+        self.refresh(provider, http, user_id, a.version, false).await
+    }
+
+    pub async fn rejected(
+        &self,
+        provider: &Provider,
+        http: &reqwest::Client,
+        user_id: &str,
+        rejected: &UpstreamToken,
+    ) -> Result<UpstreamToken, UpstreamError> {
+        let a = self.connected(user_id, &provider.spec.name).await?;
+        let current = self.token_of(&a)?;
+        if current != *rejected {
+            return Ok(current);
+        }
+        self.refresh(provider, http, user_id, a.version, true).await
+    }
+
+    /// The lock every caller in this process takes before refreshing one account.
+    fn lock_for(&self, user_id: &str, provider: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let key = (user_id.to_owned(), provider.to_owned());
+        let Ok(mut locks) = self.locks.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        if let Some(l) = locks.get(&key).and_then(Weak::upgrade) {
+            return l;
+        }
+        locks.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key, Arc::downgrade(&l));
+        l
+    }
+
+    /// Refreshes the account read at `seen` (unless someone did meanwhile). `force`: the
+    /// provider rejected the current access token, so it is refreshed even if not yet due.
+    async fn refresh(
+        &self,
+        provider: &Provider,
+        http: &reqwest::Client,
+        user_id: &str,
+        seen: i64,
+        force: bool,
+    ) -> Result<UpstreamToken, UpstreamError> {
+        let name = &provider.spec.name;
+        let lock = self.lock_for(user_id, name);
+        let _one_at_a_time = lock.lock().await;
+        let started = Instant::now();
+        loop {
+            let a = self.connected(user_id, name).await?;
+            let now = self.auth.now();
+            if a.version != seen || (!force && fresh(&a, now)) {
+                // Refreshed meanwhile, here or by another instance.
+                return self.token_of(&a);
+            }
+            if self.auth.store().claim_upstream_refresh(user_id, name, a.version, now, now + LEASE).await? {
+                return self.refresh_held(provider, http, a).await;
+            }
+            // Another instance is refreshing: a token that has not expired still serves.
+            if !force && !expired(&a, now) {
+                return self.token_of(&a);
+            }
+            if started.elapsed() > WAIT {
+                return Err(UpstreamError::Unavailable(format!("{name}: another instance's refresh did not finish")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The refresh itself, with the lease held.
+    async fn refresh_held(
+        &self,
+        provider: &Provider,
+        http: &reqwest::Client,
+        a: UpstreamAccount,
+    ) -> Result<UpstreamToken, UpstreamError> {
+        let store = self.auth.store();
+        let (user_id, name) = (a.user_id.as_str(), provider.spec.name.as_str());
+        let tokens = self.open(&a)?;
+        let Some(refresh_token) = tokens.refresh.clone() else {
+            store.abandon_upstream_refresh(user_id, name, a.version, true).await?;
+            self.refresh_failed(user_id, name, "the access token expired and the provider gave no refresh token").await;
+            return Err(UpstreamError::NotConnected { provider: name.to_owned(), why: NotConnected::Expired });
+        };
+        let result = match provider.metadata(http).await {
+            Ok(m) => match m.token() {
+                Ok(endpoint) => oauth::refresh(http, &provider.spec, endpoint, &refresh_token).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(resp) => {
+                let now = self.auth.now();
+                let next = Tokens {
+                    access: resp.access_token.clone(),
+                    refresh: resp.refresh_token.clone().or(tokens.refresh),
+                };
+                let sealed = self.seal(user_id, name, &next)?;
+                let expires = resp.lifetime().map(|l| now + l);
+                if store.finish_upstream_refresh(user_id, name, a.version, &sealed, expires, now).await? {
+                    return Ok(UpstreamToken { secret: next.access, expires_at: expires });
+                }
+                // Disconnected or connected again meanwhile: what is stored now wins.
+                let current = self.connected(user_id, name).await?;
+                self.token_of(&current)
+            }
+            Err(UpstreamError::Refused { error, .. }) if error == "invalid_grant" => {
+                store.abandon_upstream_refresh(user_id, name, a.version, true).await?;
+                self.refresh_failed(
+                    user_id,
+                    name,
+                    "the provider refused the refresh token; the person must connect again",
+                )
+                .await;
+                Err(UpstreamError::NotConnected { provider: name.to_owned(), why: NotConnected::Refused })
+            }
+            Err(e) => {
+                store.abandon_upstream_refresh(user_id, name, a.version, false).await?;
+                tracing::warn!(provider = %name, error = %e, "refreshing an upstream token failed");
+                self.refresh_failed(user_id, name, &format!("refreshing failed: {e}")).await;
+                if expired(&a, self.auth.now()) { Err(e) } else { self.token_of(&a) }
+            }
+        }
+    }
+
+    async fn refresh_failed(&self, user_id: &str, provider: &str, why: &str) {
+        self.auth
+            .audit(AuditDraft {
+                kind: "upstream.refresh",
+                outcome: "failure",
+                user: Some(user_id),
+                detail: Some(format!("{provider}: {why}")),
+                ..Default::default()
+            })
+            .await;
+    }
+
+    pub async fn disconnect(
+        &self,
+        provider: &Provider,
+        http: &reqwest::Client,
+        user_id: &str,
+    ) -> Result<bool, UpstreamError> {
+        let name = &provider.spec.name;
+        let Some(a) = self.auth.store().upstream_account(user_id, name).await? else {
+            return Ok(false);
+        };
+        // Revoked at the provider first (the refresh token, which ends the grant at most
+        // providers, then the access token); the account is deleted whatever the provider says.
+        let mut revoked = "the provider offers no revocation endpoint".to_owned();
+        if let Ok(tokens) = self.open(&a)
+            && let Ok(m) = provider.metadata(http).await
+            && let Some(endpoint) = m.revocation_endpoint.as_deref()
+        {
+            let mut outcome = Ok(());
+            if let Some(r) = &tokens.refresh {
+                outcome = oauth::revoke(http, &provider.spec, endpoint, r, "refresh_token").await;
+            }
+            if outcome.is_ok() {
+                outcome = oauth::revoke(http, &provider.spec, endpoint, &tokens.access, "access_token").await;
+            }
+            revoked = match outcome {
+                Ok(()) => "revoked at the provider".to_owned(),
+                Err(e) => {
+                    tracing::warn!(provider = %name, error = %e, "revoking an upstream token failed");
+                    format!("revoking at the provider failed: {e}")
+                }
+            };
+        }
+        let existed = self.auth.store().delete_upstream_account(user_id, name).await?;
+        self.auth
+            .audit(AuditDraft {
+                kind: "upstream.disconnect",
+                outcome: "success",
+                user: Some(user_id),
+                detail: Some(format!("disconnected the {name} account ({revoked})")),
+                ..Default::default()
+            })
+            .await;
+        Ok(existed)
+    }
+}
