@@ -11,7 +11,10 @@
 # over Streamable HTTP, the latter with upstream_identity; a FastMCP server over stdio), from a
 # configuration file this script writes, with a second person added by `mandate users add`; then
 # the gateway on several instances (e2e/gateway-instances.test.mjs): two `mandate serve` on one
-# SQLite database behind the suite's round-robin load balancer (e2e/lib/balancer.mjs). Node 22
+# SQLite database behind the suite's round-robin load balancer (e2e/lib/balancer.mjs); then
+# federated sign-in (e2e/federated.test.mjs): panva's oidc-provider (OpenID Certified, run by
+# e2e/lib/oidc-provider.mjs) as the identity provider of two mandates, one with the password form
+# and one with providers only, and Chromium as the people who sign in there. Node 22
 # and the npm packages are installed locally (pinned in e2e/package-lock.json), never globally;
 # the Python packages go into a venv under target/ (pinned in e2e/python/requirements.txt; needs
 # python3 with venv); Chromium comes from apt when missing (no browser downloads).
@@ -112,7 +115,7 @@ wait_for_line() {
 start_server() {
   local port config="${1:-}"
   shift || true
-  port="$(free_port)"
+  port="${listen_port:-$(free_port)}"
   base="${public_url:-http://127.0.0.1:$port}"
   backends=("http://127.0.0.1:$port")
   mkdir -p "$tmp/$name"
@@ -221,6 +224,66 @@ TOML
     "MANDATE_E2E_PYTHON=$venv/bin/python")
 }
 
+# Another `mandate serve --demo` beside the running one, with a database of its own and the
+# configuration file given, on 127.0.0.1:$listen_port2 (its public URL too); then VAR=VALUE pairs
+# for its environment. Sets base2.
+start_second_server() {
+  local config="$1"
+  shift
+  base2="http://127.0.0.1:$listen_port2"
+  mkdir -p "$tmp/$name-2"
+  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name-2/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve --demo --config "$config" --listen "127.0.0.1:$listen_port2" >"$tmp/$name-2.stdout" 2>"$out/$name-2.server.log" &
+  server2=$!
+  wait_for_line "$tmp/$name-2.stdout" '^mandate is serving' "$server2" "the second mandate" || { cat "$out/$name-2.server.log" >&2; return 1; }
+  echo "a second mandate serving $base2, its own database (log: target/e2e/$name-2.server.log)"
+}
+
+# The federated sign-in suite's world, before its mandates start: two loopback ports chosen for
+# them (listen_port: the one with the password form; listen_port2: providers only), oidc-provider
+# (e2e/lib/oidc-provider.mjs) on a free port with one client, "mandate", whose redirect URIs are
+# both mandates' callbacks and whose secret is random and reaches mandate only through its
+# environment; and the two configuration files. Its events (no secrets in them) go to
+# target/e2e/$name.idp-events.jsonl. Sets config, config2, server_env and suite_env.
+start_federation_world() {
+  local dir="$tmp/$name" secret issuer node_bin
+  mkdir -p "$dir"
+  node_bin="$(node -p process.execPath)"
+  listen_port="$(free_port)"
+  listen_port2="$(free_port)"
+  while [ "$listen_port2" = "$listen_port" ]; do listen_port2="$(free_port)"; done
+  secret="$(random_secret)"
+  IDP_CLIENT_SECRET="$secret" "$node_bin" "$root/e2e/lib/oidc-provider.mjs" \
+    --redirect-uri "http://127.0.0.1:$listen_port/upstream/idp/callback" \
+    --redirect-uri "http://127.0.0.1:$listen_port2/upstream/idp/callback" \
+    --events "$out/$name.idp-events.jsonl" >"$out/$name.idp.log" 2>&1 &
+  upstreams+=($!)
+  wait_for_line "$out/$name.idp.log" '^oidc-provider issuer ' "$!" "oidc-provider" || return 1
+  issuer="$(sed -n 's/^oidc-provider issuer //p' "$out/$name.idp.log")"
+  local password_login
+  for password_login in true false; do
+    cat >"$dir/mandate-password-$password_login.toml" <<TOML
+# Written by .ci/e2e.sh for $suite.
+password_login = $password_login
+
+[[providers]]
+name = "idp"
+title = "Example ID"
+issuer = "$issuer"
+client_id = "mandate"
+client_secret_env = "IDP_CLIENT_SECRET"
+scopes = ["openid", "email", "profile"]
+sign_in = true
+TOML
+    cp "$dir/mandate-password-$password_login.toml" "$out/$name.mandate-password-$password_login.toml"
+  done
+  echo "oidc-provider $issuer (log: target/e2e/$name.idp.log; configurations: target/e2e/$name.mandate-password-*.toml)"
+  config="$dir/mandate-password-true.toml"
+  config2="$dir/mandate-password-false.toml"
+  server_env=("IDP_CLIENT_SECRET=$secret")
+  suite_env=("MANDATE_E2E_IDP_ISSUER=$issuer" "MANDATE_E2E_IDP_EVENTS=$out/$name.idp-events.jsonl")
+}
+
 # A second person on the running server's database (`mandate users add NAME --password-stdin`).
 add_second_person() {
   local password
@@ -234,7 +297,7 @@ add_second_person() {
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
   e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs
-  e2e/gateway-instances.test.mjs)
+  e2e/gateway-instances.test.mjs e2e/federated.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -256,6 +319,9 @@ for entry in "${suites[@]}"; do
   server_env=()
   suite_env=()
   public_url=""
+  listen_port=""
+  listen_port2=""
+  config2=""
   ready=true
   case "$suite" in
     e2e/gateway.test.mjs) start_gateway_world || ready=false ;;
@@ -263,6 +329,7 @@ for entry in "${suites[@]}"; do
       start_gateway_world instances || ready=false
       public_url="http://127.0.0.1:$(free_port)"
       ;;
+    e2e/federated.test.mjs) start_federation_world || ready=false ;;
   esac
   if $ready && start_server "$config" "${server_env[@]}"; then
     case "$suite" in
@@ -270,6 +337,13 @@ for entry in "${suites[@]}"; do
       e2e/gateway-instances.test.mjs)
         if start_another_instance "$config" "${server_env[@]}"; then
           suite_env+=("MANDATE_E2E_BACKENDS=${backends[*]}")
+        else
+          ready=false
+        fi
+        ;;
+      e2e/federated.test.mjs)
+        if start_second_server "$config2" "${server_env[@]}"; then
+          suite_env+=("MANDATE_E2E_BASE_2=$base2")
         else
           ready=false
         fi

@@ -61,6 +61,10 @@ pub struct AppState {
     /// The demo apps' data, when they are served by this process (`/apps`).
     pub demo: Option<Arc<dyn DemoStore>>,
     pub cookies: CookieNames,
+    /// Upstream providers: sign-in with them, connected accounts.
+    pub upstreams: Option<Arc<mandate_upstream::Upstreams>>,
+    /// Whether the sign-in page offers the password form.
+    pub password_login: bool,
 }
 
 impl AppState {
@@ -71,7 +75,13 @@ impl AppState {
         session: &'a mandate_core::model::Session,
         current: &'static str,
     ) -> pages::Nav<'a> {
-        pages::Nav { username: &user.username, csrf: &session.csrf_token, current, demo: self.demo.is_some() }
+        pages::Nav {
+            username: &user.username,
+            csrf: &session.csrf_token,
+            current,
+            demo: self.demo.is_some(),
+            connections: self.upstreams.is_some(),
+        }
     }
 }
 
@@ -80,15 +90,27 @@ impl AppState {
 pub struct CookieNames {
     pub session: &'static str,
     pub login_csrf: &'static str,
+    /// Binds a provider's answer to the browser that went there.
+    pub upstream: &'static str,
     pub secure: bool,
 }
 
 impl CookieNames {
     pub fn for_https(https: bool) -> Self {
         if https {
-            Self { session: "__Host-mandate_session", login_csrf: "__Host-mandate_login", secure: true }
+            Self {
+                session: "__Host-mandate_session",
+                login_csrf: "__Host-mandate_login",
+                upstream: "__Host-mandate_upstream",
+                secure: true,
+            }
         } else {
-            Self { session: "mandate_session", login_csrf: "mandate_login", secure: false }
+            Self {
+                session: "mandate_session",
+                login_csrf: "mandate_login",
+                upstream: "mandate_upstream",
+                secure: false,
+            }
         }
     }
 
@@ -98,15 +120,35 @@ impl CookieNames {
     }
 }
 
+/// Sign-in with upstream providers and connected accounts (docs/UPSTREAM.md).
+#[derive(Clone)]
+pub struct Federation {
+    pub upstreams: Arc<mandate_upstream::Upstreams>,
+    /// Whether the sign-in page still offers the password form.
+    pub password_login: bool,
+}
+
 /// The whole authorization-server router. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` (rate limits key on the peer address).
 pub fn router(auth: Arc<AuthServer>, demo: Option<Arc<dyn DemoStore>>, limits: RateLimits) -> Router {
+    router_with(auth, demo, limits, None)
+}
+
+/// [`router`], with upstream providers.
+pub fn router_with(
+    auth: Arc<AuthServer>,
+    demo: Option<Arc<dyn DemoStore>>,
+    limits: RateLimits,
+    federation: Option<Federation>,
+) -> Router {
     let https = auth.settings.is_https();
     let state = AppState {
         auth,
         trust_forwarded_for: limits.trust_forwarded_for,
         demo,
         cookies: CookieNames::for_https(https),
+        password_login: federation.as_ref().is_none_or(|f| f.password_login),
+        upstreams: federation.map(|f| f.upstreams),
     };
     let mut app = routes::routes(state, limits)
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -19,6 +19,8 @@ pub struct Nav<'a> {
     pub current: &'static str,
     /// The demo apps are served here (`/apps`).
     pub demo: bool,
+    /// Upstream providers are configured (`/account/connections`).
+    pub connections: bool,
 }
 
 #[derive(Template)]
@@ -45,6 +47,12 @@ pub struct LoginPage<'a> {
     /// What was typed last time, kept after a failed attempt.
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// The password form is offered.
+    pub password: bool,
+    /// "Continue with ..." links: (href, title).
+    pub providers: Vec<(String, String)>,
+    /// An account page to go back to after signing in.
+    pub return_to: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -92,6 +100,57 @@ pub struct RevokePage<'a> {
     pub nav: Option<Nav<'a>>,
     pub app: AppRow,
     pub csrf: &'a str,
+}
+
+/// One sign-in method or connected account on the connections page.
+pub struct ConnectionRow {
+    pub provider: String,
+    pub title: String,
+    /// The e-mail or subject the provider named.
+    pub who: String,
+    pub status: &'static str,
+    pub since: String,
+}
+
+#[derive(Template)]
+#[template(path = "connections.html")]
+pub struct ConnectionsPage<'a> {
+    pub nav: Option<Nav<'a>>,
+    pub csrf: &'a str,
+    pub sign_in: Vec<ConnectionRow>,
+    pub accounts: Vec<ConnectionRow>,
+    /// Providers to link for signing in: (name, title).
+    pub linkable: Vec<(String, String)>,
+    /// Providers to connect: (name, title).
+    pub connectable: Vec<(String, String)>,
+    pub notice: Option<String>,
+}
+
+/// Connecting one provider's account, or linking it for sign-in (a confirmation before the
+/// browser leaves for the provider).
+#[derive(Template)]
+#[template(path = "connect.html")]
+pub struct ConnectPage<'a> {
+    pub nav: Option<Nav<'a>>,
+    pub csrf: &'a str,
+    pub provider: &'a str,
+    pub title: &'a str,
+    /// `connect` or `link`.
+    pub action: &'static str,
+    pub return_to: Option<&'a str>,
+    pub connected: bool,
+}
+
+/// The signed-in person confirms that a provider's account may sign them in.
+#[derive(Template)]
+#[template(path = "link.html")]
+pub struct LinkPage<'a> {
+    pub nav: Option<Nav<'a>>,
+    pub csrf: &'a str,
+    pub offer: &'a str,
+    pub title: &'a str,
+    pub email: Option<&'a str>,
+    pub username: &'a str,
 }
 
 #[derive(Template)]

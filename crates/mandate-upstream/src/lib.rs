@@ -89,6 +89,11 @@ impl Upstreams {
             .build()
     }
 
+    /// The HTTP client providers are called with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn auth(&self) -> &Arc<AuthServer> {
         &self.auth
     }

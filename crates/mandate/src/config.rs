@@ -42,6 +42,11 @@ pub struct Config {
     /// (`upstream_url`, or `command` + `args`); the demo apps at `<public_url>/mcp` unless
     /// entries of the first kind are given. See docs/GATEWAY.md.
     pub resources: Option<Vec<crate::gateway::ResourceEntry>>,
+    /// Upstream providers: sign-in with an existing identity provider, and accounts tools act
+    /// with (docs/UPSTREAM.md).
+    pub providers: Option<Vec<crate::providers::ProviderEntry>>,
+    /// Offer the password form on the sign-in page (false: providers only).
+    pub password_login: bool,
     /// Where the demo apps' MCP endpoint lives, when not at `<public_url>/mcp` (an MCP server
     /// run separately with `--mcp-only`).
     pub resource_url: Option<String>,
@@ -84,6 +89,8 @@ impl Default for Config {
             secret_key_file: None,
             log: "info".into(),
             resources: None,
+            providers: None,
+            password_login: true,
             resource_url: None,
             demo: false,
             mcp_only: false,
@@ -113,6 +120,7 @@ const ENV_KEYS: &[&str] = &[
     "secret_key_file",
     "log",
     "resource_url",
+    "password_login",
     "demo",
     "mcp_only",
     "issuer",
@@ -257,6 +265,7 @@ impl Config {
                 bail!("mcp_allowed_origins: {o:?} must be an origin such as https://app.example.com");
             }
         }
+        crate::providers::specs(self)?;
         crate::gateway::plain_resources(self)?;
         // Gateway entries are checked there, --mcp-only with them included.
         crate::gateway::upstreams(self)?;

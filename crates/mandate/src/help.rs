@@ -94,7 +94,7 @@ mod tests {
             assert_eq!(listed, names, "{heading}");
         }
         for (group, names) in [
-            ("Server commands", ["serve", "migrate", "resources"].as_slice()),
+            ("Server commands", ["serve", "migrate", "resources", "providers"].as_slice()),
             ("Admin commands (on the server's database)", &["users", "clients", "grants", "audit", "keys"]),
             (
                 "Agent commands (connect to any MCP server)",

@@ -6,6 +6,7 @@ mod config;
 mod gateway;
 mod help;
 mod names;
+mod providers;
 mod serve;
 mod setup;
 mod shutdown;
@@ -146,6 +147,19 @@ enum ServerCommand {
         #[command(flatten)]
         server: ServerFlags,
     },
+    /// Upstream providers (sign-in, connected accounts): what to register at each.
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+        #[command(flatten)]
+        server: ServerFlags,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// Print each provider's redirect URI (to register at the provider exactly), client id and use.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -222,6 +236,11 @@ async fn run(leading: LeadingFlags, command: ServerOrAdmin) -> anyhow::Result<()
             let config = config::load(server.config.as_deref(), &server)?;
             init_tracing("warn");
             gateway::show(&config, &name).await
+        }
+        ServerOrAdmin::Server(ServerCommand::Providers { command: ProvidersCommand::List, server }) => {
+            let server = server.with_leading(leading)?;
+            let config = config::load(server.config.as_deref(), &server)?;
+            providers::list(&config)
         }
         ServerOrAdmin::Admin(command) => {
             let server = command.server_flags().clone().with_leading(leading)?;

@@ -157,6 +157,17 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             (app, next, served)
         } else {
             let password = if config.demo { Some(seed_demo(&auth, demo.as_ref()).await?) } else { None };
+            let provider_specs = crate::providers::specs(&config)?;
+            let federation = if provider_specs.is_empty() {
+                None
+            } else {
+                let http =
+                    mandate_upstream::Upstreams::http_client().context("building the HTTP client for providers")?;
+                Some(mandate_server::Federation {
+                    upstreams: Arc::new(mandate_upstream::Upstreams::new(auth.clone(), provider_specs, http)),
+                    password_login: config.password_login,
+                })
+            };
             let limits =
                 mandate_server::RateLimits { trust_forwarded_for: config.trust_forwarded_for, ..Default::default() };
             let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
@@ -165,13 +176,13 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 let settings = McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone())
                     .with_shutdown(drain.streams());
                 let mcp = mandate_mcp::router(settings, auth.clone(), demo.clone());
-                let app = mandate_server::router(auth.clone(), Some(demo), limits).merge(mcp);
+                let app = mandate_server::router_with(auth.clone(), Some(demo), limits, federation.clone()).merge(mcp);
                 (app, line("MCP endpoint, to add to an MCP client", &local_mcp))
             } else {
                 // The MCP server runs elsewhere: serving /mcp here would accept its tokens.
                 tracing::info!(resource = %resource.uri, "no MCP endpoint here: the resource is served by another process");
                 (
-                    mandate_server::router(auth.clone(), None, limits),
+                    mandate_server::router_with(auth.clone(), None, limits, federation.clone()),
                     line("MCP endpoint, served elsewhere", &resource.uri),
                 )
             };

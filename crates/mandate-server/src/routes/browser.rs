@@ -106,11 +106,22 @@ pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
     }
 }
 
+/// An account page a sign-in may return to (`/login?return=...`): only mandate's own connection
+/// pages, so the parameter cannot send anyone elsewhere.
+pub(crate) fn safe_return(r: Option<&str>) -> Option<&str> {
+    r.filter(|r| {
+        r.len() <= 200
+            && (r.starts_with("/account/connections/") || r.starts_with("/consent?request="))
+            && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/?=_-.%".contains(&b))
+    })
+}
+
 /// The sign-in form; `username` is what was typed before (kept after a failed attempt).
 async fn login_form(
     s: &AppState,
     status: StatusCode,
     request: Option<&str>,
+    return_to: Option<&str>,
     username: &str,
     error: Option<&str>,
 ) -> Response {
@@ -119,7 +130,37 @@ async fn login_form(
         Some(r) => s.auth.pending_client(r).await.ok().flatten(),
         None => None,
     };
-    let mut resp = render(status, &LoginPage { nav: None, csrf: &csrf, request, app, username, error }, None);
+    let providers = s
+        .upstreams
+        .as_ref()
+        .map(|u| {
+            u.sign_in_providers()
+                .map(|p| {
+                    let name = form_urlencoded::byte_serialize(p.name.as_bytes()).collect::<String>();
+                    let href = match request {
+                        Some(r) => format!(
+                            "/login/with/{name}?request={}",
+                            form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+                        ),
+                        None => format!("/login/with/{name}"),
+                    };
+                    (href, p.title.clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = LoginPage {
+        nav: None,
+        csrf: &csrf,
+        request,
+        app,
+        username,
+        error,
+        password: s.password_login,
+        providers,
+        return_to: safe_return(return_to),
+    };
+    let mut resp = render(status, &page, None);
     if let Ok(v) = HeaderValue::from_str(&s.cookies.set(s.cookies.login_csrf, &csrf, 600)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -129,16 +170,17 @@ async fn login_form(
 pub async fn login_page(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let params = Params::parse(q.unwrap_or_default().as_bytes());
     let request = params.single("request").ok().flatten();
+    let return_to = safe_return(params.single("return").ok().flatten());
     if let Ok(Some((_, user))) = current_session(&s, &headers).await {
         return match request {
             Some(r) => match s.auth.after_login(r, &user).await {
                 Ok(o) => outcome_response(o, true),
                 Err(e) => failure_page(&e),
             },
-            None => see_other("/account/apps"),
+            None => see_other(return_to.unwrap_or("/account/apps")),
         };
     }
-    login_form(&s, StatusCode::OK, request, "", None).await
+    login_form(&s, StatusCode::OK, request, return_to, "", None).await
 }
 
 pub async fn login_submit(
@@ -149,6 +191,9 @@ pub async fn login_submit(
 ) -> Response {
     if let Some(r) = refuse_cross_site(&s, &headers) {
         return r;
+    }
+    if !s.password_login {
+        return error_page(StatusCode::FORBIDDEN, "Signing in with a password is turned off here.");
     }
     let Ok(form) = form_params(&headers, &body) else {
         return error_page(StatusCode::BAD_REQUEST, "The sign-in form was not sent as a form.");
@@ -165,11 +210,19 @@ pub async fn login_submit(
         );
     }
     let request = field("request");
+    let return_to = safe_return(field("return"));
     let typed = field("username").unwrap_or_default();
     let typed = if typed.chars().count() <= 200 { typed } else { "" };
     let (Some(username), Some(password)) = (field("username"), field("password")) else {
-        return login_form(&s, StatusCode::BAD_REQUEST, request, typed, Some("Enter your username and password."))
-            .await;
+        return login_form(
+            &s,
+            StatusCode::BAD_REQUEST,
+            request,
+            return_to,
+            typed,
+            Some("Enter your username and password."),
+        )
+        .await;
     };
     let client = crate::client_ip::client_ip(&headers, Some(peer.ip()), s.trust_forwarded_for).unwrap_or(peer.ip());
     let (secret, _session, user) = match s.auth.login(username, password, &client.to_string()).await {
@@ -179,6 +232,7 @@ pub async fn login_submit(
                 &s,
                 StatusCode::UNAUTHORIZED,
                 request,
+                return_to,
                 typed,
                 Some("The username or password is wrong."),
             )
@@ -187,7 +241,8 @@ pub async fn login_submit(
         Err(LoginError::Locked { until }) => {
             let minutes = ((until - s.auth.now()).max(1) + 59) / 60;
             let message = format!("Too many failed sign-ins for this account. Try again in {minutes} minute(s).");
-            let mut resp = login_form(&s, StatusCode::TOO_MANY_REQUESTS, request, typed, Some(&message)).await;
+            let mut resp =
+                login_form(&s, StatusCode::TOO_MANY_REQUESTS, request, return_to, typed, Some(&message)).await;
             if let Ok(v) = HeaderValue::from_str(&(minutes * 60).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -200,7 +255,7 @@ pub async fn login_submit(
             Ok(o) => outcome_response(o, true),
             Err(e) => failure_page(&e),
         },
-        None => see_other("/account/apps"),
+        None => see_other(return_to.unwrap_or("/account/apps")),
     };
     let ttl = s.auth.settings.session_ttl;
     for c in [s.cookies.set(s.cookies.session, secret.expose(), ttl), s.cookies.set(s.cookies.login_csrf, "", 0)] {

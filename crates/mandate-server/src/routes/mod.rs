@@ -6,6 +6,7 @@ mod browser;
 mod discovery;
 mod personal;
 mod protocol;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -90,6 +91,13 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/account/apps", get(account::apps_page))
         .route("/account/apps/revoke", get(account::confirm_revoke).post(account::revoke_app))
         .route("/account/activity", get(activity::activity))
+        .route("/login/with/{provider}", get(upstream::sign_in_with))
+        .route("/upstream/{provider}/callback", get(upstream::callback))
+        .route("/account/link", post(upstream::confirm_link))
+        .route("/account/connections", get(upstream::connections))
+        .route("/account/connections/{provider}", get(upstream::connect_page))
+        .route("/account/connections/{provider}/link", get(upstream::link_page))
+        .route("/account/connections/{provider}/{action}", post(upstream::start))
         .route("/apps", get(personal::apps))
         .route("/apps/customers", post(personal::create_customer))
         .route("/apps/todos", post(personal::add_todo))

@@ -1,0 +1,188 @@
+//! `[[providers]]`: upstream identity providers and the services whose accounts tools act with
+//! (docs/UPSTREAM.md). Each entry is checked at load; its client secret comes from the
+//! environment, never from the file. Also `mandate providers list`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use mandate_upstream::{ClientAuth, Endpoints, ProviderSpec, redirect_uri};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// One `[[providers]]` entry as written in the configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// Short name: lower-case letters, digits, `-` and `_` (in the redirect URI and the trail).
+    pub name: String,
+    /// What people read ("Continue with <title>"); default: the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Discovered from (OpenID Connect discovery, then RFC 8414); byte-identical in its documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    pub client_id: String,
+    /// The environment variable holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// Refused with an explanation: secrets do not belong in the file.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    /// `client_secret_basic` (default with a secret), `client_secret_post`, or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Offer "Continue with <title>" on the sign-in page.
+    #[serde(default)]
+    pub sign_in: bool,
+    /// RFC 8707 resource to ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The userinfo member with the stable subject (default `sub`; GitHub: `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_claim: Option<String>,
+    /// Extra authorization request parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_params: BTreeMap<String, String>,
+}
+
+/// https, or http on loopback only.
+fn check_url(at: &str, what: &str, value: &str) -> anyhow::Result<()> {
+    let u = url::Url::parse(value).with_context(|| format!("{at}: {what} {value:?} is not a URL"))?;
+    let loopback = u.host_str().is_some_and(|h| {
+        h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => bail!("{at}: {what} must use https (http only on loopback)"),
+    }
+}
+
+/// The configured providers, checked.
+pub fn specs(config: &Config) -> anyhow::Result<Vec<ProviderSpec>> {
+    let mut out: Vec<ProviderSpec> = Vec::new();
+    for e in config.providers.iter().flatten() {
+        let at = format!("[[providers]] {:?}", e.name);
+        if !mandate_gateway::valid_name(&e.name) {
+            bail!("{at}: name must be 1 to 40 lower-case letters, digits, '-' or '_', starting with a letter");
+        }
+        if out.iter().any(|p| p.name == e.name) {
+            bail!("{at}: two providers have this name");
+        }
+        if e.client_secret.is_some() {
+            bail!(
+                "{at}: the client secret does not belong in the configuration file; put it in an environment variable and name it with client_secret_env"
+            );
+        }
+        if e.client_id.is_empty() {
+            bail!("{at}: client_id is empty");
+        }
+        let endpoints = Endpoints {
+            authorization: e.authorization_endpoint.clone(),
+            token: e.token_endpoint.clone(),
+            revocation: e.revocation_endpoint.clone(),
+            userinfo: e.userinfo_endpoint.clone(),
+            jwks: e.jwks_uri.clone(),
+        };
+        for (what, v) in [
+            ("issuer", &e.issuer),
+            ("authorization_endpoint", &endpoints.authorization),
+            ("token_endpoint", &endpoints.token),
+            ("revocation_endpoint", &endpoints.revocation),
+            ("userinfo_endpoint", &endpoints.userinfo),
+            ("jwks_uri", &endpoints.jwks),
+        ] {
+            if let Some(v) = v {
+                check_url(&at, what, v)?;
+            }
+        }
+        if e.issuer.is_none() && (endpoints.authorization.is_none() || endpoints.token.is_none()) {
+            bail!("{at}: set issuer (discovered), or authorization_endpoint and token_endpoint");
+        }
+        let secret = match &e.client_secret_env {
+            Some(var) => Some(std::env::var(var).with_context(|| {
+                format!("{at}: client_secret_env names {var}, which is not set in the environment")
+            })?),
+            None => None,
+        };
+        let client_auth = match e.client_auth.as_deref() {
+            None if secret.is_some() => ClientAuth::ClientSecretBasic,
+            None => ClientAuth::None,
+            Some(s) => ClientAuth::parse(s).with_context(|| {
+                format!("{at}: client_auth must be client_secret_basic, client_secret_post or none, not {s:?}")
+            })?,
+        };
+        if client_auth != ClientAuth::None && secret.is_none() {
+            bail!("{at}: client_auth {:?} needs client_secret_env", e.client_auth.as_deref().unwrap_or_default());
+        }
+        let scopes = if e.scopes.is_empty() && e.sign_in && e.issuer.is_some() {
+            vec!["openid".into()]
+        } else {
+            e.scopes.clone()
+        };
+        if e.sign_in && !scopes.iter().any(|s| s == "openid") && endpoints.userinfo.is_none() {
+            bail!(
+                "{at}: a sign-in provider needs the openid scope (ID tokens) or a userinfo_endpoint with subject_claim"
+            );
+        }
+        if let Some(r) = &e.resource {
+            check_url(&at, "resource", r)?;
+        }
+        out.push(ProviderSpec {
+            name: e.name.clone(),
+            title: e.title.clone().unwrap_or_else(|| e.name.clone()),
+            issuer: e.issuer.clone(),
+            endpoints,
+            client_id: e.client_id.clone(),
+            client_secret: secret,
+            client_auth,
+            scopes,
+            sign_in: e.sign_in,
+            resource: e.resource.clone(),
+            subject_claim: e.subject_claim.clone().unwrap_or_else(|| "sub".into()),
+            extra_params: e.extra_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            redirect_uri: redirect_uri(config.public_url(), &e.name),
+        });
+    }
+    if !config.password_login && !out.iter().any(|p| p.sign_in) {
+        bail!("password_login = false needs at least one provider with sign_in = true, or nobody could sign in");
+    }
+    Ok(out)
+}
+
+/// `mandate providers list`: what to register at each provider, exactly.
+pub fn list(config: &Config) -> anyhow::Result<()> {
+    let specs = specs(config)?;
+    if specs.is_empty() {
+        println!("No providers are configured ([[providers]] in the configuration file; see docs/UPSTREAM.md).");
+        return Ok(());
+    }
+    for p in specs {
+        println!("{} ({})", p.name, p.title);
+        println!("  redirect URI to register: {}", p.redirect_uri);
+        println!("  client id:                {}", p.client_id);
+        let from = p.issuer.clone().unwrap_or_else(|| "explicit endpoints".into());
+        println!("  endpoints from:           {from}");
+        let mut uses = Vec::new();
+        if p.sign_in {
+            uses.push("sign-in");
+        }
+        uses.push("connected accounts");
+        println!("  used for:                 {}", uses.join(", "));
+        println!("  scopes:                   {}", if p.scopes.is_empty() { "-".into() } else { p.scopes.join(" ") });
+    }
+    Ok(())
+}
