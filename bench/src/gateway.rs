@@ -193,6 +193,7 @@ pub(crate) async fn discover(base: &str, url: &str) -> anyhow::Result<Served> {
         extra_scopes: Vec::new(),
         default_scopes: Vec::new(),
         identity: false,
+        provider: None,
         limits: Limits::default(),
     };
     let http = mandate_gateway::http_client()?;
@@ -209,7 +210,7 @@ pub(crate) async fn discover(base: &str, url: &str) -> anyhow::Result<Served> {
 pub(crate) fn router(s: Served, auth: &Arc<AuthServer>) -> anyhow::Result<Router> {
     let def = auth.resources.resolve(Some(&s.spec.resource)).map_err(|e| anyhow::anyhow!(e.description.to_string()))?;
     let settings = mandate_mcp::McpSettings::in_process(auth, def, Vec::new());
-    let (_upstream, router) = mandate_gateway::serve(s.spec, s.discovered, auth.clone(), s.http, settings);
+    let (_upstream, router) = mandate_gateway::serve(s.spec, s.discovered, auth.clone(), s.http, settings, None);
     Ok(router)
 }
 

@@ -84,6 +84,57 @@ impl Identity {
     }
 }
 
+/// The person's account at the upstream's provider: their own upstream token, from the vault,
+/// is the bearer credential; a 401 from the upstream gets one fresh token and one retry.
+pub(crate) struct Account {
+    handle: mandate_upstream::UpstreamHandle,
+    user_id: String,
+    /// The token last sent (what a 401 rejected).
+    last: Mutex<Option<mandate_upstream::UpstreamToken>>,
+}
+
+impl Account {
+    pub fn new(handle: mandate_upstream::UpstreamHandle, user_id: String) -> Self {
+        Self { handle, user_id, last: Mutex::new(None) }
+    }
+
+    async fn token(&self) -> Option<String> {
+        match self.handle.token(&self.user_id).await {
+            Ok(t) => {
+                let secret = t.expose().to_owned();
+                if let Ok(mut l) = self.last.lock() {
+                    *l = Some(t);
+                }
+                Some(secret)
+            }
+            Err(e) => {
+                // The relay checked the account before forwarding; this is a race with a
+                // disconnection or an unreachable provider: the upstream answers 401.
+                tracing::info!(provider = %self.handle.provider(), error = %e, "no upstream token for a request");
+                None
+            }
+        }
+    }
+
+    /// The upstream refused the last token: a fresh one (one refresh however many saw it).
+    async fn renewed(&self) -> Option<String> {
+        let last = self.last.lock().ok()?.clone()?;
+        match self.handle.rejected(&self.user_id, &last).await {
+            Ok(t) => {
+                let secret = t.expose().to_owned();
+                if let Ok(mut l) = self.last.lock() {
+                    *l = Some(t);
+                }
+                Some(secret)
+            }
+            Err(e) => {
+                tracing::info!(provider = %self.handle.provider(), error = %e, "the upstream refused the person's token and none could replace it");
+                None
+            }
+        }
+    }
+}
+
 /// A session continued from another instance: the upstream session to attach to, and the
 /// `initialize` result it gave.
 pub(crate) struct Resume {
@@ -95,6 +146,7 @@ pub(crate) struct Resume {
 pub(crate) struct UpstreamClient {
     inner: reqwest::Client,
     identity: Option<Arc<Identity>>,
+    account: Option<Arc<Account>>,
     resume: Arc<Mutex<Option<Resume>>>,
     session: Arc<Mutex<Option<String>>>,
     /// A continued session's `notifications/initialized` was sent by the instance that began
@@ -103,10 +155,16 @@ pub(crate) struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(inner: reqwest::Client, identity: Option<Arc<Identity>>, resume: Option<Resume>) -> Self {
+    pub fn new(
+        inner: reqwest::Client,
+        identity: Option<Arc<Identity>>,
+        account: Option<Arc<Account>>,
+        resume: Option<Resume>,
+    ) -> Self {
         Self {
             inner,
             identity,
+            account,
             resume: Arc::new(Mutex::new(resume)),
             session: Arc::default(),
             skip_initialized: Arc::default(),
@@ -119,9 +177,21 @@ impl UpstreamClient {
     }
 
     async fn bearer(&self) -> Option<String> {
+        if let Some(a) = &self.account {
+            return a.token().await;
+        }
         match &self.identity {
             Some(i) => i.token().await,
             None => None,
+        }
+    }
+
+    /// After a 401 (`refused`): the person's fresh upstream token, when there is an account to
+    /// renew.
+    async fn renewed(&self, refused: bool) -> Option<String> {
+        match (&self.account, refused) {
+            (Some(a), true) => a.renewed().await,
+            _ => None,
         }
     }
 
@@ -172,7 +242,14 @@ impl StreamableHttpClient for UpstreamClient {
         if let Some(r) = self.resumed(&message) {
             return Ok(r);
         }
-        let r = self.inner.post_message(uri, message, session_id, self.bearer().await, headers).await;
+        let mut r = self
+            .inner
+            .post_message(uri.clone(), message.clone(), session_id.clone(), self.bearer().await, headers.clone())
+            .await;
+        let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
+        if let Some(fresh) = self.renewed(refused).await {
+            r = self.inner.post_message(uri, message, session_id, Some(fresh), headers).await;
+        }
         self.note(&r);
         r
     }
@@ -190,7 +267,24 @@ impl StreamableHttpClient for UpstreamClient {
             return Ok(r);
         }
         let bearer = self.bearer().await;
-        let r = self.inner.post_message_with_response_limits(uri, message, session_id, bearer, headers, limits).await;
+        let mut r = self
+            .inner
+            .post_message_with_response_limits(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                bearer,
+                headers.clone(),
+                limits,
+            )
+            .await;
+        let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
+        if let Some(fresh) = self.renewed(refused).await {
+            r = self
+                .inner
+                .post_message_with_response_limits(uri, message, session_id, Some(fresh), headers, limits)
+                .await;
+        }
         self.note(&r);
         r
     }

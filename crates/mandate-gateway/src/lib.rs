@@ -7,7 +7,7 @@
 //! let http = mandate_gateway::http_client()?;
 //! let start = mandate_gateway::discover(&spec, &http).await?;     // before the catalogue is built
 //! // ... AuthServer built with start.mapping.resource in its catalogue ...
-//! let (upstream, router) = mandate_gateway::serve(spec, start, auth, http, settings);
+//! let (upstream, router) = mandate_gateway::serve(spec, start, auth, http, settings, None);
 //! ```
 
 mod client;
@@ -88,6 +88,11 @@ pub struct Discovered {
 /// Reads the upstream's tools and derives its scopes; an upstream that cannot be reached is
 /// still served (see [`Discovered::error`]). Only a configuration error fails.
 pub async fn discover(spec: &UpstreamSpec, http: &reqwest::Client) -> Result<Discovered, MappingError> {
+    if spec.provider.is_some() {
+        // Its tools answer only with a person's account: they are learned when first listed,
+        // and tool_scopes decides their scopes meanwhile.
+        return Ok(Discovered { mapping: derive(spec, None)?, labels: HashMap::new(), error: None });
+    }
     match list_tools(spec, http).await {
         Ok(tools) => {
             let labels = tools.iter().map(|t| (t.name.clone(), t.label())).collect();
@@ -108,12 +113,13 @@ pub fn serve(
     auth: Arc<AuthServer>,
     http: reqwest::Client,
     settings: McpSettings,
+    account: Option<mandate_upstream::UpstreamHandle>,
 ) -> (Arc<Upstream>, Router) {
     let path =
         url::Url::parse(&spec.resource).map(|u| u.path().to_owned()).unwrap_or_else(|_| format!("/mcp/{}", spec.name));
     let title = spec.title.clone();
     let tools = start.mapping.tools.clone();
-    let upstream = Arc::new(Upstream::new(spec, start.mapping, start.labels, auth.clone(), http));
+    let upstream = Arc::new(Upstream::new(spec, start.mapping, start.labels, auth.clone(), http, account));
     if let Some(e) = start.error {
         upstream.note_failure(e);
     }

@@ -92,6 +92,7 @@ impl Relay {
             None => None,
         };
         let restored = resume.is_some();
+        self.account_ready(&caller).await?;
         let link = self.upstream.link_for(&info, &caller, resume).await?;
         // The client's session id is known here (the session manager tells): which upstream
         // session it stands for is recorded before the client can send its next request,
@@ -190,6 +191,9 @@ impl Relay {
         request: ClientRequest,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
+        if let Some(p) = principal(&ctx.extensions) {
+            self.account_ready(&p).await?;
+        }
         let (link, downstream) = self.link(Some(ctx)).await?;
         // The identity token names the caller of this request (a step-up widens its scope).
         if let (Some(i), Some(p)) = (&link.identity, principal(&ctx.extensions)) {
@@ -245,6 +249,23 @@ impl Relay {
             a.loss_reported = true;
         }
         outcome
+    }
+
+    /// An upstream that acts with the person's own account needs a usable one: otherwise the
+    /// request fails at once with the page where they connect it (a URL-mode elicitation,
+    /// protocol 2025-11-25), never a hang or a bare 401 from the upstream.
+    async fn account_ready(&self, caller: &Principal) -> Result<(), ErrorData> {
+        let Some(account) = &self.upstream.account else { return Ok(()) };
+        match account.token(&caller.subject).await {
+            Ok(_) => Ok(()),
+            Err(mandate_upstream::UpstreamError::NotConnected { why, .. }) => {
+                Err(connect_required(account, why, &self.upstream.spec.title, &self.upstream.auth.new_id()))
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %self.upstream.spec.name, provider = %account.provider(), error = %e, "no upstream token");
+                Err(gateway_error(format!("{} cannot be reached just now; try again later", account.title())))
+            }
+        }
     }
 
     /// Adds each tool's scopes to a `tools/list` result (`_meta`), learning tools seen for the
@@ -315,6 +336,36 @@ fn initialize_result(peer: &rmcp::model::ServerPeerInfo) -> InitializeResult {
         result.server_info = i.clone();
     }
     result
+}
+
+/// The JSON-RPC error code of a URL-mode elicitation the client must complete first (MCP
+/// 2025-11-25, `URLElicitationRequiredError`).
+pub const URL_ELICITATION_REQUIRED: i32 = -32042;
+
+/// "Connect your <provider> account": the error carrying the page to do it.
+fn connect_required(
+    account: &mandate_upstream::UpstreamHandle,
+    why: mandate_upstream::NotConnected,
+    resource: &str,
+    elicitation_id: &str,
+) -> ErrorData {
+    let url = account.connect_url();
+    let provider = account.title();
+    let message = match why {
+        mandate_upstream::NotConnected::Never => {
+            format!("{resource} acts with your {provider} account, which is not connected. Connect it, then retry.")
+        }
+        mandate_upstream::NotConnected::Refused | mandate_upstream::NotConnected::Expired => format!(
+            "{provider} no longer accepts mandate's access to your account (it was revoked or expired). Connect it again, then retry."
+        ),
+    };
+    ErrorData::new(
+        ErrorCode(URL_ELICITATION_REQUIRED),
+        format!("{message} {url}"),
+        Some(
+            json!({"elicitations": [{"mode": "url", "elicitationId": elicitation_id, "url": url, "message": message}]}),
+        ),
+    )
 }
 
 fn stopped(upstream: &Upstream) -> ErrorData {

@@ -247,6 +247,7 @@ mod tests {
             default_scopes: Vec::new(),
             limits: Limits::default(),
             identity: false,
+            provider: None,
         }
     }
 

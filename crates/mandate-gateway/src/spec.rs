@@ -43,6 +43,9 @@ pub struct UpstreamSpec {
     /// Send an HTTP upstream a short-lived JWT signed by mandate naming the person and the agent
     /// (`Authorization: Bearer`), never the agent's own token.
     pub identity: bool,
+    /// An HTTP upstream that acts with each person's own account at this provider: their
+    /// upstream token (from the vault) is its bearer credential (docs/UPSTREAM.md).
+    pub provider: Option<String>,
 }
 
 /// Time and process bounds.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use mandate_guard::Principal;
 
-use crate::client::{Identity, Resume, UpstreamClient};
+use crate::client::{Account, Identity, Resume, UpstreamClient};
 use crate::forward::Forwarder;
 use crate::processes::{Permit, Processes};
 use crate::routes::Routes;
@@ -149,6 +149,8 @@ pub struct Upstream {
     /// The last failure to reach it, for `/readyz` (cleared by a success).
     last_error: Mutex<Option<String>>,
     children: Children,
+    /// People's accounts at the upstream's provider (`spec.provider`).
+    pub(crate) account: Option<mandate_upstream::UpstreamHandle>,
 }
 
 pub(crate) fn gateway_error(message: impl Into<String>) -> ErrorData {
@@ -162,6 +164,7 @@ impl Upstream {
         labels: HashMap<String, String>,
         auth: Arc<AuthServer>,
         http: reqwest::Client,
+        account: Option<mandate_upstream::UpstreamHandle>,
     ) -> Self {
         let processes = Processes::new(spec.limits.max_processes, spec.limits.max_processes_per_person);
         Self {
@@ -174,6 +177,7 @@ impl Upstream {
             shared: tokio::sync::Mutex::new(None),
             last_error: Mutex::new(None),
             children: Children::default(),
+            account,
         }
     }
 
@@ -281,7 +285,11 @@ impl Upstream {
             }
             _ => None,
         };
-        let parts = Extras { permit, children: self.children.clone(), identity, resume };
+        let account = match (&self.account, caller) {
+            (Some(handle), Some(c)) => Some(Arc::new(Account::new(handle.clone(), c.subject.clone()))),
+            _ => None,
+        };
+        let parts = Extras { permit, children: self.children.clone(), identity, account, resume };
         let outcome = connect(&self.spec, &self.http, info, routes, parts).await;
         self.note(outcome.as_ref().map(|_| ()).map_err(|e| e.message.to_string()));
         outcome
@@ -294,6 +302,8 @@ pub(crate) struct Extras {
     pub permit: Option<Permit>,
     pub children: Children,
     pub identity: Option<Arc<Identity>>,
+    /// The person's account at the upstream's provider.
+    pub account: Option<Arc<Account>>,
     pub resume: Option<Resume>,
 }
 
@@ -306,7 +316,7 @@ pub(crate) async fn connect(
     routes: Arc<Routes>,
     extras: Extras,
 ) -> Result<Link, ErrorData> {
-    let Extras { permit, children, identity, resume } = extras;
+    let Extras { permit, children, identity, account, resume } = extras;
     let name = &spec.name;
     let forwarder = Forwarder { routes: routes.clone(), info };
     let within = spec.limits.start_timeout;
@@ -362,7 +372,7 @@ pub(crate) async fn connect(
             // An upstream that forgot the session must not be given a new one silently: the
             // relay reports the loss to the client first.
             config.reinit_on_expired_session = false;
-            let client = UpstreamClient::new(http.clone(), identity.clone(), resume);
+            let client = UpstreamClient::new(http.clone(), identity.clone(), account, resume);
             let transport = StreamableHttpClientTransport::with_client(client.clone(), config);
             let service =
                 tokio::time::timeout(within, forwarder.serve(transport)).await.map_err(|_| late())?.map_err(|e| {

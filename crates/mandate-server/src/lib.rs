@@ -65,6 +65,8 @@ pub struct AppState {
     pub upstreams: Option<Arc<mandate_upstream::Upstreams>>,
     /// Whether the sign-in page offers the password form.
     pub password_login: bool,
+    /// Resource URI → the provider whose account it acts with.
+    pub resource_providers: std::collections::HashMap<String, String>,
 }
 
 impl AppState {
@@ -126,6 +128,9 @@ pub struct Federation {
     pub upstreams: Arc<mandate_upstream::Upstreams>,
     /// Whether the sign-in page still offers the password form.
     pub password_login: bool,
+    /// Resource URI → the provider whose account it acts with (the consent page asks the person
+    /// to connect it first).
+    pub resource_providers: std::collections::HashMap<String, String>,
 }
 
 /// The whole authorization-server router. Serve it with
@@ -148,6 +153,7 @@ pub fn router_with(
         demo,
         cookies: CookieNames::for_https(https),
         password_login: federation.as_ref().is_none_or(|f| f.password_login),
+        resource_providers: federation.as_ref().map(|f| f.resource_providers.clone()).unwrap_or_default(),
         upstreams: federation.map(|f| f.upstreams),
     };
     let mut app = routes::routes(state, limits)

@@ -63,6 +63,9 @@ pub struct ConsentPage<'a> {
     pub csrf: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// The resource acts with the person's account at this provider, not connected yet:
+    /// (name, title). Connecting comes first.
+    pub connect: Option<(String, String)>,
 }
 
 impl ConsentPage<'_> {

@@ -55,6 +55,8 @@ pub struct Options {
     pub refresh_grace: i64,
     /// A clock shared with another server in the same test (default: a new one at [`START`]).
     pub clock: Option<ManualClock>,
+    /// `Settings::access_token_ttl` (seconds); the default unless a test sets it.
+    pub access_token_ttl: Option<i64>,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             login_burst: 1000,
             refresh_grace: Settings::new("http://localhost").refresh_grace,
             clock: None,
+            access_token_ttl: None,
         }
     }
 }
@@ -86,6 +89,9 @@ impl TestServer {
         let mut settings = Settings::new(&base);
         settings.fetch_policy = opts.fetch_policy;
         settings.refresh_grace = opts.refresh_grace;
+        if let Some(ttl) = opts.access_token_ttl {
+            settings.access_token_ttl = ttl;
+        }
         let fetcher = match opts.resolver {
             Some(r) => GuardedFetcher::with_resolver(opts.fetch_policy, r),
             None => GuardedFetcher::new(opts.fetch_policy),

@@ -40,6 +40,10 @@ pub struct ResourceEntry {
     /// Send an HTTP upstream a short-lived JWT signed by mandate naming the person and the agent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub upstream_identity: bool,
+    /// An HTTP upstream that acts with each person's own account at this `[[providers]]` entry
+    /// (their upstream token is the bearer credential; docs/UPSTREAM.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// A stdio upstream: the program (no shell), its arguments and environment (`env:NAME`
     /// values read from mandate's environment; nothing else of it is passed but PATH, HOME,
     /// LANG, LC_ALL, TMPDIR, USER, LOGNAME, SHELL and TERM).
@@ -78,6 +82,7 @@ impl ResourceEntry {
             ("title", self.title.is_some()),
             ("upstream_headers", !self.upstream_headers.is_empty()),
             ("upstream_identity", self.upstream_identity),
+            ("provider", self.provider.is_some()),
             ("args", !self.args.is_empty()),
             ("env", !self.env.is_empty()),
             ("isolation", self.isolation.is_some()),
@@ -156,6 +161,11 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
                     {
                         bail!("{at}: upstream_headers cannot set {k}: the MCP transport sets it");
                     }
+                    if lower == "authorization" && e.provider.is_some() {
+                        bail!(
+                            "{at}: provider sends each person's own token as the Authorization header; drop Authorization from upstream_headers"
+                        );
+                    }
                     if lower == "authorization" && e.upstream_identity {
                         bail!(
                             "{at}: upstream_identity sends its own Authorization header; drop Authorization from upstream_headers"
@@ -182,6 +192,11 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
                 if e.upstream_identity {
                     bail!(
                         "{at}: upstream_identity is for an HTTP upstream (upstream_url): a stdio server has no request headers to carry it"
+                    );
+                }
+                if e.provider.is_some() {
+                    bail!(
+                        "{at}: provider is for an HTTP upstream (upstream_url): a person's token travels as its bearer credential"
                     );
                 }
                 if command.trim().is_empty() {
@@ -219,6 +234,14 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
         if limits.max_processes == 0 || limits.max_processes_per_person == 0 {
             bail!("{at}: max_processes and max_processes_per_person must be at least 1");
         }
+        if let Some(p) = &e.provider {
+            if e.upstream_identity {
+                bail!("{at}: set provider or upstream_identity, not both: each is the upstream's bearer credential");
+            }
+            if !config.providers.iter().flatten().any(|x| &x.name == p) {
+                bail!("{at}: provider {p:?} is not a [[providers]] entry");
+            }
+        }
         let title = e.title.clone().unwrap_or_else(|| e.name.clone());
         if mandate_core::text::display_name_problem(&title).is_some() {
             bail!(
@@ -235,6 +258,7 @@ pub fn upstreams(config: &Config) -> anyhow::Result<Vec<UpstreamSpec>> {
             default_scopes: e.default_scopes.clone(),
             limits,
             identity: e.upstream_identity,
+            provider: e.provider.clone(),
         });
         // tool_scopes, default_scopes and extra scopes are checked now, not when the upstream answers.
         if let Some(spec) = out.last() {

@@ -166,6 +166,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 Some(mandate_server::Federation {
                     upstreams: Arc::new(mandate_upstream::Upstreams::new(auth.clone(), provider_specs, http)),
                     password_login: config.password_login,
+                    resource_providers: upstreams
+                        .iter()
+                        .filter_map(|u| Some((u.resource.clone(), u.provider.clone()?)))
+                        .collect(),
                 })
             };
             let limits =
@@ -196,11 +200,17 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 let settings = McpSettings::in_process(&auth, def, config.mcp_allowed_origins.clone())
                     .with_shutdown(drain.streams());
                 let what = match &d.error {
+                    None if spec.provider.is_some() => "tools read with each person's account".to_owned(),
                     None => format!("{} tools", d.labels.len()),
                     Some(_) => "tools not read yet: upstream unreachable".to_owned(),
                 };
                 gateway_lines.push(line(&format!("{} ({what})", spec.title), &spec.resource));
-                let (upstream, router) = mandate_gateway::serve(spec, d, auth.clone(), http.clone(), settings);
+                let account = match (&spec.provider, &federation) {
+                    (Some(p), Some(f)) => Some(f.upstreams.handle(p).map_err(|e| anyhow!(e.to_string()))?),
+                    (Some(p), None) => bail!("[[resources]] {:?}: provider {p:?} is not configured", spec.name),
+                    (None, _) => None,
+                };
+                let (upstream, router) = mandate_gateway::serve(spec, d, auth.clone(), http.clone(), settings, account);
                 served.push(upstream);
                 app = app.merge(router);
             }

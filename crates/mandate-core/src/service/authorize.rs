@@ -115,6 +115,8 @@ pub struct ConsentView {
     /// How long access lasts, in words.
     pub access_term: String,
     pub resource_name: String,
+    /// The resource's URI (RFC 8707).
+    pub resource: String,
     /// Origin (or scheme) the consent form may redirect to, for the page's CSP.
     pub redirect_csp_source: Option<String>,
 }
@@ -399,6 +401,7 @@ impl AuthServer {
                 .find(|r| r.uri == pending.resource)
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| pending.resource.clone()),
+            resource: pending.resource.clone(),
             redirect_csp_source: redirect::csp_source(&pending.redirect_uri),
         }))
     }

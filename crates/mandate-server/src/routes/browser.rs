@@ -294,11 +294,21 @@ async fn consent_form(
     error: Option<&str>,
 ) -> Response {
     match s.auth.consent_view(request, user).await {
-        Ok(Ok(view)) => render(
-            status,
-            &ConsentPage { nav: None, v: &view, csrf: &session.csrf_token, username: &user.username, error },
-            view.redirect_csp_source.as_deref(),
-        ),
+        Ok(Ok(view)) => {
+            let connect = match connection_needed(s, &view.resource, user).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let page = ConsentPage {
+                nav: None,
+                v: &view,
+                csrf: &session.csrf_token,
+                username: &user.username,
+                error,
+                connect,
+            };
+            render(status, &page, view.redirect_csp_source.as_deref())
+        }
         Ok(Err(stale)) => stale_page(stale),
         Err(e) => failure_page(&e),
     }
@@ -314,7 +324,23 @@ pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body:
         return error_page(StatusCode::BAD_REQUEST, "No sign-in request was named.");
     };
     let decision = match field("action") {
-        Some("allow") => ConsentDecision::Allow { scopes: ScopeSet::from_names(form.all("scope")) },
+        Some("allow") => {
+            // A resource that acts with the person's account elsewhere needs it connected first.
+            let resource = match s.auth.consent_view(request, &user).await {
+                Ok(Ok(view)) => view.resource,
+                Ok(Err(stale)) => return stale_page(stale),
+                Err(e) => return failure_page(&e),
+            };
+            match connection_needed(&s, &resource, &user).await {
+                Ok(None) => {}
+                Ok(Some((_, title))) => {
+                    let message = format!("Connect your {title} account first: the application acts with it.");
+                    return consent_form(&s, request, &session, &user, StatusCode::BAD_REQUEST, Some(&message)).await;
+                }
+                Err(r) => return r,
+            }
+            ConsentDecision::Allow { scopes: ScopeSet::from_names(form.all("scope")) }
+        }
         Some("deny") => ConsentDecision::Deny,
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose Allow or Deny."),
     };
@@ -326,6 +352,20 @@ pub async fn consent_submit(State(s): State<AppState>, headers: HeaderMap, body:
         Ok(o) => outcome_response(o, true),
         Err(e) => failure_page(&e),
     }
+}
+
+/// The provider account a resource acts with, when the person has not connected it: (name,
+/// title).
+async fn connection_needed(s: &AppState, resource: &str, user: &User) -> Result<Option<(String, String)>, Response> {
+    let (Some(provider), Some(u)) = (s.resource_providers.get(resource), s.upstreams.as_ref()) else {
+        return Ok(None);
+    };
+    let connected = u.is_connected(&user.id, provider).await.map_err(|e| {
+        tracing::error!(error = %e, "reading an upstream account");
+        error_page(StatusCode::SERVICE_UNAVAILABLE, "The server is temporarily unavailable. Try again shortly.")
+    })?;
+    let title = u.provider(provider).map(|p| p.spec.title.clone()).unwrap_or_else(|_| provider.clone());
+    Ok((!connected).then(|| (provider.clone(), title)))
 }
 
 pub async fn logout(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
