@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod config;
+mod demo_upstream;
 mod gateway;
 mod help;
 mod names;

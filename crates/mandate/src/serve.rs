@@ -123,7 +123,21 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let setup = async {
         // Each upstream's tools are read first: their scopes are part of the catalogue.
         let http = mandate_gateway::http_client().context("building the HTTP client for upstreams")?;
-        let upstreams = crate::gateway::upstreams(&config)?;
+        let mut upstreams = crate::gateway::upstreams(&config)?;
+        // --demo without providers of the operator's: a second, local OAuth server to connect
+        // an account at, and a gateway resource whose tools act with that account.
+        let example = if config.demo
+            && !config.mcp_only
+            && config.providers.is_none()
+            && !upstreams.iter().any(|u| u.name == crate::demo_upstream::NAME)
+        {
+            Some(crate::demo_upstream::start(&config).await?)
+        } else {
+            None
+        };
+        if let Some(e) = &example {
+            upstreams.push(e.resource.clone());
+        }
         let mut reading = tokio::task::JoinSet::new();
         for (i, spec) in upstreams.iter().cloned().enumerate() {
             let http = http.clone();
@@ -157,7 +171,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             (app, next, served)
         } else {
             let password = if config.demo { Some(seed_demo(&auth, demo.as_ref()).await?) } else { None };
-            let provider_specs = crate::providers::specs(&config)?;
+            let mut provider_specs = crate::providers::specs(&config)?;
+            if let Some(e) = &example {
+                provider_specs.push(e.provider.clone());
+            }
             let federation = if provider_specs.is_empty() {
                 None
             } else {
@@ -220,6 +237,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 line("what agents may do for you", &format!("{issuer}/account/apps")),
                 line("what they did", &format!("{issuer}/account/activity")),
             ]);
+            if let Some(e) = &example {
+                next.extend(e.lines.iter().map(|l| format!("  {l}")));
+            }
             match password {
                 Some(p) => next.push(format!("demo user: demo / password: {p}")),
                 None if auth.list_users().await?.is_empty() => {
@@ -452,7 +472,7 @@ async fn mcp_only_router(
 
 /// `--demo`: a demo user with a fresh password (returned, to be printed), and some billing and
 /// todo data.
-async fn seed_demo(auth: &AuthServer, demo: &dyn DemoStore) -> anyhow::Result<String> {
+pub(crate) async fn seed_demo(auth: &AuthServer, demo: &dyn DemoStore) -> anyhow::Result<String> {
     let password = auth.new_secret();
     let user = auth.set_or_create_user("demo", password.clone()).await?;
     if demo.customers(&user.id).await?.is_empty() {
