@@ -244,19 +244,23 @@ start_second_server() {
 # (e2e/lib/oidc-provider.mjs) on a free port with one client, "mandate", whose redirect URIs are
 # both mandates' callbacks and whose secret is random and reaches mandate only through its
 # environment; and the two configuration files. Its events (no secrets in them) go to
-# target/e2e/$name.idp-events.jsonl. Sets config, config2, server_env and suite_env.
+# target/e2e/$name.idp-events.jsonl. Its ID tokens carry only `sub` and the protocol claims
+# (OpenID Connect Core 5.4; the rest is at userinfo); MANDATE_E2E_IDP_CLAIMS_IN_ID_TOKEN=1 puts
+# the e-mail and profile claims in them too (a diagnosis aid, not what CI runs).
+# Sets config, config2, server_env and suite_env.
 start_federation_world() {
-  local dir="$tmp/$name" secret issuer node_bin
+  local dir="$tmp/$name" secret issuer node_bin claims=()
   mkdir -p "$dir"
   node_bin="$(node -p process.execPath)"
   listen_port="$(free_port)"
   listen_port2="$(free_port)"
   while [ "$listen_port2" = "$listen_port" ]; do listen_port2="$(free_port)"; done
   secret="$(random_secret)"
+  [ "${MANDATE_E2E_IDP_CLAIMS_IN_ID_TOKEN:-}" != 1 ] || claims=(--claims-in-id-token)
   IDP_CLIENT_SECRET="$secret" "$node_bin" "$root/e2e/lib/oidc-provider.mjs" \
     --redirect-uri "http://127.0.0.1:$listen_port/upstream/idp/callback" \
     --redirect-uri "http://127.0.0.1:$listen_port2/upstream/idp/callback" \
-    --events "$out/$name.idp-events.jsonl" >"$out/$name.idp.log" 2>&1 &
+    --events "$out/$name.idp-events.jsonl" "${claims[@]}" >"$out/$name.idp.log" 2>&1 &
   upstreams+=($!)
   wait_for_line "$out/$name.idp.log" '^oidc-provider issuer ' "$!" "oidc-provider" || return 1
   issuer="$(sed -n 's/^oidc-provider issuer //p' "$out/$name.idp.log")"

@@ -9,8 +9,10 @@
 //   b. Signed out and back through the provider: the same person (by the provider's subject).
 //   c. mallory-idp, with alice-idp's e-mail address and preferred_username, gets a person of
 //      their own (alice.idp-2) that sees none of alice.idp's data; the password user is untouched.
-//   d. The password user links an Example ID account (bob-idp) from Connections, confirms on
-//      mandate's page, and from then on "Continue with Example ID" as bob-idp signs in as them.
+//   d. The password user links an Example ID account (bob-idp) from Connections ("Link Example
+//      ID", then "Continue to Example ID" on mandate's page that says what happens), signs in at
+//      the provider, confirms "Link" on mandate's page, and from then on "Continue with Example
+//      ID" as bob-idp signs in as them.
 //   e. An agent's authorization (a public client with a loopback redirect URI and PKCE) through
 //      federated sign-in: /authorize, "Continue with Example ID", mandate's consent page for that
 //      request, the code with `iss` at the redirect URI, a token that lists the person's data.
@@ -92,10 +94,12 @@ async function shot(page, label) {
   await s.person.capture(page, label);
 }
 
-/** Runs `action` (a click) and waits until the tab shows another document, loaded. */
+/** Runs `action` (a click) and waits until the tab shows the next document (after any redirects), loaded. */
 async function navigate(page, action) {
-  const before = page.url();
-  await Promise.all([page.waitForURL((u) => u.href !== before, { waitUntil: 'load' }), action()]);
+  const navigated = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame() });
+  await action();
+  await navigated;
+  await page.waitForLoadState('load');
 }
 
 async function goto(page, url) {
@@ -233,8 +237,8 @@ test(`a. federated sign-in: someone new clicks "${CONTINUE}", signs in and conse
   assert.deepEqual(shown, { login: true, consent: true }, 'a fresh browser signs in and consents at the provider');
   await assertAt(page, BASE, '/account/apps', 'the Connected apps page of the new person');
   const username = await signedInAs(page);
-  assert.equal(username, ACCOUNTS['alice-idp'].preferred_username, 'the new person is named from preferred_username');
-  s.usernames['alice-idp'] = username;
+  assert.ok(username, `signed in: ${await bodyText(page)}`);
+  s.usernames['alice-idp'] = username; // for the next tests, whatever the name (checked last)
   await nav(page).getByRole('link', { name: 'Connections', exact: true }).waitFor({ state: 'visible' });
 
   // What mandate sent the provider.
@@ -267,7 +271,8 @@ test(`a. federated sign-in: someone new clicks "${CONTINUE}", signs in and conse
   assert.equal(await nav(page).getByRole('link', { name: 'Connections', exact: true }).getAttribute('aria-current'), 'page');
   const methods = await signInMethods(page);
   assert.equal(methods.length, 1, `one sign-in method: ${JSON.stringify(methods)}`);
-  assert.ok(methods[0].includes(TITLE) && methods[0].includes(ACCOUNTS['alice-idp'].email), `the ${TITLE} method with the e-mail: ${methods[0]}`);
+  assert.ok(methods[0].includes(TITLE), `the ${TITLE} method: ${methods[0]}`);
+  const method = methods[0];
 
   // Something of this person's own, for the others not to see.
   assert.deepEqual(await customers(page, BASE), [], 'a new person has no customers');
@@ -275,6 +280,12 @@ test(`a. federated sign-in: someone new clicks "${CONTINUE}", signs in and conse
   await navigate(page, () => page.getByRole('button', { name: 'Create customer' }).click());
   assert.deepEqual(await customers(page, BASE), [ALICE_CUSTOMER]);
   await shot(page, 'a-own-customer');
+
+  // What mandate knows of the provider's account, checked last (the rest does not depend on it):
+  // its e-mail address and preferred_username, which the provider's userinfo endpoint has (an ID
+  // token from a code flow need not: OpenID Connect Core 5.4).
+  assert.ok(method.includes(ACCOUNTS['alice-idp'].email), `the ${TITLE} method shows the e-mail address: ${method}`);
+  assert.equal(username, ACCOUNTS['alice-idp'].preferred_username, 'the new person is named from preferred_username');
 });
 
 test('b. linked by subject: signed out, "Continue with Example ID" as alice-idp again is the same person', { timeout: STEP_MS }, async (t) => {
@@ -356,6 +367,17 @@ test(`d. linking while signed in: the password user clicks "Link ${TITLE}" on Co
   await link.waitFor({ state: 'visible' });
   const mark = idpEvents().length;
   await navigate(page, () => link.click());
+  // mandate says what happens next; the person goes on to the provider.
+  await assertAt(page, BASE, `/account/connections/idp/link`, 'the page before the provider');
+  await shot(page, 'd-link-start');
+  const [started] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/account/connections/idp/link'),
+    navigate(page, () => page.getByRole('button', { name: `Continue to ${TITLE}`, exact: true }).click()),
+  ]);
+  if (origin(page.url()) !== IDP) {
+    await shot(page, 'd-link-refused');
+    assert.fail(`POST /account/connections/idp/link answered ${started.status()}, the tab is at ${redactUrl(page.url())}: ${await bodyText(page)}`);
+  }
   const shown = await atProvider(page, BASE, 'bob-idp', 'd');
   assert.equal(shown.login, true, 'this browser signs in at the provider for the first time');
   await shot(page, 'd-confirm-link');
@@ -370,7 +392,7 @@ test(`d. linking while signed in: the password user clicks "Link ${TITLE}" on Co
   const text = await textOf(page);
   assert.match(await textOf(page, 'h1'), new RegExp(`${TITLE}`));
   assert.ok(text.includes(DEMO_USER), `the page names the signed-in person: ${text}`);
-  assert.ok(text.includes(ACCOUNTS['bob-idp'].email), `the page names the provider's account: ${text}`);
+  const namesAccount = text.includes(ACCOUNTS['bob-idp'].email); // checked last
   await navigate(page, () => confirm.click());
   await shot(page, 'd-linked');
   assert.equal(await signedInAs(page), DEMO_USER, `still signed in as the password user: ${await bodyText(page)}`);
@@ -378,7 +400,8 @@ test(`d. linking while signed in: the password user clicks "Link ${TITLE}" on Co
   await shot(page, 'd-connections');
   const methods = await signInMethods(page);
   assert.equal(methods.length, 1, `one sign-in method: ${JSON.stringify(methods)}`);
-  assert.ok(methods[0].includes(TITLE) && methods[0].includes(ACCOUNTS['bob-idp'].email), methods[0]);
+  assert.ok(methods[0].includes(TITLE), methods[0]);
+  const method = methods[0];
 
   await signOut(page, 'd');
   await goto(page, `${BASE}/login`);
@@ -387,6 +410,10 @@ test(`d. linking while signed in: the password user clicks "Link ${TITLE}" on Co
   assert.equal(await signedInAs(page), DEMO_USER, `bob-idp signs in as ${DEMO_USER}`);
   const theirs = await customers(page, BASE);
   assert.ok(theirs.includes('Acme Corp'), `the password user's data: ${theirs}`);
+
+  // The provider's account by its e-mail address, on the confirmation page and in Connections.
+  assert.ok(namesAccount, `the confirmation page names the provider's account by its e-mail address: ${text}`);
+  assert.ok(method.includes(ACCOUNTS['bob-idp'].email), `the ${TITLE} method shows the e-mail address: ${method}`);
 });
 
 test('e. an agent\'s authorization through federated sign-in: /authorize, the sign-in page\'s provider button keeps the request, mandate\'s consent page for it after the provider, the code with iss at the loopback redirect URI, a token that reads the federated person\'s data', { timeout: STEP_MS }, async (t) => {
@@ -437,7 +464,8 @@ test('e. an agent\'s authorization through federated sign-in: /authorize, the si
   await continueWithProvider(page, BASE, 'alice-idp', 'e');
   await assertAt(page, BASE, '/consent', 'the consent page');
   assert.equal(new URL(page.url()).searchParams.get('request'), request, 'the consent page is for the same request');
-  assert.equal(await signedInAs(page), s.usernames['alice-idp'], 'signed in as alice-idp\'s person');
+  const consentText = await textOf(page);
+  assert.ok(consentText.includes(`with your account ${s.usernames['alice-idp']}.`), `the consent page names alice-idp's person: ${consentText}`);
   const consent = await readConsent(page);
   assert.ok(consent.heading.includes(AGENT), `the consent page names the app: ${consent.heading}`);
   assert.deepEqual(consent.boxes, [{ value: 'customers.read', checked: true }]);

@@ -19,8 +19,13 @@
 // (grant_type, account) and the tokens issued, consumed and destroyed (kind, account). The suite
 // reads it with readEvents.
 //
+// ID tokens carry the profile and e-mail claims only with --claims-in-id-token: by default, as
+// OpenID Connect Core 5.4 says for a response type that issues an access token, the ID token has
+// `sub` (and the protocol claims) and the userinfo endpoint has the rest (oidc-provider's
+// conformIdTokenClaims, on by default; Okta does the same; Google and others put them in both).
+//
 // Run: IDP_CLIENT_SECRET=… node e2e/lib/oidc-provider.mjs --redirect-uri URI [--redirect-uri URI]…
-//        [--events FILE] [--port PORT]
+//        [--events FILE] [--port PORT] [--claims-in-id-token]
 // Prints "oidc-provider issuer http://localhost:PORT" once it listens; SIGTERM stops it.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -63,8 +68,9 @@ export function readEvents(file) {
  * @param {string[]} o.redirectUris the client's redirect URIs (exact match)
  * @param {string} [o.eventsFile]
  * @param {number} [o.port] default: a free port
+ * @param {boolean} [o.claimsInIdToken] put the scopes' claims in ID tokens too (default: userinfo only)
  */
-export async function startOidcProvider({ clientSecret, redirectUris, eventsFile, port = 0 }) {
+export async function startOidcProvider({ clientSecret, redirectUris, eventsFile, port = 0, claimsInIdToken = false }) {
   if (!clientSecret) throw new Error('the client secret is required');
   if (!redirectUris?.length) throw new Error('at least one redirect URI is required');
   const events = [];
@@ -100,6 +106,7 @@ export async function startOidcProvider({ clientSecret, redirectUris, eventsFile
       },
     ],
     jwks: { keys: [signingKey] },
+    conformIdTokenClaims: !claimsInIdToken,
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     pkce: { required: () => true },
     features: {
@@ -181,6 +188,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
       'redirect-uri': { type: 'string', multiple: true },
       events: { type: 'string' },
       port: { type: 'string', default: '0' },
+      'claims-in-id-token': { type: 'boolean', default: false },
     },
   });
   const clientSecret = process.env.IDP_CLIENT_SECRET;
@@ -193,6 +201,7 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
     redirectUris: values['redirect-uri'] ?? [],
     eventsFile: values.events,
     port: Number(values.port),
+    claimsInIdToken: values['claims-in-id-token'],
   });
   for (const signal of ['SIGTERM', 'SIGINT']) {
     process.once(signal, () => close().then(() => process.exit(0)));
@@ -200,4 +209,5 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   console.log(`oidc-provider issuer ${issuer}`);
   console.log(`client ${CLIENT_ID}, redirect URIs: ${values['redirect-uri'].join(' ')}`);
   console.log(`accounts: ${Object.keys(ACCOUNTS).join(', ')} (any password)`);
+  console.log(`profile and e-mail claims: ${values['claims-in-id-token'] ? 'in ID tokens and at userinfo' : 'at userinfo (ID tokens: sub)'}`);
 }
