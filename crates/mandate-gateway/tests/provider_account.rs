@@ -411,3 +411,58 @@ async fn disconnecting_from_the_account_page_revokes_at_the_provider() {
         .unwrap();
     assert_eq!(still, 1, "revoking an agent leaves the upstream account connected");
 }
+
+#[tokio::test]
+async fn bad_requests_around_providers_get_clear_pages() {
+    let w = world().await;
+    let mut b = Browser::for_base(&w.ours.base);
+    // An answer for no request this browser started.
+    let r = b.get("/upstream/up/callback?state=bogus&code=x&iss=whatever").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("not for a request this browser started"), "{}", r.body);
+    let r = b.get("/upstream/up/callback").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = b.get("/upstream/nope/callback?state=x").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // `up` is not a sign-in provider.
+    let r = b.get("/login/with/up").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Not signed in: the connect URL sends the person to sign in, and back.
+    let r = b.get("/account/connections/up").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location.as_deref(), Some("/login?return=%2Faccount%2Fconnections%2Fup"));
+    let page = b.get("/login?return=%2Faccount%2Fconnections%2Fup").await;
+    assert_eq!(hidden(&page.body, "return").as_deref(), Some("/account/connections/up"));
+    // A return elsewhere is dropped.
+    let page = b.get("/login?return=https%3A%2F%2Fevil.example%2F").await;
+    assert_eq!(hidden(&page.body, "return"), None);
+    let csrf = hidden(&page.body, "csrf").unwrap();
+    let r = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", mandate_testkit::PASSWORD),
+                ("return", "/account/connections/up"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location.as_deref(), Some("/account/connections/up"));
+    // Signed in: an unknown provider, a form without the CSRF token, an unknown action.
+    let r = b.get("/account/connections/nope").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = b.post("/account/connections/up/connect", &[("csrf", "wrong")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let page = b.get("/account/connections").await;
+    let csrf = hidden(&page.body, "csrf").unwrap();
+    let r = b.post("/account/connections/up/frobnicate", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = b.post("/account/link", &[("csrf", &csrf), ("offer", "bogus")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // The connect page's form may lead to the provider (CSP form-action names its origin).
+    let r = b.get("/account/connections/up").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let csp = r.headers.get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("form-action 'self' {}", w.provider.base)), "{csp}");
+}

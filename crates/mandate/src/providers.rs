@@ -186,3 +186,91 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, toml)?;
+        crate::config::load(Some(&path), &serde_json::json!({}))
+    }
+
+    fn error(toml: &str) -> String {
+        format!("{:#}", load(toml).expect_err("refused"))
+    }
+
+    const OIDC: &str = "[[providers]]\nname = \"idp\"\ntitle = \"Example ID\"\nissuer = \"https://id.example.com\"\nclient_id = \"mandate\"\nsign_in = true\n";
+
+    #[test]
+    fn a_provider_gets_its_redirect_uri_defaults_and_its_secret_from_the_environment() {
+        // Any variable set in the test's environment stands for the secret (tests cannot set one).
+        let secret = std::env::var("PATH").expect("PATH is set");
+        let c = load(&format!("public_url = \"https://auth.example.com\"\n{OIDC}client_secret_env = \"PATH\"\n"))
+            .expect("valid");
+        let found = specs(&c).expect("valid");
+        assert_eq!(found.len(), 1);
+        let p = &found[0];
+        assert_eq!(p.redirect_uri, "https://auth.example.com/upstream/idp/callback");
+        assert_eq!(p.client_secret.as_deref(), Some(secret.as_str()));
+        assert_eq!(p.client_auth, ClientAuth::ClientSecretBasic);
+        assert_eq!(p.scopes, vec!["openid".to_owned()], "a sign-in provider with an issuer asks for openid");
+        assert!(!format!("{p:?}").contains(&secret), "Debug hides the secret");
+        // Without a secret: a public client.
+        let c = load(OIDC).expect("valid");
+        assert_eq!(specs(&c).expect("valid")[0].client_auth, ClientAuth::None);
+    }
+
+    #[test]
+    fn each_bad_provider_entry_is_refused_with_its_reason() {
+        for (toml, why) in [
+            (format!("{OIDC}client_secret = \"in-the-file\"\n"), "does not belong in the configuration file"),
+            (
+                format!("{OIDC}client_secret_env = \"MANDATE_TEST_UNSET_VARIABLE\"\n"),
+                "MANDATE_TEST_UNSET_VARIABLE, which is not set",
+            ),
+            (OIDC.replace("https://id.example.com", "http://id.example.com"), "issuer must use https"),
+            (OIDC.replace("name = \"idp\"", "name = \"Example ID\""), "name must be 1 to 40 lower-case"),
+            (format!("{OIDC}{OIDC}"), "two providers have this name"),
+            (
+                OIDC.replace("issuer = \"https://id.example.com\"\n", ""),
+                "set issuer (discovered), or authorization_endpoint and token_endpoint",
+            ),
+            (format!("{OIDC}client_auth = \"private_key_jwt\"\n"), "client_auth must be client_secret_basic"),
+            (format!("{OIDC}client_auth = \"client_secret_post\"\n"), "needs client_secret_env"),
+            (format!("{OIDC}scopes = [\"email\"]\n"), "needs the openid scope"),
+            (format!("{OIDC}resource = \"ftp://x\"\n"), "resource must use https"),
+            (format!("{OIDC}colour = \"blue\"\n"), "unknown field: found `colour`"),
+            ("password_login = false\n".to_owned(), "password_login = false needs at least one provider with sign_in"),
+            (
+                "[[resources]]\nname = \"gh\"\nupstream_url = \"https://api.example.com/mcp\"\nprovider = \"nope\"\n"
+                    .to_owned(),
+                "provider \"nope\" is not a [[providers]] entry",
+            ),
+            (
+                format!(
+                    "{OIDC}[[resources]]\nname = \"gh\"\nupstream_url = \"https://api.example.com/mcp\"\nprovider = \"idp\"\nupstream_identity = true\n"
+                ),
+                "set provider or upstream_identity, not both",
+            ),
+            (
+                format!("{OIDC}[[resources]]\nname = \"gh\"\ncommand = \"server\"\nprovider = \"idp\"\n"),
+                "provider is for an HTTP upstream",
+            ),
+            (
+                format!(
+                    "{OIDC}[[resources]]\nuri = \"https://api.example.com/mcp\"\nname = \"API\"\nprovider = \"idp\"\n"
+                ),
+                "provider is for a gateway resource",
+            ),
+        ] {
+            let e = error(&toml);
+            assert!(e.contains(why), "{toml}\n→ {e}");
+        }
+        // With a sign-in provider, the password form may go.
+        let c = load(&format!("password_login = false\n{OIDC}")).expect("valid");
+        assert!(!c.password_login);
+    }
+}
