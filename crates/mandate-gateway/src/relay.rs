@@ -256,16 +256,8 @@ impl Relay {
     /// protocol 2025-11-25), never a hang or a bare 401 from the upstream.
     async fn account_ready(&self, caller: &Principal) -> Result<(), ErrorData> {
         let Some(account) = &self.upstream.account else { return Ok(()) };
-        match account.token(&caller.subject).await {
-            Ok(_) => Ok(()),
-            Err(mandate_upstream::UpstreamError::NotConnected { why, .. }) => {
-                Err(connect_required(account, why, &self.upstream.spec.title, &self.upstream.auth.new_id()))
-            }
-            Err(e) => {
-                tracing::warn!(upstream = %self.upstream.spec.name, provider = %account.provider(), error = %e, "no upstream token");
-                Err(gateway_error(format!("{} cannot be reached just now; try again later", account.title())))
-            }
-        }
+        let id = self.upstream.auth.new_id();
+        mandate_mcp::upstream_token(account, caller, &self.upstream.spec.title, &id).await.map(|_| ())
     }
 
     /// Adds each tool's scopes to a `tools/list` result (`_meta`), learning tools seen for the
@@ -336,36 +328,6 @@ fn initialize_result(peer: &rmcp::model::ServerPeerInfo) -> InitializeResult {
         result.server_info = i.clone();
     }
     result
-}
-
-/// The JSON-RPC error code of a URL-mode elicitation the client must complete first (MCP
-/// 2025-11-25, `URLElicitationRequiredError`).
-pub const URL_ELICITATION_REQUIRED: i32 = -32042;
-
-/// "Connect your <provider> account": the error carrying the page to do it.
-fn connect_required(
-    account: &mandate_upstream::UpstreamHandle,
-    why: mandate_upstream::NotConnected,
-    resource: &str,
-    elicitation_id: &str,
-) -> ErrorData {
-    let url = account.connect_url();
-    let provider = account.title();
-    let message = match why {
-        mandate_upstream::NotConnected::Never => {
-            format!("{resource} acts with your {provider} account, which is not connected. Connect it, then retry.")
-        }
-        mandate_upstream::NotConnected::Refused | mandate_upstream::NotConnected::Expired => format!(
-            "{provider} no longer accepts mandate's access to your account (it was revoked or expired). Connect it again, then retry."
-        ),
-    };
-    ErrorData::new(
-        ErrorCode(URL_ELICITATION_REQUIRED),
-        format!("{message} {url}"),
-        Some(
-            json!({"elicitations": [{"mode": "url", "elicitationId": elicitation_id, "url": url, "message": message}]}),
-        ),
-    )
 }
 
 fn stopped(upstream: &Upstream) -> ErrorData {

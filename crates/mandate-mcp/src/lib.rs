@@ -5,6 +5,7 @@
 
 mod shared_sessions;
 mod tools;
+mod upstream_account;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use shared_sessions::DatabaseSessions;
 pub use tools::{DemoApps, SCOPES_META_KEY};
+pub use upstream_account::{URL_ELICITATION_REQUIRED, connect_required, upstream_token};
 
 /// The demo tools and the scopes each needs.
 pub fn tool_scopes() -> ToolScopes {
