@@ -17,6 +17,9 @@ use crate::{UpstreamError, Upstreams, idtoken};
 /// How long a person has at the provider.
 const FLOW_TTL: i64 = 600;
 
+/// Where a link started from the account pages returns (it marks the flow as a link).
+pub const LINK_RETURN: &str = "/account/connections";
+
 /// Sealed with the flow: what the answer must match.
 #[derive(Serialize, Deserialize)]
 struct FlowSecrets {
@@ -180,11 +183,24 @@ impl Upstreams {
         let identity = match (&tokens.id_token, p.spec.wants_id_token()) {
             (Some(id), true) => {
                 let issuer = expected.ok_or(UpstreamError::Misconfigured("an OpenID provider needs an issuer"))?;
-                let jwks = m.jwks_uri.as_deref().ok_or(UpstreamError::Misconfigured("no jwks_uri"))?;
-                let keys = mandate_guard::JwksKeySource::new(jwks)
-                    .map_err(|_| UpstreamError::Misconfigured("cannot build the JWKS client"))?;
-                let c = idtoken::verify(id, &keys, issuer, &p.spec.client_id, &secrets.nonce, now).await?;
-                Some(ProviderIdentity { subject: c.sub, email: c.email, username: c.preferred_username.or(c.name) })
+                let keys = p.keys(&m)?;
+                let c = idtoken::verify(id, keys.as_ref(), issuer, &p.spec.client_id, &secrets.nonce, now).await?;
+                let mut who =
+                    ProviderIdentity { subject: c.sub, email: c.email, username: c.preferred_username.or(c.name) };
+                // Many providers (OpenID Connect Core 5.4) put the profile in userinfo only: it fills
+                // what the ID token left out, and must name the same subject.
+                if (who.email.is_none() || who.username.is_none())
+                    && let Some(endpoint) = m.userinfo_endpoint.as_deref()
+                {
+                    let info = oauth::userinfo(&self.http, &p.spec, endpoint, &tokens.access_token).await?;
+                    if info.get("sub").and_then(|v| v.as_str()) != Some(who.subject.as_str()) {
+                        return Err(UpstreamError::BadIdToken("userinfo names another subject than the ID token"));
+                    }
+                    let text = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                    who.email = who.email.or_else(|| text("email"));
+                    who.username = who.username.or_else(|| text("preferred_username")).or_else(|| text("name"));
+                }
+                Some(who)
             }
             (None, true) => return Err(UpstreamError::BadIdToken("the provider sent no ID token")),
             _ => match m.userinfo_endpoint.as_deref() {
@@ -239,8 +255,14 @@ impl Upstreams {
             _ => return Err(UpstreamError::UnknownFlow),
         };
         let provider = done.provider.as_str();
+        self.forget_sign_in_tokens(provider, &done.tokens);
         if let Some(user_id) = store.identity_user(provider, &identity.subject).await? {
-            let user = store.user_by_id(&user_id).await?.filter(|u| !u.disabled).ok_or(UpstreamError::UnknownFlow)?;
+            // Asked to link (from the account pages), an account that signs in someone else is
+            // refused, not a reason to switch people.
+            if done.return_to.as_deref() == Some(LINK_RETURN) && signed_in.is_some_and(|u| u.id != user_id) {
+                return Err(UpstreamError::LinkedElsewhere { provider: provider.to_owned() });
+            }
+            let user = store.user_by_id(&user_id).await?.filter(|u| !u.disabled).ok_or(UpstreamError::Disabled)?;
             return Ok(SignInOutcome::SignedIn { user, created: false });
         }
         let now = self.auth.now();
@@ -275,6 +297,27 @@ impl Upstreams {
         }
         let user = self.create_person(provider, &identity).await?;
         Ok(SignInOutcome::SignedIn { user, created: true })
+    }
+
+    /// A sign-in needs only who the person is: the tokens it brought are revoked at the provider
+    /// (where it offers revocation), in the background, so none stays live there unused.
+    fn forget_sign_in_tokens(&self, provider: &str, tokens: &TokenResponse) {
+        let Ok(p) = self.provider(provider) else { return };
+        let spec = p.spec.clone();
+        let http = self.http.clone();
+        let (access, refresh) = (tokens.access_token.clone(), tokens.refresh_token.clone());
+        let metadata = p.metadata_if_known();
+        tokio::spawn(async move {
+            let Some(endpoint) = metadata.and_then(|m| m.revocation_endpoint.clone()) else { return };
+            if let Some(r) = refresh
+                && let Err(e) = oauth::revoke(&http, &spec, &endpoint, &r, "refresh_token").await
+            {
+                tracing::info!(provider = %spec.name, error = %e, "revoking a sign-in's refresh token failed");
+            }
+            if let Err(e) = oauth::revoke(&http, &spec, &endpoint, &access, "access_token").await {
+                tracing::info!(provider = %spec.name, error = %e, "revoking a sign-in's access token failed");
+            }
+        });
     }
 
     /// The signed-in person confirmed a link offer.
@@ -369,7 +412,7 @@ impl Upstreams {
                     if let Some(id) = store.identity_user(provider, &identity.subject).await?
                         && let Some(u) = store.user_by_id(&id).await?
                     {
-                        return Ok(u);
+                        return if u.disabled { Err(UpstreamError::Disabled) } else { Ok(u) };
                     }
                 }
                 Err(e) => return Err(e.into()),

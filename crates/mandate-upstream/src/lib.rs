@@ -17,7 +17,7 @@ use std::sync::Arc;
 use mandate_core::AuthServer;
 use mandate_core::error::StoreError;
 
-pub use flows::{Callback, Completed, ProviderIdentity, SignInOutcome, Started};
+pub use flows::{Callback, Completed, LINK_RETURN, ProviderIdentity, SignInOutcome, Started};
 pub use provider::{ClientAuth, Endpoints, Metadata, Provider, ProviderSpec, redirect_uri};
 pub use vault::{ConnectedAccount, UpstreamToken};
 
@@ -60,6 +60,8 @@ pub enum UpstreamError {
     NoCode,
     #[error("this {provider} account is linked to another person")]
     LinkedElsewhere { provider: String },
+    #[error("this person's account is disabled")]
+    Disabled,
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("sealing failed")]

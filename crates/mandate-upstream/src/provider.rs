@@ -121,11 +121,35 @@ const METADATA_TTL: Duration = Duration::from_secs(3600);
 pub struct Provider {
     pub spec: ProviderSpec,
     metadata: tokio::sync::Mutex<Option<(Arc<Metadata>, Instant)>>,
+    /// Its ID-token keys (fetched when first needed, refetched for an unknown `kid`).
+    keys: std::sync::Mutex<Option<(String, Arc<mandate_guard::JwksKeySource>)>>,
 }
 
 impl Provider {
     pub fn new(spec: ProviderSpec) -> Self {
-        Self { spec, metadata: tokio::sync::Mutex::new(None) }
+        Self { spec, metadata: tokio::sync::Mutex::new(None), keys: std::sync::Mutex::new(None) }
+    }
+
+    /// The provider's JWKS, kept between sign-ins (one per `jwks_uri`).
+    pub(crate) fn keys(&self, m: &Metadata) -> Result<Arc<mandate_guard::JwksKeySource>, UpstreamError> {
+        let uri = m.jwks_uri.as_deref().ok_or(UpstreamError::Misconfigured("no jwks_uri"))?;
+        let mut kept = self.keys.lock().map_err(|_| UpstreamError::Misconfigured("the key cache is poisoned"))?;
+        if let Some((u, k)) = kept.as_ref()
+            && u == uri
+        {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(
+            mandate_guard::JwksKeySource::new(uri)
+                .map_err(|_| UpstreamError::Misconfigured("cannot build the JWKS client"))?,
+        );
+        *kept = Some((uri.to_owned(), k.clone()));
+        Ok(k)
+    }
+
+    /// The metadata already discovered, if any (no network).
+    pub(crate) fn metadata_if_known(&self) -> Option<Arc<Metadata>> {
+        self.metadata.try_lock().ok().and_then(|m| m.as_ref().map(|(m, _)| m.clone()))
     }
 
     pub async fn metadata(&self, http: &reqwest::Client) -> Result<Arc<Metadata>, UpstreamError> {
@@ -152,6 +176,15 @@ impl Provider {
         pick(&e.jwks, &mut m.jwks_uri);
         m.authorization()?;
         m.token()?;
+        for u in
+            [&m.authorization_endpoint, &m.token_endpoint, &m.revocation_endpoint, &m.userinfo_endpoint, &m.jwks_uri]
+                .into_iter()
+                .flatten()
+        {
+            if !secure_url(u) {
+                return Err(UpstreamError::Misconfigured("a provider endpoint is not https (http only on loopback)"));
+            }
+        }
         if let Some(methods) = &m.code_challenge_methods_supported
             && !methods.iter().any(|x| x == "S256")
         {
@@ -161,6 +194,17 @@ impl Provider {
         *cached = Some((m.clone(), Instant::now()));
         Ok(m)
     }
+}
+
+/// https, or http on a loopback address.
+fn secure_url(u: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|u| match u.scheme() {
+        "https" => true,
+        "http" => u.host_str().is_some_and(|h| {
+            h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    })
 }
 
 /// OpenID Connect discovery, then RFC 8414 (path-inserted); the document must name `issuer`

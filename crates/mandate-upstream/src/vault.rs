@@ -244,7 +244,7 @@ impl Vault {
                 return self.token_of(&a);
             }
             if self.auth.store().claim_upstream_refresh(user_id, name, a.version, now, now + LEASE).await? {
-                return self.refresh_held(provider, http, a).await;
+                return self.refresh_held(provider, http, a, force).await;
             }
             // Another instance is refreshing: a token that has not expired still serves.
             if !force && !expired(&a, now) {
@@ -263,11 +263,17 @@ impl Vault {
         provider: &Provider,
         http: &reqwest::Client,
         a: UpstreamAccount,
+        force: bool,
     ) -> Result<UpstreamToken, UpstreamError> {
         let store = self.auth.store();
         let (user_id, name) = (a.user_id.as_str(), provider.spec.name.as_str());
         let tokens = self.open(&a)?;
         let Some(refresh_token) = tokens.refresh.clone() else {
+            // Nothing to renew with: the token serves until it expires (or the upstream refuses it).
+            if !force && !expired(&a, self.auth.now()) {
+                store.abandon_upstream_refresh(user_id, name, a.version, false).await?;
+                return self.token_of(&a);
+            }
             store.abandon_upstream_refresh(user_id, name, a.version, true).await?;
             self.refresh_failed(user_id, name, "the access token expired and the provider gave no refresh token").await;
             return Err(UpstreamError::NotConnected { provider: name.to_owned(), why: NotConnected::Expired });
@@ -339,8 +345,16 @@ impl Vault {
         // Revoked at the provider first (the refresh token, which ends the grant at most
         // providers, then the access token); the account is deleted whatever the provider says.
         let mut revoked = "the provider offers no revocation endpoint".to_owned();
-        if let Ok(tokens) = self.open(&a)
-            && let Ok(m) = provider.metadata(http).await
+        let tokens = self.open(&a);
+        let metadata = provider.metadata(http).await;
+        if tokens.is_err() {
+            revoked = "its tokens could not be opened to revoke them".to_owned();
+        } else if let Err(e) = &metadata {
+            tracing::warn!(provider = %name, error = %e, "cannot reach the provider to revoke");
+            revoked = "the provider could not be reached to revoke its tokens".to_owned();
+        }
+        if let Ok(tokens) = tokens
+            && let Ok(m) = metadata
             && let Some(endpoint) = m.revocation_endpoint.as_deref()
         {
             let mut outcome = Ok(());

@@ -242,7 +242,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             }
             match password {
                 Some(p) => next.push(format!("demo user: demo / password: {p}")),
-                None if auth.list_users().await?.is_empty() => {
+                None if auth.list_users().await?.is_empty()
+                    && !federation.as_ref().is_some_and(|f| f.upstreams.sign_in_providers().next().is_some()) =>
+                {
                     next.push("nobody can sign in yet: add a person with `mandate users add NAME`".to_owned());
                 }
                 None => {}

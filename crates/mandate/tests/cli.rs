@@ -272,11 +272,40 @@ fn help_groups_the_commands() {
         ],
         "{help}"
     );
-    assert_eq!(sections[0].1, ["serve", "migrate", "resources"]);
+    assert_eq!(sections[0].1, ["serve", "migrate", "resources", "providers"]);
     assert_eq!(sections[1].1, ["users", "clients", "grants", "audit", "keys"]);
     assert_eq!(sections[2].1, ["login", "tools", "call", "logout", "connections", "bridge"]);
     // `mandate help` says the same.
     assert_eq!(e.ok(&["help"], None), help);
+}
+
+/// `mandate providers list` prints what to register at each provider, exactly; a secret in the
+/// file, or an unset secret variable, is refused before anything is printed.
+#[test]
+fn providers_list_prints_the_redirect_uri_to_register() {
+    let e = Env::new();
+    let config = e.dir.path().join("mandate.toml");
+    let entry = "public_url = \"https://auth.example.com\"\n[[providers]]\nname = \"idp\"\ntitle = \"Example ID\"\n\
+                 issuer = \"https://id.example.com\"\nclient_id = \"mandate\"\nsign_in = true\n";
+    std::fs::write(&config, format!("{entry}client_secret_env = \"MANDATE_TEST_IDP_SECRET\"\n")).unwrap();
+    let out = e.run_env(
+        &["providers", "list", "--config", config.to_str().unwrap()],
+        None,
+        &[("MANDATE_TEST_IDP_SECRET", "s")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("redirect URI to register: https://auth.example.com/upstream/idp/callback"), "{printed}");
+    assert!(printed.contains("used for:                 sign-in, connected accounts"), "{printed}");
+    assert!(!printed.contains("\ns\n"), "the secret is not printed");
+    // The variable unset: refused, naming it.
+    let err = e.fails(&["providers", "list", "--config", config.to_str().unwrap()], None);
+    assert!(err.contains("MANDATE_TEST_IDP_SECRET, which is not set"), "{err}");
+    std::fs::write(&config, format!("{entry}client_secret = \"x\"\n")).unwrap();
+    let err = e.fails(&["providers", "list", "--config", config.to_str().unwrap()], None);
+    assert!(err.contains("does not belong in the configuration file"), "{err}");
+    // None configured.
+    assert!(e.ok(&["providers", "list"], None).contains("No providers are configured"));
 }
 
 const SERVER_FLAGS: [&str; 4] = ["--config", "--database", "--public-url", "--secret-key-file"];

@@ -145,6 +145,14 @@ fn sentence(auth: &AuthServer, e: &AuditEvent, app: Part) -> Option<(Vec<Part>, 
             ],
             "alert",
         ),
+        // Accounts at other services (mandate writes these details itself).
+        ("upstream.connect", "success") | ("upstream.disconnect", _) | ("user.link", _) => {
+            (vec![Part::You, text(format!(" {detail}"))], "you")
+        }
+        ("upstream.refresh", "failure") => {
+            let (provider, why) = detail.split_once(": ").unwrap_or((detail, ""));
+            (vec![text(format!("Your {provider} account could not be renewed ({why})"))], "alert")
+        }
         ("user.login", "failure") => {
             (vec![text("Someone tried to sign in to your account with a wrong password")], "alert")
         }

@@ -96,7 +96,7 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/account/link", post(upstream::confirm_link))
         .route("/account/connections", get(upstream::connections))
         .route("/account/connections/{provider}", get(upstream::connect_page))
-        .route("/account/connections/{provider}/link", get(upstream::link_page))
+        .route("/account/connections/{provider}/link", get(upstream::link_page).post(upstream::start_link))
         .route("/account/connections/{provider}/{action}", post(upstream::start))
         .route("/apps", get(personal::apps))
         .route("/apps/customers", post(personal::create_customer))

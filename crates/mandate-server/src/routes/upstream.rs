@@ -51,9 +51,11 @@ fn upstream_failure(u: &Upstreams, provider: &str, e: &UpstreamError) -> Respons
             (StatusCode::BAD_REQUEST, format!("{title} did not complete the request ({code}). Nothing was changed."))
         }
         UpstreamError::NoCode => (StatusCode::BAD_REQUEST, format!("{title}'s answer was incomplete. Start again.")),
-        UpstreamError::LinkedElsewhere { .. } => {
-            (StatusCode::CONFLICT, format!("This {title} account already signs in another person here."))
-        }
+        UpstreamError::LinkedElsewhere { provider } => (
+            StatusCode::CONFLICT,
+            format!("This {} account already signs in another person here.", title_of(u, provider)),
+        ),
+        UpstreamError::Disabled => (StatusCode::FORBIDDEN, "This account is disabled.".to_owned()),
         UpstreamError::BadIdToken(_)
         | UpstreamError::Refused { .. }
         | UpstreamError::Unavailable(_)
@@ -247,7 +249,8 @@ pub async fn connections(State(s): State<AppState>, headers: HeaderMap, RawQuery
         .collect();
     let connectable = u
         .providers()
-        .filter(|p| !p.sign_in && !accounts.iter().any(|a| a.provider == p.name))
+        .filter(|p| !p.sign_in || s.resource_providers.values().any(|r| r == &p.name))
+        .filter(|p| !accounts.iter().any(|a| a.provider == p.name))
         .map(|p| (p.name.clone(), p.title.clone()))
         .collect();
     let page = ConnectionsPage {
@@ -348,7 +351,17 @@ pub async fn link_page(State(s): State<AppState>, Path(provider): Path<String>, 
     confirm_page(&s, &headers, &provider, "link", None).await
 }
 
-/// `POST /account/connections/{provider}/{connect|link}`: off to the provider.
+/// `POST /account/connections/{provider}/link` (its own route: the GET page shares the path).
+pub async fn start_link(
+    state: State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    start(state, Path((provider, "link".to_owned())), headers, body).await
+}
+
+/// `POST /account/connections/{provider}/{connect|link|disconnect}`: off to the provider.
 pub async fn start(
     State(s): State<AppState>,
     Path((provider, action)): Path<(String, String)>,
@@ -370,7 +383,8 @@ pub async fn start(
             u.start(&provider, FlowPurpose::Connect, Some(&user.id), back, browser.as_deref()).await
         }
         "link" if u.provider(&provider).is_ok_and(|p| p.spec.sign_in) => {
-            u.start(&provider, FlowPurpose::SignIn, None, None, browser.as_deref()).await
+            let back = Some(mandate_upstream::LINK_RETURN.to_owned());
+            u.start(&provider, FlowPurpose::SignIn, None, back, browser.as_deref()).await
         }
         "disconnect" => {
             return match u.disconnect(&user.id, &provider).await {
