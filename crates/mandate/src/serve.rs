@@ -243,7 +243,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             match password {
                 Some(p) => next.push(format!("demo user: demo / password: {p}")),
                 None if auth.list_users().await?.is_empty()
-                    && !federation.as_ref().is_some_and(|f| f.upstreams.sign_in_providers().next().is_some()) =>
+                    && federation.as_ref().is_none_or(|f| f.upstreams.sign_in_providers().next().is_none()) =>
                 {
                     next.push("nobody can sign in yet: add a person with `mandate users add NAME`".to_owned());
                 }
