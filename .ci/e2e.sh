@@ -14,7 +14,11 @@
 # SQLite database behind the suite's round-robin load balancer (e2e/lib/balancer.mjs); then
 # federated sign-in (e2e/federated.test.mjs): panva's oidc-provider (OpenID Certified, run by
 # e2e/lib/oidc-provider.mjs) as the identity provider of two mandates, one with the password form
-# and one with providers only, and Chromium as the people who sign in there. Node 22
+# and one with providers only, and Chromium as the people who sign in there; then connected
+# accounts (e2e/connected-account.test.mjs): the demo's Example Accounts (a second, local mandate
+# that `serve --demo` starts as a third-party OAuth provider) behind /mcp/example, an agent on the
+# TypeScript SDK whose tool calls run with the person's own Example Accounts token, and Chromium
+# as the person who connects, disconnects and connects again across the two origins. Node 22
 # and the npm packages are installed locally (pinned in e2e/package-lock.json), never globally;
 # the Python packages go into a venv under target/ (pinned in e2e/python/requirements.txt; needs
 # python3 with venv); Chromium comes from apt when missing (no browser downloads).
@@ -83,7 +87,8 @@ stop_server() {
   local f
   for f in "$name" "$name-2"; do
     if [ -f "$tmp/$f.stdout" ]; then
-      sed 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' "$tmp/$f.stdout" >"$out/$f.server.stdout"
+      sed -e 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' \
+        -e 's/\(sign in there as demo \/ password: \).*/\1<redacted>/' "$tmp/$f.stdout" >"$out/$f.server.stdout"
     fi
   done
 }
@@ -288,6 +293,18 @@ TOML
   suite_env=("MANDATE_E2E_IDP_ISSUER=$issuer" "MANDATE_E2E_IDP_EVENTS=$out/$name.idp-events.jsonl")
 }
 
+# Example Accounts, which `serve --demo` starts beside the running server: its address and its
+# own demo password, from the start banner, for the suite.
+read_example_accounts() {
+  local line url password
+  line="$(grep -m1 'Example Accounts (a second, local OAuth server): ' "$tmp/$name.stdout" || true)"
+  url="$(printf '%s\n' "$line" | sed -n 's/^.*Example Accounts (a second, local OAuth server): \(http:\/\/[^ ]*\) .*$/\1/p')"
+  password="$(printf '%s\n' "$line" | sed -n 's/^.*sign in there as demo \/ password: //p')"
+  [ -n "$url" ] && [ -n "$password" ] || { echo "mandate printed no Example Accounts line (address and password)" >&2; return 1; }
+  suite_env+=("MANDATE_E2E_EXAMPLE_URL=$url" "MANDATE_E2E_EXAMPLE_PASSWORD=$password")
+  echo "Example Accounts serving $url"
+}
+
 # A second person on the running server's database (`mandate users add NAME --password-stdin`).
 add_second_person() {
   local password
@@ -301,7 +318,7 @@ add_second_person() {
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
   e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs
-  e2e/gateway-instances.test.mjs e2e/federated.test.mjs)
+  e2e/gateway-instances.test.mjs e2e/federated.test.mjs e2e/connected-account.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -352,6 +369,7 @@ for entry in "${suites[@]}"; do
           ready=false
         fi
         ;;
+      e2e/connected-account.test.mjs) read_example_accounts || ready=false ;;
     esac
   else
     ready=false
