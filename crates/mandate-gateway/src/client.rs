@@ -311,7 +311,15 @@ impl StreamableHttpClient for UpstreamClient {
         _auth: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.inner.get_stream(uri, session_id, last_event_id, self.bearer().await, headers).await
+        let r = self
+            .inner
+            .get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), self.bearer().await, headers.clone())
+            .await;
+        let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
+        match self.renewed(refused).await {
+            Some(fresh) => self.inner.get_stream(uri, session_id, last_event_id, Some(fresh), headers).await,
+            None => r,
+        }
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -324,6 +332,25 @@ impl StreamableHttpClient for UpstreamClient {
         max: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
         let bearer = self.bearer().await;
-        self.inner.get_stream_with_max_sse_event_size(uri, session_id, last_event_id, bearer, headers, max).await
+        let r = self
+            .inner
+            .get_stream_with_max_sse_event_size(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                bearer,
+                headers.clone(),
+                max,
+            )
+            .await;
+        let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
+        match self.renewed(refused).await {
+            Some(fresh) => {
+                self.inner
+                    .get_stream_with_max_sse_event_size(uri, session_id, last_event_id, Some(fresh), headers, max)
+                    .await
+            }
+            None => r,
+        }
     }
 }

@@ -145,12 +145,15 @@ impl Upstreams {
     }
 
     /// Takes the provider's answer at `provider`'s callback, from the browser holding the
-    /// `browser` cookie: checks it, redeems the code.
+    /// `browser` cookie where `signed_in` is signed in: checks it, redeems the code. A connection
+    /// answered where its person is no longer signed in is refused before the code is redeemed
+    /// (no tokens are left live at the provider).
     pub async fn finish(
         &self,
         provider: &str,
         answer: &Callback<'_>,
         browser: Option<&str>,
+        signed_in: Option<&str>,
     ) -> Result<Completed, UpstreamError> {
         let p = self.provider(provider)?;
         let state = answer.state.ok_or(UpstreamError::UnknownFlow)?;
@@ -160,6 +163,9 @@ impl Upstreams {
         let Some(flow) = flow else { return Err(UpstreamError::UnknownFlow) };
         if !browser.is_some_and(|b| SecretHash::of(b).ct_eq(&flow.browser_hash)) {
             return Err(UpstreamError::UnknownFlow);
+        }
+        if flow.purpose == FlowPurpose::Connect && flow.user_id.as_deref() != signed_in {
+            return Err(UpstreamError::SignedOut);
         }
         let m = p.metadata(&self.http).await?;
         // RFC 9207: an `iss` must name the provider; where it is supported it must be there.
@@ -205,18 +211,17 @@ impl Upstreams {
             (None, true) => return Err(UpstreamError::BadIdToken("the provider sent no ID token")),
             _ => match m.userinfo_endpoint.as_deref() {
                 Some(endpoint) => {
-                    let info = oauth::userinfo(&self.http, &p.spec, endpoint, &tokens.access_token).await?;
-                    let subject = match info.get(&p.spec.subject_claim) {
-                        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
-                        Some(serde_json::Value::Number(n)) => n.to_string(),
-                        _ => return Err(UpstreamError::Unavailable(format!("{provider}: userinfo has no subject"))),
-                    };
-                    let text = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                    Some(ProviderIdentity {
-                        subject,
-                        email: text("email"),
-                        username: text("login").or(text("preferred_username")),
-                    })
+                    let who = self.userinfo_identity(p, endpoint, &tokens.access_token).await;
+                    match (who, flow.purpose) {
+                        (Ok(who), _) => Some(who),
+                        (Err(e), FlowPurpose::SignIn) => return Err(e),
+                        // A connection does not need to know who the account is: the token may
+                        // not even be allowed to read a profile.
+                        (Err(e), _) => {
+                            tracing::info!(provider = %provider, error = %e, "connected an account without reading who it is");
+                            None
+                        }
+                    }
                 }
                 None => None,
             },
@@ -231,12 +236,35 @@ impl Upstreams {
         })
     }
 
+    /// Who the userinfo document says the account is (`subject_claim` is the stable subject).
+    async fn userinfo_identity(
+        &self,
+        p: &crate::Provider,
+        endpoint: &str,
+        access_token: &str,
+    ) -> Result<ProviderIdentity, UpstreamError> {
+        let info = oauth::userinfo(&self.http, &p.spec, endpoint, access_token).await?;
+        let subject = match info.get(&p.spec.subject_claim) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return Err(UpstreamError::Unavailable(format!("{}: userinfo has no subject", p.spec.name))),
+        };
+        let text = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(ProviderIdentity { subject, email: text("email"), username: text("login").or(text("preferred_username")) })
+    }
+
     /// Keeps a connection's tokens for `user` (who must be the person who started it).
     pub async fn complete_connect(&self, done: Completed, user: &User) -> Result<(), UpstreamError> {
         if done.purpose != FlowPurpose::Connect || done.user_id.as_deref() != Some(user.id.as_str()) {
             return Err(UpstreamError::UnknownFlow);
         }
         let subject = done.identity.map(|i| i.subject);
+        // Connected again: the tokens it replaces are revoked, not left live at the provider.
+        if let Some(old) = self.auth.store().upstream_account(&user.id, &done.provider).await?
+            && let Ok(p) = self.provider(&done.provider)
+        {
+            self.vault.revoke_later(p, &self.http, &old);
+        }
         self.vault.store(&user.id, &done.provider, subject, &done.tokens).await
     }
 

@@ -62,6 +62,9 @@ pub enum UpstreamError {
     LinkedElsewhere { provider: String },
     #[error("this person's account is disabled")]
     Disabled,
+    /// A connection's answer arrived where its person is no longer signed in.
+    #[error("the person who started the connection is not signed in here")]
+    SignedOut,
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("sealing failed")]
@@ -138,8 +141,11 @@ impl Upstreams {
     /// Revokes the person's tokens at the provider (RFC 7009, where it offers an endpoint) and
     /// deletes them. True when there was an account.
     pub async fn disconnect(&self, user_id: &str, provider: &str) -> Result<bool, UpstreamError> {
-        let p = self.provider(provider)?;
-        self.vault.disconnect(p, &self.http, user_id).await
+        match self.provider(provider) {
+            Ok(p) => self.vault.disconnect(p, &self.http, user_id).await,
+            // A provider no longer configured: its account is only forgotten (nothing to call).
+            Err(_) => self.vault.forget(user_id, provider).await,
+        }
     }
 }
 

@@ -73,7 +73,13 @@ type RefreshLocks = Mutex<HashMap<(String, String), Weak<tokio::sync::Mutex<()>>
 pub(crate) struct Vault {
     auth: Arc<AuthServer>,
     locks: RefreshLocks,
+    /// Accounts whose last refresh failed for a passing reason, and when: not tried again for
+    /// [`BACKOFF`] (every call would otherwise ask the provider again).
+    failed: Mutex<HashMap<(String, String), Instant>>,
 }
+
+/// How long a refresh that failed for a passing reason is not tried again.
+const BACKOFF: Duration = Duration::from_secs(30);
 
 fn context(user_id: &str, provider: &str) -> String {
     format!("upstream-account\u{1f}{user_id}\u{1f}{provider}")
@@ -94,7 +100,7 @@ fn expired(a: &UpstreamAccount, now: UnixTime) -> bool {
 
 impl Vault {
     pub fn new(auth: Arc<AuthServer>) -> Self {
-        Self { auth, locks: Mutex::new(HashMap::new()) }
+        Self { auth, locks: Mutex::new(HashMap::new()), failed: Mutex::new(HashMap::new()) }
     }
 
     fn seal(&self, user_id: &str, provider: &str, tokens: &Tokens) -> Result<Vec<u8>, UpstreamError> {
@@ -156,6 +162,19 @@ impl Vault {
             })
             .await;
         Ok(())
+    }
+
+    /// Revokes an account's tokens at the provider in the background (they are being replaced).
+    pub fn revoke_later(&self, provider: &Provider, http: &reqwest::Client, old: &UpstreamAccount) {
+        let (Ok(tokens), Some(m)) = (self.open(old), provider.metadata_if_known()) else { return };
+        let Some(endpoint) = m.revocation_endpoint.clone() else { return };
+        let (spec, http) = (provider.spec.clone(), http.clone());
+        tokio::spawn(async move {
+            if let Some(r) = &tokens.refresh {
+                let _ = oauth::revoke(&http, &spec, &endpoint, r, "refresh_token").await;
+            }
+            let _ = oauth::revoke(&http, &spec, &endpoint, &tokens.access, "access_token").await;
+        });
     }
 
     pub async fn accounts(
@@ -243,6 +262,13 @@ impl Vault {
                 // Refreshed meanwhile, here or by another instance.
                 return self.token_of(&a);
             }
+            if self.backing_off(user_id, name) {
+                return if expired(&a, now) {
+                    Err(UpstreamError::Unavailable(format!("{name}: the last refresh failed moments ago")))
+                } else {
+                    self.token_of(&a)
+                };
+            }
             if self.auth.store().claim_upstream_refresh(user_id, name, a.version, now, now + LEASE).await? {
                 return self.refresh_held(provider, http, a, force).await;
             }
@@ -254,6 +280,18 @@ impl Vault {
                 return Err(UpstreamError::Unavailable(format!("{name}: another instance's refresh did not finish")));
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn backing_off(&self, user_id: &str, provider: &str) -> bool {
+        let Ok(mut failed) = self.failed.lock() else { return false };
+        failed.retain(|_, at| at.elapsed() < BACKOFF);
+        failed.contains_key(&(user_id.to_owned(), provider.to_owned()))
+    }
+
+    fn note_failure(&self, user_id: &str, provider: &str) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.insert((user_id.to_owned(), provider.to_owned()), Instant::now());
         }
     }
 
@@ -313,6 +351,7 @@ impl Vault {
             }
             Err(e) => {
                 store.abandon_upstream_refresh(user_id, name, a.version, false).await?;
+                self.note_failure(user_id, name);
                 tracing::warn!(provider = %name, error = %e, "refreshing an upstream token failed");
                 self.refresh_failed(user_id, name, &format!("refreshing failed: {e}")).await;
                 if expired(&a, self.auth.now()) { Err(e) } else { self.token_of(&a) }
@@ -330,6 +369,25 @@ impl Vault {
                 ..Default::default()
             })
             .await;
+    }
+
+    /// Deletes an account of a provider that is no longer configured.
+    pub async fn forget(&self, user_id: &str, provider: &str) -> Result<bool, UpstreamError> {
+        let existed = self.auth.store().delete_upstream_account(user_id, provider).await?;
+        if existed {
+            self.auth
+                .audit(AuditDraft {
+                    kind: "upstream.disconnect",
+                    outcome: "success",
+                    user: Some(user_id),
+                    detail: Some(format!(
+                        "disconnected the {provider} account (the provider is no longer configured: nothing was revoked there)"
+                    )),
+                    ..Default::default()
+                })
+                .await;
+        }
+        Ok(existed)
     }
 
     pub async fn disconnect(

@@ -154,35 +154,41 @@ async fn an_answer_is_taken_once_from_the_browser_that_left_with_the_provider_na
     let state = query_param(&started.url, "state").unwrap();
     // Another browser: refused (and the request is spent).
     let answer = Callback { state: Some(&state), code: Some("x"), error: None, iss: Some(&p.provider.base) };
-    let e = p.upstreams.finish("up", &answer, Some("another-browser")).await.err().unwrap();
+    let e = p.upstreams.finish("up", &answer, Some("another-browser"), Some(&alice.id)).await.err().unwrap();
     assert!(matches!(e, UpstreamError::UnknownFlow), "{e:?}");
-    let e = p.upstreams.finish("up", &answer, Some(&started.browser)).await.err().unwrap();
+    let e = p.upstreams.finish("up", &answer, Some(&started.browser), Some(&alice.id)).await.err().unwrap();
     assert!(matches!(e, UpstreamError::UnknownFlow), "{e:?}");
     // RFC 9207: an answer naming another issuer (a mix-up) is refused.
     let started = p.upstreams.start("up", FlowPurpose::Connect, Some(&alice.id), None, None).await.unwrap();
     let state = query_param(&started.url, "state").unwrap();
     let answer = Callback { state: Some(&state), code: Some("x"), error: None, iss: Some("https://evil.example") };
-    let e = p.upstreams.finish("up", &answer, Some(&started.browser)).await.err().unwrap();
+    let e = p.upstreams.finish("up", &answer, Some(&started.browser), Some(&alice.id)).await.err().unwrap();
     assert!(matches!(e, UpstreamError::WrongIssuer), "{e:?}");
     // mandate says it sends `iss`: an answer without one is refused too.
     let started = p.upstreams.start("up", FlowPurpose::Connect, Some(&alice.id), None, None).await.unwrap();
     let state = query_param(&started.url, "state").unwrap();
     let answer = Callback { state: Some(&state), code: Some("x"), error: None, iss: None };
-    let e = p.upstreams.finish("up", &answer, Some(&started.browser)).await.err().unwrap();
+    let e = p.upstreams.finish("up", &answer, Some(&started.browser), Some(&alice.id)).await.err().unwrap();
     assert!(matches!(e, UpstreamError::WrongIssuer), "{e:?}");
     // The person said no: the provider's error, no exchange.
     let started = p.upstreams.start("up", FlowPurpose::Connect, Some(&alice.id), None, None).await.unwrap();
     let state = query_param(&started.url, "state").unwrap();
     let answer =
         Callback { state: Some(&state), code: None, error: Some("access_denied"), iss: Some(&p.provider.base) };
-    let e = p.upstreams.finish("up", &answer, Some(&started.browser)).await.err().unwrap();
+    let e = p.upstreams.finish("up", &answer, Some(&started.browser), Some(&alice.id)).await.err().unwrap();
     assert!(matches!(&e, UpstreamError::Denied(c) if c == "access_denied"), "{e:?}");
+    // Answered where alice is no longer signed in: refused before the code is redeemed.
+    let started = p.upstreams.start("up", FlowPurpose::Connect, Some(&alice.id), None, None).await.unwrap();
+    let state = query_param(&started.url, "state").unwrap();
+    let answer = Callback { state: Some(&state), code: Some("x"), error: None, iss: Some(&p.provider.base) };
+    let e = p.upstreams.finish("up", &answer, Some(&started.browser), None).await.err().unwrap();
+    assert!(matches!(e, UpstreamError::SignedOut), "{e:?}");
     // An expired request.
     let started = p.upstreams.start("up", FlowPurpose::Connect, Some(&alice.id), None, None).await.unwrap();
     let state = query_param(&started.url, "state").unwrap();
     p.ours.clock.advance(601);
     let answer = Callback { state: Some(&state), code: Some("x"), error: None, iss: Some(&p.provider.base) };
-    let e = p.upstreams.finish("up", &answer, Some(&started.browser)).await.err().unwrap();
+    let e = p.upstreams.finish("up", &answer, Some(&started.browser), Some(&alice.id)).await.err().unwrap();
     assert!(matches!(e, UpstreamError::UnknownFlow), "{e:?}");
 }
 

@@ -33,7 +33,11 @@ pub struct DemoUpstream {
 pub async fn start(config: &Config) -> anyhow::Result<DemoUpstream> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the demo upstream")?;
     let addr = listener.local_addr().context("reading the demo upstream's address")?;
-    let base = format!("http://{addr}");
+    // Another host name than the main server's: browsers keep cookies per host, not per port,
+    // and both servers name their session cookie alike.
+    let main_host = url::Url::parse(config.public_url()).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let host = if main_host.as_deref() == Some("localhost") { "127.0.0.1" } else { "localhost" };
+    let base = format!("http://{host}:{}", addr.port());
     let file = match config.sqlite_path() {
         Some(main) => {
             let mut p = main.into_os_string();

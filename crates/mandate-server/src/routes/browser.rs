@@ -137,12 +137,11 @@ async fn login_form(
             u.sign_in_providers()
                 .map(|p| {
                     let name = form_urlencoded::byte_serialize(p.name.as_bytes()).collect::<String>();
-                    let href = match request {
-                        Some(r) => format!(
-                            "/login/with/{name}?request={}",
-                            form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
-                        ),
-                        None => format!("/login/with/{name}"),
+                    let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                    let href = match (request, safe_return(return_to)) {
+                        (Some(r), _) => format!("/login/with/{name}?request={}", enc(r)),
+                        (None, Some(back)) => format!("/login/with/{name}?return={}", enc(back)),
+                        (None, None) => format!("/login/with/{name}"),
                     };
                     (href, p.title.clone())
                 })

@@ -56,6 +56,10 @@ fn upstream_failure(u: &Upstreams, provider: &str, e: &UpstreamError) -> Respons
             format!("This {} account already signs in another person here.", title_of(u, provider)),
         ),
         UpstreamError::Disabled => (StatusCode::FORBIDDEN, "This account is disabled.".to_owned()),
+        UpstreamError::SignedOut => (
+            StatusCode::FORBIDDEN,
+            format!("You are no longer signed in here. Sign in and connect your {title} account again."),
+        ),
         UpstreamError::BadIdToken(_)
         | UpstreamError::Refused { .. }
         | UpstreamError::Unavailable(_)
@@ -103,12 +107,12 @@ pub async fn sign_in_with(
         return error_page(StatusCode::NOT_FOUND, "No such sign-in provider is configured here.");
     }
     let params = Params::parse(q.unwrap_or_default().as_bytes());
-    let return_to = params
-        .single("request")
-        .ok()
-        .flatten()
-        .filter(|r| r.len() <= 100)
-        .map(|r| format!("/login?request={}", form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()));
+    let return_to = match params.single("request").ok().flatten().filter(|r| r.len() <= 100) {
+        Some(r) => {
+            Some(format!("/login?request={}", form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()))
+        }
+        None => safe_return(params.single("return").ok().flatten()).map(str::to_owned),
+    };
     let browser = cookie(&headers, s.cookies.upstream);
     match u.start(&provider, FlowPurpose::SignIn, None, return_to, browser.as_deref()).await {
         Ok(started) => to_provider(&s, &started.url, &started.browser),
@@ -131,13 +135,14 @@ pub async fn callback(
     let field = |n: &str| params.single(n).ok().flatten();
     let answer = Callback { state: field("state"), code: field("code"), error: field("error"), iss: field("iss") };
     let browser = cookie(&headers, s.cookies.upstream);
-    let done = match u.finish(&provider, &answer, browser.as_deref()).await {
-        Ok(d) => d,
-        Err(e) => return upstream_failure(u, &provider, &e),
-    };
     let signed_in = match current_session(&s, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
+    };
+    let person = signed_in.as_ref().map(|(_, user)| user.id.as_str());
+    let done = match u.finish(&provider, &answer, browser.as_deref(), person).await {
+        Ok(d) => d,
+        Err(e) => return upstream_failure(u, &provider, &e),
     };
     match done.purpose {
         FlowPurpose::Connect => {
@@ -183,7 +188,8 @@ async fn signed_in_as(s: &AppState, u: &Upstreams, provider: &str, user: &User, 
         Ok(v) => v,
         Err(e) => return failure_page(&e),
     };
-    let next = back.filter(|b| b.starts_with("/login?request=")).unwrap_or("/account/apps");
+    let next =
+        back.filter(|b| b.starts_with("/login?request=") || safe_return(Some(b)).is_some()).unwrap_or("/account/apps");
     let mut resp = see_other(next);
     let cookie = s.cookies.set(s.cookies.session, secret.expose(), s.auth.settings.session_ttl);
     if let Ok(v) = HeaderValue::from_str(&cookie) {

@@ -87,7 +87,7 @@ pub async fn connect(p: &Pair) {
     assert!(back.starts_with(&p.spec.redirect_uri), "{back}");
     let (state, code, iss) = (query_param(&back, "state"), query_param(&back, "code"), query_param(&back, "iss"));
     let answer = Callback { state: state.as_deref(), code: code.as_deref(), error: None, iss: iss.as_deref() };
-    let done = p.upstreams.finish("up", &answer, Some(&started.browser)).await.unwrap();
+    let done = p.upstreams.finish("up", &answer, Some(&started.browser), Some(&alice.id)).await.unwrap();
     p.upstreams.complete_connect(done, &alice).await.unwrap();
 }
 
