@@ -28,17 +28,7 @@ const USER_COLS: &str = "id, username, password_hash, created_at, disabled";
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(&u.password_hash)
-        .bind(u.created_at)
-        .bind(i64::from(u.disabled))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        insert_user(u).execute(&self.pool).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -172,4 +162,15 @@ impl ClientStore for SqlStore {
         tx.commit().await.map_err(map_err)?;
         Ok(n > 0)
     }
+}
+
+/// The statement that adds a person (also run inside the transaction that links a provider's
+/// account to a new person).
+pub(crate) fn insert_user(u: &User) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query("INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&u.id)
+        .bind(&u.username)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .bind(i64::from(u.disabled))
 }

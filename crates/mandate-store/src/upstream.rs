@@ -116,17 +116,7 @@ impl UpstreamStore for SqlStore {
 
     async fn insert_user_with_identity(&self, u: &User, i: &FederatedIdentity) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&u.id)
-        .bind(&u.username)
-        .bind(&u.password_hash)
-        .bind(u.created_at)
-        .bind(i64::from(u.disabled))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        crate::clients_users::insert_user(u).execute(&mut *tx).await.map_err(map_err)?;
         insert_identity(i).execute(&mut *tx).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(())

@@ -302,6 +302,15 @@ impl Config {
     }
 }
 
+/// Loads a configuration file holding `toml` (no flags): for tests.
+#[cfg(test)]
+pub(crate) fn load_toml(toml: &str) -> anyhow::Result<Config> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("mandate.toml");
+    std::fs::write(&path, toml)?;
+    load(Some(&path), &serde_json::json!({}))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

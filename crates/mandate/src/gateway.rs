@@ -332,13 +332,7 @@ pub async fn show(config: &Config, name: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    /// Loads a configuration file with `toml` in it (no flags).
-    fn load(toml: &str) -> anyhow::Result<Config> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("mandate.toml");
-        std::fs::write(&path, toml)?;
-        crate::config::load(Some(&path), &serde_json::json!({}))
-    }
+    use crate::config::load_toml as load;
 
     fn error(toml: &str) -> String {
         format!("{:#}", load(toml).expect_err("refused"))

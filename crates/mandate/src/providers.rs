@@ -191,12 +191,7 @@ pub fn list(config: &Config) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn load(toml: &str) -> anyhow::Result<Config> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("mandate.toml");
-        std::fs::write(&path, toml)?;
-        crate::config::load(Some(&path), &serde_json::json!({}))
-    }
+    use crate::config::load_toml as load;
 
     fn error(toml: &str) -> String {
         format!("{:#}", load(toml).expect_err("refused"))
