@@ -265,7 +265,8 @@ impl Config {
                 bail!("mcp_allowed_origins: {o:?} must be an origin such as https://app.example.com");
             }
         }
-        crate::providers::specs(self)?;
+        // Shape only: commands that never call a provider need not hold its secret.
+        crate::providers::specs_with(self, false)?;
         crate::gateway::plain_resources(self)?;
         // Gateway entries are checked there, --mcp-only with them included.
         crate::gateway::upstreams(self)?;

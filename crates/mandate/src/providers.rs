@@ -71,8 +71,27 @@ fn check_url(at: &str, what: &str, value: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The configured providers, checked.
+/// The configured providers, checked, their secrets read from the environment.
 pub fn specs(config: &Config) -> anyhow::Result<Vec<ProviderSpec>> {
+    specs_with(config, true)
+}
+
+/// Authorization request parameters mandate sets itself (`extra_params` cannot replace them).
+const OWN_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "scope",
+    "nonce",
+    "resource",
+];
+
+/// The providers checked; `read_secrets`: also read each `client_secret_env` (false for
+/// commands that never call a provider, which need not have the secrets in their environment).
+pub fn specs_with(config: &Config, read_secrets: bool) -> anyhow::Result<Vec<ProviderSpec>> {
     let mut out: Vec<ProviderSpec> = Vec::new();
     for e in config.providers.iter().flatten() {
         let at = format!("[[providers]] {:?}", e.name);
@@ -113,11 +132,21 @@ pub fn specs(config: &Config) -> anyhow::Result<Vec<ProviderSpec>> {
             bail!("{at}: set issuer (discovered), or authorization_endpoint and token_endpoint");
         }
         let secret = match &e.client_secret_env {
-            Some(var) => Some(std::env::var(var).with_context(|| {
+            Some(var) if read_secrets => Some(std::env::var(var).with_context(|| {
                 format!("{at}: client_secret_env names {var}, which is not set in the environment")
             })?),
+            Some(_) => Some(String::new()),
             None => None,
         };
+        let title = e.title.clone().unwrap_or_else(|| e.name.clone());
+        if mandate_core::text::display_name_problem(&title).is_some() {
+            bail!(
+                "{at}: title must be 1 to 200 characters without control, bidirectional-formatting or invisible characters"
+            );
+        }
+        if let Some(k) = e.extra_params.keys().find(|k| OWN_PARAMS.contains(&k.as_str())) {
+            bail!("{at}: extra_params cannot set {k}: mandate sets it");
+        }
         let client_auth = match e.client_auth.as_deref() {
             None if secret.is_some() => ClientAuth::ClientSecretBasic,
             None => ClientAuth::None,
@@ -143,7 +172,7 @@ pub fn specs(config: &Config) -> anyhow::Result<Vec<ProviderSpec>> {
         }
         out.push(ProviderSpec {
             name: e.name.clone(),
-            title: e.title.clone().unwrap_or_else(|| e.name.clone()),
+            title,
             issuer: e.issuer.clone(),
             endpoints,
             client_id: e.client_id.clone(),
@@ -222,10 +251,6 @@ mod tests {
     fn each_bad_provider_entry_is_refused_with_its_reason() {
         for (toml, why) in [
             (format!("{OIDC}client_secret = \"in-the-file\"\n"), "does not belong in the configuration file"),
-            (
-                format!("{OIDC}client_secret_env = \"MANDATE_TEST_UNSET_VARIABLE\"\n"),
-                "MANDATE_TEST_UNSET_VARIABLE, which is not set",
-            ),
             (OIDC.replace("https://id.example.com", "http://id.example.com"), "issuer must use https"),
             (OIDC.replace("name = \"idp\"", "name = \"Example ID\""), "name must be 1 to 40 lower-case"),
             (format!("{OIDC}{OIDC}"), "two providers have this name"),
@@ -238,6 +263,8 @@ mod tests {
             (format!("{OIDC}scopes = [\"email\"]\n"), "needs the openid scope"),
             (format!("{OIDC}resource = \"ftp://x\"\n"), "resource must use https"),
             (format!("{OIDC}colour = \"blue\"\n"), "unknown field: found `colour`"),
+            (format!("{OIDC}[providers.extra_params]\nstate = \"fixed\"\n"), "extra_params cannot set state"),
+            (OIDC.replace("Example ID", "Example\u{202e}DI"), "title must be 1 to 200 characters"),
             ("password_login = false\n".to_owned(), "password_login = false needs at least one provider with sign_in"),
             (
                 "[[resources]]\nname = \"gh\"\nupstream_url = \"https://api.example.com/mcp\"\nprovider = \"nope\"\n"
@@ -264,6 +291,11 @@ mod tests {
             let e = error(&toml);
             assert!(e.contains(why), "{toml}\n→ {e}");
         }
+        // A secret variable unset: the file loads (admin commands never call the provider), and
+        // serving refuses, naming it.
+        let c = load(&format!("{OIDC}client_secret_env = \"MANDATE_TEST_UNSET_VARIABLE\"\n")).expect("loads");
+        let e = format!("{:#}", specs(&c).expect_err("refused"));
+        assert!(e.contains("MANDATE_TEST_UNSET_VARIABLE, which is not set"), "{e}");
         // With a sign-in provider, the password form may go.
         let c = load(&format!("password_login = false\n{OIDC}")).expect("valid");
         assert!(!c.password_login);
