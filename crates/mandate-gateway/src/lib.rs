@@ -119,7 +119,7 @@ pub fn serve(
         url::Url::parse(&spec.resource).map(|u| u.path().to_owned()).unwrap_or_else(|_| format!("/mcp/{}", spec.name));
     let title = spec.title.clone();
     let tools = start.mapping.tools.clone();
-    let upstream = Arc::new(Upstream::new(spec, start.mapping, start.labels, auth.clone(), http, account));
+    let upstream = Arc::new(Upstream::new(spec, start.mapping, start.labels, auth.clone(), http, account.clone()));
     if let Some(e) = start.error {
         upstream.note_failure(e);
     }
@@ -133,6 +133,7 @@ pub fn serve(
             http: upstream.http.clone(),
             url: url.clone(),
             headers: headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            account,
         }),
         Target::Stdio { .. } => None,
     };

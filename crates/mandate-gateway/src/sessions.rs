@@ -36,6 +36,9 @@ pub(crate) struct UpstreamEnd {
     pub http: reqwest::Client,
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// An upstream that acts with each person's account: the session's owner's token goes with
+    /// the `DELETE` too.
+    pub account: Option<mandate_upstream::UpstreamHandle>,
 }
 
 fn idle() -> i64 {
@@ -54,6 +57,14 @@ impl GatewaySessions {
     async fn stored(&self, id: &str) -> Result<Option<Value>, SessionStoreError> {
         let Some(json) = self.auth.mcp_session_state(id, idle()).await.map_err(opaque)? else { return Ok(None) };
         Ok(serde_json::from_str(&json).ok())
+    }
+
+    /// The session owner's token at the upstream's provider, if it acts with one.
+    async fn owner_token(&self, end: &UpstreamEnd, session_id: &str) -> Option<mandate_upstream::UpstreamToken> {
+        let account = end.account.as_ref()?;
+        let owner = self.auth.mcp_session_owner(session_id, idle()).await.ok()??;
+        let (_, subject) = owner.rsplit_once('\u{1f}')?;
+        account.token(subject).await.ok()
     }
 
     /// Records the upstream session behind the gateway session `id`.
@@ -118,6 +129,9 @@ impl SessionStore for GatewaySessions {
                 .timeout(std::time::Duration::from_secs(5));
             for (k, v) in &end.headers {
                 req = req.header(k, v);
+            }
+            if let Some(token) = self.owner_token(end, session_id).await {
+                req = req.bearer_auth(token.expose());
             }
             if let Err(e) = req.send().await {
                 tracing::warn!(error = %e, "could not end the upstream session (it expires on its own)");

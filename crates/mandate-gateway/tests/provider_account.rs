@@ -466,3 +466,24 @@ async fn bad_requests_around_providers_get_clear_pages() {
     let csp = r.headers.get("content-security-policy").unwrap().to_str().unwrap().to_owned();
     assert!(csp.contains(&format!("form-action 'self' {}", w.provider.base)), "{csp}");
 }
+
+#[tokio::test]
+async fn ending_the_session_ends_the_upstream_session_with_the_persons_token() {
+    let w = world().await;
+    let token = agent_token(&w, &w.ours, true).await;
+    let mut c = session(&w, &w.ours, &token).await;
+    assert!(c.call("list_customers", json!({})).await.message["result"].is_object());
+    let before = w.provider.db_count("SELECT COUNT(*) FROM mcp_sessions").await;
+    assert!(before >= 1, "the upstream holds the session");
+    let r = reqwest::Client::new()
+        .delete(w.resource(&w.ours))
+        .bearer_auth(&token)
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // The upstream's DELETE carried alice's token: the upstream ended its session.
+    assert_eq!(w.provider.db_count("SELECT COUNT(*) FROM mcp_sessions").await, before - 1);
+}
