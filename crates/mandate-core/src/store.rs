@@ -184,8 +184,9 @@ pub trait UpstreamStore: Send + Sync {
     async fn insert_user_with_identity(&self, user: &User, identity: &FederatedIdentity) -> StoreResult<()>;
     async fn upstream_account(&self, user_id: &str, provider: &str) -> StoreResult<Option<UpstreamAccount>>;
     async fn upstream_accounts(&self, user_id: &str) -> StoreResult<Vec<UpstreamAccount>>;
-    /// Stores a new connection (replacing any earlier one): its version is one past the old
-    /// row's, so a refresh begun over the old tokens cannot overwrite it.
+    /// Stores a new connection (replacing any earlier one): a new row starts at the account's
+    /// `version` (the caller picks one no earlier row had); a replaced row's version moves one
+    /// past its own. Either way a refresh begun over the old tokens cannot land on the new ones.
     async fn save_upstream_account(&self, account: &UpstreamAccount) -> StoreResult<()>;
     /// Takes the refresh lease until `until`, if the account is connected, still at `version`
     /// and nobody holds an unexpired lease: true for exactly one caller, on every instance.

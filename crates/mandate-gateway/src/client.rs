@@ -89,24 +89,16 @@ impl Identity {
 pub(crate) struct Account {
     handle: mandate_upstream::UpstreamHandle,
     user_id: String,
-    /// The token last sent (what a 401 rejected).
-    last: Mutex<Option<mandate_upstream::UpstreamToken>>,
 }
 
 impl Account {
     pub fn new(handle: mandate_upstream::UpstreamHandle, user_id: String) -> Self {
-        Self { handle, user_id, last: Mutex::new(None) }
+        Self { handle, user_id }
     }
 
-    async fn token(&self) -> Option<String> {
+    async fn token(&self) -> Option<mandate_upstream::UpstreamToken> {
         match self.handle.token(&self.user_id).await {
-            Ok(t) => {
-                let secret = t.expose().to_owned();
-                if let Ok(mut l) = self.last.lock() {
-                    *l = Some(t);
-                }
-                Some(secret)
-            }
+            Ok(t) => Some(t),
             Err(e) => {
                 // The relay checked the account before forwarding; this is a race with a
                 // disconnection or an unreachable provider: the upstream answers 401.
@@ -116,17 +108,10 @@ impl Account {
         }
     }
 
-    /// The upstream refused the last token: a fresh one (one refresh however many saw it).
-    async fn renewed(&self) -> Option<String> {
-        let last = self.last.lock().ok()?.clone()?;
-        match self.handle.rejected(&self.user_id, &last).await {
-            Ok(t) => {
-                let secret = t.expose().to_owned();
-                if let Ok(mut l) = self.last.lock() {
-                    *l = Some(t);
-                }
-                Some(secret)
-            }
+    /// The upstream refused `sent`: a fresh token (one refresh however many saw it).
+    async fn renewed(&self, sent: &mandate_upstream::UpstreamToken) -> Option<mandate_upstream::UpstreamToken> {
+        match self.handle.rejected(&self.user_id, sent).await {
+            Ok(t) => Some(t),
             Err(e) => {
                 tracing::info!(provider = %self.handle.provider(), error = %e, "the upstream refused the person's token and none could replace it");
                 None
@@ -176,21 +161,24 @@ impl UpstreamClient {
         self.session.lock().ok().and_then(|s| s.clone())
     }
 
-    async fn bearer(&self) -> Option<String> {
+    /// The bearer credential for a request, and the person's upstream token it is (to renew
+    /// exactly that one if the upstream refuses it).
+    async fn bearer(&self) -> (Option<String>, Option<mandate_upstream::UpstreamToken>) {
         if let Some(a) = &self.account {
-            return a.token().await;
+            let t = a.token().await;
+            return (t.as_ref().map(|t| t.expose().to_owned()), t);
         }
         match &self.identity {
-            Some(i) => i.token().await,
-            None => None,
+            Some(i) => (i.token().await, None),
+            None => (None, None),
         }
     }
 
-    /// After a 401 (`refused`): the person's fresh upstream token, when there is an account to
-    /// renew.
-    async fn renewed(&self, refused: bool) -> Option<String> {
-        match (&self.account, refused) {
-            (Some(a), true) => a.renewed().await,
+    /// After a 401 (`refused`) to `sent`: the person's fresh upstream token, when there is an
+    /// account to renew.
+    async fn renewed(&self, refused: bool, sent: Option<&mandate_upstream::UpstreamToken>) -> Option<String> {
+        match (&self.account, refused, sent) {
+            (Some(a), true, Some(sent)) => a.renewed(sent).await.map(|t| t.expose().to_owned()),
             _ => None,
         }
     }
@@ -242,12 +230,11 @@ impl StreamableHttpClient for UpstreamClient {
         if let Some(r) = self.resumed(&message) {
             return Ok(r);
         }
-        let mut r = self
-            .inner
-            .post_message(uri.clone(), message.clone(), session_id.clone(), self.bearer().await, headers.clone())
-            .await;
+        let (bearer, sent) = self.bearer().await;
+        let mut r =
+            self.inner.post_message(uri.clone(), message.clone(), session_id.clone(), bearer, headers.clone()).await;
         let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
-        if let Some(fresh) = self.renewed(refused).await {
+        if let Some(fresh) = self.renewed(refused, sent.as_ref()).await {
             r = self.inner.post_message(uri, message, session_id, Some(fresh), headers).await;
         }
         self.note(&r);
@@ -266,7 +253,7 @@ impl StreamableHttpClient for UpstreamClient {
         if let Some(r) = self.resumed(&message) {
             return Ok(r);
         }
-        let bearer = self.bearer().await;
+        let (bearer, sent) = self.bearer().await;
         let mut r = self
             .inner
             .post_message_with_response_limits(
@@ -279,7 +266,7 @@ impl StreamableHttpClient for UpstreamClient {
             )
             .await;
         let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
-        if let Some(fresh) = self.renewed(refused).await {
+        if let Some(fresh) = self.renewed(refused, sent.as_ref()).await {
             r = self
                 .inner
                 .post_message_with_response_limits(uri, message, session_id, Some(fresh), headers, limits)
@@ -311,12 +298,13 @@ impl StreamableHttpClient for UpstreamClient {
         _auth: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        let (bearer, sent) = self.bearer().await;
         let r = self
             .inner
-            .get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), self.bearer().await, headers.clone())
+            .get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), bearer, headers.clone())
             .await;
         let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
-        match self.renewed(refused).await {
+        match self.renewed(refused, sent.as_ref()).await {
             Some(fresh) => self.inner.get_stream(uri, session_id, last_event_id, Some(fresh), headers).await,
             None => r,
         }
@@ -331,7 +319,7 @@ impl StreamableHttpClient for UpstreamClient {
         headers: HashMap<HeaderName, HeaderValue>,
         max: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        let bearer = self.bearer().await;
+        let (bearer, sent) = self.bearer().await;
         let r = self
             .inner
             .get_stream_with_max_sse_event_size(
@@ -344,7 +332,7 @@ impl StreamableHttpClient for UpstreamClient {
             )
             .await;
         let refused = matches!(r, Err(StreamableHttpError::AuthRequired(_)));
-        match self.renewed(refused).await {
+        match self.renewed(refused, sent.as_ref()).await {
             Some(fresh) => {
                 self.inner
                     .get_stream_with_max_sse_event_size(uri, session_id, last_event_id, Some(fresh), headers, max)

@@ -103,6 +103,7 @@ async fn instance(
                 client_auth: ClientAuth::ClientSecretBasic,
                 scopes: vec!["customers.read".into()],
                 sign_in: false,
+                create_people: false,
                 resource: Some(provider.resource()),
                 subject_claim: "sub".into(),
                 extra_params: Vec::new(),

@@ -143,10 +143,10 @@ impl UpstreamStore for SqlStore {
         sqlx::query(
             "INSERT INTO upstream_accounts (user_id, provider, subject, sealed_tokens, scope, access_expires_at, \
              version, refreshing_until, connected, connected_at, refreshed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, NULL, 1, $7, $8) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 1, $8, $9) \
              ON CONFLICT (user_id, provider) DO UPDATE SET subject = $3, sealed_tokens = $4, scope = $5, \
              access_expires_at = $6, version = upstream_accounts.version + 1, refreshing_until = NULL, connected = 1, \
-             connected_at = $7, refreshed_at = $8",
+             connected_at = $8, refreshed_at = $9",
         )
         .bind(&a.user_id)
         .bind(&a.provider)
@@ -154,6 +154,7 @@ impl UpstreamStore for SqlStore {
         .bind(a.sealed_tokens.clone())
         .bind(a.scope.as_deref())
         .bind(a.access_expires_at)
+        .bind(a.version)
         .bind(a.connected_at)
         .bind(a.refreshed_at)
         .execute(&self.pool)

@@ -164,7 +164,7 @@ impl Upstreams {
         if !browser.is_some_and(|b| SecretHash::of(b).ct_eq(&flow.browser_hash)) {
             return Err(UpstreamError::UnknownFlow);
         }
-        if flow.purpose == FlowPurpose::Connect && flow.user_id.as_deref() != signed_in {
+        if flow.user_id.is_some() && flow.user_id.as_deref() != signed_in {
             return Err(UpstreamError::SignedOut);
         }
         let m = p.metadata(&self.http).await?;
@@ -191,8 +191,9 @@ impl Upstreams {
                 let issuer = expected.ok_or(UpstreamError::Misconfigured("an OpenID provider needs an issuer"))?;
                 let keys = p.keys(&m)?;
                 let c = idtoken::verify(id, keys.as_ref(), issuer, &p.spec.client_id, &secrets.nonce, now).await?;
-                let mut who =
-                    ProviderIdentity { subject: c.sub, email: c.email, username: c.preferred_username.or(c.name) };
+                // An address the provider says it did not verify is not shown to anyone.
+                let email = c.email.filter(|_| c.email_verified != Some(false));
+                let mut who = ProviderIdentity { subject: c.sub, email, username: c.preferred_username.or(c.name) };
                 // Many providers (OpenID Connect Core 5.4) put the profile in userinfo only: it fills
                 // what the ID token left out, and must name the same subject.
                 if (who.email.is_none() || who.username.is_none())
@@ -203,7 +204,8 @@ impl Upstreams {
                         return Err(UpstreamError::BadIdToken("userinfo names another subject than the ID token"));
                     }
                     let text = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                    who.email = who.email.or_else(|| text("email"));
+                    let verified = info.get("email_verified").and_then(serde_json::Value::as_bool) != Some(false);
+                    who.email = who.email.or_else(|| text("email").filter(|_| verified));
                     who.username = who.username.or_else(|| text("preferred_username")).or_else(|| text("name"));
                 }
                 Some(who)
@@ -250,7 +252,12 @@ impl Upstreams {
             _ => return Err(UpstreamError::Unavailable(format!("{}: userinfo has no subject", p.spec.name))),
         };
         let text = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        Ok(ProviderIdentity { subject, email: text("email"), username: text("login").or(text("preferred_username")) })
+        let verified = info.get("email_verified").and_then(serde_json::Value::as_bool) != Some(false);
+        Ok(ProviderIdentity {
+            subject,
+            email: text("email").filter(|_| verified),
+            username: text("login").or(text("preferred_username")),
+        })
     }
 
     /// Keeps a connection's tokens for `user` (who must be the person who started it).
@@ -259,8 +266,12 @@ impl Upstreams {
             return Err(UpstreamError::UnknownFlow);
         }
         let subject = done.identity.map(|i| i.subject);
-        // Connected again: the tokens it replaces are revoked, not left live at the provider.
+        // Connected again with another account at the provider: the tokens it replaces are
+        // revoked, not left live there. The same account's are part of the same grant at some
+        // providers (revoking them would end the new tokens too): they are only replaced.
         if let Some(old) = self.auth.store().upstream_account(&user.id, &done.provider).await?
+            && old.subject.is_some()
+            && old.subject != subject
             && let Ok(p) = self.provider(&done.provider)
         {
             self.vault.revoke_later(p, &self.http, &old);
@@ -283,54 +294,79 @@ impl Upstreams {
             _ => return Err(UpstreamError::UnknownFlow),
         };
         let provider = done.provider.as_str();
-        self.forget_sign_in_tokens(provider, &done.tokens);
-        if let Some(user_id) = store.identity_user(provider, &identity.subject).await? {
-            // Asked to link (from the account pages), an account that signs in someone else is
-            // refused, not a reason to switch people.
-            if done.return_to.as_deref() == Some(LINK_RETURN) && signed_in.is_some_and(|u| u.id != user_id) {
+        let p = self.provider(provider)?;
+        // A link is started by the signed-in person from the account pages (a same-site POST with
+        // their CSRF token): the flow names them, and only they can finish it.
+        let linking = done.user_id.as_deref();
+        if linking.is_some() && linking != signed_in.map(|u| u.id.as_str()) {
+            return Err(UpstreamError::SignedOut);
+        }
+        let known = store.identity_user(provider, &identity.subject).await?;
+        let user = match (known, linking, signed_in) {
+            (Some(id), Some(starter), _) if id != starter => {
                 return Err(UpstreamError::LinkedElsewhere { provider: provider.to_owned() });
             }
-            let user = store.user_by_id(&user_id).await?.filter(|u| !u.disabled).ok_or(UpstreamError::Disabled)?;
-            return Ok(SignInOutcome::SignedIn { user, created: false });
-        }
+            // Someone else is signed in here: a sign-in never switches people behind their back
+            // (a page elsewhere can start one); they sign out first.
+            (Some(id), None, Some(current)) if id != current.id => return Err(UpstreamError::SignedInAsOther),
+            (Some(id), _, _) => {
+                let user = store.user_by_id(&id).await?.filter(|u| !u.disabled).ok_or(UpstreamError::Disabled)?;
+                self.forget_sign_in_tokens(p, &user, &done.tokens).await;
+                return Ok(SignInOutcome::SignedIn { user, created: false });
+            }
+            (None, Some(_), Some(current)) => current,
+            (None, None, Some(_)) => return Err(UpstreamError::NotLinked),
+            (None, None, None) if !p.spec.create_people => return Err(UpstreamError::NotLinked),
+            (None, None, None) => {
+                let user = self.create_person(provider, &identity).await?;
+                self.forget_sign_in_tokens(p, &user, &done.tokens).await;
+                return Ok(SignInOutcome::SignedIn { user, created: true });
+            }
+            (None, Some(_), None) => return Err(UpstreamError::SignedOut),
+        };
+        // Linked only when the signed-in person says so (never by e-mail).
         let now = self.auth.now();
-        if let Some(current) = signed_in {
-            // Linked only when the signed-in person says so (never by e-mail).
-            let offer = random_token(self.auth.randomness());
-            let hash = SecretHash::of(&offer);
-            let secrets = FlowSecrets {
-                verifier: String::new(),
-                nonce: String::new(),
-                subject: Some(identity.subject.clone()),
-                email: identity.email.clone(),
-            };
-            let plain = serde_json::to_vec(&secrets).map_err(|_| UpstreamError::Crypto)?;
-            store
-                .insert_provider_flow(&ProviderFlow {
-                    sealed_secrets: self
-                        .auth
-                        .seal_secret(&plain, &flow_context(&hash))
-                        .map_err(|_| UpstreamError::Crypto)?,
-                    state_hash: hash,
-                    provider: provider.to_owned(),
-                    purpose: FlowPurpose::Link,
-                    user_id: Some(current.id.clone()),
-                    browser_hash: SecretHash::of(&offer),
-                    return_to: done.return_to,
-                    created_at: now,
-                    expires_at: now + FLOW_TTL,
-                })
-                .await?;
-            return Ok(SignInOutcome::ConfirmLink { offer, email: identity.email });
-        }
-        let user = self.create_person(provider, &identity).await?;
-        Ok(SignInOutcome::SignedIn { user, created: true })
+        self.forget_sign_in_tokens(p, user, &done.tokens).await;
+        let offer = random_token(self.auth.randomness());
+        let hash = SecretHash::of(&offer);
+        let secrets = FlowSecrets {
+            verifier: String::new(),
+            nonce: String::new(),
+            subject: Some(identity.subject.clone()),
+            email: identity.email.clone(),
+        };
+        let plain = serde_json::to_vec(&secrets).map_err(|_| UpstreamError::Crypto)?;
+        store
+            .insert_provider_flow(&ProviderFlow {
+                sealed_secrets: self
+                    .auth
+                    .seal_secret(&plain, &flow_context(&hash))
+                    .map_err(|_| UpstreamError::Crypto)?,
+                state_hash: hash,
+                provider: provider.to_owned(),
+                purpose: FlowPurpose::Link,
+                user_id: Some(user.id.clone()),
+                browser_hash: SecretHash::of(&offer),
+                return_to: done.return_to,
+                created_at: now,
+                expires_at: now + FLOW_TTL,
+            })
+            .await?;
+        Ok(SignInOutcome::ConfirmLink { offer, email: identity.email })
     }
 
     /// A sign-in needs only who the person is: the tokens it brought are revoked at the provider
-    /// (where it offers revocation), in the background, so none stays live there unused.
-    fn forget_sign_in_tokens(&self, provider: &str, tokens: &TokenResponse) {
-        let Ok(p) = self.provider(provider) else { return };
+    /// (where it offers revocation), in the background, so none stays live there unused. Not when
+    /// the person keeps a connected account of the same client at that provider: at some
+    /// providers (Google) revoking one token ends the client's whole grant, that account's too.
+    async fn forget_sign_in_tokens(&self, p: &crate::Provider, user: &User, tokens: &TokenResponse) {
+        for other in
+            self.providers.values().filter(|o| o.spec.client_id == p.spec.client_id && o.spec.issuer == p.spec.issuer)
+        {
+            if !matches!(self.auth.store().upstream_account(&user.id, &other.spec.name).await, Ok(None)) {
+                return;
+            }
+        }
         let spec = p.spec.clone();
         let http = self.http.clone();
         let (access, refresh) = (tokens.access_token.clone(), tokens.refresh_token.clone());

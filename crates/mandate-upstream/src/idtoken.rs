@@ -22,6 +22,8 @@ pub struct IdClaims {
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
+    pub email_verified: Option<bool>,
+    #[serde(default)]
     pub preferred_username: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
@@ -49,7 +51,7 @@ pub async fn verify(
     v.required_spec_claims = ["iss", "sub", "aud", "exp"].iter().map(|s| (*s).to_owned()).collect();
     let claims =
         decode::<IdClaims>(token, &key.key, &v).map_err(|_| bad("signature, issuer or audience is wrong"))?.claims;
-    if claims.exp + LEEWAY < now {
+    if claims.exp.saturating_add(LEEWAY) < now {
         return Err(bad("expired"));
     }
     if !claims.nonce.as_deref().is_some_and(|n| ct_str_eq(n, nonce)) {

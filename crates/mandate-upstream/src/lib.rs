@@ -62,6 +62,12 @@ pub enum UpstreamError {
     LinkedElsewhere { provider: String },
     #[error("this person's account is disabled")]
     Disabled,
+    /// Someone else is signed in in this browser: a sign-in does not switch people.
+    #[error("someone else is signed in here")]
+    SignedInAsOther,
+    /// The provider's account signs nobody in here, and none is created for it.
+    #[error("this account is not linked to anyone here")]
+    NotLinked,
     /// A connection's answer arrived where its person is no longer signed in.
     #[error("the person who started the connection is not signed in here")]
     SignedOut,

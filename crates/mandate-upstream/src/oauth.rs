@@ -37,6 +37,8 @@ impl TokenResponse {
             _ => None,
         }
         .filter(|s| *s > 0)
+        // No provider means more than a year; a larger number would only overflow.
+        .map(|s| s.min(366 * 24 * 3600))
     }
 }
 

@@ -56,6 +56,9 @@ pub struct ProviderSpec {
     pub scopes: Vec<String>,
     /// Offered on the sign-in page ("Continue with ...").
     pub sign_in: bool,
+    /// A first sign-in by an account nobody is linked to creates a person. False: only people
+    /// who linked the account (from their account pages) sign in with it.
+    pub create_people: bool,
     /// RFC 8707 `resource` to ask the provider for (another mandate's MCP endpoint, say).
     pub resource: Option<String>,
     /// The userinfo member holding the stable subject, for providers without ID tokens (GitHub:
@@ -115,19 +118,29 @@ impl Metadata {
 
 /// How long discovered metadata is kept.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// How long a failed discovery is not tried again.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
 
 /// A provider with its metadata, discovered on first use and kept for an hour (a provider that
 /// is down at start does not stop mandate).
 pub struct Provider {
     pub spec: ProviderSpec,
     metadata: tokio::sync::Mutex<Option<(Arc<Metadata>, Instant)>>,
+    /// When discovery last failed: not tried again for [`FAILURE_TTL`] (a provider that is down
+    /// must not make every sign-in wait on it).
+    failed_at: std::sync::Mutex<Option<Instant>>,
     /// Its ID-token keys (fetched when first needed, refetched for an unknown `kid`).
     keys: std::sync::Mutex<Option<(String, Arc<mandate_guard::JwksKeySource>)>>,
 }
 
 impl Provider {
     pub fn new(spec: ProviderSpec) -> Self {
-        Self { spec, metadata: tokio::sync::Mutex::new(None), keys: std::sync::Mutex::new(None) }
+        Self {
+            spec,
+            metadata: tokio::sync::Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
+            keys: std::sync::Mutex::new(None),
+        }
     }
 
     /// The provider's JWKS, kept between sign-ins (one per `jwks_uri`).
@@ -159,9 +172,29 @@ impl Provider {
         {
             return Ok(m.clone());
         }
-        let mut m = match &self.spec.issuer {
-            Some(issuer) => discover(http, issuer).await?,
-            None => Metadata::default(),
+        if self.failed_at.lock().ok().and_then(|f| *f).is_some_and(|at| at.elapsed() < FAILURE_TTL) {
+            // A stale document still serves while the provider cannot be asked again.
+            if let Some((m, _)) = cached.as_ref() {
+                return Ok(m.clone());
+            }
+            return Err(UpstreamError::Unavailable(format!("{}: discovery failed moments ago", self.spec.name)));
+        }
+        let found = match &self.spec.issuer {
+            Some(issuer) => discover(http, issuer).await,
+            None => Ok(Metadata::default()),
+        };
+        let mut m = match found {
+            Ok(m) => m,
+            Err(e) => {
+                if let Ok(mut f) = self.failed_at.lock() {
+                    *f = Some(Instant::now());
+                }
+                if let Some((m, _)) = cached.as_ref() {
+                    tracing::warn!(provider = %self.spec.name, error = %e, "discovery failed: the last document serves meanwhile");
+                    return Ok(m.clone());
+                }
+                return Err(e);
+            }
         };
         let e = &self.spec.endpoints;
         let pick = |given: &Option<String>, found: &mut Option<String>| {
@@ -176,12 +209,17 @@ impl Provider {
         pick(&e.jwks, &mut m.jwks_uri);
         m.authorization()?;
         m.token()?;
+        // A discovered endpoint is https, or plain http on loopback only for a provider that
+        // itself lives on loopback (a test or demo provider): a document must not send the
+        // client secret and people's tokens to local services.
+        // (Without an issuer every endpoint is the operator's own, checked at load.)
+        let local = self.spec.issuer.as_deref().is_none_or(|i| secure_url(i) && !i.starts_with("https://"));
         for u in
             [&m.authorization_endpoint, &m.token_endpoint, &m.revocation_endpoint, &m.userinfo_endpoint, &m.jwks_uri]
                 .into_iter()
                 .flatten()
         {
-            if !secure_url(u) {
+            if !(secure_url(u) && (u.starts_with("https://") || local)) {
                 return Err(UpstreamError::Misconfigured("a provider endpoint is not https (http only on loopback)"));
             }
         }

@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::provider::Provider;
 use crate::{NotConnected, UpstreamError, oauth};
 
-/// How long a refresh lease holds other instances off (a crashed holder's lease lapses).
-const LEASE: i64 = 30;
+/// How long a refresh lease holds other instances off (a crashed holder's lease lapses). The
+/// provider's metadata is read before the lease is taken, so a lease covers one token request
+/// (at most `oauth::CALL_TIMEOUT`, 15 s) with room to spare.
+const LEASE: i64 = 60;
 /// How long a caller waits for another instance's refresh before giving up.
-const WAIT: Duration = Duration::from_secs(35);
+const WAIT: Duration = Duration::from_secs(65);
 /// How often a waiting caller looks at the row again.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -87,7 +89,7 @@ fn context(user_id: &str, provider: &str) -> String {
 
 /// Seconds before expiry at which a token is refreshed: a quarter of its life, 5 s to 60 s.
 fn margin(a: &UpstreamAccount) -> i64 {
-    a.access_expires_at.map_or(0, |e| ((e - a.refreshed_at) / 4).clamp(5, 60))
+    a.access_expires_at.map_or(0, |e| (e.saturating_sub(a.refreshed_at) / 4).clamp(5, 60))
 }
 
 fn fresh(a: &UpstreamAccount, now: UnixTime) -> bool {
@@ -145,8 +147,14 @@ impl Vault {
             subject,
             sealed_tokens: self.seal(user_id, provider, &tokens)?,
             scope: response.scope.clone(),
-            access_expires_at: response.lifetime().map(|l| now + l),
-            version: 0,
+            access_expires_at: response.lifetime().map(|l| now.saturating_add(l)),
+            // Never a version an earlier connection of this account had: a refresh begun over
+            // that one cannot land on this one (see UpstreamStore::save_upstream_account).
+            version: {
+                let mut r = [0u8; 2];
+                self.auth.randomness().fill(&mut r);
+                now.saturating_mul(1000).saturating_add(i64::from(u16::from_le_bytes(r) % 1000))
+            },
             connected: true,
             connected_at: now,
             refreshed_at: now,
@@ -166,7 +174,13 @@ impl Vault {
 
     /// Revokes an account's tokens at the provider in the background (they are being replaced).
     pub fn revoke_later(&self, provider: &Provider, http: &reqwest::Client, old: &UpstreamAccount) {
-        let (Ok(tokens), Some(m)) = (self.open(old), provider.metadata_if_known()) else { return };
+        if let Ok(tokens) = self.open(old) {
+            self.revoke_tokens_later(provider, http, tokens);
+        }
+    }
+
+    fn revoke_tokens_later(&self, provider: &Provider, http: &reqwest::Client, tokens: Tokens) {
+        let Some(m) = provider.metadata_if_known() else { return };
         let Some(endpoint) = m.revocation_endpoint.clone() else { return };
         let (spec, http) = (provider.spec.clone(), http.clone());
         tokio::spawn(async move {
@@ -205,10 +219,28 @@ impl Vault {
         user_id: &str,
     ) -> Result<UpstreamToken, UpstreamError> {
         let a = self.connected(user_id, &provider.spec.name).await?;
-        if fresh(&a, self.auth.now()) {
-            return self.token_of(&a);
+        let got = if fresh(&a, self.auth.now()) {
+            self.token_of(&a)
+        } else {
+            self.refresh(provider, http, user_id, a.version, false).await
+        };
+        self.unusable_is_disconnected(got, &a).await
+    }
+
+    /// Tokens that no longer open (the key-encryption key changed without them): the account is
+    /// marked disconnected, so the person is asked to connect it again instead of failing forever.
+    async fn unusable_is_disconnected(
+        &self,
+        got: Result<UpstreamToken, UpstreamError>,
+        a: &UpstreamAccount,
+    ) -> Result<UpstreamToken, UpstreamError> {
+        match got {
+            Err(UpstreamError::Crypto) => {
+                self.auth.store().abandon_upstream_refresh(&a.user_id, &a.provider, a.version, true).await?;
+                Err(UpstreamError::NotConnected { provider: a.provider.clone(), why: NotConnected::Refused })
+            }
+            other => other,
         }
-        self.refresh(provider, http, user_id, a.version, false).await
     }
 
     pub async fn rejected(
@@ -219,11 +251,15 @@ impl Vault {
         rejected: &UpstreamToken,
     ) -> Result<UpstreamToken, UpstreamError> {
         let a = self.connected(user_id, &provider.spec.name).await?;
-        let current = self.token_of(&a)?;
+        let current = match self.token_of(&a) {
+            Ok(t) => t,
+            Err(e) => return self.unusable_is_disconnected(Err(e), &a).await,
+        };
         if current != *rejected {
             return Ok(current);
         }
-        self.refresh(provider, http, user_id, a.version, true).await
+        let got = self.refresh(provider, http, user_id, a.version, true).await;
+        self.unusable_is_disconnected(got, &a).await
     }
 
     /// The lock every caller in this process takes before refreshing one account.
@@ -269,8 +305,17 @@ impl Vault {
                     self.token_of(&a)
                 };
             }
+            // The provider's endpoints first (discovery may take a while): not under the lease.
+            let endpoint = match provider.metadata(http).await.and_then(|m| m.token().map(str::to_owned)) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.note_failure(user_id, name);
+                    tracing::warn!(provider = %name, error = %e, "cannot refresh an upstream token");
+                    return if expired(&a, now) { Err(e) } else { self.token_of(&a) };
+                }
+            };
             if self.auth.store().claim_upstream_refresh(user_id, name, a.version, now, now + LEASE).await? {
-                return self.refresh_held(provider, http, a, force).await;
+                return self.refresh_held(provider, http, a, force, &endpoint).await;
             }
             // Another instance is refreshing: a token that has not expired still serves.
             if !force && !expired(&a, now) {
@@ -302,6 +347,7 @@ impl Vault {
         http: &reqwest::Client,
         a: UpstreamAccount,
         force: bool,
+        endpoint: &str,
     ) -> Result<UpstreamToken, UpstreamError> {
         let store = self.auth.store();
         let (user_id, name) = (a.user_id.as_str(), provider.spec.name.as_str());
@@ -316,14 +362,7 @@ impl Vault {
             self.refresh_failed(user_id, name, "the access token expired and the provider gave no refresh token").await;
             return Err(UpstreamError::NotConnected { provider: name.to_owned(), why: NotConnected::Expired });
         };
-        let result = match provider.metadata(http).await {
-            Ok(m) => match m.token() {
-                Ok(endpoint) => oauth::refresh(http, &provider.spec, endpoint, &refresh_token).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match result {
+        match oauth::refresh(http, &provider.spec, endpoint, &refresh_token).await {
             Ok(resp) => {
                 let now = self.auth.now();
                 let next = Tokens {
@@ -331,11 +370,13 @@ impl Vault {
                     refresh: resp.refresh_token.clone().or(tokens.refresh),
                 };
                 let sealed = self.seal(user_id, name, &next)?;
-                let expires = resp.lifetime().map(|l| now + l);
+                let expires = resp.lifetime().map(|l| now.saturating_add(l));
                 if store.finish_upstream_refresh(user_id, name, a.version, &sealed, expires, now).await? {
                     return Ok(UpstreamToken { secret: next.access, expires_at: expires });
                 }
-                // Disconnected or connected again meanwhile: what is stored now wins.
+                // Disconnected or connected again meanwhile: what is stored now wins, and the
+                // tokens just obtained are revoked rather than left live.
+                self.revoke_tokens_later(provider, http, next);
                 let current = self.connected(user_id, name).await?;
                 self.token_of(&current)
             }
@@ -353,7 +394,9 @@ impl Vault {
                 store.abandon_upstream_refresh(user_id, name, a.version, false).await?;
                 self.note_failure(user_id, name);
                 tracing::warn!(provider = %name, error = %e, "refreshing an upstream token failed");
-                self.refresh_failed(user_id, name, &format!("refreshing failed: {e}")).await;
+                // The detail (addresses, codes) is for operators' logs; the person's trail says
+                // what happened.
+                self.refresh_failed(user_id, name, "the provider could not be reached or answered an error").await;
                 if expired(&a, self.auth.now()) { Err(e) } else { self.token_of(&a) }
             }
         }

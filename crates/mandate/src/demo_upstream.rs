@@ -102,6 +102,7 @@ pub async fn start(config: &Config) -> anyhow::Result<DemoUpstream> {
         client_auth: ClientAuth::ClientSecretBasic,
         scopes: vec!["customers.read".into(), "invoices.read".into()],
         sign_in: false,
+        create_people: false,
         resource: Some(resource.uri.clone()),
         subject_claim: "sub".into(),
         extra_params: Vec::new(),

@@ -47,6 +47,10 @@ pub struct ProviderEntry {
     /// Offer "Continue with <title>" on the sign-in page.
     #[serde(default)]
     pub sign_in: bool,
+    /// A first sign-in by an account nobody is linked to creates a person (default true); false:
+    /// only people who linked it from their account pages sign in with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_people: Option<bool>,
     /// RFC 8707 resource to ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
@@ -162,6 +166,12 @@ pub fn specs_with(config: &Config, read_secrets: bool) -> anyhow::Result<Vec<Pro
         } else {
             e.scopes.clone()
         };
+        if scopes.iter().any(|s| s == "openid") && e.issuer.is_none() {
+            bail!("{at}: the openid scope needs issuer (its ID tokens are checked against it)");
+        }
+        if e.create_people.is_some() && !e.sign_in {
+            bail!("{at}: create_people is for a sign-in provider (sign_in = true)");
+        }
         if e.sign_in && !scopes.iter().any(|s| s == "openid") && endpoints.userinfo.is_none() {
             bail!(
                 "{at}: a sign-in provider needs the openid scope (ID tokens) or a userinfo_endpoint with subject_claim"
@@ -180,6 +190,7 @@ pub fn specs_with(config: &Config, read_secrets: bool) -> anyhow::Result<Vec<Pro
             client_auth,
             scopes,
             sign_in: e.sign_in,
+            create_people: e.create_people.unwrap_or(true),
             resource: e.resource.clone(),
             subject_claim: e.subject_claim.clone().unwrap_or_else(|| "sub".into()),
             extra_params: e.extra_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

@@ -109,10 +109,12 @@ pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q
 /// An account page a sign-in may return to (`/login?return=...`): only mandate's own connection
 /// pages, so the parameter cannot send anyone elsewhere.
 pub(crate) fn safe_return(r: Option<&str>) -> Option<&str> {
-    r.filter(|r| {
-        r.len() <= 200
-            && (r.starts_with("/account/connections/") || r.starts_with("/consent?request="))
-            && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"/?=_-.%".contains(&b))
+    let token =
+        |s: &str| !s.is_empty() && s.len() <= 100 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    r.filter(|r| match (r.strip_prefix("/account/connections/"), r.strip_prefix("/consent?request=")) {
+        (Some(name), _) => token(name),
+        (_, Some(request)) => token(request),
+        _ => false,
     })
 }
 

@@ -51,7 +51,10 @@ fn login_rate_limited(e: GovernorError) -> Response {
 
 pub fn routes(state: AppState, limits: RateLimits) -> Router {
     let login = limited(
-        Router::new().route("/login", post(browser::login_submit)),
+        Router::new()
+            .route("/login", post(browser::login_submit))
+            // Each one stores a pending request to a provider.
+            .route("/login/with/{provider}", get(upstream::sign_in_with)),
         limits.login_burst,
         limits.login_period,
         limits.trust_forwarded_for,
@@ -91,7 +94,6 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/account/apps", get(account::apps_page))
         .route("/account/apps/revoke", get(account::confirm_revoke).post(account::revoke_app))
         .route("/account/activity", get(activity::activity))
-        .route("/login/with/{provider}", get(upstream::sign_in_with))
         .route("/upstream/{provider}/callback", get(upstream::callback))
         .route("/account/link", post(upstream::confirm_link))
         .route("/account/connections", get(upstream::connections))

@@ -56,6 +56,16 @@ fn upstream_failure(u: &Upstreams, provider: &str, e: &UpstreamError) -> Respons
             format!("This {} account already signs in another person here.", title_of(u, provider)),
         ),
         UpstreamError::Disabled => (StatusCode::FORBIDDEN, "This account is disabled.".to_owned()),
+        UpstreamError::SignedInAsOther => (
+            StatusCode::CONFLICT,
+            "You are signed in here as someone else. Sign out first, then continue with the other account.".to_owned(),
+        ),
+        UpstreamError::NotLinked => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "This {title} account does not sign anyone in here. To use it, sign in another way and link it from Connections."
+            ),
+        ),
         UpstreamError::SignedOut => (
             StatusCode::FORBIDDEN,
             format!("You are no longer signed in here. Sign in and connect your {title} account again."),
@@ -390,11 +400,14 @@ pub async fn start(
         }
         "link" if u.provider(&provider).is_ok_and(|p| p.spec.sign_in) => {
             let back = Some(mandate_upstream::LINK_RETURN.to_owned());
-            u.start(&provider, FlowPurpose::SignIn, None, back, browser.as_deref()).await
+            u.start(&provider, FlowPurpose::SignIn, Some(&user.id), back, browser.as_deref()).await
         }
         "disconnect" => {
             return match u.disconnect(&user.id, &provider).await {
-                Ok(_) => see_other(&format!("/account/connections?disconnected={provider}")),
+                Ok(_) => see_other(&format!(
+                    "/account/connections?disconnected={}",
+                    form_urlencoded::byte_serialize(provider.as_bytes()).collect::<String>()
+                )),
                 Err(e) => upstream_failure(u, &provider, &e),
             };
         }
