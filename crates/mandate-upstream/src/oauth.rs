@@ -208,3 +208,31 @@ fn unavailable(spec: &ProviderSpec, what: &str, e: &reqwest::Error) -> UpstreamE
 pub(crate) fn sanitize(code: &str) -> String {
     code.chars().filter(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')).take(64).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifetime(v: serde_json::Value) -> Option<i64> {
+        let r: TokenResponse =
+            serde_json::from_value(serde_json::json!({"access_token": "t", "expires_in": v})).ok()?;
+        r.lifetime()
+    }
+
+    #[test]
+    fn lifetimes_are_read_as_numbers_or_strings_and_clamped() {
+        assert_eq!(lifetime(serde_json::json!(3600)), Some(3600));
+        assert_eq!(lifetime(serde_json::json!("60")), Some(60));
+        assert_eq!(lifetime(serde_json::json!(0)), None);
+        assert_eq!(lifetime(serde_json::json!(-5)), None);
+        assert_eq!(lifetime(serde_json::json!(i64::MAX)), Some(366 * 24 * 3600), "no overflow later");
+        assert_eq!(lifetime(serde_json::json!("soon")), None);
+    }
+
+    #[test]
+    fn provider_error_codes_keep_only_what_rfc_6749_allows() {
+        assert_eq!(sanitize("invalid_grant"), "invalid_grant");
+        assert_eq!(sanitize("bad\"code\\\n<script>"), "badcode<script>");
+        assert_eq!(sanitize(&"x".repeat(200)).len(), 64);
+    }
+}

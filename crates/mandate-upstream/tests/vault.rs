@@ -199,3 +199,23 @@ async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task
     }
     out
 }
+
+#[tokio::test]
+async fn a_refresh_begun_before_a_reconnection_cannot_land_on_it() {
+    let p = pair().await;
+    connect(&p).await;
+    let alice = user_id(&p.ours, "alice").await;
+    let store = p.ours.auth.store();
+    let first = store.upstream_account(&alice, "up").await.unwrap().unwrap();
+    // Disconnected and connected again while a refresh over the first connection is in flight.
+    assert!(p.upstreams.disconnect(&alice, "up").await.unwrap());
+    connect(&p).await;
+    let second = store.upstream_account(&alice, "up").await.unwrap().unwrap();
+    assert_ne!(first.version, second.version, "a new connection never reuses a version");
+    let now = p.ours.auth.now();
+    assert!(!store.finish_upstream_refresh(&alice, "up", first.version, b"stale", None, now).await.unwrap());
+    store.abandon_upstream_refresh(&alice, "up", first.version, true).await.unwrap();
+    let after = store.upstream_account(&alice, "up").await.unwrap().unwrap();
+    assert!(after.connected && after.sealed_tokens == second.sealed_tokens, "the new connection is untouched");
+    assert!(works_upstream(&p, handle(&p.upstreams).token(&alice).await.unwrap().expose()).await);
+}

@@ -391,3 +391,29 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
     resp.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn only_the_exact_return_shapes_pass() {
+        for ok in ["/account/connections/github", "/consent?request=abc_DEF-123"] {
+            assert_eq!(safe_return(Some(ok)), Some(ok));
+        }
+        for bad in [
+            "/account/connections/../../admin",
+            "/account/connections/%2e%2e",
+            "/account/connections/a/b",
+            "/account/connections/",
+            "//evil.example/account/connections/x",
+            "https://evil.example/consent?request=x",
+            "/consent?request=x&next=https://evil.example",
+            "/consent?request=",
+            "/account/apps",
+            "\\evil.example",
+        ] {
+            assert_eq!(safe_return(Some(bad)), None, "{bad}");
+        }
+    }
+}
