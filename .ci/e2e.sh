@@ -13,9 +13,10 @@
 # the gateway on several instances (e2e/gateway-instances.test.mjs): two `mandate serve` on one
 # SQLite database behind the suite's round-robin load balancer (e2e/lib/balancer.mjs); then
 # federated sign-in (e2e/federated.test.mjs): panva's oidc-provider (OpenID Certified, run by
-# e2e/lib/oidc-provider.mjs) as the identity provider of two mandates, one with the password form
-# and one with providers only, and Chromium as the people who sign in there; then connected
-# accounts (e2e/connected-account.test.mjs): the demo's Example Accounts (a second, local mandate
+# e2e/lib/oidc-provider.mjs) as the identity provider of three mandates (one with the password
+# form, one with providers only, one whose provider creates nobody: create_people = false), and
+# Chromium as the people who sign in there; then connected accounts
+# (e2e/connected-account.test.mjs): the demo's Example Accounts (a second, local mandate
 # that `serve --demo` starts as a third-party OAuth provider) behind /mcp/example, an agent on the
 # TypeScript SDK whose tool calls run with the person's own Example Accounts token, and Chromium
 # as the person who connects, disconnects and connects again across the two origins. Node 22
@@ -66,6 +67,7 @@ mkdir -p "$out/screenshots"
 tmp="$(mktemp -d)"
 server=""
 server2=""
+server3=""
 name=""
 public_url=""
 backends=()
@@ -79,13 +81,15 @@ stop_pid() {
   fi
 }
 stop_server() {
+  stop_pid "$server3"
   stop_pid "$server2"
   stop_pid "$server"
   server=""
   server2=""
+  server3=""
   # Keep what the servers printed, without the demo password.
   local f
-  for f in "$name" "$name-2"; do
+  for f in "$name" "$name-2" "$name-3"; do
     if [ -f "$tmp/$f.stdout" ]; then
       sed -e 's/^\(demo user: demo \/ password: \).*/\1<redacted>/' \
         -e 's/\(sign in there as demo \/ password: \).*/\1<redacted>/' "$tmp/$f.stdout" >"$out/$f.server.stdout"
@@ -244,11 +248,29 @@ start_second_server() {
   echo "a second mandate serving $base2, its own database (log: target/e2e/$name-2.server.log)"
 }
 
-# The federated sign-in suite's world, before its mandates start: two loopback ports chosen for
-# them (listen_port: the one with the password form; listen_port2: providers only), oidc-provider
+# A third `mandate serve --demo` beside them (as start_second_server), on
+# 127.0.0.1:$listen_port3, with its own database and the configuration file given; then VAR=VALUE
+# pairs for its environment. Sets base3 and password3 (its demo password).
+start_third_server() {
+  local config="$1"
+  shift
+  base3="http://127.0.0.1:$listen_port3"
+  mkdir -p "$tmp/$name-3"
+  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name-3/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve --demo --config "$config" --listen "127.0.0.1:$listen_port3" >"$tmp/$name-3.stdout" 2>"$out/$name-3.server.log" &
+  server3=$!
+  wait_for_line "$tmp/$name-3.stdout" '^mandate is serving' "$server3" "the third mandate" || { cat "$out/$name-3.server.log" >&2; return 1; }
+  password3="$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/$name-3.stdout" | head -n1)"
+  [ -n "$password3" ] || { echo "the third mandate printed no demo password" >&2; return 1; }
+  echo "a third mandate serving $base3, its own database (log: target/e2e/$name-3.server.log)"
+}
+
+# The federated sign-in suite's world, before its mandates start: three loopback ports chosen for
+# them (listen_port: the one with the password form; listen_port2: providers only; listen_port3:
+# the password form, and a provider that creates nobody), oidc-provider
 # (e2e/lib/oidc-provider.mjs) on a free port with one client, "mandate", whose redirect URIs are
-# both mandates' callbacks and whose secret is random and reaches mandate only through its
-# environment; and the two configuration files. Its events (no secrets in them) go to
+# the three mandates' callbacks and whose secret is random and reaches mandate only through its
+# environment; and the three configuration files. Its events (no secrets in them) go to
 # target/e2e/$name.idp-events.jsonl. Its ID tokens carry only `sub` and the protocol claims
 # (OpenID Connect Core 5.4; the rest is at userinfo); MANDATE_E2E_IDP_CLAIMS_IN_ID_TOKEN=1 puts
 # the e-mail and profile claims in them too (a diagnosis aid, not what CI runs).
@@ -260,11 +282,14 @@ start_federation_world() {
   listen_port="$(free_port)"
   listen_port2="$(free_port)"
   while [ "$listen_port2" = "$listen_port" ]; do listen_port2="$(free_port)"; done
+  listen_port3="$(free_port)"
+  while [ "$listen_port3" = "$listen_port" ] || [ "$listen_port3" = "$listen_port2" ]; do listen_port3="$(free_port)"; done
   secret="$(random_secret)"
   [ "${MANDATE_E2E_IDP_CLAIMS_IN_ID_TOKEN:-}" != 1 ] || claims=(--claims-in-id-token)
   IDP_CLIENT_SECRET="$secret" "$node_bin" "$root/e2e/lib/oidc-provider.mjs" \
     --redirect-uri "http://127.0.0.1:$listen_port/upstream/idp/callback" \
     --redirect-uri "http://127.0.0.1:$listen_port2/upstream/idp/callback" \
+    --redirect-uri "http://127.0.0.1:$listen_port3/upstream/idp/callback" \
     --events "$out/$name.idp-events.jsonl" "${claims[@]}" >"$out/$name.idp.log" 2>&1 &
   upstreams+=($!)
   wait_for_line "$out/$name.idp.log" '^oidc-provider issuer ' "$!" "oidc-provider" || return 1
@@ -286,9 +311,23 @@ sign_in = true
 TOML
     cp "$dir/mandate-password-$password_login.toml" "$out/$name.mandate-password-$password_login.toml"
   done
-  echo "oidc-provider $issuer (log: target/e2e/$name.idp.log; configurations: target/e2e/$name.mandate-password-*.toml)"
+  cat >"$dir/mandate-create-people-false.toml" <<TOML
+# Written by .ci/e2e.sh for $suite.
+[[providers]]
+name = "idp"
+title = "Example ID"
+issuer = "$issuer"
+client_id = "mandate"
+client_secret_env = "IDP_CLIENT_SECRET"
+scopes = ["openid", "email", "profile"]
+sign_in = true
+create_people = false
+TOML
+  cp "$dir/mandate-create-people-false.toml" "$out/$name.mandate-create-people-false.toml"
+  echo "oidc-provider $issuer (log: target/e2e/$name.idp.log; configurations: target/e2e/$name.mandate-*.toml)"
   config="$dir/mandate-password-true.toml"
   config2="$dir/mandate-password-false.toml"
+  config3="$dir/mandate-create-people-false.toml"
   server_env=("IDP_CLIENT_SECRET=$secret")
   suite_env=("MANDATE_E2E_IDP_ISSUER=$issuer" "MANDATE_E2E_IDP_EVENTS=$out/$name.idp-events.jsonl")
 }
@@ -342,7 +381,9 @@ for entry in "${suites[@]}"; do
   public_url=""
   listen_port=""
   listen_port2=""
+  listen_port3=""
   config2=""
+  config3=""
   ready=true
   case "$suite" in
     e2e/gateway.test.mjs) start_gateway_world || ready=false ;;
@@ -363,8 +404,12 @@ for entry in "${suites[@]}"; do
         fi
         ;;
       e2e/federated.test.mjs)
-        if start_second_server "$config2" "${server_env[@]}"; then
-          suite_env+=("MANDATE_E2E_BASE_2=$base2")
+        # The suite reads and adds people with the admin commands (`mandate users`) on the first
+        # and third mandates' databases.
+        if start_second_server "$config2" "${server_env[@]}" && start_third_server "$config3" "${server_env[@]}"; then
+          suite_env+=("MANDATE_E2E_BASE_2=$base2" "MANDATE_E2E_BASE_3=$base3" "MANDATE_E2E_PASSWORD_3=$password3"
+            "MANDATE_E2E_BIN=$bin" "MANDATE_E2E_DATABASE=sqlite://$tmp/$name/mandate.db"
+            "MANDATE_E2E_DATABASE_3=sqlite://$tmp/$name-3/mandate.db")
         else
           ready=false
         fi

@@ -1,8 +1,10 @@
 // Federated sign-in, as people click it in Chromium (Debian's, driven by playwright-core,
 // headless; nothing rewritten, intercepted or injected), with panva's oidc-provider (OpenID
-// Certified; e2e/lib/oidc-provider.mjs) as the identity provider "Example ID" of two
-// `mandate serve --demo`, both started by .ci/e2e.sh: MANDATE_E2E_BASE with the password form
-// too, MANDATE_E2E_BASE_2 with `password_login = false`.
+// Certified; e2e/lib/oidc-provider.mjs) as the identity provider "Example ID" of three
+// `mandate serve --demo`, all started by .ci/e2e.sh: MANDATE_E2E_BASE with the password form
+// too, MANDATE_E2E_BASE_2 with `password_login = false`, MANDATE_E2E_BASE_3 with the password
+// form and `create_people = false` on the provider. The suite reads and adds people with
+// `mandate users` (MANDATE_E2E_BIN) on the first and third mandates' databases.
 //   a. Someone new clicks "Continue with Example ID", signs in and consents at the provider as
 //      alice-idp, comes back signed in as a new person (named from preferred_username), whose
 //      Connections page lists the Example ID sign-in method.
@@ -17,13 +19,29 @@
 //      federated sign-in: /authorize, "Continue with Example ID", mandate's consent page for that
 //      request, the code with `iss` at the redirect URI, a token that lists the person's data.
 //   f. The providers-only mandate: no password field, only the provider's button, which works.
+//   g. A sign-in never switches people: the password user, signed in, is sent straight to
+//      /login/with/idp (as a page elsewhere could) and signs in at the provider as alice-idp,
+//      whom another person has: 409, and the password user is still the one signed in.
+//   h. An unlinked account while signed in: the password user, signed in, at /login/with/idp as
+//      carol-idp, whom nobody has: 403; nobody is created and nothing linked; signed out,
+//      "Continue with Example ID" as carol-idp then creates a new person, carol.idp.
+//   i. create_people = false (the third mandate): "Continue with Example ID" as an account nobody
+//      has there: 403, nobody created, nobody signed in.
+//   j. An e-mail address the provider did not verify (dave-idp, email_verified false) is not
+//      shown: the password user of the third mandate links dave-idp from Connections; mandate's
+//      link page and Connections show no address; then dave-idp signs them in (create_people =
+//      false leaves linked people alone).
+//   k. A link answered after its person signed out (in another tab): 403, nothing linked, and the
+//      provider's code is never redeemed.
 // The provider's record of what crossed it (MANDATE_E2E_IDP_EVENTS, no secrets) shows what
 // mandate sent: PKCE S256, state, nonce, client_secret_basic. Every page is saved as a
 // screenshot under target/e2e/screenshots/federated/.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 
@@ -35,7 +53,12 @@ import { redactUrl, say, scopes, withTimeout } from './lib/util.mjs';
 
 const BASE = process.env.MANDATE_E2E_BASE;
 const BASE_2 = process.env.MANDATE_E2E_BASE_2;
+const BASE_3 = process.env.MANDATE_E2E_BASE_3;
 const PASSWORD = process.env.MANDATE_E2E_PASSWORD;
+const PASSWORD_3 = process.env.MANDATE_E2E_PASSWORD_3;
+const BIN = process.env.MANDATE_E2E_BIN;
+const DATABASE = process.env.MANDATE_E2E_DATABASE;
+const DATABASE_3 = process.env.MANDATE_E2E_DATABASE_3;
 const IDP = process.env.MANDATE_E2E_IDP_ISSUER;
 const IDP_EVENTS = process.env.MANDATE_E2E_IDP_EVENTS;
 const OUT = process.env.MANDATE_E2E_OUT ?? path.resolve(import.meta.dirname, '../target/e2e');
@@ -48,6 +71,10 @@ const TITLE = 'Example ID';
 const CONTINUE = `Continue with ${TITLE}`;
 const ALICE_CUSTOMER = 'Alice IdP Private Ltd';
 const AGENT = 'Federated helper';
+// What mandate says when it refuses a provider's answer (crates/mandate-server/src/routes/upstream.rs).
+const SIGNED_IN_AS_OTHER = 'You are signed in here as someone else. Sign out first, then continue with the other account.';
+const NOT_LINKED = `This ${TITLE} account does not sign anyone in here. To use it, sign in another way and link it from Connections.`;
+const SIGNED_OUT = `You are no longer signed in here. Sign in and connect your ${TITLE} account again.`;
 
 const s = {
   person: undefined,
@@ -84,7 +111,7 @@ async function profile(who) {
   page.on('response', (r) => {
     const req = r.request();
     if (!req.isNavigationRequest() || req.frame() !== page.mainFrame()) return;
-    const at = origin(r.url()) === IDP ? 'idp' : origin(r.url()) === BASE_2 ? 'mandate-2' : 'mandate';
+    const at = { [IDP]: 'idp', [BASE_2]: 'mandate-2', [BASE_3]: 'mandate-3' }[origin(r.url())] ?? 'mandate';
     say(`${who}: ${req.method()} ${at} ${redactUrl(r.url()).replace(/^https?:\/\/[^/]+/, '')} -> ${r.status()}`);
   });
   return { context, page, who };
@@ -202,11 +229,68 @@ async function connectedApps(page) {
   return textOf(page);
 }
 
+/** Signs `username` in with the password form of mandate at `base`. */
+async function signInWithPassword(page, base, username, password, label) {
+  await goto(page, `${base}/login`);
+  await page.fill('input[name=username]', username);
+  await page.fill('input[name=password]', password);
+  await navigate(page, () => page.locator('form[action="/login"] button[type=submit]').click());
+  await shot(page, `${label}-signed-in`);
+  assert.equal(await signedInAs(page), username, `signed in with the password: ${await bodyText(page)}`);
+}
+
+/**
+ * From Connections at `base`: "Link Example ID", then "Continue to Example ID" on mandate's page
+ * that says what happens; returns once the tab is at the provider.
+ */
+async function startLink(page, base, label) {
+  await goto(page, `${base}/account/connections`);
+  const link = page.getByRole('link', { name: `Link ${TITLE}`, exact: true }).or(page.getByRole('button', { name: `Link ${TITLE}`, exact: true }));
+  await link.waitFor({ state: 'visible' });
+  await navigate(page, () => link.click());
+  await assertAt(page, base, `/account/connections/idp/link`, 'the page before the provider');
+  await shot(page, `${label}-link-start`);
+  const [started] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/account/connections/idp/link'),
+    navigate(page, () => page.getByRole('button', { name: `Continue to ${TITLE}`, exact: true }).click()),
+  ]);
+  if (origin(page.url()) !== IDP) {
+    await shot(page, `${label}-link-refused`);
+    assert.fail(`POST /account/connections/idp/link answered ${started.status()}, the tab is at ${redactUrl(page.url())}: ${await bodyText(page)}`);
+  }
+}
+
+/**
+ * From a tab at the provider: the person's part there as `account` (atProvider), and mandate's
+ * answer at its callback: its HTTP status and the error message the page shows (if any).
+ */
+async function answerAtCallback(page, base, account, label) {
+  const answered = page.waitForResponse(
+    (r) => r.request().isNavigationRequest() && r.url().startsWith(`${base}/upstream/idp/callback?`),
+    { timeout: STEP_MS },
+  );
+  const shown = await atProvider(page, base, account, label);
+  const response = await answered;
+  await shot(page, `${label}-answer`);
+  const error = page.locator('main p.error');
+  const message = (await error.count()) > 0 ? await textOf(page, 'main p.error') : undefined;
+  say(`${label}: mandate answered the provider's redirect with ${response.status()}${message ? `: ${message}` : ''}`);
+  return { shown, status: response.status(), message };
+}
+
+/** The usernames `mandate users list` prints for `database`. */
+async function usernames(database) {
+  const { stdout } = await promisify(execFile)(BIN, ['users', 'list', '--database', database], { timeout: PAGE_MS });
+  const [header, ...rows] = stdout.split('\n').filter(Boolean);
+  assert.match(header, /^ID\s+USERNAME\s/, `mandate users list: ${stdout}`);
+  return rows.map((row) => row.trim().split(/\s+/)[1]).sort();
+}
+
 before(async () => {
-  for (const [name, value] of Object.entries({ BASE, BASE_2, PASSWORD, IDP, IDP_EVENTS })) {
+  for (const [name, value] of Object.entries({ BASE, BASE_2, BASE_3, PASSWORD, PASSWORD_3, BIN, DATABASE, DATABASE_3, IDP, IDP_EVENTS })) {
     assert.ok(value, `MANDATE_E2E_${name} is set (run .ci/e2e.sh)`);
   }
-  say(`mandate ${BASE} (password and ${TITLE}), mandate ${BASE_2} (${TITLE} only), oidc-provider ${IDP}`);
+  say(`mandate ${BASE} (password and ${TITLE}), mandate ${BASE_2} (${TITLE} only), mandate ${BASE_3} (password and ${TITLE}, create_people = false), oidc-provider ${IDP}`);
   await s.callback.start();
   s.person = new Person({
     username: DEMO_USER,
@@ -362,22 +446,9 @@ test('c. no takeover by e-mail: mallory-idp, with alice-idp\'s e-mail address an
 test(`d. linking while signed in: the password user clicks "Link ${TITLE}" on Connections, signs in at the provider as bob-idp, confirms "Link" on mandate's page; then, signed out, "${CONTINUE}" as bob-idp signs in as the password user`, { timeout: STEP_MS }, async (t) => {
   if (!s.demo) return t.skip('c. did not sign the password user in');
   const { page } = s.demo;
-  await goto(page, `${BASE}/account/connections`);
-  const link = page.getByRole('link', { name: `Link ${TITLE}`, exact: true }).or(page.getByRole('button', { name: `Link ${TITLE}`, exact: true }));
-  await link.waitFor({ state: 'visible' });
   const mark = idpEvents().length;
-  await navigate(page, () => link.click());
   // mandate says what happens next; the person goes on to the provider.
-  await assertAt(page, BASE, `/account/connections/idp/link`, 'the page before the provider');
-  await shot(page, 'd-link-start');
-  const [started] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/account/connections/idp/link'),
-    navigate(page, () => page.getByRole('button', { name: `Continue to ${TITLE}`, exact: true }).click()),
-  ]);
-  if (origin(page.url()) !== IDP) {
-    await shot(page, 'd-link-refused');
-    assert.fail(`POST /account/connections/idp/link answered ${started.status()}, the tab is at ${redactUrl(page.url())}: ${await bodyText(page)}`);
-  }
+  await startLink(page, BASE, 'd');
   const shown = await atProvider(page, BASE, 'bob-idp', 'd');
   assert.equal(shown.login, true, 'this browser signs in at the provider for the first time');
   await shot(page, 'd-confirm-link');
@@ -539,5 +610,185 @@ test(`f. with password_login = false the sign-in page has no password field, onl
   await continueWithProvider(page, BASE_2, 'alice-idp', 'f');
   await assertAt(page, BASE_2, '/account/apps', 'the Connected apps page');
   assert.equal(await signedInAs(page), ACCOUNTS['alice-idp'].preferred_username, 'a person of this server\'s own');
+  await context.close();
+});
+
+test(`g. a sign-in never switches people: ${DEMO_USER}, signed in, is sent straight to /login/with/idp and signs in at the provider as alice-idp, whom another person has: 409 "${SIGNED_IN_AS_OTHER}", and ${DEMO_USER} is still the one signed in`, { timeout: STEP_MS }, async (t) => {
+  if (!s.usernames['alice-idp']) return t.skip('a. did not sign alice-idp in');
+  const { page, context } = await profile(`${DEMO_USER}-g`);
+  await signInWithPassword(page, BASE, DEMO_USER, PASSWORD, 'g');
+  // Signed in, the sign-in page sends them on (it offers no provider button then); a link on a
+  // page elsewhere can still point at the button's address.
+  await goto(page, `${BASE}/login`);
+  assert.notEqual(new URL(page.url()).pathname, '/login', 'a signed-in person\'s /login redirects away');
+  const mark = idpEvents().length;
+  await goto(page, `${BASE}/login/with/idp`);
+  assert.equal(origin(page.url()), IDP, `/login/with/idp sends the browser to the provider: ${redactUrl(page.url())}`);
+  const answer = await answerAtCallback(page, BASE, 'alice-idp', 'g');
+  assert.deepEqual(
+    idpEvents(mark).filter((e) => e.event === 'grant.success').map((e) => e.accountId),
+    ['alice-idp'],
+    'the provider signed alice-idp in',
+  );
+  assert.equal(answer.status, 409, `409 Conflict: ${await bodyText(page)}`);
+  assert.equal(answer.message, SIGNED_IN_AS_OTHER);
+
+  // Still the password user, with their data; alice.idp is untouched.
+  await goto(page, `${BASE}/account/apps`);
+  await shot(page, 'g-still-demo');
+  assert.equal(await signedInAs(page), DEMO_USER, `still ${DEMO_USER}: ${await bodyText(page)}`);
+  const theirs = await customers(page, BASE);
+  assert.ok(theirs.includes('Acme Corp') && !theirs.includes(ALICE_CUSTOMER), `${DEMO_USER}'s customers: ${theirs}`);
+  await goto(s.alice.page, `${BASE}/account/apps`);
+  assert.equal(await signedInAs(s.alice.page), s.usernames['alice-idp']);
+  await context.close();
+});
+
+test(`h. an unlinked account while signed in: ${DEMO_USER}, signed in, at /login/with/idp as carol-idp, whom nobody has: 403 "${NOT_LINKED}"; nobody is created and nothing is linked to ${DEMO_USER}; signed out, "${CONTINUE}" as carol-idp then creates a new person`, { timeout: STEP_MS }, async () => {
+  const { page, context } = await profile(`${DEMO_USER}-h`);
+  await signInWithPassword(page, BASE, DEMO_USER, PASSWORD, 'h');
+  await goto(page, `${BASE}/account/connections`);
+  const methodsBefore = await signInMethods(page);
+  const people = await usernames(DATABASE);
+  assert.ok(people.includes(DEMO_USER) && !people.some((u) => u.startsWith('carol')), `the people before: ${people}`);
+
+  const mark = idpEvents().length;
+  await goto(page, `${BASE}/login/with/idp`);
+  assert.equal(origin(page.url()), IDP, `/login/with/idp sends the browser to the provider: ${redactUrl(page.url())}`);
+  const answer = await answerAtCallback(page, BASE, 'carol-idp', 'h');
+  assert.deepEqual(
+    idpEvents(mark).filter((e) => e.event === 'grant.success').map((e) => e.accountId),
+    ['carol-idp'],
+    'the provider signed carol-idp in',
+  );
+  assert.equal(answer.status, 403, `403 Forbidden: ${await bodyText(page)}`);
+  assert.equal(answer.message, NOT_LINKED);
+
+  // Still the password user; their sign-in methods as before (no carol-idp); nobody new.
+  await goto(page, `${BASE}/account/connections`);
+  await shot(page, 'h-connections');
+  assert.equal(await signedInAs(page), DEMO_USER, `still ${DEMO_USER}: ${await bodyText(page)}`);
+  const methods = await signInMethods(page);
+  assert.deepEqual(methods, methodsBefore, `${DEMO_USER}'s sign-in methods are unchanged`);
+  assert.ok(!methods.some((m) => m.includes(ACCOUNTS['carol-idp'].email)), `carol-idp is not linked: ${JSON.stringify(methods)}`);
+  assert.deepEqual(await usernames(DATABASE), people, 'nobody was created');
+
+  // Signed out, carol-idp signs in as a new person of their own.
+  await signOut(page, 'h');
+  await goto(page, `${BASE}/login`);
+  await continueWithProvider(page, BASE, 'carol-idp', 'h-again');
+  await assertAt(page, BASE, '/account/apps', 'the Connected apps page of a new person');
+  assert.equal(await signedInAs(page), ACCOUNTS['carol-idp'].preferred_username, 'a new person named from preferred_username');
+  assert.deepEqual(await customers(page, BASE), [], 'a new person has no customers');
+  assert.deepEqual(await usernames(DATABASE), [...people, ACCOUNTS['carol-idp'].preferred_username].sort(), 'one person more: carol.idp');
+  await context.close();
+});
+
+test(`i. with create_people = false, "${CONTINUE}" as an account nobody has there: 403 "${NOT_LINKED}", nobody created, nobody signed in`, { timeout: STEP_MS }, async () => {
+  const { page, context } = await profile('create-people-false');
+  await goto(page, `${BASE_3}/login`);
+  await shot(page, 'i-login');
+  assert.equal(await page.locator('form[action="/login"] input[name=password]').count(), 1, 'the password form');
+  const people = await usernames(DATABASE_3);
+  assert.deepEqual(people, [DEMO_USER], 'the third mandate has its demo user only');
+  const button = page.getByRole('link', { name: CONTINUE, exact: true });
+  assert.equal(await button.getAttribute('href'), '/login/with/idp');
+  await navigate(page, () => button.click());
+  const answer = await answerAtCallback(page, BASE_3, 'alice-idp', 'i');
+  assert.deepEqual(answer.shown, { login: true, consent: true }, 'a fresh browser signs in and consents at the provider');
+  assert.equal(answer.status, 403, `403 Forbidden: ${await bodyText(page)}`);
+  assert.equal(answer.message, NOT_LINKED);
+  assert.equal(await signedInAs(page), undefined, 'nobody signed in on the error page');
+
+  // No session: the account pages send the browser to sign in.
+  await goto(page, `${BASE_3}/account/apps`);
+  await shot(page, 'i-no-session');
+  await assertAt(page, BASE_3, '/login', 'the sign-in page');
+  assert.equal(await signedInAs(page), undefined, 'nobody is signed in');
+  assert.deepEqual(await usernames(DATABASE_3), people, 'nobody was created');
+  await context.close();
+});
+
+test(`j. an e-mail address the provider did not verify is not shown: ${DEMO_USER} of the third mandate links dave-idp (email_verified false) from Connections; the link page and Connections show no address; then "${CONTINUE}" as dave-idp signs ${DEMO_USER} in there`, { timeout: STEP_MS }, async () => {
+  assert.equal(ACCOUNTS['dave-idp'].email_verified, false);
+  const unverified = ACCOUNTS['dave-idp'].email;
+  const { page, context } = await profile(`${DEMO_USER}-3`);
+  await signInWithPassword(page, BASE_3, DEMO_USER, PASSWORD_3, 'j');
+  await goto(page, `${BASE_3}/account/connections`);
+  assert.deepEqual(await signInMethods(page), [], 'nothing linked yet');
+  await startLink(page, BASE_3, 'j');
+  const shown = await atProvider(page, BASE_3, 'dave-idp', 'j');
+  assert.equal(shown.login, true, 'a fresh browser signs in at the provider');
+  await shot(page, 'j-confirm-link');
+
+  const confirm = page.getByRole('button', { name: 'Link', exact: true });
+  if ((await confirm.count()) === 0) assert.fail(`no confirmation page with a "Link" button at ${redactUrl(page.url())}: ${await bodyText(page)}`);
+  const text = await textOf(page);
+  assert.ok(text.includes(`You are signed in as ${DEMO_USER}.`), `the page names the signed-in person: ${text}`);
+  assert.ok(!text.includes(unverified) && !text.includes('@'), `no e-mail address on the link page: ${text}`);
+  assert.ok(text.includes(`The ${TITLE} account is not linked to anyone.`), `the account, without an address: ${text}`);
+  assert.ok(!(await bodyText(page)).includes(unverified), 'nowhere on the page');
+
+  await navigate(page, () => confirm.click());
+  await assertAt(page, BASE_3, '/account/connections', 'the Connections page');
+  await shot(page, 'j-linked');
+  assert.ok((await textOf(page)).includes(`You can now sign in with ${TITLE}.`), await textOf(page));
+  const methods = await signInMethods(page);
+  assert.equal(methods.length, 1, `one sign-in method: ${JSON.stringify(methods)}`);
+  assert.ok(methods[0].includes(TITLE), methods[0]);
+  assert.ok(!methods[0].includes(unverified) && !methods[0].includes('@'), `no e-mail address in Connections: ${methods[0]}`);
+
+  // create_people = false leaves linked people alone: dave-idp signs the password user in.
+  await signOut(page, 'j');
+  await goto(page, `${BASE_3}/login`);
+  await continueWithProvider(page, BASE_3, 'dave-idp', 'j-again');
+  await assertAt(page, BASE_3, '/account/apps', 'the Connected apps page');
+  assert.equal(await signedInAs(page), DEMO_USER, `dave-idp signs in as ${DEMO_USER}`);
+  assert.deepEqual(await usernames(DATABASE_3), [DEMO_USER], 'nobody was created');
+  await context.close();
+});
+
+test('k. a link answered after its person signed out in another tab: 403 "You are no longer signed in here…", nothing linked, and the provider\'s code is never redeemed', { timeout: STEP_MS }, async () => {
+  // A second password user on the third mandate (`mandate users add`), with nothing linked.
+  const username = 'erin';
+  const password = crypto.randomBytes(24).toString('base64url');
+  await new Promise((resolve, reject) => {
+    const child = execFile(BIN, ['users', 'add', username, '--password-stdin', '--database', DATABASE_3], { timeout: PAGE_MS }, (e, _out, err) =>
+      e ? reject(new Error(`mandate users add: ${e.message} ${err}`)) : resolve(),
+    );
+    child.stdin.end(`${password}\n`);
+  });
+  const { page, context } = await profile(username);
+  await signInWithPassword(page, BASE_3, username, password, 'k');
+  await startLink(page, BASE_3, 'k');
+
+  // Meanwhile, in another tab of the same browser: Sign out.
+  const other = await context.newPage();
+  await goto(other, `${BASE_3}/account/apps`);
+  assert.equal(await signedInAs(other), username);
+  await signOut(other, 'k-other-tab');
+  await other.close();
+
+  const mark = idpEvents().length;
+  const answer = await answerAtCallback(page, BASE_3, 'bob-idp', 'k');
+  assert.equal(answer.status, 403, `403 Forbidden: ${await bodyText(page)}`);
+  assert.equal(answer.message, SIGNED_OUT);
+  const events = idpEvents(mark);
+  assert.deepEqual(
+    events.filter((e) => e.event === 'authorization.success').map((e) => e.accountId),
+    ['bob-idp'],
+    'the provider sent bob-idp\'s answer',
+  );
+  assert.deepEqual(
+    events.filter((e) => (e.event === 'request' && e.path === '/token') || e.event === 'grant.success'),
+    [],
+    'mandate did not redeem the code',
+  );
+
+  // Signed in again: nothing was linked.
+  await signInWithPassword(page, BASE_3, username, password, 'k-again');
+  await goto(page, `${BASE_3}/account/connections`);
+  await shot(page, 'k-connections');
+  assert.deepEqual(await signInMethods(page), [], 'nothing linked');
   await context.close();
 });

@@ -5,7 +5,8 @@
 // code and refresh token grants, the redirect URIs given), PKCE required for every client, RFC
 // 7009 revocation on, RFC 9207 `iss` in every authorization response (always on in 9.x). Its
 // accounts are fixed (ACCOUNTS): two of them share an e-mail address and a preferred_username,
-// as an attacker's account would.
+// as an attacker's account would; one has an e-mail address the provider did not verify
+// (email_verified false).
 //
 // Its issuer is http://localhost:PORT while it listens on 127.0.0.1 only: to the browser the
 // provider is then another site than mandate on http://127.0.0.1:PORT, as a real provider is
@@ -41,6 +42,9 @@ export const ACCOUNTS = {
   // Another person's account reusing alice-idp's e-mail address and preferred_username.
   'mallory-idp': { email: 'shared@example.com', email_verified: true, preferred_username: 'alice.idp', name: 'Mallory' },
   'bob-idp': { email: 'bob@example.com', email_verified: true, preferred_username: 'bob.idp', name: 'Bob at the IdP' },
+  'carol-idp': { email: 'carol@example.com', email_verified: true, preferred_username: 'carol.idp', name: 'Carol at the IdP' },
+  // An e-mail address the provider says it did not verify.
+  'dave-idp': { email: 'dave@example.com', email_verified: false, preferred_username: 'dave.idp', name: 'Dave at the IdP' },
 };
 
 export const CLIENT_ID = 'mandate';
