@@ -302,31 +302,42 @@ impl Upstreams {
             return Err(UpstreamError::SignedOut);
         }
         let known = store.identity_user(provider, &identity.subject).await?;
-        let user = match (known, linking, signed_in) {
+        let refused = match (&known, linking, signed_in) {
             (Some(id), Some(starter), _) if id != starter => {
-                return Err(UpstreamError::LinkedElsewhere { provider: provider.to_owned() });
+                Some(UpstreamError::LinkedElsewhere { provider: provider.to_owned() })
             }
             // Someone else is signed in here: a sign-in never switches people behind their back
             // (a page elsewhere can start one); they sign out first.
-            (Some(id), None, Some(current)) if id != current.id => return Err(UpstreamError::SignedInAsOther),
+            (Some(id), None, Some(current)) if *id != current.id => Some(UpstreamError::SignedInAsOther),
+            (None, None, Some(_)) => Some(UpstreamError::NotLinked),
+            (None, None, None) if !p.spec.create_people => Some(UpstreamError::NotLinked),
+            (None, Some(_), None) => Some(UpstreamError::SignedOut),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            // A refused sign-in leaves no token live at the provider either.
+            self.forget_sign_in_tokens(p, signed_in, &done.tokens).await;
+            return Err(e);
+        }
+        let user = match (known, linking, signed_in) {
             (Some(id), _, _) => {
-                let user = store.user_by_id(&id).await?.filter(|u| !u.disabled).ok_or(UpstreamError::Disabled)?;
-                self.forget_sign_in_tokens(p, &user, &done.tokens).await;
+                let Some(user) = store.user_by_id(&id).await?.filter(|u| !u.disabled) else {
+                    self.forget_sign_in_tokens(p, None, &done.tokens).await;
+                    return Err(UpstreamError::Disabled);
+                };
+                self.forget_sign_in_tokens(p, Some(&user), &done.tokens).await;
                 return Ok(SignInOutcome::SignedIn { user, created: false });
             }
             (None, Some(_), Some(current)) => current,
-            (None, None, Some(_)) => return Err(UpstreamError::NotLinked),
-            (None, None, None) if !p.spec.create_people => return Err(UpstreamError::NotLinked),
-            (None, None, None) => {
+            _ => {
                 let user = self.create_person(provider, &identity).await?;
-                self.forget_sign_in_tokens(p, &user, &done.tokens).await;
+                self.forget_sign_in_tokens(p, Some(&user), &done.tokens).await;
                 return Ok(SignInOutcome::SignedIn { user, created: true });
             }
-            (None, Some(_), None) => return Err(UpstreamError::SignedOut),
         };
         // Linked only when the signed-in person says so (never by e-mail).
         let now = self.auth.now();
-        self.forget_sign_in_tokens(p, user, &done.tokens).await;
+        self.forget_sign_in_tokens(p, Some(user), &done.tokens).await;
         let offer = random_token(self.auth.randomness());
         let hash = SecretHash::of(&offer);
         let secrets = FlowSecrets {
@@ -359,12 +370,16 @@ impl Upstreams {
     /// (where it offers revocation), in the background, so none stays live there unused. Not when
     /// the person keeps a connected account of the same client at that provider: at some
     /// providers (Google) revoking one token ends the client's whole grant, that account's too.
-    async fn forget_sign_in_tokens(&self, p: &crate::Provider, user: &User, tokens: &TokenResponse) {
-        for other in
-            self.providers.values().filter(|o| o.spec.client_id == p.spec.client_id && o.spec.issuer == p.spec.issuer)
-        {
-            if !matches!(self.auth.store().upstream_account(&user.id, &other.spec.name).await, Ok(None)) {
-                return;
+    async fn forget_sign_in_tokens(&self, p: &crate::Provider, user: Option<&User>, tokens: &TokenResponse) {
+        if let Some(user) = user {
+            for other in self
+                .providers
+                .values()
+                .filter(|o| o.spec.client_id == p.spec.client_id && o.spec.issuer == p.spec.issuer)
+            {
+                if !matches!(self.auth.store().upstream_account(&user.id, &other.spec.name).await, Ok(None)) {
+                    return;
+                }
             }
         }
         let spec = p.spec.clone();
