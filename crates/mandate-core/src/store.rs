@@ -198,8 +198,10 @@ pub trait UpstreamStore: Send + Sync {
         now: UnixTime,
         until: UnixTime,
     ) -> StoreResult<bool>;
-    /// Stores refreshed tokens over `version` (bumping it) and releases the lease; false when the
-    /// row moved on meanwhile (disconnected, reconnected).
+    /// Stores refreshed tokens over `version` (bumping it) and releases the lease; `scope`, when
+    /// the provider said, replaces the granted scope. False when the row moved on meanwhile
+    /// (disconnected, reconnected).
+    #[allow(clippy::too_many_arguments)]
     async fn finish_upstream_refresh(
         &self,
         user_id: &str,
@@ -207,6 +209,7 @@ pub trait UpstreamStore: Send + Sync {
         version: i64,
         sealed_tokens: &[u8],
         access_expires_at: Option<UnixTime>,
+        scope: Option<&str>,
         now: UnixTime,
     ) -> StoreResult<bool>;
     /// Releases the lease after a failed refresh; `disconnect` marks the account disconnected

@@ -193,15 +193,17 @@ impl UpstreamStore for SqlStore {
         version: i64,
         sealed_tokens: &[u8],
         access_expires_at: Option<UnixTime>,
+        scope: Option<&str>,
         now: UnixTime,
     ) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE upstream_accounts SET sealed_tokens = $1, access_expires_at = $2, refreshed_at = $3, \
-             version = version + 1, refreshing_until = NULL WHERE user_id = $4 AND provider = $5 AND version = $6 \
-             AND connected = 1",
+            "UPDATE upstream_accounts SET sealed_tokens = $1, access_expires_at = $2, scope = COALESCE($3, scope), \
+             refreshed_at = $4, version = version + 1, refreshing_until = NULL WHERE user_id = $5 AND provider = $6 \
+             AND version = $7 AND connected = 1",
         )
         .bind(sealed_tokens.to_vec())
         .bind(access_expires_at)
+        .bind(scope)
         .bind(now)
         .bind(user_id)
         .bind(provider)

@@ -371,7 +371,8 @@ impl Vault {
                 };
                 let sealed = self.seal(user_id, name, &next)?;
                 let expires = resp.lifetime().map(|l| now.saturating_add(l));
-                if store.finish_upstream_refresh(user_id, name, a.version, &sealed, expires, now).await? {
+                let scope = resp.scope.as_deref();
+                if store.finish_upstream_refresh(user_id, name, a.version, &sealed, expires, scope, now).await? {
                     return Ok(UpstreamToken { secret: next.access, expires_at: expires });
                 }
                 // Disconnected or connected again meanwhile: what is stored now wins, and the

@@ -213,9 +213,33 @@ async fn a_refresh_begun_before_a_reconnection_cannot_land_on_it() {
     let second = store.upstream_account(&alice, "up").await.unwrap().unwrap();
     assert_ne!(first.version, second.version, "a new connection never reuses a version");
     let now = p.ours.auth.now();
-    assert!(!store.finish_upstream_refresh(&alice, "up", first.version, b"stale", None, now).await.unwrap());
+    assert!(!store.finish_upstream_refresh(&alice, "up", first.version, b"stale", None, None, now).await.unwrap());
     store.abandon_upstream_refresh(&alice, "up", first.version, true).await.unwrap();
     let after = store.upstream_account(&alice, "up").await.unwrap().unwrap();
     assert!(after.connected && after.sealed_tokens == second.sealed_tokens, "the new connection is untouched");
     assert!(works_upstream(&p, handle(&p.upstreams).token(&alice).await.unwrap().expose()).await);
+    // A refresh over the current version lands, and the scope the provider names replaces the
+    // stored one (an answer without scope keeps it).
+    let current = store.upstream_account(&alice, "up").await.unwrap().unwrap();
+    let sealed = current.sealed_tokens.clone();
+    assert!(
+        store
+            .finish_upstream_refresh(
+                &alice,
+                "up",
+                current.version,
+                &sealed,
+                None,
+                Some("customers.read invoices.read"),
+                now
+            )
+            .await
+            .unwrap()
+    );
+    let after = store.upstream_account(&alice, "up").await.unwrap().unwrap();
+    assert_eq!(after.scope.as_deref(), Some("customers.read invoices.read"));
+    assert_eq!(after.version, current.version + 1);
+    assert!(store.finish_upstream_refresh(&alice, "up", after.version, &sealed, None, None, now).await.unwrap());
+    let kept = store.upstream_account(&alice, "up").await.unwrap().unwrap();
+    assert_eq!(kept.scope.as_deref(), Some("customers.read invoices.read"));
 }
