@@ -233,36 +233,23 @@ TOML
     "MANDATE_E2E_PYTHON=$venv/bin/python")
 }
 
-# Another `mandate serve --demo` beside the running one, with a database of its own and the
-# configuration file given, on 127.0.0.1:$listen_port2 (its public URL too); then VAR=VALUE pairs
-# for its environment. Sets base2.
-start_second_server() {
-  local config="$1"
-  shift
-  base2="http://127.0.0.1:$listen_port2"
-  mkdir -p "$tmp/$name-2"
-  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name-2/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
-    "$bin" serve --demo --config "$config" --listen "127.0.0.1:$listen_port2" >"$tmp/$name-2.stdout" 2>"$out/$name-2.server.log" &
-  server2=$!
-  wait_for_line "$tmp/$name-2.stdout" '^mandate is serving' "$server2" "the second mandate" || { cat "$out/$name-2.server.log" >&2; return 1; }
-  echo "a second mandate serving $base2, its own database (log: target/e2e/$name-2.server.log)"
-}
-
-# A third `mandate serve --demo` beside them (as start_second_server), on
-# 127.0.0.1:$listen_port3, with its own database and the configuration file given; then VAR=VALUE
-# pairs for its environment. Sets base3 and password3 (its demo password).
-start_third_server() {
-  local config="$1"
-  shift
-  base3="http://127.0.0.1:$listen_port3"
-  mkdir -p "$tmp/$name-3"
-  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name-3/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
-    "$bin" serve --demo --config "$config" --listen "127.0.0.1:$listen_port3" >"$tmp/$name-3.stdout" 2>"$out/$name-3.server.log" &
-  server3=$!
-  wait_for_line "$tmp/$name-3.stdout" '^mandate is serving' "$server3" "the third mandate" || { cat "$out/$name-3.server.log" >&2; return 1; }
-  password3="$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/$name-3.stdout" | head -n1)"
-  [ -n "$password3" ] || { echo "the third mandate printed no demo password" >&2; return 1; }
-  echo "a third mandate serving $base3, its own database (log: target/e2e/$name-3.server.log)"
+# Another `mandate serve --demo` beside the running one, number N (2 or 3), with a database of its
+# own and the configuration file given, on 127.0.0.1:$listen_portN (its public URL too); then
+# VAR=VALUE pairs for its environment. Sets baseN, serverN and passwordN (its demo password).
+start_another_server() {
+  local n="$1" config="$2"
+  shift 2
+  local port_var="listen_port$n"
+  local port="${!port_var}"
+  mkdir -p "$tmp/$name-$n"
+  env "$@" MANDATE_DATABASE="sqlite://$tmp/$name-$n/mandate.db" RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" serve --demo --config "$config" --listen "127.0.0.1:$port" >"$tmp/$name-$n.stdout" 2>"$out/$name-$n.server.log" &
+  local pid=$!
+  printf -v "server$n" '%s' "$pid"
+  printf -v "base$n" '%s' "http://127.0.0.1:$port"
+  wait_for_line "$tmp/$name-$n.stdout" '^mandate is serving' "$pid" "mandate number $n" || { cat "$out/$name-$n.server.log" >&2; return 1; }
+  printf -v "password$n" '%s' "$(sed -n 's/^demo user: demo \/ password: //p' "$tmp/$name-$n.stdout" | head -n1)"
+  echo "mandate number $n serving http://127.0.0.1:$port, its own database (log: target/e2e/$name-$n.server.log)"
 }
 
 # The federated sign-in suite's world, before its mandates start: three loopback ports chosen for
@@ -406,7 +393,8 @@ for entry in "${suites[@]}"; do
       e2e/federated.test.mjs)
         # The suite reads and adds people with the admin commands (`mandate users`) on the first
         # and third mandates' databases.
-        if start_second_server "$config2" "${server_env[@]}" && start_third_server "$config3" "${server_env[@]}"; then
+        if start_another_server 2 "$config2" "${server_env[@]}" && start_another_server 3 "$config3" "${server_env[@]}" \
+          && [ -n "$password3" ]; then
           suite_env+=("MANDATE_E2E_BASE_2=$base2" "MANDATE_E2E_BASE_3=$base3" "MANDATE_E2E_PASSWORD_3=$password3"
             "MANDATE_E2E_BIN=$bin" "MANDATE_E2E_DATABASE=sqlite://$tmp/$name/mandate.db"
             "MANDATE_E2E_DATABASE_3=sqlite://$tmp/$name-3/mandate.db")

@@ -17,9 +17,6 @@ use crate::{UpstreamError, Upstreams, idtoken};
 /// How long a person has at the provider.
 const FLOW_TTL: i64 = 600;
 
-/// Where a link started from the account pages returns (it marks the flow as a link).
-pub const LINK_RETURN: &str = "/account/connections";
-
 /// Sealed with the flow: what the answer must match.
 #[derive(Serialize, Deserialize)]
 struct FlowSecrets {
@@ -72,7 +69,7 @@ pub struct Completed {
 /// What a sign-in with a provider leads to.
 pub enum SignInOutcome {
     /// A known (or newly created) person: open a session.
-    SignedIn { user: User, created: bool },
+    SignedIn { user: User },
     /// Someone is signed in here and the provider's account is linked to nobody: ask them to
     /// confirm the link (the offer's id goes in the confirmation form).
     ConfirmLink { offer: String, email: Option<String> },
@@ -326,13 +323,13 @@ impl Upstreams {
                     return Err(UpstreamError::Disabled);
                 };
                 self.forget_sign_in_tokens(p, Some(&user), &done.tokens).await;
-                return Ok(SignInOutcome::SignedIn { user, created: false });
+                return Ok(SignInOutcome::SignedIn { user });
             }
             (None, Some(_), Some(current)) => current,
             _ => {
                 let user = self.create_person(provider, &identity).await?;
                 self.forget_sign_in_tokens(p, Some(&user), &done.tokens).await;
-                return Ok(SignInOutcome::SignedIn { user, created: true });
+                return Ok(SignInOutcome::SignedIn { user });
             }
         };
         // Linked only when the signed-in person says so (never by e-mail).

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use mandate_core::AuthServer;
 use mandate_core::error::StoreError;
 
-pub use flows::{Callback, Completed, LINK_RETURN, ProviderIdentity, SignInOutcome, Started};
+pub use flows::{Callback, Completed, ProviderIdentity, SignInOutcome, Started};
 pub use provider::{ClientAuth, Endpoints, Metadata, Provider, ProviderSpec, redirect_uri};
 pub use vault::{ConnectedAccount, UpstreamToken};
 

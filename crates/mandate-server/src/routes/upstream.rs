@@ -168,9 +168,7 @@ pub async fn callback(
         _ => {
             let back = done.return_to.clone();
             match u.complete_sign_in(done, signed_in.as_ref().map(|(_, user)| user)).await {
-                Ok(SignInOutcome::SignedIn { user, .. }) => {
-                    signed_in_as(&s, u, &provider, &user, back.as_deref()).await
-                }
+                Ok(SignInOutcome::SignedIn { user }) => signed_in_as(&s, u, &provider, &user, back.as_deref()).await,
                 Ok(SignInOutcome::ConfirmLink { offer, email }) => {
                     let Some((session, user)) = signed_in else {
                         return error_page(StatusCode::FORBIDDEN, "You are no longer signed in.");
@@ -399,8 +397,7 @@ pub async fn start(
             u.start(&provider, FlowPurpose::Connect, Some(&user.id), back, browser.as_deref()).await
         }
         "link" if u.provider(&provider).is_ok_and(|p| p.spec.sign_in) => {
-            let back = Some(mandate_upstream::LINK_RETURN.to_owned());
-            u.start(&provider, FlowPurpose::SignIn, Some(&user.id), back, browser.as_deref()).await
+            u.start(&provider, FlowPurpose::SignIn, Some(&user.id), None, browser.as_deref()).await
         }
         "disconnect" => {
             return match u.disconnect(&user.id, &provider).await {
