@@ -113,7 +113,7 @@ fn sanitize(d: Cow<'static, str>) -> Cow<'static, str> {
 }
 
 /// What storage can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken (e.g. a username that exists).
     #[error("already exists: {0}")]

@@ -171,6 +171,15 @@ pub struct AuthorizationCode {
     pub consumed_at: Option<UnixTime>,
 }
 
+/// A refresh token with its grant, read together (see `GrantStore::refresh_context`).
+#[derive(Debug, Clone)]
+pub struct RefreshContext {
+    pub token: RefreshToken,
+    pub grant: Grant,
+    /// The grant's person exists and is not disabled.
+    pub person_enabled: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct RefreshToken {
     pub hash: SecretHash,
@@ -265,6 +274,10 @@ pub struct AuditEvent {
     pub grant_id: Option<String>,
     pub detail: Option<String>,
 }
+
+/// Makes the audit event that records a write's outcome; the store writes it in the write's own
+/// transaction, so the change and its record are kept or lost together.
+pub type AuditOf<O> = Box<dyn FnOnce(&O) -> Option<AuditEvent> + Send>;
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -71,13 +71,15 @@ pub trait GrantStore: Send + Sync {
     /// grant was revoked (a replayed code got there first) or is already active.
     async fn activate_grant(&self, grant_id: &str, refresh: Option<&RefreshToken>, now: UnixTime) -> StoreResult<bool>;
     /// Spends the code, activates its grant and stores the first refresh token in one
-    /// transaction (grant row first), so a failure in between leaves the code redeemable.
+    /// transaction (grant row first), so a failure in between leaves the code redeemable. The
+    /// audit event `audit` makes of the outcome is written in that same transaction.
     async fn redeem_code(
         &self,
         code: &SecretHash,
         grant_id: &str,
         refresh: Option<&RefreshToken>,
         now: UnixTime,
+        audit: AuditOf<crate::model::Redemption>,
     ) -> StoreResult<crate::model::Redemption>;
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     /// Active grants, newest first, optionally of one user.
@@ -87,11 +89,15 @@ pub trait GrantStore: Send + Sync {
     /// Revokes every grant a person gave a client, forgets the consent; returns how many.
     async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64>;
     async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>>;
+    /// What a refresh request needs, in one read: the token, its grant, and whether the grant's
+    /// person exists and is enabled.
+    async fn refresh_context(&self, hash: &SecretHash) -> StoreResult<Option<RefreshContext>>;
     /// Rotates a refresh token exactly once (see [`RotateOutcome`]), atomically: the caller that
     /// wins marks `presented` rotated, stores `next` and keeps `sealed` (the successor sealed
     /// under the presented token) on the presented token's row, clearing any older sealed
     /// successor of the family. A presentation that loses is judged by `window`; a retry gets the
-    /// stored sealed successor back and nothing is inserted. Does not touch `last_used_at`.
+    /// stored sealed successor back and nothing is inserted. Does not touch `last_used_at`. The
+    /// audit event `audit` makes of the outcome is written in the same transaction.
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
@@ -99,6 +105,7 @@ pub trait GrantStore: Send + Sync {
         sealed: Option<&str>,
         now: UnixTime,
         window: RetryWindow,
+        audit: AuditOf<RotateOutcome>,
     ) -> StoreResult<RotateOutcome>;
     /// Records a revoked access token until it would have expired anyway.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;
@@ -160,8 +167,8 @@ pub trait McpSessionStore: Send + Sync {
     /// The session's initialize parameters, when it is known and was used since `fresh_after`.
     async fn mcp_session_state(&self, id: &str, fresh_after: UnixTime) -> StoreResult<Option<String>>;
     /// Binds the session to `owner` (once: an owned session keeps its owner) and keeps at most
-    /// `keep` sessions for that owner, dropping the least recently used.
-    async fn bind_mcp_session(&self, id: &str, owner: &str, now: UnixTime, keep: i64) -> StoreResult<()>;
+    /// `keep` sessions for that owner, dropping the least recently used; returns the ids dropped.
+    async fn bind_mcp_session(&self, id: &str, owner: &str, now: UnixTime, keep: i64) -> StoreResult<Vec<String>>;
     /// The session's owner when it was used since `fresh_after`; marks it used at `now`.
     async fn touch_mcp_session(&self, id: &str, now: UnixTime, fresh_after: UnixTime) -> StoreResult<Option<String>>;
     async fn delete_mcp_session(&self, id: &str) -> StoreResult<()>;

@@ -1,6 +1,8 @@
 //! RFC 9068 JWT access tokens: minting, and verification for introspection.
 
-use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Header, Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
@@ -43,7 +45,13 @@ pub fn mint(ring: &KeyRing, claims: &AccessClaims, now: UnixTime) -> Result<Stri
     let mut header = Header::new(key.alg.jwt());
     header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
     header.kid = Some(key.kid.clone());
-    encode(&header, claims, &key.encoding).map_err(|_| TokenError::Sign)
+    // The compact JWS (RFC 7515 §7.1), signed with the key parsed when the ring was loaded.
+    let part = |v: Vec<u8>| URL_SAFE_NO_PAD.encode(v);
+    let header = serde_json::to_vec(&header).map_err(|_| TokenError::Sign)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| TokenError::Sign)?;
+    let signing_input = format!("{}.{}", part(header), part(payload));
+    let signature = key.signer.sign(signing_input.as_bytes()).map_err(|_| TokenError::Sign)?;
+    Ok(format!("{signing_input}.{}", part(signature)))
 }
 
 /// Verifies an access token this server issued: compact JWS only, `typ` `at+jwt`, a published
@@ -92,8 +100,6 @@ mod tests {
     use super::*;
     use crate::clock::OsRandom;
     use crate::keys::{KeyEncryptionKey, SigningAlg, generate_key};
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn ring(alg: SigningAlg) -> KeyRing {
         let kek = KeyEncryptionKey::generate(&OsRandom);

@@ -123,6 +123,7 @@ pub fn serve(
     if let Some(e) = start.error {
         upstream.note_failure(e);
     }
+    let live = auth.counters().mcp_sessions(&settings.resource);
     let endpoint = mandate_mcp::endpoint(settings, auth, &title, tools, false);
     let mut config = endpoint.service_config;
     // An HTTP upstream's session continues on another instance (its upstream session id is
@@ -140,11 +141,14 @@ pub fn serve(
     let sessions = Arc::new(sessions::GatewaySessions::new(upstream.auth.clone(), end));
     config.session_store = Some(sessions.clone());
     let relay_of = upstream.clone();
-    let service = StreamableHttpService::new(
-        move || Ok(Relay::new(relay_of.clone(), sessions.clone())),
-        Arc::new(sessions::TellingSessions::default()),
-        config,
-    );
+    let manager = Arc::new(mandate_mcp::CountedSessions::new(sessions::TellingSessions::default(), live));
+    // A session the database drops for the per-person cap leaves memory at once, and its relay
+    // with its upstream link (a stdio process ends with it).
+    if let Some(r) = &endpoint.registry {
+        r.closing_in(manager.clone());
+    }
+    let service =
+        StreamableHttpService::new(move || Ok(Relay::new(relay_of.clone(), sessions.clone())), manager, config);
     let router =
         endpoint.guard.protect(Router::new().nest_service(&path, service)).merge(endpoint.guard.metadata_router());
     (upstream, router)

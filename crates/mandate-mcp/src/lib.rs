@@ -3,6 +3,8 @@
 //! same process it validates tokens against mandate's own key ring and refuses tokens of
 //! revoked grants at once; on its own (`--mcp-only`) it validates against the issuer's JWKS.
 
+mod counted_sessions;
+mod idle;
 mod shared_sessions;
 mod tools;
 mod upstream_account;
@@ -22,11 +24,14 @@ use mandate_guard::{
     Validator,
 };
 use rmcp::transport::StreamableHttpServerConfig;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::tower::StreamableHttpService;
 use tokio_util::sync::CancellationToken;
 
-pub use shared_sessions::DatabaseSessions;
+pub use counted_sessions::CountedSessions;
+pub use idle::{IdleWatch, ParkIdle};
+pub use shared_sessions::{CloseSessions, DatabaseSessions};
 pub use tools::{DemoApps, SCOPES_META_KEY};
 pub use upstream_account::{URL_ELICITATION_REQUIRED, connect_required, upstream_token};
 
@@ -193,6 +198,30 @@ pub fn published_scopes(resource: &ResourceDef) -> (Vec<String>, Vec<String>) {
 pub struct Endpoint {
     pub guard: Arc<Guard>,
     pub service_config: StreamableHttpServerConfig,
+    /// The sessions' owners in the database, when shared: hand it the endpoint's session manager
+    /// ([`DatabaseSessions::closing_in`]) so that sessions dropped by the per-person cap leave
+    /// this process's memory at once.
+    pub registry: Option<Arc<DatabaseSessions>>,
+}
+
+/// How long an MCP session with no request and no stream open stays in this process's memory
+/// ([`ParkIdle`]). After that only its database row is left (owner, `initialize` parameters); its
+/// next request restores it (rmcp replays its `initialize`), on this instance or any other, until
+/// the database's idle expiry ([`mandate_guard::SESSION_IDLE`], an hour).
+pub const IDLE_IN_MEMORY: Duration = Duration::from_secs(60);
+const _: () = assert!(IDLE_IN_MEMORY.as_secs() <= mandate_guard::SESSION_IDLE.as_secs());
+/// How often idle sessions are looked for: one leaves memory between [`IDLE_IN_MEMORY`] and this
+/// much later.
+const PARK_EVERY: Duration = Duration::from_secs(15);
+
+/// rmcp's in-memory session manager for sessions kept in the database, to be wrapped in
+/// [`ParkIdle`]. Its own keep-alive (a session worker ends after this long without a message,
+/// 5 minutes by default) is the database's idle expiry: a session whose event stream stays open
+/// without messages lasts as long as its database row, and [`ParkIdle`] handles the rest.
+pub fn session_manager() -> LocalSessionManager {
+    let mut m = LocalSessionManager::default();
+    m.session_config.keep_alive = Some(mandate_guard::SESSION_IDLE);
+    m
 }
 
 /// The guard and service settings for an MCP endpoint at `settings.resource` whose tools need
@@ -224,17 +253,29 @@ pub fn endpoint(
     }
     let mut service_config =
         StreamableHttpServerConfig::default().with_allowed_hosts(hosts).with_cancellation_token(settings.shutdown);
-    if let Some(s) = sessions {
-        service_config.session_store = Some(s);
+    if let Some(s) = &sessions {
+        service_config.session_store = Some(s.clone());
     }
-    Endpoint { guard: Arc::new(guard), service_config }
+    Endpoint { guard: Arc::new(guard), service_config, registry: sessions }
 }
 
 /// The `/mcp` endpoint behind the guard, plus the protected resource metadata routes.
 pub fn router(settings: McpSettings, auth: Arc<AuthServer>, demo: Arc<dyn DemoStore>) -> Router {
-    let Endpoint { guard, service_config } =
+    let level = auth.counters().mcp_sessions(&settings.resource);
+    let stop = settings.shutdown.clone();
+    let Endpoint { guard, service_config, registry } =
         endpoint(settings, auth.clone(), "mandate demo apps (billing and todos)", tool_scopes(), true);
-    let service = service_with(auth, demo, service_config);
+    let parking = ParkIdle::new(session_manager(), auth.clock(), IDLE_IN_MEMORY);
+    let idle = parking.watch();
+    let sessions = Arc::new(CountedSessions::new(parking, level));
+    // Sessions leave memory when the database drops them (the per-person cap), and when idle:
+    // only with the database, where a parked session comes back from.
+    if let Some(r) = &registry {
+        r.closing_in(sessions.clone());
+        let closer: Arc<dyn CloseSessions> = sessions.clone();
+        idle.spawn(Arc::downgrade(&closer), PARK_EVERY, stop);
+    }
+    let service = service_with(auth, demo, service_config, sessions);
     guard.protect(Router::new().nest_service("/mcp", service)).merge(guard.metadata_router())
 }
 
@@ -245,17 +286,17 @@ pub fn service(
     demo: Arc<dyn DemoStore>,
     allowed_hosts: Vec<String>,
 ) -> StreamableHttpService<DemoApps, LocalSessionManager> {
-    service_with(auth, demo, StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts))
+    let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
+    service_with(auth, demo, config, Arc::new(LocalSessionManager::default()))
 }
 
-fn service_with(
+fn service_with<M: SessionManager>(
     auth: Arc<AuthServer>,
     demo: Arc<dyn DemoStore>,
     config: StreamableHttpServerConfig,
-) -> StreamableHttpService<DemoApps, LocalSessionManager> {
-    StreamableHttpService::new(
-        move || Ok(DemoApps::new(auth.clone(), demo.clone())),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    )
+    sessions: Arc<M>,
+) -> StreamableHttpService<DemoApps, M> {
+    // One handler per session: a clone of this one, sharing its tool router.
+    let apps = DemoApps::new(auth, demo);
+    StreamableHttpService::new(move || Ok(apps.clone()), sessions, config)
 }

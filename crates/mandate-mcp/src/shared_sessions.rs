@@ -1,15 +1,18 @@
 //! MCP sessions in the shared database: the guard's owner binding and rmcp's resumable session
 //! state, so a request carrying a session id begun on another instance is served, and only for
-//! the user who opened the session.
+//! the user who opened the session. A session the database drops when its owner opens one too
+//! many (the per-person cap) is closed in this process's session manager at once, so it leaves
+//! memory too (idle sessions leave it on their own: [`crate::ParkIdle`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mandate_core::AuthServer;
 use mandate_guard::{RegistryUnavailable, SESSION_IDLE, SESSIONS_PER_USER, SessionRegistry, owner_key};
 use rmcp::transport::streamable_http_server::session::store::{SessionState, SessionStore, SessionStoreError};
+use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
 
 fn opaque(e: impl std::fmt::Display) -> SessionStoreError {
     tracing::error!(error = %e, "MCP session store failed");
@@ -22,15 +25,40 @@ fn opaque(e: impl std::fmt::Display) -> SessionStoreError {
 const OWNER_CACHE: Duration = Duration::from_secs(5);
 const OWNER_CACHE_ENTRIES: usize = 10_000;
 
+/// What holds this process's MCP sessions in memory: rmcp's session manager (whatever wraps it).
+#[async_trait]
+pub trait CloseSessions: Send + Sync {
+    /// Ends the session here: its worker stops and its memory is released. Unknown ids (a
+    /// session living on another instance, or already gone) are no error.
+    async fn close(&self, session: &str);
+}
+
+#[async_trait]
+impl<M: SessionManager> CloseSessions for M {
+    async fn close(&self, session: &str) {
+        if let Err(e) = self.close_session(&SessionId::from(session)).await {
+            tracing::warn!(error = %e, "could not close an MCP session dropped from the database");
+        }
+    }
+}
+
 /// Both views of the `mcp_sessions` table, with a short per-instance cache of confirmed owners.
 pub struct DatabaseSessions {
     auth: Arc<AuthServer>,
     owners: Mutex<HashMap<String, (String, Instant)>>,
+    /// This process's session manager, told of the sessions a bind drops (see [`Self::closing_in`]).
+    memory: OnceLock<Arc<dyn CloseSessions>>,
 }
 
 impl DatabaseSessions {
     pub fn new(auth: Arc<AuthServer>) -> Self {
-        Self { auth, owners: Mutex::new(HashMap::new()) }
+        Self { auth, owners: Mutex::new(HashMap::new()), memory: OnceLock::new() }
+    }
+
+    /// Sessions the database drops for the per-person cap are closed in `sessions` too (set once:
+    /// the session manager serving this endpoint).
+    pub fn closing_in(&self, sessions: Arc<dyn CloseSessions>) {
+        let _ = self.memory.set(sessions);
     }
 
     fn remember(&self, session: &str, owner: &str) {
@@ -57,11 +85,25 @@ impl SessionRegistry for DatabaseSessions {
     async fn bind(&self, session: &str, issuer: &str, subject: &str) -> Result<(), RegistryUnavailable> {
         let keep = SESSIONS_PER_USER as i64;
         let owner = owner_key(issuer, subject);
-        self.auth.mcp_session_bind(session, &owner, keep).await.map_err(|e| {
+        let dropped = self.auth.mcp_session_bind(session, &owner, keep).await.map_err(|e| {
             tracing::error!(error = %e, "could not record an MCP session's owner");
             RegistryUnavailable
         })?;
         self.remember(session, &owner);
+        if !dropped.is_empty() {
+            if let Ok(mut m) = self.owners.lock() {
+                for s in &dropped {
+                    m.remove(s);
+                }
+            }
+            // Before the new session is handed out: the dropped ones are already gone from
+            // memory when its initialize is answered.
+            if let Some(memory) = self.memory.get() {
+                for s in &dropped {
+                    memory.close(s).await;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -23,11 +23,13 @@ use serde_json::json;
 /// The `_meta` key under which `tools/list` publishes the scopes each tool needs.
 pub const SCOPES_META_KEY: &str = "io.mandate/scopes";
 
+/// The handler of one MCP session. Every session gets a clone: the tool router (nine tools,
+/// their schemas and annotations) is built once and shared.
 #[derive(Clone)]
 pub struct DemoApps {
     auth: Arc<AuthServer>,
     store: Arc<dyn DemoStore>,
-    tool_router: ToolRouter<DemoApps>,
+    tool_router: Arc<ToolRouter<DemoApps>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -105,7 +107,7 @@ fn clean(text: &str, what: &str) -> Result<String, CallToolResult> {
 
 impl DemoApps {
     pub fn new(auth: Arc<AuthServer>, store: Arc<dyn DemoStore>) -> Self {
-        Self { auth, store, tool_router: Self::tool_router() }
+        Self { auth, store, tool_router: Arc::new(Self::tool_router()) }
     }
 
     /// An invoice as the person knows it ("of 1250.00 EUR to Acme Corp"), for the trail: people

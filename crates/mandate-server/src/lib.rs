@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod fetch;
 mod health;
 mod http;
+pub mod metrics;
 mod pages;
 mod routes;
 
@@ -23,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use fetch::GuardedFetcher;
 pub use health::{ReadinessDetail, health_routes, health_routes_with};
+pub use metrics::{DatabaseGauges, DatabaseStats, Metrics};
 
 /// Largest request body accepted anywhere (FZ-02).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -12,7 +12,7 @@ use crate::convert::*;
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn insert_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(sqlx::query(
             "INSERT INTO signing_keys (kid, alg, encrypted_private_key, public_jwk, created_at, activates_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&k.kid)
@@ -21,9 +21,7 @@ impl KeyStore for SqlStore {
         .bind(&k.public_jwk)
         .bind(k.created_at)
         .bind(k.activates_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        ).await?;
         Ok(())
     }
 
@@ -50,7 +48,7 @@ impl KeyStore for SqlStore {
 }
 
 /// One audit event's INSERT (both engines).
-fn insert_event(e: &AuditEvent) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+pub(crate) fn insert_event(e: &AuditEvent) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, kind, outcome, user_id, client_id, grant_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -67,17 +65,21 @@ fn insert_event(e: &AuditEvent) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn append(&self, e: &AuditEvent) -> StoreResult<()> {
-        insert_event(e).execute(&self.pool).await.map_err(map_err)?;
+        self.execute(insert_event(e)).await?;
         Ok(())
     }
 
     async fn append_all(&self, events: &[AuditEvent]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for e in events {
-            insert_event(e).execute(&mut *tx).await.map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(())
+        let events = events.to_vec();
+        self.write(move |mut tx| {
+            Box::pin(async move {
+                for e in &events {
+                    insert_event(e).execute(&mut *tx).await.map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)
+            })
+        })
+        .await
     }
 
     async fn events(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {

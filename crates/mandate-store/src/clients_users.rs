@@ -28,7 +28,7 @@ const USER_COLS: &str = "id, username, password_hash, created_at, disabled";
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
-        insert_user(u).execute(&self.pool).await.map_err(map_err)?;
+        self.execute(insert_user(u)).await?;
         Ok(())
     }
 
@@ -46,13 +46,9 @@ impl UserStore for SqlStore {
     }
 
     async fn set_password(&self, user_id: &str, password_hash: &str) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = self
+            .execute(sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(password_hash).bind(user_id))
+            .await?;
         Ok(n == 1)
     }
 
@@ -97,22 +93,24 @@ impl SqlStore {
         let sql = format!(
             "INSERT INTO clients ({CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11){conflict}"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&c.id)
-            .bind(c.kind.as_str())
-            .bind(&c.name)
-            .bind(c.secret_hash.as_ref().map(|h| h.0.clone()))
-            .bind(c.auth_method.as_str())
-            .bind(serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Backend(e.to_string()))?)
-            .bind(i64::from(c.allows_refresh))
-            .bind(c.allowed_scope.as_ref().map(ToString::to_string))
-            .bind(c.metadata.to_string())
-            .bind(c.created_at)
-            .bind(c.refresh_after)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+        let result = self
+            .execute(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&c.id)
+                    .bind(c.kind.as_str())
+                    .bind(&c.name)
+                    .bind(c.secret_hash.as_ref().map(|h| h.0.clone()))
+                    .bind(c.auth_method.as_str())
+                    .bind(serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Backend(e.to_string()))?)
+                    .bind(i64::from(c.allows_refresh))
+                    .bind(c.allowed_scope.as_ref().map(ToString::to_string))
+                    .bind(c.metadata.to_string())
+                    .bind(c.created_at)
+                    .bind(c.refresh_after),
+            )
+            .await;
+        self.clients.invalidate();
+        result.map(|_| ())
     }
 }
 
@@ -127,9 +125,17 @@ impl ClientStore for SqlStore {
     }
 
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>> {
+        if let Some(c) = self.clients.get(id) {
+            return Ok(Some(c));
+        }
+        let generation = self.clients.generation();
         let sql = format!("SELECT {CLIENT_COLS} FROM clients WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await.map_err(map_err)?;
-        row.as_ref().map(client).transpose()
+        let found = row.as_ref().map(client).transpose()?;
+        if let Some(c) = &found {
+            self.clients.put(generation, c);
+        }
+        Ok(found)
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<Client>> {
@@ -139,34 +145,38 @@ impl ClientStore for SqlStore {
     }
 
     async fn remove_client(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let id = id.to_owned();
+        let removed = self.write(move |mut tx| Box::pin(async move {
         let n = sqlx::query("DELETE FROM clients WHERE id = $1")
-            .bind(id)
+            .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?
             .rows_affected();
         sqlx::query("UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL")
             .bind(now)
-            .bind(id)
+            .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $1, successor_sealed = NULL WHERE revoked_at IS NULL AND grant_id IN (SELECT id FROM grants WHERE client_id = $2)")
             .bind(now)
-            .bind(id)
+            .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query("DELETE FROM consents WHERE client_id = $1").bind(id).execute(&mut *tx).await.map_err(map_err)?;
+        sqlx::query("DELETE FROM consents WHERE client_id = $1").bind(&id).execute(&mut *tx).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(n > 0)
+        })).await;
+        self.clients.invalidate();
+        removed
     }
 }
 
 /// The statement that adds a person (also run inside the transaction that links a provider's
 /// account to a new person).
-pub(crate) fn insert_user(u: &User) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+pub(crate) fn insert_user(u: &User) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query("INSERT INTO users (id, username, password_hash, created_at, disabled) VALUES ($1, $2, $3, $4, $5)")
         .bind(&u.id)
         .bind(&u.username)

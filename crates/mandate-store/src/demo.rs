@@ -64,15 +64,17 @@ impl DemoStore for SqlStore {
     }
 
     async fn insert_customer(&self, user_id: &str, c: &Customer) -> StoreResult<()> {
-        sqlx::query("INSERT INTO demo_customers (id, user_id, name, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+        self.execute(
+            sqlx::query(
+                "INSERT INTO demo_customers (id, user_id, name, email, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
             .bind(&c.id)
             .bind(user_id)
             .bind(&c.name)
             .bind(c.email.clone())
-            .bind(c.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .bind(c.created_at),
+        )
+        .await?;
         Ok(())
     }
 
@@ -93,7 +95,7 @@ impl DemoStore for SqlStore {
             InvoiceStatus::Draft => "draft",
             InvoiceStatus::Sent => "sent",
         };
-        sqlx::query(
+        self.execute(sqlx::query(
             "INSERT INTO demo_invoices (id, user_id, customer_id, amount_cents, currency, status, created_at, sent_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -105,21 +107,16 @@ impl DemoStore for SqlStore {
         .bind(status)
         .bind(i.created_at)
         .bind(i.sent_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        ).await?;
         Ok(())
     }
 
     async fn send_invoice(&self, user_id: &str, id: &str, now: UnixTime) -> StoreResult<Option<bool>> {
-        let n = sqlx::query("UPDATE demo_invoices SET status = 'sent', sent_at = $1 WHERE user_id = $2 AND id = $3 AND status = 'draft'")
+        let n = self.execute(sqlx::query("UPDATE demo_invoices SET status = 'sent', sent_at = $1 WHERE user_id = $2 AND id = $3 AND status = 'draft'")
             .bind(now)
             .bind(user_id)
             .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+            ).await?;
         if n == 1 {
             return Ok(Some(true));
         }
@@ -145,37 +142,31 @@ impl DemoStore for SqlStore {
     }
 
     async fn insert_todo(&self, user_id: &str, t: &Todo) -> StoreResult<()> {
-        sqlx::query("INSERT INTO demo_todos (id, user_id, title, done, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&t.id)
-            .bind(user_id)
-            .bind(&t.title)
-            .bind(i64::from(t.done))
-            .bind(t.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        self.execute(
+            sqlx::query("INSERT INTO demo_todos (id, user_id, title, done, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&t.id)
+                .bind(user_id)
+                .bind(&t.title)
+                .bind(i64::from(t.done))
+                .bind(t.created_at),
+        )
+        .await?;
         Ok(())
     }
 
     async fn complete_todo(&self, user_id: &str, id: &str) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE demo_todos SET done = 1 WHERE user_id = $1 AND id = $2")
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = self
+            .execute(
+                sqlx::query("UPDATE demo_todos SET done = 1 WHERE user_id = $1 AND id = $2").bind(user_id).bind(id),
+            )
+            .await?;
         Ok(n == 1)
     }
 
     async fn delete_todo(&self, user_id: &str, id: &str) -> StoreResult<bool> {
-        let n = sqlx::query("DELETE FROM demo_todos WHERE user_id = $1 AND id = $2")
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = self
+            .execute(sqlx::query("DELETE FROM demo_todos WHERE user_id = $1 AND id = $2").bind(user_id).bind(id))
+            .await?;
         Ok(n == 1)
     }
 }

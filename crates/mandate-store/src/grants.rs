@@ -5,13 +5,16 @@
 use async_trait::async_trait;
 use mandate_core::clock::UnixTime;
 use mandate_core::error::StoreResult;
-use mandate_core::model::{AuthorizationCode, Grant, Redemption, RefreshToken, RetryWindow, RotateOutcome};
+use mandate_core::model::{
+    AuditOf, AuthorizationCode, Grant, Redemption, RefreshContext, RefreshToken, RetryWindow, RotateOutcome,
+};
 use mandate_core::secret::SecretHash;
 use mandate_core::store::GrantStore;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use crate::SqlStore;
+use crate::audit_keys::insert_event;
 use crate::convert::*;
 
 const GRANT_COLS: &str = "id, user_id, client_id, scope, resource, created_at, activated_at, last_used_at, revoked_at";
@@ -44,7 +47,7 @@ fn refresh(r: &AnyRow) -> StoreResult<RefreshToken> {
     })
 }
 
-async fn insert_refresh(tx: &mut Transaction<'static, Any>, t: &RefreshToken) -> StoreResult<()> {
+async fn insert_refresh(tx: &mut Transaction<'_, Any>, t: &RefreshToken) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO refresh_tokens (hash, grant_id, parent_hash, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -61,7 +64,7 @@ async fn insert_refresh(tx: &mut Transaction<'static, Any>, t: &RefreshToken) ->
 }
 
 /// Revokes a grant and its whole refresh family inside `tx`; true when the grant was live.
-async fn revoke_family(tx: &mut Transaction<'static, Any>, grant_id: &str, now: UnixTime) -> StoreResult<bool> {
+async fn revoke_family(tx: &mut Transaction<'_, Any>, grant_id: &str, now: UnixTime) -> StoreResult<bool> {
     let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(grant_id)
@@ -86,7 +89,7 @@ async fn revoke_family(tx: &mut Transaction<'static, Any>, grant_id: &str, now: 
 /// use). On PostgreSQL the UPDATE takes the row lock every family operation takes first; on
 /// SQLite any UPDATE takes the database write lock. Both engines count the matched row, changed
 /// or not, so a live grant gives 1.
-pub(crate) async fn lock_live_grant(tx: &mut Transaction<'static, Any>, grant_id: &str) -> StoreResult<bool> {
+pub(crate) async fn lock_live_grant(tx: &mut Transaction<'_, Any>, grant_id: &str) -> StoreResult<bool> {
     let n = sqlx::query("UPDATE grants SET revoked_at = revoked_at WHERE id = $1 AND revoked_at IS NULL")
         .bind(grant_id)
         .execute(&mut **tx)
@@ -96,6 +99,16 @@ pub(crate) async fn lock_live_grant(tx: &mut Transaction<'static, Any>, grant_id
     Ok(n == 1)
 }
 
+/// Is the grant there and not revoked?
+async fn grant_live(tx: &mut Transaction<'_, Any>, grant_id: &str) -> StoreResult<bool> {
+    Ok(sqlx::query("SELECT id FROM grants WHERE id = $1 AND revoked_at IS NULL")
+        .bind(grant_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?
+        .is_some())
+}
+
 /// What the rotation transaction knows about a presented token that was not current.
 struct Spent {
     rotated_at: Option<UnixTime>,
@@ -103,7 +116,7 @@ struct Spent {
     sealed: Option<String>,
 }
 
-async fn spent_token(tx: &mut Transaction<'static, Any>, hash: &str, grant_id: &str) -> StoreResult<Option<Spent>> {
+async fn spent_token(tx: &mut Transaction<'_, Any>, hash: &str, grant_id: &str) -> StoreResult<Option<Spent>> {
     let row = sqlx::query(
         "SELECT rotated_at, revoked_at, successor_sealed FROM refresh_tokens WHERE hash = $1 AND grant_id = $2",
     )
@@ -124,7 +137,7 @@ async fn spent_token(tx: &mut Transaction<'static, Any>, hash: &str, grant_id: &
 
 /// The successor of `parent`, when exactly one exists and it was never used (rotated) nor
 /// revoked.
-async fn unused_successor(tx: &mut Transaction<'static, Any>, parent: &str) -> StoreResult<Option<SecretHash>> {
+async fn unused_successor(tx: &mut Transaction<'_, Any>, parent: &str) -> StoreResult<Option<SecretHash>> {
     let rows = sqlx::query("SELECT hash, rotated_at, revoked_at FROM refresh_tokens WHERE parent_hash = $1")
         .bind(parent)
         .fetch_all(&mut **tx)
@@ -137,11 +150,97 @@ async fn unused_successor(tx: &mut Transaction<'static, Any>, parent: &str) -> S
     Ok(Some(SecretHash(text(child, "hash")?)))
 }
 
+/// The rotation's decision and writes (see `GrantStore::rotate_refresh`), inside `tx`.
+async fn rotate(
+    tx: &mut Transaction<'_, Any>,
+    presented: &SecretHash,
+    next: &RefreshToken,
+    sealed: Option<String>,
+    now: UnixTime,
+    window: RetryWindow,
+    lock: bool,
+) -> StoreResult<RotateOutcome> {
+    // 0. PostgreSQL: lock the grant first, as every family operation does (revocation too), so
+    //    that competing operations on one family take turns instead of deadlocking, and every
+    //    later statement sees what the previous holder committed. SQLite has one writer: the
+    //    batch already holds the database's write lock.
+    if lock && !lock_live_grant(tx, &next.grant_id).await? {
+        return Ok(RotateOutcome::Inactive);
+    }
+    // 1. The normal case: the presented token is current and its grant live. Exactly one caller
+    //    wins this, and keeps the successor sealed under the presented token for retries. The
+    //    same statement clears the sealed successor on the presented token's parent: sealing
+    //    happens only on rotation and each rotation clears the previous one, so the parent is the
+    //    only other token of the family that can hold one, and once its successor is presented
+    //    again it must not lead forward any more. Both rows are found by primary key: the cost
+    //    does not grow with the family. (When the presented token is not current, its parent
+    //    holds none, or the family is about to be revoked as reused.)
+    let changed: Vec<AnyRow> = sqlx::query(
+        "UPDATE refresh_tokens SET rotated_at = CASE WHEN hash = $1 THEN $2 ELSE rotated_at END, \
+         successor_sealed = CASE WHEN hash = $1 THEN $3 ELSE NULL END \
+         WHERE (hash = $1 AND grant_id = $4 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+         AND EXISTS (SELECT 1 FROM grants WHERE id = $4 AND revoked_at IS NULL)) \
+         OR (hash = (SELECT parent_hash FROM refresh_tokens WHERE hash = $1 AND grant_id = $4) \
+         AND successor_sealed IS NOT NULL) RETURNING hash",
+    )
+    .bind(&presented.0)
+    .bind(now)
+    .bind(sealed)
+    .bind(&next.grant_id)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    let mut rotated = false;
+    for row in &changed {
+        rotated |= text(row, "hash")? == presented.0;
+    }
+    if rotated {
+        insert_refresh(tx, next).await?;
+        return Ok(RotateOutcome::Rotated);
+    }
+    if !lock && !grant_live(tx, &next.grant_id).await? {
+        return Ok(RotateOutcome::Inactive);
+    }
+    let Some(token) = spent_token(tx, &presented.0, &next.grant_id).await? else {
+        return Ok(RotateOutcome::Inactive);
+    };
+    let outcome = match (token.rotated_at, token.revoked_at) {
+        // Current but expired.
+        (None, None) => RotateOutcome::Inactive,
+        (Some(rotated_at), None) => match unused_successor(tx, &presented.0).await? {
+            // 2. Rotated inside the grace window, successor unused: that same successor
+            //    (a lost response, or concurrent refreshes). Nothing is written.
+            Some(successor) if window.successor_since.is_some_and(|since| rotated_at >= since) => {
+                match token.sealed {
+                    Some(sealed) => RotateOutcome::Retry { successor, sealed },
+                    // Rotated while there was no window to seal for: refuse without harm.
+                    None => RotateOutcome::RaceLost,
+                }
+            }
+            // 3. Rotated an instant ago, outside any window: a request that lost the race.
+            Some(_) if rotated_at >= window.race_since => RotateOutcome::RaceLost,
+            _ => RotateOutcome::ReuseDetected,
+        },
+        // Revoked while its grant is live (not made any more; kept strict).
+        (_, Some(_)) => RotateOutcome::ReuseDetected,
+    };
+    if outcome != RotateOutcome::ReuseDetected {
+        return Ok(outcome);
+    }
+    // 4. Anything else is reuse of an invalidated token of a live family (RFC 9700 §4.14.2):
+    //    rotated outside the windows, or after its successor was used. The family is
+    //    compromised.
+    revoke_family(tx, &next.grant_id, now).await?;
+    Ok(RotateOutcome::ReuseDetected)
+}
+
 #[async_trait]
 impl GrantStore for SqlStore {
     async fn insert_grant_with_code(&self, g: &Grant, c: &AuthorizationCode) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
+        let (g, c) = (g.clone(), c.clone());
+        self.write(move |mut tx| {
+            Box::pin(async move {
+                sqlx::query(
             "INSERT INTO grants (id, user_id, client_id, scope, resource, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&g.id)
@@ -153,7 +252,7 @@ impl GrantStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        sqlx::query(
+                sqlx::query(
             "INSERT INTO authorization_codes (hash, grant_id, client_id, user_id, redirect_uri, redirect_uri_explicit, \
              code_challenge, scope, resource, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
@@ -170,7 +269,10 @@ impl GrantStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+                tx.commit().await.map_err(map_err)
+            })
+        })
+        .await
     }
 
     async fn code(&self, hash: &SecretHash) -> StoreResult<Option<AuthorizationCode>> {
@@ -201,23 +303,24 @@ impl GrantStore for SqlStore {
     }
 
     async fn consume_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE authorization_codes SET consumed_at = $1 WHERE hash = $2 AND consumed_at IS NULL")
-            .bind(now)
-            .bind(&hash.0)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = self
+            .execute(
+                sqlx::query("UPDATE authorization_codes SET consumed_at = $1 WHERE hash = $2 AND consumed_at IS NULL")
+                    .bind(now)
+                    .bind(&hash.0),
+            )
+            .await?;
         Ok(n == 1)
     }
 
     async fn activate_grant(&self, grant_id: &str, refresh: Option<&RefreshToken>, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let (grant_id, refresh) = (grant_id.to_owned(), refresh.cloned());
+        self.write(move |mut tx| Box::pin(async move {
         let n = sqlx::query(
             "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL",
         )
         .bind(now)
-        .bind(grant_id)
+        .bind(&grant_id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
@@ -226,11 +329,12 @@ impl GrantStore for SqlStore {
             tx.rollback().await.map_err(map_err)?;
             return Ok(false);
         }
-        if let Some(t) = refresh {
+        if let Some(t) = &refresh {
             insert_refresh(&mut tx, t).await?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(true)
+        })).await
     }
 
     async fn redeem_code(
@@ -239,14 +343,16 @@ impl GrantStore for SqlStore {
         grant_id: &str,
         refresh: Option<&RefreshToken>,
         now: UnixTime,
+        audit: AuditOf<Redemption>,
     ) -> StoreResult<Redemption> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let (code, grant_id, refresh) = (code.clone(), grant_id.to_owned(), refresh.cloned());
+        self.write(move |mut tx| Box::pin(async move {
         // Grant row first, as every transaction that touches a grant's tokens does.
         let activated = sqlx::query(
             "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL",
         )
         .bind(now)
-        .bind(grant_id)
+        .bind(&grant_id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
@@ -266,14 +372,21 @@ impl GrantStore for SqlStore {
             return Ok(Redemption::CodeAlreadyUsed);
         }
         if !activated {
+            if let Some(event) = audit(&Redemption::GrantRevoked) {
+                insert_event(&event).execute(&mut *tx).await.map_err(map_err)?;
+            }
             tx.commit().await.map_err(map_err)?;
             return Ok(Redemption::GrantRevoked);
         }
-        if let Some(t) = refresh {
+        if let Some(t) = &refresh {
             insert_refresh(&mut tx, t).await?;
+        }
+        if let Some(event) = audit(&Redemption::Activated) {
+            insert_event(&event).execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(Redemption::Activated)
+        })).await
     }
 
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -298,20 +411,26 @@ impl GrantStore for SqlStore {
     }
 
     async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let live = revoke_family(&mut tx, id, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(live)
+        let id = id.to_owned();
+        self.write(move |mut tx| {
+            Box::pin(async move {
+                let live = revoke_family(&mut tx, &id, now).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(live)
+            })
+        })
+        .await
     }
 
     async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
+        self.write(move |mut tx| Box::pin(async move {
         let n = sqlx::query(
             "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(user_id)
-        .bind(client_id)
+        .bind(&user_id)
+        .bind(&client_id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
@@ -321,19 +440,20 @@ impl GrantStore for SqlStore {
              (SELECT id FROM grants WHERE user_id = $2 AND client_id = $3)",
         )
         .bind(now)
-        .bind(user_id)
-        .bind(client_id)
+        .bind(&user_id)
+        .bind(&client_id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
         sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
-            .bind(user_id)
-            .bind(client_id)
+            .bind(&user_id)
+            .bind(&client_id)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(n)
+        })).await
     }
 
     async fn refresh_token(&self, hash: &SecretHash) -> StoreResult<Option<RefreshToken>> {
@@ -343,6 +463,34 @@ impl GrantStore for SqlStore {
         row.as_ref().map(refresh).transpose()
     }
 
+    async fn refresh_context(&self, hash: &SecretHash) -> StoreResult<Option<RefreshContext>> {
+        // One read: the token, its grant, and its person (absent or disabled: not enabled).
+        let row = sqlx::query(
+            "SELECT t.hash, t.grant_id, t.parent_hash, t.scope AS token_scope, t.issued_at, t.expires_at, t.rotated_at, \
+             t.revoked_at AS token_revoked_at, g.id, g.user_id, g.client_id, g.scope, g.resource, g.created_at, \
+             g.activated_at, g.last_used_at, g.revoked_at, \
+             (CASE WHEN EXISTS (SELECT 1 FROM users u WHERE u.id = g.user_id AND u.disabled = 0) THEN CAST(1 AS BIGINT) ELSE CAST(0 AS BIGINT) END) \
+             AS person_enabled \
+             FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id WHERE t.hash = $1",
+        )
+        .bind(&hash.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let token = RefreshToken {
+            hash: SecretHash(text(&r, "hash")?),
+            grant_id: text(&r, "grant_id")?,
+            parent_hash: opt_text(&r, "parent_hash")?.map(SecretHash),
+            scope: scope(&r, "token_scope")?,
+            issued_at: int(&r, "issued_at")?,
+            expires_at: int(&r, "expires_at")?,
+            rotated_at: opt_int(&r, "rotated_at")?,
+            revoked_at: opt_int(&r, "token_revoked_at")?,
+        };
+        Ok(Some(RefreshContext { token, grant: grant(&r)?, person_enabled: flag(&r, "person_enabled")? }))
+    }
+
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
@@ -350,88 +498,32 @@ impl GrantStore for SqlStore {
         sealed: Option<&str>,
         now: UnixTime,
         window: RetryWindow,
+        audit: AuditOf<RotateOutcome>,
     ) -> StoreResult<RotateOutcome> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // 0. Lock the grant first, as every family operation does (revocation too), so that
-        //    competing operations on one family take turns instead of deadlocking, and every
-        //    later statement sees what the previous holder committed.
-        if !lock_live_grant(&mut tx, &next.grant_id).await? {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(RotateOutcome::Inactive);
-        }
-        // 1. The normal case: the presented token is current. Exactly one caller wins this, and
-        //    keeps the successor sealed under the presented token for retries.
-        let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1, successor_sealed = $2 WHERE hash = $3 AND grant_id = $4 \
-             AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
-        )
-        .bind(now)
-        .bind(sealed.map(str::to_owned))
-        .bind(&presented.0)
-        .bind(&next.grant_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
-        if rotated == 1 {
-            // The presented token was the previous successor: now it is used, so no older token
-            // may lead forward to a live one any more.
-            sqlx::query(
-                "UPDATE refresh_tokens SET successor_sealed = NULL WHERE grant_id = $1 AND hash <> $2 \
-                 AND successor_sealed IS NOT NULL",
-            )
-            .bind(&next.grant_id)
-            .bind(&presented.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            insert_refresh(&mut tx, next).await?;
-            tx.commit().await.map_err(map_err)?;
-            return Ok(RotateOutcome::Rotated);
-        }
-        let Some(token) = spent_token(&mut tx, &presented.0, &next.grant_id).await? else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(RotateOutcome::Inactive);
-        };
-        let outcome = match (token.rotated_at, token.revoked_at) {
-            // Current but expired.
-            (None, None) => RotateOutcome::Inactive,
-            (Some(rotated_at), None) => match unused_successor(&mut tx, &presented.0).await? {
-                // 2. Rotated inside the grace window, successor unused: that same successor
-                //    (a lost response, or concurrent refreshes). Nothing is written.
-                Some(successor) if window.successor_since.is_some_and(|since| rotated_at >= since) => {
-                    match token.sealed {
-                        Some(sealed) => RotateOutcome::Retry { successor, sealed },
-                        // Rotated while there was no window to seal for: refuse without harm.
-                        None => RotateOutcome::RaceLost,
-                    }
+        let (presented, next, sealed) = (presented.clone(), next.clone(), sealed.map(str::to_owned));
+        let lock = self.engine == crate::Engine::Postgres;
+        self.write(move |mut tx| {
+            Box::pin(async move {
+                let outcome = rotate(&mut tx, &presented, &next, sealed, now, window, lock).await?;
+                if let Some(event) = audit(&outcome) {
+                    insert_event(&event).execute(&mut *tx).await.map_err(map_err)?;
                 }
-                // 3. Rotated an instant ago, outside any window: a request that lost the race.
-                Some(_) if rotated_at >= window.race_since => RotateOutcome::RaceLost,
-                _ => RotateOutcome::ReuseDetected,
-            },
-            // Revoked while its grant is live (not made any more; kept strict).
-            (_, Some(_)) => RotateOutcome::ReuseDetected,
-        };
-        if outcome != RotateOutcome::ReuseDetected {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(outcome);
-        }
-        // 4. Anything else is reuse of an invalidated token of a live family (RFC 9700 §4.14.2):
-        //    rotated outside the windows, or after its successor was used. The family is
-        //    compromised.
-        revoke_family(&mut tx, &next.grant_id, now).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(RotateOutcome::ReuseDetected)
+                tx.commit().await.map_err(map_err)?;
+                Ok(outcome)
+            })
+        })
+        .await
     }
 
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()> {
-        sqlx::query("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+        self.execute(
+            sqlx::query(
+                "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            )
             .bind(jti)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .bind(expires_at),
+        )
+        .await?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! SQLite numbers `$N` parameters by first appearance, so every query here uses them in order.
 
 mod audit_keys;
+mod client_cache;
 mod clients_users;
 mod convert;
 mod demo;
@@ -14,13 +15,17 @@ mod mcp_sessions;
 mod sessions;
 mod throttle;
 mod upstream;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use futures_util::future::BoxFuture;
+use mandate_core::error::StoreResult;
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Transaction};
 
 pub use convert::map_err;
 
@@ -138,12 +143,21 @@ async fn listen_until_lost(url: &str, pool: &AnyPool, on_event: &(impl Fn(Listen
     }
 }
 
+/// Every SQLite connection: write-ahead log, foreign keys, and commits fsync'd before they are
+/// answered (`synchronous = FULL`: a power loss cannot undo an answered rotation or revocation).
+/// Checkpoints run in the background ([`writer::spawn_checkpointer`]), not inside a commit.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                              PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;";
+
 /// The SQL store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
     url: std::sync::Arc<str>,
+    /// SQLite: the one connection that writes (group commit). PostgreSQL: none.
+    writer: Option<writer::Writer>,
+    clients: std::sync::Arc<client_cache::ClientCache>,
 }
 
 impl SqlStore {
@@ -168,22 +182,75 @@ impl SqlStore {
             return Err(OpenError::Scheme);
         };
         let options = AnyConnectOptions::from_str(&url).map_err(|e| OpenError::Connect(e.to_string()))?;
+        // Reads use the pool; with no writer competing for the lock, nothing waits in SQLite's busy
+        // handler. No ping before each use: a broken connection fails its query, which is
+        // answered as unavailable.
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                            .await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| OpenError::Connect(e.to_string()))?;
-        Ok(Self { pool, engine, url: url.into() })
+        let writer = match engine {
+            Engine::Sqlite => {
+                let mut conn =
+                    AnyConnection::connect_with(&options).await.map_err(|e| OpenError::Connect(e.to_string()))?;
+                conn.execute(SQLITE_PRAGMAS).await.map_err(|e| OpenError::Connect(e.to_string()))?;
+                writer::spawn_checkpointer(pool.clone());
+                Some(writer::Writer::start(conn))
+            }
+            Engine::Postgres => None,
+        };
+        Ok(Self { pool, engine, url: url.into(), writer, clients: Default::default() })
+    }
+
+    /// Runs `op` as one atomic write and answers once it is durable. `op` gets a transaction,
+    /// commits it when done, and drops or rolls it back to undo its changes. On SQLite the
+    /// transaction is a savepoint in the writer's next batch (see [`writer`]); on PostgreSQL a
+    /// transaction of its own. Inputs are moved in: the write may run on another task.
+    pub(crate) async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(Transaction<'t, Any>) -> BoxFuture<'t, StoreResult<T>> + Send + 'static,
+    {
+        match &self.writer {
+            Some(w) => w.write(op).await,
+            None => {
+                let tx = self.pool.begin().await.map_err(map_err)?;
+                op(tx).await
+            }
+        }
+    }
+
+    /// One statement as a write of its own; the rows it affected.
+    pub(crate) async fn execute(&self, query: Query<'static, Any, AnyArguments>) -> StoreResult<u64> {
+        match &self.writer {
+            Some(_) => {
+                self.write(move |mut tx| {
+                    Box::pin(async move {
+                        let n = query.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+                        tx.commit().await.map_err(map_err)?;
+                        Ok(n)
+                    })
+                })
+                .await
+            }
+            None => Ok(query.execute(&self.pool).await.map_err(map_err)?.rows_affected()),
+        }
+    }
+
+    /// Writes waiting for the SQLite writer (0 on PostgreSQL, where writes run concurrently).
+    pub fn write_queue_depth(&self) -> usize {
+        self.writer.as_ref().map_or(0, writer::Writer::depth)
     }
 
     /// Calls `on_event` whenever another process announces a revocation (PostgreSQL `LISTEN`),
@@ -256,6 +323,9 @@ impl SqlStore {
     /// Closes every connection once it is returned (a clean shutdown): SQLite then checkpoints
     /// its write-ahead log into the database file and removes the `-wal` and `-shm` files.
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 }

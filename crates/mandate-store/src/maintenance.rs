@@ -6,7 +6,6 @@ use mandate_core::error::StoreResult;
 use mandate_core::store::MaintenanceStore;
 
 use crate::SqlStore;
-use crate::convert::map_err;
 
 /// Expired codes and pending requests are kept a day longer so that a late replay still gets a
 /// precise answer (and a replayed code still revokes its grant).
@@ -38,7 +37,7 @@ impl MaintenanceStore for SqlStore {
         ];
         let mut total = 0;
         for (sql, cutoff) in statements {
-            total += sqlx::query(sql).bind(cutoff).execute(&self.pool).await.map_err(map_err)?.rows_affected();
+            total += self.execute(sqlx::query(sql).bind(cutoff)).await?;
         }
         Ok(total)
     }
@@ -46,17 +45,18 @@ impl MaintenanceStore for SqlStore {
     async fn announce_revocation(&self) -> StoreResult<()> {
         // Dialect branch: only PostgreSQL has notifications; a SQLite file has one process.
         if self.engine == crate::Engine::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(crate::REVOCATION_CHANNEL)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
+            self.execute(sqlx::query("SELECT pg_notify($1, '')").bind(crate::REVOCATION_CHANNEL)).await?;
         }
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        // The readers, and on SQLite the writer too (it takes the write lock: a database that
+        // cannot be written is not ready).
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(crate::convert::map_err)?;
+        if self.engine == crate::Engine::Sqlite {
+            self.execute(sqlx::query("SELECT 1")).await?;
+        }
         Ok(())
     }
 }

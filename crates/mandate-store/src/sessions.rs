@@ -14,17 +14,17 @@ use crate::convert::*;
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        self.execute(
+            sqlx::query(
+                "INSERT INTO sessions (hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&s.hash.0)
+            .bind(&s.user_id)
+            .bind(&s.csrf_token)
+            .bind(s.created_at)
+            .bind(s.expires_at),
         )
-        .bind(&s.hash.0)
-        .bind(&s.user_id)
-        .bind(&s.csrf_token)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -48,7 +48,7 @@ impl SessionStore for SqlStore {
     }
 
     async fn delete_session(&self, hash: &SecretHash) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE hash = $1").bind(&hash.0).execute(&self.pool).await.map_err(map_err)?;
+        self.execute(sqlx::query("DELETE FROM sessions WHERE hash = $1").bind(&hash.0)).await?;
         Ok(())
     }
 }
@@ -72,7 +72,7 @@ fn pending(r: &AnyRow) -> StoreResult<PendingAuthorization> {
 #[async_trait]
 impl AuthorizationRequestStore for SqlStore {
     async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(sqlx::query(
             "INSERT INTO pending_authorizations (id, client_id, redirect_uri, redirect_uri_explicit, scope, resource, state, \
              code_challenge, created_at, expires_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
@@ -87,9 +87,7 @@ impl AuthorizationRequestStore for SqlStore {
         .bind(p.created_at)
         .bind(p.expires_at)
         .bind(p.user_id.clone())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        ).await?;
         Ok(())
     }
 
@@ -106,26 +104,23 @@ impl AuthorizationRequestStore for SqlStore {
     }
 
     async fn bind_pending(&self, id: &str, user_id: &str) -> StoreResult<bool> {
-        let n = sqlx::query(
+        let n = self.execute(sqlx::query(
             "UPDATE pending_authorizations SET user_id = $1 WHERE id = $2 AND (user_id IS NULL OR user_id = $1)",
         )
         .bind(user_id)
         .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
+        ).await?;
         Ok(n == 1)
     }
 
     async fn consume_pending(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE pending_authorizations SET consumed_at = $1 WHERE id = $2 AND consumed_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
+        let n = self
+            .execute(
+                sqlx::query("UPDATE pending_authorizations SET consumed_at = $1 WHERE id = $2 AND consumed_at IS NULL")
+                    .bind(now)
+                    .bind(id),
+            )
+            .await?;
         Ok(n == 1)
     }
 }
@@ -164,7 +159,7 @@ impl ConsentStore for SqlStore {
     }
 
     async fn save_consent(&self, c: &Consent) -> StoreResult<()> {
-        sqlx::query(
+        self.execute(sqlx::query(
             "INSERT INTO consents (user_id, client_id, redirect_host, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (user_id, client_id, redirect_host, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
         )
@@ -174,9 +169,7 @@ impl ConsentStore for SqlStore {
         .bind(&c.resource)
         .bind(c.scope.to_string())
         .bind(c.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        ).await?;
         Ok(())
     }
 }

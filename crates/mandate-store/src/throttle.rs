@@ -12,7 +12,7 @@ use crate::convert::*;
 impl LoginThrottleStore for SqlStore {
     async fn record_login_failure(&self, username: &str, now: UnixTime, window_start: UnixTime) -> StoreResult<i64> {
         // One statement, so concurrent failures all count (UI-12).
-        let row = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO login_failures (username, failures, first_failure_at) VALUES ($1, 1, $2) \
              ON CONFLICT (username) DO UPDATE SET \
                failures = CASE WHEN login_failures.first_failure_at < $3 THEN 1 ELSE login_failures.failures + 1 END, \
@@ -21,20 +21,22 @@ impl LoginThrottleStore for SqlStore {
         )
         .bind(username)
         .bind(now)
-        .bind(window_start)
-        .fetch_one(&self.pool)
+        .bind(window_start);
+        self.write(move |mut tx| {
+            Box::pin(async move {
+                let row = query.fetch_one(&mut *tx).await.map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                int(&row, "failures")
+            })
+        })
         .await
-        .map_err(map_err)?;
-        int(&row, "failures")
     }
 
     async fn lock_login(&self, username: &str, until: UnixTime) -> StoreResult<()> {
-        sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE username = $2")
-            .bind(until)
-            .bind(username)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        self.execute(
+            sqlx::query("UPDATE login_failures SET locked_until = $1 WHERE username = $2").bind(until).bind(username),
+        )
+        .await?;
         Ok(())
     }
 
@@ -48,11 +50,7 @@ impl LoginThrottleStore for SqlStore {
     }
 
     async fn clear_login_failures(&self, username: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        self.execute(sqlx::query("DELETE FROM login_failures WHERE username = $1").bind(username)).await?;
         Ok(())
     }
 }

@@ -43,34 +43,40 @@ fn identity(r: &AnyRow) -> StoreResult<FederatedIdentity> {
 #[async_trait]
 impl UpstreamStore for SqlStore {
     async fn insert_provider_flow(&self, f: &ProviderFlow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO provider_flows (state_hash, provider, purpose, user_id, browser_hash, sealed_secrets, \
+        self.execute(
+            sqlx::query(
+                "INSERT INTO provider_flows (state_hash, provider, purpose, user_id, browser_hash, sealed_secrets, \
              return_to, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(f.state_hash.as_str())
+            .bind(&f.provider)
+            .bind(f.purpose.as_str())
+            .bind(f.user_id.as_deref())
+            .bind(f.browser_hash.as_str())
+            .bind(f.sealed_secrets.clone())
+            .bind(f.return_to.as_deref())
+            .bind(f.created_at)
+            .bind(f.expires_at),
         )
-        .bind(f.state_hash.as_str())
-        .bind(&f.provider)
-        .bind(f.purpose.as_str())
-        .bind(f.user_id.as_deref())
-        .bind(f.browser_hash.as_str())
-        .bind(f.sealed_secrets.clone())
-        .bind(f.return_to.as_deref())
-        .bind(f.created_at)
-        .bind(f.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
     async fn take_provider_flow(&self, state_hash: &SecretHash, now: UnixTime) -> StoreResult<Option<ProviderFlow>> {
-        let row = sqlx::query(
+        let query = sqlx::query(
             "DELETE FROM provider_flows WHERE state_hash = $1 RETURNING state_hash, provider, purpose, user_id, \
              browser_hash, sealed_secrets, return_to, created_at, expires_at",
         )
-        .bind(state_hash.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .bind(state_hash.as_str());
+        let row = self
+            .write(move |mut tx| {
+                Box::pin(async move {
+                    let row = query.fetch_optional(&mut *tx).await.map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(row)
+                })
+            })
+            .await?;
         let Some(r) = row else { return Ok(None) };
         let purpose = text(&r, "purpose")?;
         let flow = ProviderFlow {
@@ -98,7 +104,7 @@ impl UpstreamStore for SqlStore {
     }
 
     async fn link_identity(&self, i: &FederatedIdentity) -> StoreResult<()> {
-        insert_identity(i).execute(&self.pool).await.map_err(map_err)?;
+        self.execute(insert_identity(i)).await?;
         Ok(())
     }
 
@@ -115,11 +121,15 @@ impl UpstreamStore for SqlStore {
     }
 
     async fn insert_user_with_identity(&self, u: &User, i: &FederatedIdentity) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        crate::clients_users::insert_user(u).execute(&mut *tx).await.map_err(map_err)?;
-        insert_identity(i).execute(&mut *tx).await.map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(())
+        let (u, i) = (u.clone(), i.clone());
+        self.write(move |mut tx| {
+            Box::pin(async move {
+                crate::clients_users::insert_user(&u).execute(&mut *tx).await.map_err(map_err)?;
+                insert_identity(&i).execute(&mut *tx).await.map_err(map_err)?;
+                tx.commit().await.map_err(map_err)
+            })
+        })
+        .await
     }
 
     async fn upstream_account(&self, user_id: &str, provider: &str) -> StoreResult<Option<UpstreamAccount>> {
@@ -140,26 +150,26 @@ impl UpstreamStore for SqlStore {
     }
 
     async fn save_upstream_account(&self, a: &UpstreamAccount) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO upstream_accounts (user_id, provider, subject, sealed_tokens, scope, access_expires_at, \
+        self.execute(
+            sqlx::query(
+                "INSERT INTO upstream_accounts (user_id, provider, subject, sealed_tokens, scope, access_expires_at, \
              version, refreshing_until, connected, connected_at, refreshed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 1, $8, $9) \
              ON CONFLICT (user_id, provider) DO UPDATE SET subject = $3, sealed_tokens = $4, scope = $5, \
              access_expires_at = $6, version = upstream_accounts.version + 1, refreshing_until = NULL, connected = 1, \
              connected_at = $8, refreshed_at = $9",
+            )
+            .bind(&a.user_id)
+            .bind(&a.provider)
+            .bind(a.subject.as_deref())
+            .bind(a.sealed_tokens.clone())
+            .bind(a.scope.as_deref())
+            .bind(a.access_expires_at)
+            .bind(a.version)
+            .bind(a.connected_at)
+            .bind(a.refreshed_at),
         )
-        .bind(&a.user_id)
-        .bind(&a.provider)
-        .bind(a.subject.as_deref())
-        .bind(a.sealed_tokens.clone())
-        .bind(a.scope.as_deref())
-        .bind(a.access_expires_at)
-        .bind(a.version)
-        .bind(a.connected_at)
-        .bind(a.refreshed_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -171,7 +181,7 @@ impl UpstreamStore for SqlStore {
         now: UnixTime,
         until: UnixTime,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = self.execute(sqlx::query(
             "UPDATE upstream_accounts SET refreshing_until = $1 WHERE user_id = $2 AND provider = $3 AND version = $4 \
              AND connected = 1 AND (refreshing_until IS NULL OR refreshing_until <= $5)",
         )
@@ -180,10 +190,8 @@ impl UpstreamStore for SqlStore {
         .bind(provider)
         .bind(version)
         .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        ).await?;
+        Ok(done == 1)
     }
 
     async fn finish_upstream_refresh(
@@ -196,7 +204,7 @@ impl UpstreamStore for SqlStore {
         scope: Option<&str>,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let done = self.execute(sqlx::query(
             "UPDATE upstream_accounts SET sealed_tokens = $1, access_expires_at = $2, scope = COALESCE($3, scope), \
              refreshed_at = $4, version = version + 1, refreshing_until = NULL WHERE user_id = $5 AND provider = $6 \
              AND version = $7 AND connected = 1",
@@ -208,10 +216,8 @@ impl UpstreamStore for SqlStore {
         .bind(user_id)
         .bind(provider)
         .bind(version)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        ).await?;
+        Ok(done == 1)
     }
 
     async fn abandon_upstream_refresh(
@@ -221,34 +227,35 @@ impl UpstreamStore for SqlStore {
         version: i64,
         disconnect: bool,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE upstream_accounts SET refreshing_until = NULL, \
+        self.execute(
+            sqlx::query(
+                "UPDATE upstream_accounts SET refreshing_until = NULL, \
              connected = CASE WHEN $1 = 1 THEN 0 ELSE connected END, \
              version = CASE WHEN $1 = 1 THEN version + 1 ELSE version END \
              WHERE user_id = $2 AND provider = $3 AND version = $4",
+            )
+            .bind(i64::from(disconnect))
+            .bind(user_id)
+            .bind(provider)
+            .bind(version),
         )
-        .bind(i64::from(disconnect))
-        .bind(user_id)
-        .bind(provider)
-        .bind(version)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
     async fn delete_upstream_account(&self, user_id: &str, provider: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM upstream_accounts WHERE user_id = $1 AND provider = $2")
-            .bind(user_id)
-            .bind(provider)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected() == 1)
+        let done = self
+            .execute(
+                sqlx::query("DELETE FROM upstream_accounts WHERE user_id = $1 AND provider = $2")
+                    .bind(user_id)
+                    .bind(provider),
+            )
+            .await?;
+        Ok(done == 1)
     }
 }
 
-fn insert_identity(i: &FederatedIdentity) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+fn insert_identity(i: &FederatedIdentity) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
         "INSERT INTO federated_identities (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)",
     )

@@ -117,9 +117,16 @@ fn h(s: &str) -> SecretHash {
 /// Presents `presented` at `now` with a fresh candidate successor `next` (sealed as "sealed-<next>").
 async fn present(s: &SqlStore, presented: &str, next: &str, now: i64, grace: i64) -> RotateOutcome {
     let sealed = (grace > 0).then(|| format!("sealed-{next}"));
-    s.rotate_refresh(&h(presented), &rt(next, Some(presented), now), sealed.as_deref(), now, window(now, grace))
-        .await
-        .unwrap()
+    s.rotate_refresh(
+        &h(presented),
+        &rt(next, Some(presented), now),
+        sealed.as_deref(),
+        now,
+        window(now, grace),
+        Box::new(|_| None),
+    )
+    .await
+    .unwrap()
 }
 
 async fn sealed_on(s: &SqlStore, hash: &str) -> Option<String> {
@@ -451,9 +458,11 @@ async fn mcp_sessions_keep_their_owner_and_are_bounded_rs14(s: SqlStore) {
     // Idle sessions are not honoured.
     assert_eq!(s.touch_mcp_session("s1", 5000, 4000).await.unwrap(), None);
     // At most `keep` per owner; the least recently used goes.
-    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-        s.bind_mcp_session(id, "bob", 200 + i as i64, 3).await.unwrap();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        assert!(s.bind_mcp_session(id, "bob", 200 + i as i64, 3).await.unwrap().is_empty());
     }
+    // The dropped ids are returned: their sessions leave memory too.
+    assert_eq!(s.bind_mcp_session("d", "bob", 203, 3).await.unwrap(), ["a"]);
     assert_eq!(s.touch_mcp_session("a", 300, 0).await.unwrap(), None, "the oldest was dropped");
     assert_eq!(s.touch_mcp_session("d", 300, 0).await.unwrap().as_deref(), Some("bob"));
     s.delete_mcp_session("d").await.unwrap();
@@ -472,7 +481,7 @@ async fn a_code_is_redeemed_once_with_its_grant_in_one_transaction(s: SqlStore) 
         let s = s.clone();
         let code = code.clone();
         handles.push(tokio::spawn(async move {
-            s.redeem_code(&code, "g1", Some(&rt(&format!("first{i}"), None, 5)), 5).await.unwrap()
+            s.redeem_code(&code, "g1", Some(&rt(&format!("first{i}"), None, 5)), 5, Box::new(|_| None)).await.unwrap()
         }));
     }
     let mut outcomes = Vec::new();
@@ -493,12 +502,12 @@ async fn a_code_is_redeemed_once_with_its_grant_in_one_transaction(s: SqlStore) 
     let c2 = AuthorizationCode { consumed_at: None, ..c2 };
     s.insert_grant_with_code(&g2, &c2).await.unwrap();
     s.revoke_grant("g2", 6).await.unwrap();
-    assert_eq!(s.redeem_code(&c2.hash, "g2", None, 7).await.unwrap(), Redemption::GrantRevoked);
-    assert_eq!(s.redeem_code(&c2.hash, "g2", None, 8).await.unwrap(), Redemption::CodeAlreadyUsed);
+    assert_eq!(s.redeem_code(&c2.hash, "g2", None, 7, Box::new(|_| None)).await.unwrap(), Redemption::GrantRevoked);
+    assert_eq!(s.redeem_code(&c2.hash, "g2", None, 8, Box::new(|_| None)).await.unwrap(), Redemption::CodeAlreadyUsed);
 }
 
 async fn the_database_answers_a_ping(s: SqlStore) {
     s.ping().await.unwrap();
-    s.pool().close().await;
+    s.close().await;
     assert!(matches!(s.ping().await, Err(mandate_core::error::StoreError::Unavailable(_))));
 }

@@ -57,6 +57,9 @@ pub struct Options {
     pub clock: Option<ManualClock>,
     /// `Settings::access_token_ttl` (seconds); the default unless a test sets it.
     pub access_token_ttl: Option<i64>,
+    /// Record metrics and serve `/metrics` behind this bearer token (as `mandate serve` does
+    /// with `metrics_token` and no `metrics_listen`); no metrics by default.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +73,7 @@ impl Default for Options {
             refresh_grace: Settings::new("http://localhost").refresh_grace,
             clock: None,
             access_token_ttl: None,
+            metrics_token: None,
         }
     }
 }
@@ -121,10 +125,21 @@ impl TestServer {
             auth.clone(),
             demo.clone(),
         );
-        let app = router(auth.clone(), Some(demo), limits)
-            .merge(mcp)
-            .merge(mandate_server::health_routes(auth.clone()))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let mut app =
+            router(auth.clone(), Some(demo), limits).merge(mcp).merge(mandate_server::health_routes(auth.clone()));
+        if let Some(token) = &opts.metrics_token {
+            let pool = kept.pool().clone();
+            let writes = kept.clone();
+            let database: mandate_server::DatabaseGauges = Arc::new(move || mandate_server::DatabaseStats {
+                connections: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap(),
+                max_connections: pool.options().get_max_connections(),
+                write_queue: writes.write_queue_depth() as u64,
+            });
+            let metrics = mandate_server::Metrics::new(auth.clone(), Some(database));
+            app = metrics.record(app.merge(metrics.endpoint(Some(token))));
+        }
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });

@@ -65,6 +65,12 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish before the process exits
     /// anyway (seconds).
     pub shutdown_timeout: u64,
+    /// Serve `/metrics` (Prometheus) on a listener of its own at this address, e.g.
+    /// `127.0.0.1:9464`; off the public listener.
+    pub metrics_listen: Option<String>,
+    /// Scrapes must send `Authorization: Bearer <metrics_token>`. Without `metrics_listen`,
+    /// `/metrics` is then served on the public listener. Never logged.
+    pub metrics_token: Option<String>,
     /// Whether `public_url` was implied by `listen` rather than set (it then follows the port
     /// actually bound, for `--listen 127.0.0.1:0`).
     #[serde(skip)]
@@ -98,6 +104,8 @@ impl Default for Config {
             mcp_allowed_origins: Vec::new(),
             trust_forwarded_for: false,
             shutdown_timeout: 10,
+            metrics_listen: None,
+            metrics_token: None,
             public_url_implied: false,
         }
     }
@@ -127,6 +135,8 @@ const ENV_KEYS: &[&str] = &[
     "mcp_allowed_origins",
     "trust_forwarded_for",
     "shutdown_timeout",
+    "metrics_listen",
+    "metrics_token",
 ];
 
 /// Loads the configuration; `overrides` are the flags given on the command line.
@@ -239,6 +249,21 @@ impl Config {
             if v < 60 {
                 bail!("{name} must be at least 60 seconds");
             }
+        }
+        if let Some(m) = &self.metrics_listen {
+            let addr: SocketAddr = m.parse().with_context(|| {
+                format!("metrics_listen {m:?} is not an address such as 127.0.0.1:9464 or [::1]:9464")
+            })?;
+            if self.listen.parse::<SocketAddr>().is_ok_and(|l| l == addr && addr.port() != 0) {
+                bail!(
+                    "metrics_listen must differ from listen ({addr}): without a separate listener, set metrics_token"
+                );
+            }
+        }
+        if let Some(t) = &self.metrics_token
+            && (t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            bail!("metrics_token must be at least 16 characters, without spaces");
         }
         if self.shutdown_timeout > 600 {
             bail!("shutdown_timeout must be at most 600 seconds");
@@ -381,6 +406,28 @@ mod tests {
         assert_eq!(c.issuer(), "https://127.0.0.1:8443");
         let err = Config { public_url: Some("http://127.0.0.1:8443".into()), ..tls() }.resolve().unwrap_err();
         assert!(err.to_string().contains("https public URL"), "{err}");
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        let c = load_toml("metrics_listen = \"127.0.0.1:9464\"\nmetrics_token = \"0123456789abcdef\"").unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(c.metrics_token.as_deref(), Some("0123456789abcdef"));
+        let c = Config::default();
+        assert_eq!((c.metrics_listen, c.metrics_token), (None, None), "off by default");
+        for (toml, why) in [
+            ("metrics_listen = \"localhost:9464\"", "is not an address"),
+            ("metrics_listen = \"127.0.0.1:8080\"", "must differ from listen"),
+            ("metrics_token = \"0123456789abcde\"", "at least 16 characters"),
+            ("metrics_token = \"0123456789 abcdef\"", "without spaces"),
+        ] {
+            let err = format!("{:#}", load_toml(toml).unwrap_err());
+            assert!(err.contains(why), "{toml}: {err}");
+        }
+        // Port 0 on both picks two free ports.
+        let mut c =
+            Config { listen: "127.0.0.1:0".into(), metrics_listen: Some("127.0.0.1:0".into()), ..Config::default() };
+        assert!(c.resolve().is_ok());
     }
 
     #[test]

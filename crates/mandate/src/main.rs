@@ -21,6 +21,16 @@ use anyhow::bail;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
+/// jemalloc, with its background threads, rather than the C library's allocator. glibc keeps what
+/// a freed large buffer leaves in its arenas once its mmap threshold has risen (the first free of
+/// an mmapped chunk raises it to that chunk's size): every argon2id hash after the first (19 MiB:
+/// the demo seed, each sign-in) stayed resident, and memory freed by closed MCP sessions was not
+/// given back. jemalloc's background threads return freed pages to the system about ten seconds
+/// later (its dirty-page decay), even when the server is idle; and this needs no `unsafe` here
+/// (docs/BENCHMARKS.md, "Memory of MCP sessions").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mandate",

@@ -93,6 +93,12 @@ pub struct ServeFlags {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_url: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, a listener of its own (e.g.
+    /// 127.0.0.1:9464); MANDATE_METRICS_TOKEN puts them behind a bearer token [env:
+    /// MANDATE_METRICS_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_listen: Option<String>,
 }
 
 /// The flags of `serve`, merged over the file and environment.
@@ -108,6 +114,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     // Nothing is created and nothing printed until the address is ours.
     let listener = bind(&config.listen)?;
     let addr = listener.local_addr().context("reading the address bound")?;
+    let metrics_listener = config.metrics_listen.as_deref().map(bind).transpose()?;
     config.bound_to(addr);
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
@@ -268,7 +275,29 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         });
         f
     });
-    let app = drain.track(app.merge(mandate_server::health_routes_with(auth.clone(), detail)));
+    let mut app = app.merge(mandate_server::health_routes_with(auth.clone(), detail));
+    // Metrics, when asked for: every route recorded; `/metrics` on a listener of its own, or on
+    // this one behind the bearer token.
+    let metrics = (config.metrics_listen.is_some() || config.metrics_token.is_some())
+        .then(|| mandate_server::Metrics::new(auth.clone(), Some(database_gauges(closing.clone()))));
+    let token = config.metrics_token.as_deref();
+    let mut metrics_server = None;
+    if let Some(m) = &metrics {
+        match metrics_listener {
+            Some(l) => {
+                let at = l.local_addr().context("reading the metrics address bound")?;
+                next.push(line("metrics, for Prometheus", &format!("http://{at}/metrics")));
+                tracing::info!(%at, bearer_token = token.is_some(), "metrics on a listener of their own");
+                metrics_server = Some(serve_metrics(l, m.endpoint(token)));
+            }
+            None => {
+                next.push(line("metrics, with the bearer token", &format!("{issuer}/metrics")));
+                app = app.merge(m.endpoint(token));
+            }
+        }
+        app = m.record(app);
+    }
+    let app = drain.track(app);
     tracing::info!(public_url = %issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
     let only = if config.mcp_only { " (the MCP endpoint only)" } else { "" };
     next.insert(0, format!("mandate is serving {issuer}{only}"));
@@ -277,6 +306,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let limit = Duration::from_secs(config.shutdown_timeout);
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let drained = serve(listener, tls, app, &mut signals, &drain, limit).await?;
+    if let Some((stop, task)) = metrics_server {
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     // The upstreams' processes end with the server, their process groups included.
     for u in &served {
         u.stop_processes(Duration::from_secs(2)).await;
@@ -394,6 +427,34 @@ async fn serve(
             Drained::Cut
         }
     })
+}
+
+/// The database pool and write queue, read at each scrape.
+fn database_gauges(store: mandate_store::SqlStore) -> mandate_server::DatabaseGauges {
+    Arc::new(move || {
+        let pool = store.pool();
+        mandate_server::DatabaseStats {
+            connections: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max_connections: pool.options().get_max_connections(),
+            write_queue: u64::try_from(store.write_queue_depth()).unwrap_or(u64::MAX),
+        }
+    })
+}
+
+/// `/metrics` on a listener of its own (plain HTTP), until the token returned is cancelled.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned()).await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    (stop, task)
 }
 
 fn spawn_janitor(auth: Arc<AuthServer>) {

@@ -134,6 +134,28 @@ fn bad_input_is_a_clear_error() {
     );
 }
 
+/// Issue 12: the metrics settings are checked before anything is served, and `serve --help`
+/// names the flag.
+#[test]
+fn metrics_settings_are_checked() {
+    let e = Env::new();
+    let err = e.fails(&["serve", "--metrics-listen", "localhost:9464"], None);
+    assert!(err.contains("metrics_listen \"localhost:9464\" is not an address"), "{err}");
+    let err = e.fails(&["serve", "--listen", "127.0.0.1:9464", "--metrics-listen", "127.0.0.1:9464"], None);
+    assert!(err.contains("metrics_listen must differ from listen"), "{err}");
+    for short in ["short", "sixteen chars 16"] {
+        let out = e.run_env(&["serve"], None, &[("MANDATE_METRICS_TOKEN", short)]);
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("metrics_token must be at least 16 characters, without spaces"), "{err}");
+        assert!(!err.contains(short), "the token is not repeated: {err}");
+    }
+    assert!(!e.dir.path().join("m.db").exists(), "refused before the database is created");
+    let help = e.ok(&["serve", "--help"], None);
+    assert!(help.contains("--metrics-listen <ADDR>"), "{help}");
+    assert!(help.contains("MANDATE_METRICS_TOKEN"), "{help}");
+}
+
 #[test]
 fn the_key_file_is_guarded() {
     let e = Env::new();

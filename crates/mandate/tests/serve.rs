@@ -428,3 +428,128 @@ async fn a_signal_while_waiting_for_the_database_stops_the_start() {
     holder.close().await.unwrap();
     drop(db);
 }
+
+/// The URL on the banner line naming `what`.
+fn banner_url(banner: &[String], what: &str) -> String {
+    let line = banner.iter().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} line in {banner:?}"));
+    line.split_whitespace().last().unwrap().to_owned()
+}
+
+/// One scrape: its status and text.
+async fn scrape(url: &str, token: Option<&str>) -> (StatusCode, String) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// Issue 12: `--metrics-listen` serves `/metrics` on a listener of its own, never on the public
+/// one; it works with `--mcp-only` too.
+#[tokio::test]
+async fn metrics_listen_serves_metrics_on_a_listener_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, banner) = serve(&sqlite(&dir), &["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"], &[]);
+    let base = serving(&banner);
+    let metrics = banner_url(&banner, "metrics, for Prometheus:");
+    assert!(metrics.starts_with("http://127.0.0.1:") && metrics.ends_with("/metrics"), "{metrics}");
+    assert_ne!(metrics, format!("{base}/metrics"));
+    assert_eq!(issuer_of(&base).await, base);
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "not on the public listener");
+    let r = reqwest::get(&metrics).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = r.text().await.unwrap();
+    for line in [
+        r#"mandate_http_requests_total{route="/.well-known/oauth-authorization-server",method="GET",status="2xx"} 1"#,
+        r#"mandate_http_requests_total{route="other",method="GET",status="4xx"} 1"#,
+        &format!(r#"mandate_mcp_sessions{{resource="{base}/mcp"}} 0"#),
+        "mandate_db_pool_max_connections 8",
+        "mandate_db_write_queue_depth 0",
+        "mandate_refresh_reuse_detections_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    // Scrapes of the metrics listener are not counted as the public listener's requests.
+    assert!(!text.contains(r#"route="/metrics""#), "{text}");
+
+    // An MCP server on its own (--mcp-only) has metrics too.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_m, banner) = serve(
+        &sqlite(&dir2),
+        &["--mcp-only", "--issuer", &base, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        &[],
+    );
+    let mcp_base = serving(&banner).trim_end_matches(" (the MCP endpoint only)").to_owned();
+    let r = reqwest::Client::new().post(format!("{mcp_base}/mcp")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, text) = scrape(&banner_url(&banner, "metrics, for Prometheus:"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        r#"mandate_http_requests_total{route="/mcp",method="POST",status="4xx"} 1"#,
+        &format!(r#"mandate_mcp_sessions{{resource="{mcp_base}/mcp"}} 0"#),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+}
+
+/// Issue 12: `MANDATE_METRICS_TOKEN` alone puts `/metrics` on the public listener behind that
+/// bearer token; with `--metrics-listen` the separate listener asks for it too. It is never
+/// printed or logged.
+#[tokio::test]
+async fn metrics_token_guards_metrics_wherever_they_are_served() {
+    const TOKEN: &str = "metrics-token-for-the-test-0123";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MANDATE_DATABASE", sqlite(&dir))
+        .env("MANDATE_METRICS_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug")
+        .env_remove("MANDATE_PUBLIC_URL")
+        .env_remove("MANDATE_LISTEN")
+        .env_remove("MANDATE_METRICS_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Read as it comes, so that the logs never fill the pipe.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
+        logs
+    });
+    let banner = support::read_banner(child.stdout.take().unwrap());
+    let mut proc = Proc(child);
+    let base = serving(&banner);
+    let url = banner_url(&banner, "metrics, with the bearer token:");
+    assert_eq!(url, format!("{base}/metrics"));
+    for wrong in [None, Some("metrics-token-for-the-test-0124"), Some("nope")] {
+        let (status, body) = scrape(&url, wrong).await;
+        assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized\n"));
+    }
+    let (status, text) = scrape(&url, Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let line = r#"mandate_http_requests_total{route="/metrics",method="GET",status="4xx"} 3"#;
+    assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    signal(&proc, "TERM");
+    assert_eq!(wait_exit(&mut proc, Duration::from_secs(10)).0, 0);
+    let logs = logs.join().unwrap();
+    assert!(logs.contains("mandate is serving"), "{logs}");
+    assert!(!logs.contains(TOKEN), "the token is never logged");
+    assert!(!banner.join("\n").contains(TOKEN), "nor printed");
+
+    // With a listener of its own, that listener asks for the token too.
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, banner) = serve(
+        &sqlite(&dir),
+        &["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        &[("MANDATE_METRICS_TOKEN", TOKEN)],
+    );
+    let base = serving(&banner);
+    assert_eq!(reqwest::get(format!("{base}/metrics")).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let url = banner_url(&banner, "metrics, for Prometheus:");
+    assert_eq!(scrape(&url, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(&url, Some(TOKEN)).await.0, StatusCode::OK);
+}

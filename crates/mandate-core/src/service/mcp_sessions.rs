@@ -5,8 +5,9 @@ use super::AuthServer;
 use crate::error::StoreError;
 
 impl AuthServer {
-    /// Binds a new session to its owner, keeping at most `keep` per owner.
-    pub async fn mcp_session_bind(&self, id: &str, owner: &str, keep: i64) -> Result<(), StoreError> {
+    /// Binds a new session to its owner, keeping at most `keep` per owner; returns the sessions
+    /// dropped to stay within `keep` (the least recently used).
+    pub async fn mcp_session_bind(&self, id: &str, owner: &str, keep: i64) -> Result<Vec<String>, StoreError> {
         self.store.bind_mcp_session(id, owner, self.now(), keep).await
     }
 

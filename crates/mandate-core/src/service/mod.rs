@@ -6,6 +6,8 @@ mod admin;
 mod apps;
 mod authorize;
 mod cimd;
+/// Counters of what the service did, for operators.
+pub mod counters;
 /// Limits that fetchers of client metadata documents must apply.
 pub mod cimd_limits {
     pub use super::cimd::{MAX_CACHE_SECONDS, MAX_DOCUMENT_BYTES, MIN_CACHE_SECONDS};
@@ -26,6 +28,7 @@ pub use apps::ConnectedApp;
 pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentView, ScopeLine, Stale, human_duration};
 pub use cimd::{ClientDocumentFetcher, FetchError, FetchedDocument, validate_document_url};
 pub use clients::{BasicCredentials, ClientLookupError};
+pub use counters::ServiceCounters;
 pub use keyman::{KeyManager, KeyManagerError};
 pub use login::LoginError;
 pub use token::{RACE_TOLERANCE, TokenResponse};
@@ -111,6 +114,8 @@ pub struct AuthServer {
     revocation_signal: tokio::sync::Notify,
     /// The audit writer: events arriving together are written in one transaction.
     audit_queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<(AuditEvent, tokio::sync::oneshot::Sender<()>)>>,
+    /// What this process did, for operators (`/metrics`).
+    counters: ServiceCounters,
 }
 
 /// What an [`AuthServer`] is built from.
@@ -139,6 +144,7 @@ impl AuthServer {
             revocation_epoch: std::sync::atomic::AtomicU64::new(0),
             revocation_signal: tokio::sync::Notify::new(),
             audit_queue: std::sync::OnceLock::new(),
+            counters: ServiceCounters::default(),
         };
         server.keys.ensure_signing_key(server.settings.signing_alg, server.now()).await?;
         Ok(server)
@@ -164,6 +170,11 @@ impl AuthServer {
 
     pub fn keys(&self) -> &KeyManager {
         &self.keys
+    }
+
+    /// What this process did so far (token answers, refresh outcomes, live MCP sessions).
+    pub fn counters(&self) -> &ServiceCounters {
+        &self.counters
     }
 
     /// True when the grant behind an access token was revoked, or the token itself was
@@ -222,9 +233,10 @@ impl AuthServer {
         random_id(self.rng.as_ref())
     }
 
-    /// Records an audit event. A failure to record is logged, never hidden from operators.
-    pub async fn audit(&self, event: AuditDraft<'_>) {
-        let record = AuditEvent {
+    /// The event `draft` describes, as recorded now (for a write that stores its own record in
+    /// its transaction; see [`crate::model::AuditOf`]).
+    pub(crate) fn audit_record(&self, event: AuditDraft<'_>) -> AuditEvent {
+        AuditEvent {
             id: random_id(self.rng.as_ref()),
             at: self.now(),
             kind: event.kind.to_owned(),
@@ -233,7 +245,12 @@ impl AuthServer {
             client_id: event.client.map(str::to_owned),
             grant_id: event.grant.map(str::to_owned),
             detail: event.detail,
-        };
+        }
+    }
+
+    /// Records an audit event. A failure to record is logged, never hidden from operators.
+    pub async fn audit(&self, event: AuditDraft<'_>) {
+        let record = self.audit_record(event);
         // Group commit: the event joins those queued meanwhile, one transaction writes them all,
         // and each caller goes on once its event is written (as with a write of its own).
         let queue = self.audit_queue.get_or_init(|| spawn_audit_writer(self.store.clone()));

@@ -7,7 +7,9 @@ use super::clients::BasicCredentials;
 use super::{AuditDraft, AuthServer};
 use crate::clock::UnixTime;
 use crate::error::{ErrorCode, OAuthError};
-use crate::model::{AuthorizationCode, Client, Grant, Redemption, RefreshToken, RetryWindow, RotateOutcome};
+use crate::model::{
+    AuditEvent, AuthorizationCode, Client, Grant, Redemption, RefreshContext, RefreshToken, RetryWindow, RotateOutcome,
+};
 use crate::params::Params;
 use crate::pkce;
 use crate::scope::{ScopeSet, canonical_resource};
@@ -77,6 +79,7 @@ impl AuthServer {
             },
             false => false,
         };
+        self.counters.code_replay(revoked);
         if revoked {
             self.note_revocation().await;
             self.audit(AuditDraft {
@@ -129,7 +132,17 @@ impl AuthServer {
             return Err(e);
         }
         let refresh = client.allows_refresh.then(|| self.new_refresh(&record.grant_id, &record.scope, None, now));
-        match self.store.redeem_code(&hash, &record.grant_id, refresh.as_ref().map(|(_, r)| r), now).await? {
+        // The record of the redemption is written in its own transaction.
+        let issued = self.audit_record(AuditDraft {
+            kind: "token.issued",
+            outcome: "success",
+            user: Some(&record.user_id),
+            client: Some(&client.id),
+            grant: Some(&record.grant_id),
+            detail: Some(format!("authorization_code; scope {}; resource {}", record.scope, record.resource)),
+        });
+        let audit = Box::new(move |r: &Redemption| matches!(r, Redemption::Activated).then_some(issued));
+        match self.store.redeem_code(&hash, &record.grant_id, refresh.as_ref().map(|(_, r)| r), now, audit).await? {
             Redemption::Activated => {}
             Redemption::CodeAlreadyUsed => return Err(self.code_replayed(&record, client, proof_ok, now).await),
             Redemption::GrantRevoked => return Err(OAuthError::invalid_grant("the authorization was revoked")),
@@ -145,17 +158,7 @@ impl AuthServer {
             last_used_at: None,
             revoked_at: None,
         };
-        let response = self.respond(&grant, &record.scope, refresh.map(|(s, _)| s)).await?;
-        self.audit(AuditDraft {
-            kind: "token.issued",
-            outcome: "success",
-            user: Some(&record.user_id),
-            client: Some(&client.id),
-            grant: Some(&record.grant_id),
-            detail: Some(format!("authorization_code; scope {}; resource {}", record.scope, record.resource)),
-        })
-        .await;
-        Ok(response)
+        self.respond(&grant, &record.scope, refresh.map(|(s, _)| s)).await
     }
 
     /// Does the token request prove it continues the authorization request?
@@ -225,10 +228,7 @@ impl AuthServer {
         let presented = params.required("refresh_token")?;
         let hash = SecretHash::of(presented);
         let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-        let Some(token) = self.store.refresh_token(&hash).await? else {
-            return Err(invalid());
-        };
-        let Some(grant) = self.store.grant(&token.grant_id).await? else {
+        let Some(RefreshContext { token, grant, person_enabled }) = self.store.refresh_context(&hash).await? else {
             return Err(invalid());
         };
         // Bound to its client: another client's attempt changes nothing (RT-08).
@@ -241,7 +241,7 @@ impl AuthServer {
         if grant.revoked_at.is_some() {
             return Err(invalid());
         }
-        if self.store.user_by_id(&grant.user_id).await?.is_none_or(|u| u.disabled) {
+        if !person_enabled {
             return Err(invalid());
         }
         Self::check_resource(params, &grant.resource)?;
@@ -265,22 +265,44 @@ impl AuthServer {
             })?),
             false => None,
         };
-        let outcome = self.store.rotate_refresh(&hash, &next, sealed.as_deref(), now, self.retry_window(now)).await?;
-        let draft = |outcome: &'static str, detail: &str| AuditDraft {
+        // The record of the outcome is written in the rotation's own transaction.
+        let base = self.audit_record(AuditDraft {
             kind: "token.refreshed",
-            outcome,
+            outcome: "success",
             user: Some(&grant.user_id),
             client: Some(&client.id),
             grant: Some(&grant.id),
-            detail: Some(detail.to_owned()),
-        };
+            detail: None,
+        });
+        let record = Box::new(move |outcome: &RotateOutcome| {
+            let (kind, result, detail) = match outcome {
+                RotateOutcome::Rotated => ("token.refreshed", "success", "rotated"),
+                RotateOutcome::Retry { .. } => {
+                    ("token.refreshed", "success", "retry inside the grace window: the same successor was returned")
+                }
+                RotateOutcome::RaceLost => (
+                    "token.refreshed",
+                    "refused",
+                    "presented again while its rotation an instant ago was answered (no grace window); the family is intact",
+                ),
+                RotateOutcome::ReuseDetected => (
+                    "token.reuse_detected",
+                    "grant_revoked",
+                    "a rotated refresh token was presented again; the whole family is revoked",
+                ),
+                RotateOutcome::Inactive => return None,
+            };
+            Some(AuditEvent { kind: kind.into(), outcome: result.into(), detail: Some(detail.into()), ..base })
+        });
+        let outcome =
+            self.store.rotate_refresh(&hash, &next, sealed.as_deref(), now, self.retry_window(now), record).await?;
         match outcome {
             RotateOutcome::Rotated => {
-                let response = self.respond(&grant, &scope, Some(secret)).await?;
-                self.audit(draft("success", "rotated")).await;
-                Ok(response)
+                self.counters.refresh_rotated.inc();
+                self.respond(&grant, &scope, Some(secret)).await
             }
             RotateOutcome::Retry { successor: expected, sealed } => {
+                self.counters.refresh_grace_retries.inc();
                 // Only the holder of the presented token can open this; the database cannot.
                 let same = match successor::open(presented, &sealed) {
                     Ok(s) if s.hash().ct_eq(&expected) => s,
@@ -289,25 +311,15 @@ impl AuthServer {
                         return Err(OAuthError::server_error());
                     }
                 };
-                let response = self.respond(&grant, &scope, Some(same)).await?;
-                self.audit(draft("success", "retry inside the grace window: the same successor was returned")).await;
-                Ok(response)
+                self.respond(&grant, &scope, Some(same)).await
             }
             RotateOutcome::RaceLost => {
-                self.audit(draft(
-                    "refused",
-                    "presented again while its rotation an instant ago was answered (no grace window); the family is intact",
-                ))
-                .await;
+                self.counters.refresh_races_lost.inc();
                 Err(invalid())
             }
             RotateOutcome::ReuseDetected => {
+                self.counters.refresh_reuse_detected.inc();
                 self.note_revocation().await;
-                self.audit(AuditDraft {
-                    kind: "token.reuse_detected",
-                    ..draft("grant_revoked", "a rotated refresh token was presented again; the whole family is revoked")
-                })
-                .await;
                 Err(invalid())
             }
             RotateOutcome::Inactive => Err(invalid()),

@@ -4,4 +4,5 @@
 
 mod jsonrpc_errors;
 mod seed_dialogue;
+mod sessions;
 mod validation;

@@ -36,13 +36,19 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes
 }
 
 pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut grant_type = None;
     let result = async {
         let params = form_params(&headers, &body)?;
+        grant_type = params.single("grant_type").ok().flatten().map(str::to_owned);
         let basic = basic_credentials(&headers)?;
         s.auth.token(&params, basic.as_ref()).await
     }
     .await;
-    match result.and_then(|r| serde_json::to_value(r).map_err(|_| OAuthError::server_error())) {
+    let result = result.and_then(|r| serde_json::to_value(r).map_err(|_| OAuthError::server_error()));
+    // Counted for `/metrics`: the grant type (known ones only) and `issued` or the error code.
+    let outcome = result.as_ref().map_or_else(|e| e.code.as_str(), |_| "issued");
+    s.auth.counters().token_request(grant_type.as_deref(), outcome);
+    match result {
         Ok(v) => no_store_json(StatusCode::OK, &v),
         Err(e) => OAuthErrorResponse(e).into_response(),
     }

@@ -6,6 +6,7 @@
 mod authorize_errors;
 mod flow;
 mod metadata;
+mod metrics;
 mod pages;
 mod refresh_concurrency;
 mod registration;
