@@ -11,10 +11,13 @@
 //! - `gateway`: `tools/call` on a real third-party MCP server (server-everything, Node) through
 //!   mandate's gateway and directly, in interleaved rounds; skipped when Node or the server is
 //!   not installed (e2e/node_modules).
+//! - `sessions` (only when asked for): the memory of idle MCP sessions in a separate
+//!   `mandate serve --demo` (the release binary), opened, closed, and past the per-person cap.
 #![allow(clippy::print_stdout)]
 
 mod gateway;
 mod mcp;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +39,7 @@ const PASSWORD: &str = "bench password 1";
 
 #[derive(Parser)]
 struct Args {
-    /// refresh, code, mcp, gateway, login or all.
+    /// refresh, code, mcp, gateway, login or all; or sessions (not part of all).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Concurrent workers.
@@ -64,6 +67,12 @@ struct Args {
     /// and this process, load generator and gateway, on the other).
     #[arg(long)]
     no_pin: bool,
+    /// sessions: how many MCP sessions to open (--smoke: 200).
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// sessions: the `mandate` binary to start (default: target/release/mandate).
+    #[arg(long, value_name = "PATH")]
+    mandate: Option<PathBuf>,
 }
 
 struct Target {
@@ -492,6 +501,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if a.concurrency == 0 || a.requests < a.concurrency {
         bail!("--requests must be at least --concurrency, and --concurrency at least 1");
+    }
+    if a.scenario == "sessions" {
+        return sessions::run(&a).await;
     }
     // The gateway's upstream runs before the server starts: its tools are part of the catalogue.
     let upstream = if matches!(a.scenario.as_str(), "gateway" | "all") {
