@@ -275,13 +275,14 @@ async fn main() -> anyhow::Result<()> {
         ensure!(["authorize", "code", "refresh", "tools_call"].contains(&s.as_str()), "unknown scenario {s:?}");
     }
     let root = workspace_root();
-    let bin = a.mandate.clone().unwrap_or_else(|| root.join("target/release/mandate"));
+    // Absolute: the servers run in directories of their own.
+    let bin = std::path::absolute(a.mandate.clone().unwrap_or_else(|| root.join("target/release/mandate")))?;
     ensure!(
         bin.is_file(),
         "no mandate binary at {} (cargo build --release -p mandate, or --mandate PATH)",
         bin.display()
     );
-    let node = a.node.clone().unwrap_or_else(|| root.join("bench/peers/node_modules/.bin/node"));
+    let node = std::path::absolute(a.node.clone().unwrap_or_else(|| root.join("bench/peers/node_modules/.bin/node")))?;
     ensure!(node.is_file(), "no Node at {} (bench/peers/run.sh installs it: cd bench/peers && npm ci)", node.display());
     let v = std::process::Command::new(&node).arg("--version").output().context("running node --version")?;
     let node_version = String::from_utf8_lossy(&v.stdout).trim().to_owned();
