@@ -252,8 +252,12 @@ async fn rl15_sigterm_lets_requests_in_flight_finish() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match tokio::net::TcpStream::connect(&host).await {
+            // Refused, or reset when the handshake raced the listener's close: not accepted.
             Err(e) => {
-                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+                assert!(
+                    matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset),
+                    "{e}"
+                );
                 break;
             }
             Ok(_) => assert!(Instant::now() < deadline, "still accepting connections 5 s after SIGTERM"),
