@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod fetch;
+pub mod guarded_body;
 mod health;
 mod http;
 pub mod metrics;

@@ -10,13 +10,10 @@
 //!
 //! [`ServiceCounters`]: mandate_core::service::ServiceCounters
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -32,6 +29,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::guarded_body::{hold_until_sent, is_event_stream};
 
 /// The `Content-Type` of a scrape's answer.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -136,7 +135,7 @@ impl Metrics {
             histogram.observe(started.elapsed().as_secs_f64());
             return response;
         }
-        response.map(|body| Body::new(Timed { body, started, histogram }))
+        hold_until_sent(response, Timed { started, histogram })
     }
 
     /// Every metric, in the Prometheus text format.
@@ -204,18 +203,9 @@ fn status_class(s: StatusCode) -> &'static str {
     }
 }
 
-fn is_event_stream(response: &Response) -> bool {
-    response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
-}
-
-/// A response body that records its request's latency once it is sent (or dropped: the client
-/// went away).
+/// Records its request's latency when dropped: once the response body is sent, or the client
+/// went away.
 struct Timed {
-    body: Body,
     started: Instant,
     histogram: Histogram,
 }
@@ -223,26 +213,6 @@ struct Timed {
 impl Drop for Timed {
     fn drop(&mut self) {
         self.histogram.observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-impl http_body::Body for Timed {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -4,18 +4,13 @@
 //! drain is bounded: past `shutdown_timeout` the process exits anyway, as it does on a second
 //! signal.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{Method, header};
+use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
+use mandate_server::guarded_body::{hold_until_sent, is_event_stream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// SIGTERM and SIGINT, listened for from the moment this is made.
 pub struct Signals {
@@ -80,7 +75,7 @@ impl Drain {
                 if get && is_event_stream(&response) {
                     return response;
                 }
-                response.map(|body| Body::new(Tracked { body, _token: token }))
+                hold_until_sent(response, token)
             }
         }))
     }
@@ -93,46 +88,14 @@ impl Drain {
     }
 }
 
-fn is_event_stream(response: &Response) -> bool {
-    response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
-}
-
-/// A response body that holds its request's place in the drain until it is sent or dropped.
-struct Tracked {
-    body: Body,
-    _token: TaskTrackerToken,
-}
-
-impl http_body::Body for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use std::time::Duration;
 
+    use axum::body::Body;
+    use axum::http::header;
     use axum::routing::get;
     use tower::ServiceExt;
 
