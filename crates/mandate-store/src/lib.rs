@@ -308,8 +308,21 @@ impl SqlStore {
         if let Some(&applied) = before.unknown().iter().max() {
             return Err(OpenError::SchemaNewer { applied, known: before.known.iter().copied().max().unwrap_or(0) });
         }
-        self.migrator().run(&self.pool).await.map_err(|e| OpenError::Migrate(e.to_string()))?;
-        Ok(before)
+        // SQLite's migrator takes no lock (PostgreSQL's takes an advisory lock): two instances
+        // opening one empty file at once both start at the first migration, and the one that
+        // loses fails on a table the other just created. Each migration commits with its
+        // record, so when the failure came while the other made progress, this one carries on
+        // from where that one got (RL-16); a failure without progress is a real one.
+        let mut applied = before.applied.len();
+        for _ in 0..=self.migrator().iter().count() {
+            let Err(e) = self.migrator().run(&self.pool).await else { return Ok(before) };
+            let now = self.schema_status().await?.applied.len();
+            if now <= applied {
+                return Err(OpenError::Migrate(e.to_string()));
+            }
+            applied = now;
+        }
+        Err(OpenError::Migrate("the migrations did not settle while another instance applied them".into()))
     }
 
     pub fn engine(&self) -> Engine {

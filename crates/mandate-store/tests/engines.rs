@@ -97,3 +97,51 @@ async fn a_terminated_connection_is_unavailable_not_a_failure() {
     pg.store.ping().await.unwrap();
     pg.drop_database().await;
 }
+
+/// Two stores opened at once on one empty database, as two instances starting together: both
+/// open, every migration is applied exactly once, and both can write (RL-16).
+async fn two_at_once(url: &str) {
+    let (a, b) = tokio::join!(SqlStore::open(url), SqlStore::open(url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(a.pool()).await.unwrap();
+    let expected = mandate_store::migration_names().0.len();
+    assert_eq!(applied.len(), expected, "each migration once: {applied:?}");
+    let mut unique = applied.clone();
+    unique.dedup();
+    assert_eq!(unique, applied);
+    use mandate_core::store::UserStore;
+    for (i, s) in [&a, &b].into_iter().enumerate() {
+        let user = mandate_core::model::User {
+            id: format!("u{i}"),
+            username: format!("user{i}"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+            created_at: 0,
+            disabled: false,
+        };
+        s.insert_user(&user).await.unwrap();
+    }
+    assert!(b.user_by_name("user0").await.unwrap().is_some(), "both see one database");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn two_instances_starting_at_once_migrate_once_rl_16() {
+    let dir = tempfile::tempdir().unwrap();
+    two_at_once(&format!("sqlite://{}", dir.path().join("empty.db").display())).await;
+    let Ok(admin) = std::env::var("MANDATE_TEST_POSTGRES_URL") else {
+        eprintln!("MANDATE_TEST_POSTGRES_URL not set: the PostgreSQL case is skipped");
+        return;
+    };
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "mandate_t_{}",
+        mandate_core::secret::random_id(&mandate_core::clock::OsRandom).to_lowercase().replace(['-', '_'], "")
+    );
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    two_at_once(&url_with_database(&admin, &name)).await;
+    conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
+}

@@ -225,6 +225,11 @@ impl AuthServer {
     }
 
     async fn refresh(&self, params: &Params, client: &Client) -> Result<TokenResponse, OAuthError> {
+        // A client that did not register the grant is told so before any token is looked up
+        // (RFC 6749 §5.2 unauthorized_client; TK-09).
+        if !client.allows_refresh {
+            return Err(OAuthError::unauthorized_client("this client did not register the refresh_token grant"));
+        }
         let presented = params.required("refresh_token")?;
         let hash = SecretHash::of(presented);
         let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
@@ -234,9 +239,6 @@ impl AuthServer {
         // Bound to its client: another client's attempt changes nothing (RT-08).
         if grant.client_id != client.id {
             return Err(invalid());
-        }
-        if !client.allows_refresh {
-            return Err(OAuthError::unauthorized_client("this client did not register the refresh_token grant"));
         }
         if grant.revoked_at.is_some() {
             return Err(invalid());

@@ -1,7 +1,7 @@
 //! The machine-facing endpoints: registration, token, revocation, introspection.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mandate_core::{ErrorCode, OAuthError};
@@ -35,9 +35,21 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes
     }
 }
 
-pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Parameters travel only in the body (RFC 6749 §2.3.1, §3.2): a request with a query string is
+/// refused, so credentials put in a URL, where proxies and logs keep them, are never used (TK-03).
+fn body_only(query: Option<&str>) -> Result<(), OAuthError> {
+    match query {
+        Some(q) if !q.is_empty() => {
+            Err(OAuthError::invalid_request("parameters must be sent in the request body, not in the URL"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn token(State(s): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     let mut grant_type = None;
     let result = async {
+        body_only(query.as_deref())?;
         let params = form_params(&headers, &body)?;
         grant_type = params.single("grant_type").ok().flatten().map(str::to_owned);
         let basic = basic_credentials(&headers)?;
@@ -54,8 +66,9 @@ pub async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-pub async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(State(s): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
+        body_only(query.as_deref())?;
         let params = form_params(&headers, &body)?;
         let basic = basic_credentials(&headers)?;
         s.auth.revoke(&params, basic.as_ref()).await
@@ -67,8 +80,14 @@ pub async fn revoke(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-pub async fn introspect(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(s): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
+        body_only(query.as_deref())?;
         let params = form_params(&headers, &body)?;
         let basic = basic_credentials(&headers)?;
         s.auth.introspect(&params, basic.as_ref()).await

@@ -4,10 +4,13 @@
 //! security-tests.md).
 
 mod authorize_errors;
+mod battery;
+mod fetcher;
 mod flow;
 mod metadata;
 mod metrics;
 mod pages;
+mod races;
 mod refresh_concurrency;
 mod registration;
 mod scopes_over_time;
