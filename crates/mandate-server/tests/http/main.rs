@@ -5,6 +5,8 @@
 
 mod authorize_errors;
 mod flow;
+mod hardening_access;
+mod hardening_lifetimes;
 mod metadata;
 mod metrics;
 mod pages;
