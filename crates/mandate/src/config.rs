@@ -458,6 +458,26 @@ mod tests {
     }
 
     #[test]
+    fn hardening_settings_have_defaults_and_bounds_rt_12_dc_10() {
+        let c = Config::default();
+        assert_eq!(
+            (c.refresh_family_ttl, c.registrations_per_minute, c.max_unused_clients, c.unused_client_ttl),
+            (90 * 24 * 3600, 60, 1000, 24 * 3600)
+        );
+        let c = load_toml("refresh_family_ttl = 86400\nregistrations_per_minute = 5\nunused_client_ttl = 600").unwrap();
+        assert_eq!((c.refresh_family_ttl, c.registrations_per_minute, c.unused_client_ttl), (86400, 5, 600));
+        for (toml, why) in [
+            ("refresh_family_ttl = 59", "refresh_family_ttl must be at least 60 seconds"),
+            ("registrations_per_minute = 0", "must be at least 1"),
+            ("max_unused_clients = 0", "must be at least 1"),
+            ("unused_client_ttl = 599", "at least 600 seconds"),
+        ] {
+            let err = format!("{:#}", load_toml(toml).unwrap_err());
+            assert!(err.contains(why), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn key_file_sits_next_to_the_sqlite_database() {
         let c = Config { database: "sqlite://data/m.db?mode=rwc".into(), ..Config::default() };
         assert_eq!(c.key_file(), Some(PathBuf::from("data/m.db.key")));
