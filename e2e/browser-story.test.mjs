@@ -217,7 +217,7 @@ test(`UI-19 UI-20 AS13: sign-in names the app (unverified), a wrong password kee
         `After you decide, the answer goes to an app on this computer (port ${port}).`,
       );
       assert.match(await textOf(page), /It will act on mandate demo apps \(billing and todos\) with your account demo\./);
-      assert.match(await textOf(page, 'p.term'), /^How long: Until you revoke it\. It also ends by itself if the app does not use it for \d+ \w+\./);
+      assert.match(await textOf(page, 'p.term'), /^How long: Until you revoke it, for \d+ \w+ at most\. It also ends by itself if the app does not use it for \d+ \w+\./);
 
       // Every scope asked for, in words; what cannot be undone unticked and marked so.
       const boxes = page.getByRole('checkbox');

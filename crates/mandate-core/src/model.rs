@@ -93,6 +93,9 @@ pub struct Client {
     pub created_at: UnixTime,
     /// For metadata-document clients: when the cached document must be fetched again.
     pub refresh_after: Option<UnixTime>,
+    /// The resources (canonical URIs) an operator says this client serves: it may introspect
+    /// tokens whose audience is one of them (RV-09). Empty for self-registered clients.
+    pub served_resources: Vec<String>,
 }
 
 impl Client {
@@ -135,6 +138,8 @@ pub struct PendingAuthorization {
 pub struct Consent {
     pub user_id: String,
     pub client_id: String,
+    /// The redirect host for a client an operator registered; the exact redirect URI for a
+    /// self-registered or metadata-document client (UI-20).
     pub redirect_host: String,
     pub resource: String,
     pub scope: ScopeSet,

@@ -26,6 +26,9 @@ pub trait ClientStore: Send + Sync {
     async fn upsert_client(&self, client: &Client) -> StoreResult<()>;
     async fn client_by_id(&self, id: &str) -> StoreResult<Option<Client>>;
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Dynamic (RFC 7591) clients: how many were registered at or after `since`, and how many
+    /// stored ones never got an authorization code (DC-10).
+    async fn dynamic_registrations(&self, since: UnixTime) -> StoreResult<(i64, i64)>;
     /// Removes a client and revokes every grant it holds, atomically. False when unknown.
     async fn remove_client(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
 }
@@ -41,6 +44,9 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 pub trait AuthorizationRequestStore: Send + Sync {
     async fn insert_pending(&self, pending: &PendingAuthorization) -> StoreResult<()>;
+    /// How many requests of this client created at or after `since` carried this PKCE challenge
+    /// (PK-12; counted up to 1000).
+    async fn challenge_uses(&self, client_id: &str, code_challenge: &str, since: UnixTime) -> StoreResult<i64>;
     async fn pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>>;
     /// Binds the request to the person viewing it; false if another person already holds it.
     async fn bind_pending(&self, id: &str, user_id: &str) -> StoreResult<bool>;
@@ -136,9 +142,11 @@ pub trait AuditStore: Send + Sync {
     async fn clients_in_trail(&self, user_id: &str) -> StoreResult<Vec<String>>;
 }
 
+/// Failed attempts per throttle key: a sign-in per (account, address) and per account, a client
+/// secret per client. The key is opaque to the store.
 #[async_trait]
 pub trait LoginThrottleStore: Send + Sync {
-    /// Counts a failed sign-in (a new window starts when the first failure is older than
+    /// Counts a failed attempt (a new window starts when the first failure is older than
     /// `window_start`); returns the failures in the current window. Atomic.
     async fn record_login_failure(&self, username: &str, now: UnixTime, window_start: UnixTime) -> StoreResult<i64>;
     async fn lock_login(&self, username: &str, until: UnixTime) -> StoreResult<()>;
@@ -153,6 +161,10 @@ pub trait MaintenanceStore: Send + Sync {
     /// every token rotated at or before `sealed_until` (its grace window has passed). Returns the
     /// rows deleted or cleared. Never touches the audit trail.
     async fn purge_expired(&self, now: UnixTime, sealed_until: UnixTime) -> StoreResult<u64>;
+    /// Deletes dynamic (RFC 7591) clients registered before `registered_before` that never got
+    /// an authorization code (no grant, no code, ever); a client once used is never deleted.
+    /// Returns how many (DC-10).
+    async fn purge_unused_clients(&self, registered_before: UnixTime) -> StoreResult<u64>;
     /// Answers when the database does (readiness).
     async fn ping(&self) -> StoreResult<()>;
     /// Tells other processes on this database that something was revoked.

@@ -275,6 +275,12 @@ impl Collector for ServiceCollector {
             "Rotated refresh tokens presented again outside the grace window: the whole token family revoked",
             c.refresh_reuse_detected.get(),
         )?;
+        counter(
+            &mut e,
+            "mandate_pkce_challenge_reuses",
+            "Authorization requests repeating a PKCE challenge the same client sent in the last day (recorded, not refused)",
+            c.pkce_challenge_reuses.get(),
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "mandate_code_replays",

@@ -59,7 +59,7 @@ impl UserStore for SqlStore {
     }
 }
 
-const CLIENT_COLS: &str = "id, kind, name, secret_hash, auth_method, redirect_uris, allows_refresh, allowed_scope, metadata, created_at, refresh_after";
+const CLIENT_COLS: &str = "id, kind, name, secret_hash, auth_method, redirect_uris, allows_refresh, allowed_scope, metadata, created_at, refresh_after, served_resources";
 
 fn client(row: &AnyRow) -> StoreResult<Client> {
     let corrupt = |c: &str| StoreError::Corrupt(c.to_owned());
@@ -78,6 +78,8 @@ fn client(row: &AnyRow) -> StoreResult<Client> {
         metadata: serde_json::from_str(&text(row, "metadata")?).map_err(|_| corrupt("clients.metadata"))?,
         created_at: int(row, "created_at")?,
         refresh_after: opt_int(row, "refresh_after")?,
+        served_resources: serde_json::from_str(&text(row, "served_resources")?)
+            .map_err(|_| corrupt("clients.served_resources"))?,
     })
 }
 
@@ -86,12 +88,13 @@ impl SqlStore {
         let conflict = if upsert {
             " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name, secret_hash = excluded.secret_hash, \
              auth_method = excluded.auth_method, redirect_uris = excluded.redirect_uris, allows_refresh = excluded.allows_refresh, \
-             allowed_scope = excluded.allowed_scope, metadata = excluded.metadata, refresh_after = excluded.refresh_after"
+             allowed_scope = excluded.allowed_scope, metadata = excluded.metadata, refresh_after = excluded.refresh_after, \
+             served_resources = excluded.served_resources"
         } else {
             ""
         };
         let sql = format!(
-            "INSERT INTO clients ({CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11){conflict}"
+            "INSERT INTO clients ({CLIENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12){conflict}"
         );
         let result = self
             .execute(
@@ -106,7 +109,8 @@ impl SqlStore {
                     .bind(c.allowed_scope.as_ref().map(ToString::to_string))
                     .bind(c.metadata.to_string())
                     .bind(c.created_at)
-                    .bind(c.refresh_after),
+                    .bind(c.refresh_after)
+                    .bind(serde_json::to_string(&c.served_resources).map_err(|e| StoreError::Backend(e.to_string()))?),
             )
             .await;
         self.clients.invalidate();
@@ -142,6 +146,20 @@ impl ClientStore for SqlStore {
         let sql = format!("SELECT {CLIENT_COLS} FROM clients ORDER BY created_at, id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter().map(client).collect()
+    }
+
+    async fn dynamic_registrations(&self, since: UnixTime) -> StoreResult<(i64, i64)> {
+        // Both counts bounded: the caller only compares them with its limits (at most 100 000).
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM (SELECT 1 AS one FROM clients WHERE kind = 'dynamic' AND created_at >= $1 LIMIT 100000) r) AS recent, \
+               (SELECT COUNT(*) FROM (SELECT 1 AS one FROM clients WHERE kind = 'dynamic' AND used_at IS NULL LIMIT 100000) u) AS unused",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok((int(&row, "recent")?, int(&row, "unused")?))
     }
 
     async fn remove_client(&self, id: &str, now: UnixTime) -> StoreResult<bool> {

@@ -269,6 +269,13 @@ impl GrantStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+                // The client is used from now on: never collected as unused (DC-10).
+                sqlx::query("UPDATE clients SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                    .bind(g.created_at)
+                    .bind(&g.client_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                 tx.commit().await.map_err(map_err)
             })
         })

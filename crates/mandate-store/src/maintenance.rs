@@ -42,6 +42,24 @@ impl MaintenanceStore for SqlStore {
         Ok(total)
     }
 
+    async fn purge_unused_clients(&self, registered_before: UnixTime) -> StoreResult<u64> {
+        // `used_at` is set with the first code, in its transaction; the grant check also covers
+        // clients registered before it existed.
+        let n = self
+            .execute(
+                sqlx::query(
+                    "DELETE FROM clients WHERE kind = 'dynamic' AND used_at IS NULL AND created_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM grants WHERE grants.client_id = clients.id)",
+                )
+                .bind(registered_before),
+            )
+            .await?;
+        if n > 0 {
+            self.clients.invalidate();
+        }
+        Ok(n)
+    }
+
     async fn announce_revocation(&self) -> StoreResult<()> {
         // Dialect branch: only PostgreSQL has notifications; a SQLite file has one process.
         if self.engine == crate::Engine::Postgres {

@@ -91,6 +91,21 @@ impl AuthorizationRequestStore for SqlStore {
         Ok(())
     }
 
+    async fn challenge_uses(&self, client_id: &str, code_challenge: &str, since: UnixTime) -> StoreResult<i64> {
+        // Counted up to a bound: the answer only needs to say "again" and roughly how often.
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM pending_authorizations \
+             WHERE client_id = $1 AND code_challenge = $2 AND created_at >= $3 LIMIT 1000) earlier",
+        )
+        .bind(client_id)
+        .bind(code_challenge)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        int(&row, "n")
+    }
+
     async fn pending(&self, id: &str) -> StoreResult<Option<PendingAuthorization>> {
         let row = sqlx::query(
             "SELECT id, client_id, redirect_uri, redirect_uri_explicit, scope, resource, state, code_challenge, created_at, \

@@ -1,4 +1,5 @@
-//! Failed sign-ins per username.
+//! Failed attempts per throttle key (sign-ins per account and address, per account; client
+//! secrets per client): the `username` column holds the key.
 
 use async_trait::async_trait;
 use mandate_core::clock::UnixTime;

@@ -60,6 +60,10 @@ pub struct Options {
     /// Record metrics and serve `/metrics` behind this bearer token (as `mandate serve` does
     /// with `metrics_token` and no `metrics_listen`); no metrics by default.
     pub metrics_token: Option<String>,
+    /// Resources served besides the demo apps (which stay the default, at `<base>/mcp`).
+    pub extra_resources: Vec<mandate_core::scope::ResourceDef>,
+    /// Adjusts the settings last (a test's own limits and lifetimes).
+    pub settings: Option<fn(&mut Settings)>,
 }
 
 impl Default for Options {
@@ -74,6 +78,8 @@ impl Default for Options {
             clock: None,
             access_token_ttl: None,
             metrics_token: None,
+            extra_resources: Vec::new(),
+            settings: None,
         }
     }
 }
@@ -96,6 +102,9 @@ impl TestServer {
         if let Some(ttl) = opts.access_token_ttl {
             settings.access_token_ttl = ttl;
         }
+        if let Some(adjust) = opts.settings {
+            adjust(&mut settings);
+        }
         let fetcher = match opts.resolver {
             Some(r) => GuardedFetcher::with_resolver(opts.fetch_policy, r),
             None => GuardedFetcher::new(opts.fetch_policy),
@@ -110,7 +119,10 @@ impl TestServer {
             kek: kek.clone(),
             documents: Arc::new(fetcher),
         };
-        let auth = Arc::new(AuthServer::new(settings, ResourceCatalog::demo(&base).unwrap(), deps).await.unwrap());
+        let mut resources = ResourceCatalog::demo(&base).unwrap().resources().to_vec();
+        resources.extend(opts.extra_resources.iter().cloned());
+        let catalog = ResourceCatalog::new(resources).unwrap();
+        let auth = Arc::new(AuthServer::new(settings, catalog, deps).await.unwrap());
         auth.add_user("alice", PASSWORD.into()).await.unwrap();
         auth.add_user("bob", PASSWORD.into()).await.unwrap();
         let limits = RateLimits {
@@ -189,6 +201,17 @@ impl TestServer {
 
     /// A client pre-registered by an operator (shown as verified); public or confidential.
     pub async fn preregister(&self, redirect_uri: &str, confidential: bool) -> (String, Option<String>) {
+        self.preregister_serving(redirect_uri, confidential, Vec::new()).await
+    }
+
+    /// A client pre-registered by an operator, serving `resources` (it may introspect tokens
+    /// issued for them).
+    pub async fn preregister_serving(
+        &self,
+        redirect_uri: &str,
+        confidential: bool,
+        resources: Vec<String>,
+    ) -> (String, Option<String>) {
         let (client, secret) = self
             .auth
             .add_client(mandate_core::service::ClientRegistration {
@@ -197,16 +220,17 @@ impl TestServer {
                 confidential,
                 allow_refresh: true,
                 scope: None,
+                resources,
             })
             .await
             .unwrap();
         (client.id, secret.map(|s| s.expose().to_owned()))
     }
 
-    /// A resource server an operator registered: a verified confidential client that may
-    /// introspect any token.
+    /// The resource server of [`TestServer::resource`] as an operator registers it: a verified
+    /// confidential client serving that resource, so it may introspect tokens issued for it.
     pub async fn resource_server(&self) -> (String, String) {
-        let (id, secret) = self.preregister("https://rs.test/cb", true).await;
+        let (id, secret) = self.preregister_serving("https://rs.test/cb", true, vec![self.resource()]).await;
         (id, secret.unwrap())
     }
 

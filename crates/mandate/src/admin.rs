@@ -95,6 +95,10 @@ pub enum ClientsCommand {
         /// scope the resources offer, as the person consents.
         #[arg(long, value_name = "SCOPES")]
         scope: Option<String>,
+        /// A resource this client serves (a resource server); with --confidential it may
+        /// introspect tokens issued for it. Repeat for several.
+        #[arg(long = "resource", value_name = "URI")]
+        resources: Vec<String>,
     },
     /// List clients.
     List,
@@ -218,14 +222,21 @@ async fn users(auth: &AuthServer, c: UsersCommand) -> anyhow::Result<()> {
 
 async fn clients(auth: &AuthServer, c: ClientsCommand) -> anyhow::Result<()> {
     match c {
-        ClientsCommand::Add { name, redirect_uris, confidential, no_refresh, scope } => {
+        ClientsCommand::Add { name, redirect_uris, confidential, no_refresh, scope, resources } => {
             let scope = scope
                 .as_deref()
                 .map(ScopeSet::parse)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--scope: {}", e.description))?;
             let (client, secret) = auth
-                .add_client(ClientRegistration { name, redirect_uris, confidential, allow_refresh: !no_refresh, scope })
+                .add_client(ClientRegistration {
+                    name,
+                    redirect_uris,
+                    confidential,
+                    allow_refresh: !no_refresh,
+                    scope,
+                    resources,
+                })
                 .await?;
             println!("client_id: {}", client.id);
             if let Some(s) = secret {

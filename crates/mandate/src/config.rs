@@ -28,7 +28,16 @@ pub struct Config {
     pub signing_alg: String,
     pub access_token_ttl: i64,
     pub refresh_token_ttl: i64,
+    /// A refresh-token family's absolute lifetime from its grant, however often refreshed.
+    pub refresh_family_ttl: i64,
     pub refresh_grace: i64,
+    /// Dynamic registrations accepted per minute, from all addresses together.
+    pub registrations_per_minute: i64,
+    /// Dynamic clients stored that never got an authorization code, at most; past it `/register`
+    /// answers 429 until some are collected.
+    pub max_unused_clients: i64,
+    /// Seconds after which a dynamic client that never got an authorization code is deleted.
+    pub unused_client_ttl: i64,
     /// Seconds a rotated-in signing key is published before it signs.
     pub key_activation_delay: i64,
     /// The key-encryption key (32 bytes, base64url). Prefer the environment or a key file.
@@ -89,7 +98,11 @@ impl Default for Config {
             signing_alg: "ES256".into(),
             access_token_ttl: 3600,
             refresh_token_ttl: 30 * 24 * 3600,
+            refresh_family_ttl: 90 * 24 * 3600,
             refresh_grace: 10,
+            registrations_per_minute: 60,
+            max_unused_clients: 1000,
+            unused_client_ttl: 24 * 3600,
             key_activation_delay: 600,
             secret_key: None,
             secret_key_file: None,
@@ -122,7 +135,11 @@ const ENV_KEYS: &[&str] = &[
     "signing_alg",
     "access_token_ttl",
     "refresh_token_ttl",
+    "refresh_family_ttl",
     "refresh_grace",
+    "registrations_per_minute",
+    "max_unused_clients",
+    "unused_client_ttl",
     "key_activation_delay",
     "secret_key",
     "secret_key_file",
@@ -245,7 +262,11 @@ impl Config {
         if self.tls_cert.is_some() && url.scheme() != "https" {
             bail!("serving TLS (--tls-cert) needs an https public URL, not {public_url}");
         }
-        for (name, v) in [("access_token_ttl", self.access_token_ttl), ("refresh_token_ttl", self.refresh_token_ttl)] {
+        for (name, v) in [
+            ("access_token_ttl", self.access_token_ttl),
+            ("refresh_token_ttl", self.refresh_token_ttl),
+            ("refresh_family_ttl", self.refresh_family_ttl),
+        ] {
             if v < 60 {
                 bail!("{name} must be at least 60 seconds");
             }
@@ -267,6 +288,12 @@ impl Config {
         }
         if self.shutdown_timeout > 600 {
             bail!("shutdown_timeout must be at most 600 seconds");
+        }
+        if self.registrations_per_minute < 1 || self.max_unused_clients < 1 {
+            bail!("registrations_per_minute and max_unused_clients must be at least 1");
+        }
+        if self.unused_client_ttl < 600 {
+            bail!("unused_client_ttl must be at least 600 seconds");
         }
         if !(0..=300).contains(&self.refresh_grace) {
             bail!("refresh_grace must be between 0 and 300 seconds");
@@ -428,6 +455,26 @@ mod tests {
         let mut c =
             Config { listen: "127.0.0.1:0".into(), metrics_listen: Some("127.0.0.1:0".into()), ..Config::default() };
         assert!(c.resolve().is_ok());
+    }
+
+    #[test]
+    fn hardening_settings_have_defaults_and_bounds_rt_12_dc_10() {
+        let c = Config::default();
+        assert_eq!(
+            (c.refresh_family_ttl, c.registrations_per_minute, c.max_unused_clients, c.unused_client_ttl),
+            (90 * 24 * 3600, 60, 1000, 24 * 3600)
+        );
+        let c = load_toml("refresh_family_ttl = 86400\nregistrations_per_minute = 5\nunused_client_ttl = 600").unwrap();
+        assert_eq!((c.refresh_family_ttl, c.registrations_per_minute, c.unused_client_ttl), (86400, 5, 600));
+        for (toml, why) in [
+            ("refresh_family_ttl = 59", "refresh_family_ttl must be at least 60 seconds"),
+            ("registrations_per_minute = 0", "must be at least 1"),
+            ("max_unused_clients = 0", "must be at least 1"),
+            ("unused_client_ttl = 599", "at least 600 seconds"),
+        ] {
+            let err = format!("{:#}", load_toml(toml).unwrap_err());
+            assert!(err.contains(why), "{toml}: {err}");
+        }
     }
 
     #[test]

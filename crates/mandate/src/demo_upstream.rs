@@ -81,6 +81,7 @@ pub async fn start(config: &Config) -> anyhow::Result<DemoUpstream> {
             confidential: true,
             allow_refresh: true,
             scope: None,
+            resources: Vec::new(),
         })
         .await?;
     let resource = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?.clone();

@@ -105,6 +105,10 @@ pub async fn build_with_store(
     settings.access_token_ttl = config.access_token_ttl;
     settings.refresh_token_idle_ttl = config.refresh_token_ttl;
     settings.refresh_grace = config.refresh_grace;
+    settings.refresh_family_ttl = config.refresh_family_ttl;
+    settings.registrations_per_minute = config.registrations_per_minute;
+    settings.max_unused_clients = config.max_unused_clients;
+    settings.unused_client_ttl = config.unused_client_ttl;
     settings.key_activation_delay = config.key_activation_delay;
     settings.signing_alg = SigningAlg::parse(&config.signing_alg)?;
     let mut resources = match (crate::gateway::plain_resources(config)?, &config.resource_url) {

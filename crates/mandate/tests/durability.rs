@@ -223,12 +223,23 @@ async fn every_answered_refresh_survives_a_kill9_and_restart(engine: &str, db: &
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     admin(db, &kek, &base, &["users", "add", USER, "--password-stdin"], Some(PASSWORD));
-    // A resource server an operator registered: it may introspect any token.
+    // A resource server an operator registered for the demo resource: it may introspect its tokens.
+    let resource = format!("{base}/mcp");
     let out = admin(
         db,
         &kek,
         &base,
-        &["clients", "add", "--name", "Resource server", "--redirect-uri", "https://rs.example/cb", "--confidential"],
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Resource server",
+            "--redirect-uri",
+            "https://rs.example/cb",
+            "--confidential",
+            "--resource",
+            resource.as_str(),
+        ],
         None,
     );
     let field = |name: &str| {

@@ -21,6 +21,9 @@ pub struct ClientRegistration {
     pub allow_refresh: bool,
     /// The scopes this client may ever be granted (a ceiling); `None` for any the resources offer.
     pub scope: Option<ScopeSet>,
+    /// The resources this client serves (a resource server): with a secret, it may introspect
+    /// tokens issued for them (RV-09). Each must be a configured resource.
+    pub resources: Vec<String>,
 }
 
 /// A signing key as `mandate keys list` shows it.
@@ -121,6 +124,20 @@ impl AuthServer {
                 return Err(AdminError::Invalid(format!("no resource offers the scope {unknown}")));
             }
         }
+        let mut served_resources = Vec::with_capacity(reg.resources.len());
+        for r in &reg.resources {
+            let uri = crate::scope::canonical_resource(r)
+                .map_err(|e| AdminError::Invalid(format!("--resource {r}: {}", e.description)))?;
+            if !self.resources.resources().iter().any(|d| d.uri == uri) {
+                return Err(AdminError::Invalid(format!("--resource {r}: no configured resource has this URI")));
+            }
+            if !served_resources.contains(&uri) {
+                served_resources.push(uri);
+            }
+        }
+        if !served_resources.is_empty() && !reg.confidential {
+            return Err(AdminError::Invalid("--resource needs --confidential (introspection needs a secret)".into()));
+        }
         let secret = reg.confidential.then(|| generate(self.rng.as_ref(), SecretKind::ClientSecret));
         let auth_method = if reg.confidential { AuthMethod::ClientSecretBasic } else { AuthMethod::None };
         let id = super::registration::uuid_like(self);
@@ -141,6 +158,7 @@ impl AuthServer {
             }),
             created_at: self.now(),
             refresh_after: None,
+            served_resources,
         };
         self.store.insert_client(&client).await?;
         self.audit(AuditDraft {
@@ -242,11 +260,26 @@ impl AuthServer {
         })
     }
 
-    /// Deletes expired state and clears sealed successors whose grace window has passed (see
+    /// Deletes expired state, clears sealed successors whose grace window has passed, and
+    /// deletes dynamic clients never used within `unused_client_ttl` of their registration (see
     /// [`crate::store::MaintenanceStore`]); returns rows deleted or cleared.
     pub async fn purge_expired(&self) -> Result<u64, AdminError> {
         let now = self.now();
-        Ok(self.store.purge_expired(now, now - self.settings.refresh_grace).await?)
+        let purged = self.store.purge_expired(now, now - self.settings.refresh_grace).await?;
+        let clients = self.store.purge_unused_clients(now - self.settings.unused_client_ttl).await?;
+        if clients > 0 {
+            self.audit(AuditDraft {
+                kind: "client.collected",
+                outcome: "success",
+                detail: Some(format!(
+                    "{clients} dynamically registered client(s) never used within {} deleted",
+                    super::human_duration(self.settings.unused_client_ttl)
+                )),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(purged + clients)
     }
 
     /// Ready to serve: the database answers and the signing keys are loaded (`/readyz`).

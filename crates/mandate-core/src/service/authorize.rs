@@ -139,6 +139,17 @@ pub fn human_duration(seconds: i64) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
+/// What a person's consent is remembered for, besides them, the client and the resource (UI-20):
+/// for a client an operator registered, the redirect host (any port on loopback; the scheme of a
+/// custom-scheme URI); for a self-registered or metadata-document client, nobody vouched for its
+/// redirect URIs, so the exact redirect URI: another path or another loopback port asks again.
+fn consent_key(client: Option<&Client>, redirect_uri: &str) -> String {
+    match client {
+        Some(c) if c.is_verified() => redirect::display_host(redirect_uri),
+        _ => redirect_uri.to_owned(),
+    }
+}
+
 fn redirect_with(uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
     let mut url = Url::parse(uri).ok()?;
     {
@@ -232,6 +243,7 @@ impl AuthServer {
                     state: state.map(str::to_owned),
                     ..pending
                 };
+                self.note_challenge_reuse(&pending).await?;
                 self.store.insert_pending(&pending).await?;
                 let Some(user) = user else {
                     return Ok(AuthorizeOutcome::Login { pending_id: pending.id });
@@ -345,8 +357,9 @@ impl AuthServer {
             Ok(p) => p,
             Err(stale) => return Ok(AuthorizeOutcome::Stale(stale)),
         };
-        let host = redirect::display_host(&pending.redirect_uri);
-        let earlier = self.store.consent(&user.id, &pending.client_id, &host, &pending.resource).await?;
+        let client = self.store.client_by_id(&pending.client_id).await?;
+        let key = consent_key(client.as_ref(), &pending.redirect_uri);
+        let earlier = self.store.consent(&user.id, &pending.client_id, &key, &pending.resource).await?;
         if earlier.is_some_and(|c| pending.scope.is_subset_of(&c.scope)) {
             if !self.store.consume_pending(&pending.id, self.now()).await? {
                 return Ok(AuthorizeOutcome::Stale(Stale::Used));
@@ -375,9 +388,10 @@ impl AuthServer {
             return Ok(Err(Stale::ClientGone));
         };
         let host = redirect::display_host(&pending.redirect_uri);
+        let key = consent_key(Some(&client), &pending.redirect_uri);
         let earlier = self
             .store
-            .consent(&user.id, &client.id, &host, &pending.resource)
+            .consent(&user.id, &client.id, &key, &pending.resource)
             .await?
             .map(|c| c.scope)
             .unwrap_or_default();
@@ -417,10 +431,11 @@ impl AuthServer {
             Ok(p) => p,
             Err(stale) => return Ok(AuthorizeOutcome::Stale(stale)),
         };
-        let host = redirect::display_host(&pending.redirect_uri);
+        let client = self.store.client_by_id(&pending.client_id).await?;
+        let key = consent_key(client.as_ref(), &pending.redirect_uri);
         let earlier = self
             .store
-            .consent(&user.id, &pending.client_id, &host, &pending.resource)
+            .consent(&user.id, &pending.client_id, &key, &pending.resource)
             .await?
             .map(|c| c.scope)
             .unwrap_or_default();
@@ -460,7 +475,7 @@ impl AuthServer {
             .save_consent(&Consent {
                 user_id: user.id.clone(),
                 client_id: pending.client_id.clone(),
-                redirect_host: host,
+                redirect_host: key,
                 resource: pending.resource.clone(),
                 scope: earlier.union(&ticked),
                 updated_at: self.now(),
@@ -480,7 +495,8 @@ impl AuthServer {
     fn access_term(&self, renewable: bool) -> String {
         if renewable {
             format!(
-                "Until you revoke it. It also ends by itself if the app does not use it for {}.",
+                "Until you revoke it, for {} at most. It also ends by itself if the app does not use it for {}.",
+                human_duration(self.settings.refresh_family_ttl),
                 human_duration(self.settings.refresh_token_idle_ttl)
             )
         } else {

@@ -149,6 +149,7 @@ pub fn parse_document(
         metadata: v.clone(),
         created_at: now,
         refresh_after: Some(now + ttl),
+        served_resources: Vec::new(),
     })
 }
 

@@ -1,12 +1,25 @@
 //! Finding clients (registered, pre-registered, or by metadata document) and authenticating
 //! them at the token, revocation and introspection endpoints (OAuth 2.1 §2.4, §3.2.1).
 
-use super::AuthServer;
 use super::cimd::{self, FetchError};
+use super::login::lock_for;
+use super::{AuditDraft, AuthServer};
 use crate::error::OAuthError;
 use crate::model::{AuthMethod, Client};
 use crate::params::Params;
 use crate::secret::SecretHash;
+
+/// Wrong secrets for one client within this window count towards its lock (UI-14)...
+const SECRET_FAILURE_WINDOW: i64 = 15 * 60;
+/// ...from this many on, every secret presented for it is refused as wrong (the right one
+/// too), for a minute doubling with each further failure, up to a quarter of an hour.
+const SECRET_LOCK_AFTER: i64 = 10;
+const SECRET_LONGEST_LOCK: i64 = 15 * 60;
+
+/// The throttle key of a client's secret (a prefix of its own, distinct from sign-in keys).
+fn secret_key(client_id: &str) -> String {
+    format!("client\u{1f}{client_id}")
+}
 
 /// Credentials from an `Authorization: Basic` header, already percent-decoded (RFC 6749 §2.3.1).
 #[derive(Clone)]
@@ -89,8 +102,23 @@ impl AuthServer {
             (AuthMethod::None, None) => Ok(client),
             (AuthMethod::None, Some(_)) => Err(fail("client authentication failed")),
             (registered, Some(secret)) => {
+                let key = secret_key(&client.id);
+                let now = self.now();
+                // Locked: the answer a wrong secret gets, whatever was presented (UI-14).
+                if self.store.login_locked_until(&key).await?.is_some_and(|until| until > now) {
+                    self.audit(AuditDraft {
+                        kind: "client.auth",
+                        outcome: "locked",
+                        client: Some(&client.id),
+                        detail: Some("client authentication refused while the client's secret is locked".into()),
+                        ..Default::default()
+                    })
+                    .await;
+                    return Err(fail("client authentication failed"));
+                }
                 let ok = client.secret_hash.as_ref().is_some_and(|h| h.ct_eq(&SecretHash::of(secret)));
                 if !ok {
+                    self.secret_failed(&client.id, &key, now).await?;
                     return Err(fail("client authentication failed"));
                 }
                 if registered != used {
@@ -100,6 +128,25 @@ impl AuthServer {
             }
             (_, None) => Err(fail("client authentication failed")),
         }
+    }
+}
+
+impl AuthServer {
+    /// Counts a wrong secret for a client with one; locks its secret past the threshold.
+    async fn secret_failed(&self, client_id: &str, key: &str, now: crate::clock::UnixTime) -> Result<(), OAuthError> {
+        let failures = self.store.record_login_failure(key, now, now - SECRET_FAILURE_WINDOW).await?;
+        if let Some(lock) = lock_for(failures, SECRET_LOCK_AFTER, SECRET_LONGEST_LOCK) {
+            self.store.lock_login(key, now + lock).await?;
+            self.audit(AuditDraft {
+                kind: "client.auth",
+                outcome: "secret_locked",
+                client: Some(client_id),
+                detail: Some(format!("client secret locked for {lock} s after {failures} wrong secrets")),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(())
     }
 }
 

@@ -60,6 +60,9 @@ pub struct ServiceCounters {
     /// the grant was revoked.
     pub code_replays: Count,
     pub code_replays_revoking: Count,
+    /// Authorization requests repeating a PKCE challenge the same client sent in the last day
+    /// (PK-12; recorded, not refused).
+    pub pkce_challenge_reuses: Count,
     /// Token endpoint answers by (grant type, outcome): `issued` or the OAuth error code.
     token_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Live MCP sessions held in this process's memory, by resource URI.

@@ -12,7 +12,17 @@ use crate::tokens::{AccessClaims, verify};
 
 /// What a presented token turned out to be.
 enum Found {
-    Refresh { grant_id: String, client_id: String, user_id: String, scope: String, iat: i64, exp: i64, active: bool },
+    Refresh {
+        grant_id: String,
+        client_id: String,
+        user_id: String,
+        /// The resource the grant is for (its access tokens' audience).
+        resource: String,
+        scope: String,
+        iat: i64,
+        exp: i64,
+        active: bool,
+    },
     Access(AccessClaims, bool),
     Nothing,
 }
@@ -30,6 +40,7 @@ impl AuthServer {
                 grant_id: grant.id,
                 client_id: grant.client_id,
                 user_id: grant.user_id,
+                resource: grant.resource,
                 scope: rt.scope.to_string(),
                 iat: rt.issued_at,
                 exp: rt.expires_at,
@@ -98,16 +109,20 @@ impl AuthServer {
         let token = params.required("token")?;
         params.single("token_type_hint")?;
         // Who may learn about a token (RFC 7662 §4, RV-09): the client it was issued to, or a
-        // client an operator registered (resource servers). A self-registered client learns
-        // nothing about other clients' tokens.
+        // client an operator registered as serving the token's audience (`clients add
+        // --resource`): a resource server learns nothing about tokens meant for another one, and
+        // a self-registered client nothing about other clients' tokens.
         let found = self.identify(token).await?;
-        let (owner, user) = match &found {
-            Found::Refresh { client_id, user_id, .. } => (client_id.clone(), user_id.clone()),
-            Found::Access(c, _) => (c.client_id.clone(), c.sub.clone()),
-            Found::Nothing => (String::new(), String::new()),
+        let (owner, user, audience) = match &found {
+            Found::Refresh { client_id, user_id, resource, .. } => {
+                (client_id.as_str(), user_id.as_str(), resource.as_str())
+            }
+            Found::Access(c, _) => (c.client_id.as_str(), c.sub.as_str(), c.aud.as_str()),
+            Found::Nothing => ("", "", ""),
         };
-        let entitled = owner == client.id || client.is_verified();
-        let user_active = self.store.user_by_id(&user).await?.is_some_and(|u| !u.disabled);
+        let serves_audience = client.is_verified() && client.served_resources.iter().any(|r| r == audience);
+        let entitled = !owner.is_empty() && (owner == client.id || serves_audience);
+        let user_active = entitled && self.store.user_by_id(user).await?.is_some_and(|u| !u.disabled);
         if !entitled || !user_active {
             return Ok(json!({ "active": false }));
         }

@@ -6,13 +6,41 @@ use crate::error::OAuthError;
 use crate::model::{Session, User};
 use crate::secret::{Secret, SecretHash, SecretKind, generate, random_token};
 
-/// Failures within this window count towards the per-account lock.
+/// Failures from one address within this window count towards that address's lock on the account.
 const FAILURE_WINDOW: i64 = 15 * 60;
-/// From this many failures in the window, the account is locked...
+/// From this many failures in the window, the account is locked for that address...
 const LOCK_AFTER: i64 = 5;
 /// ...for a minute, doubling with each further failure, up to a quarter of an hour.
-const FIRST_LOCK: i64 = 60;
+pub(super) const FIRST_LOCK: i64 = 60;
 const LONGEST_LOCK: i64 = 15 * 60;
+/// Failures from all addresses together within this window count towards the account-wide lock
+/// (UI-11: many addresses, a few guesses each).
+const ACCOUNT_WINDOW: i64 = 3600;
+/// From this many failures in the window, the account is locked everywhere (more than one
+/// address may fail before its own lock, so one address alone never locks the person out: UI-13)...
+const ACCOUNT_LOCK_AFTER: i64 = 10;
+/// ...for a minute, doubling with each further failure, up to half an hour: temporary (UI-13).
+const ACCOUNT_LONGEST_LOCK: i64 = 30 * 60;
+
+/// The lock for `failures` counted in a window: none below `after`, then `FIRST_LOCK` doubling
+/// with each further failure up to `longest`.
+pub(super) fn lock_for(failures: i64, after: i64, longest: i64) -> Option<i64> {
+    (failures >= after).then(|| {
+        let doublings = u32::try_from((failures - after).min(10)).unwrap_or(10);
+        (FIRST_LOCK << doublings).min(longest)
+    })
+}
+
+/// The throttle key of one account from one address (the kinds are prefixes no input can forge:
+/// the user's text comes only after the first separator).
+fn address_key(username: &str, client: &str) -> String {
+    format!("login\u{1f}{}\u{1f}{}", truncate(username), truncate(client))
+}
+
+/// The throttle key of one account, from every address together.
+fn account_key(username: &str) -> String {
+    format!("account\u{1f}{}", truncate(username))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -28,27 +56,36 @@ pub enum LoginError {
 
 impl AuthServer {
     /// Checks a username and password and opens a session; returns the session cookie value.
-    /// `client` (the client's address) scopes the lock, so that failures from one place cannot
-    /// lock the person out everywhere (UI-13); the per-address rate limit bounds the rest.
+    /// Two locks, both counted for known and unknown names alike: one per (account, client
+    /// address), so that failures from one place cannot lock the person out everywhere (UI-13),
+    /// and one per account across all addresses, longer to reach and temporary, against guesses
+    /// spread over many addresses (UI-11). While either holds, the right password gets exactly
+    /// the answer a wrong one gets.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         client: &str,
     ) -> Result<(Secret, Session, User), LoginError> {
-        let account = format!("{}\u{1f}{}", truncate(username), truncate(client));
+        let by_address = address_key(username, client);
+        let by_account = account_key(username);
         let now = self.now();
-        if let Some(until) = self.store.login_locked_until(&account).await.map_err(OAuthError::from)?
-            && until > now
-        {
-            self.audit(AuditDraft {
-                kind: "user.login",
-                outcome: "locked",
-                detail: Some(format!("sign-in refused while {:?} is locked from {client}", truncate(username))),
-                ..Default::default()
-            })
-            .await;
-            return Err(LoginError::Locked { until });
+        for (key, scope) in [(&by_address, "from this address"), (&by_account, "from every address")] {
+            if let Some(until) = self.store.login_locked_until(key).await.map_err(OAuthError::from)?
+                && until > now
+            {
+                self.audit(AuditDraft {
+                    kind: "user.login",
+                    outcome: "locked",
+                    detail: Some(format!(
+                        "sign-in refused from {client} while {:?} is locked {scope}",
+                        truncate(username)
+                    )),
+                    ..Default::default()
+                })
+                .await;
+                return Err(LoginError::Locked { until });
+            }
         }
         let user = self.store.user_by_name(username).await.map_err(OAuthError::from)?;
         // A person created by a provider's sign-in has no password: the dummy hash is checked instead.
@@ -64,17 +101,44 @@ impl AuthServer {
                 ..Default::default()
             })
             .await;
-            let failures =
-                self.store.record_login_failure(&account, now, now - FAILURE_WINDOW).await.map_err(OAuthError::from)?;
-            if failures >= LOCK_AFTER {
-                let doublings = u32::try_from((failures - LOCK_AFTER).min(10)).unwrap_or(10);
-                let until = now + (FIRST_LOCK << doublings).min(LONGEST_LOCK);
-                self.store.lock_login(&account, until).await.map_err(OAuthError::from)?;
-                return Err(LoginError::Locked { until });
+            let failures = self
+                .store
+                .record_login_failure(&by_address, now, now - FAILURE_WINDOW)
+                .await
+                .map_err(OAuthError::from)?;
+            let account_failures = self
+                .store
+                .record_login_failure(&by_account, now, now - ACCOUNT_WINDOW)
+                .await
+                .map_err(OAuthError::from)?;
+            let mut locked_until = None;
+            if let Some(lock) = lock_for(failures, LOCK_AFTER, LONGEST_LOCK) {
+                self.store.lock_login(&by_address, now + lock).await.map_err(OAuthError::from)?;
+                locked_until = Some(now + lock);
             }
-            return Err(LoginError::BadCredentials);
+            if let Some(lock) = lock_for(account_failures, ACCOUNT_LOCK_AFTER, ACCOUNT_LONGEST_LOCK) {
+                self.store.lock_login(&by_account, now + lock).await.map_err(OAuthError::from)?;
+                self.audit(AuditDraft {
+                    kind: "user.login",
+                    outcome: "account_locked",
+                    user: user.as_ref().map(|u| u.id.as_str()),
+                    detail: Some(format!(
+                        "{:?} locked for {lock} s after {account_failures} failed sign-ins from any address",
+                        truncate(username)
+                    )),
+                    ..Default::default()
+                })
+                .await;
+                locked_until = Some(locked_until.map_or(now + lock, |u: i64| u.max(now + lock)));
+            }
+            return Err(match locked_until {
+                Some(until) => LoginError::Locked { until },
+                None => LoginError::BadCredentials,
+            });
         };
-        self.store.clear_login_failures(&account).await.map_err(OAuthError::from)?;
+        // The person proved who they are: their address starts afresh. The account-wide count is
+        // left to its window, so a guesser cannot have it reset by the person's own sign-ins.
+        self.store.clear_login_failures(&by_address).await.map_err(OAuthError::from)?;
         let (secret, session) = self.open_session(&user, None).await?;
         Ok((secret, session, user))
     }

@@ -18,6 +18,7 @@ mod keyman;
 mod login;
 mod mcp_sessions;
 mod metadata;
+mod pkce_reuse;
 mod registration;
 mod token;
 
@@ -31,6 +32,7 @@ pub use clients::{BasicCredentials, ClientLookupError};
 pub use counters::ServiceCounters;
 pub use keyman::{KeyManager, KeyManagerError};
 pub use login::LoginError;
+pub use registration::RegistrationError;
 pub use token::{RACE_TOLERANCE, TokenResponse};
 
 use crate::clock::{Clock, Randomness, UnixTime};
@@ -50,6 +52,9 @@ pub struct Settings {
     pub access_token_ttl: i64,
     /// A refresh token unused for this long expires (each rotation starts a new period).
     pub refresh_token_idle_ttl: i64,
+    /// A refresh-token family ends this long after its grant was first redeemed, however often
+    /// it is refreshed (RT-12).
+    pub refresh_family_ttl: i64,
     pub code_ttl: i64,
     /// How long a person has to log in and consent.
     pub pending_ttl: i64,
@@ -64,6 +69,13 @@ pub struct Settings {
     pub key_activation_delay: i64,
     /// What Client ID Metadata Document fetches may reach.
     pub fetch_policy: FetchPolicy,
+    /// Dynamic registrations accepted per minute from all addresses together (DC-10).
+    pub registrations_per_minute: i64,
+    /// Most dynamic clients stored that never got an authorization code (DC-10).
+    pub max_unused_clients: i64,
+    /// A dynamic client that never got an authorization code is deleted this long after its
+    /// registration (DC-10).
+    pub unused_client_ttl: i64,
 }
 
 impl Settings {
@@ -72,6 +84,7 @@ impl Settings {
             issuer: issuer.trim_end_matches('/').to_owned(),
             access_token_ttl: 3600,
             refresh_token_idle_ttl: 30 * 24 * 3600,
+            refresh_family_ttl: 90 * 24 * 3600,
             code_ttl: 60,
             pending_ttl: 600,
             session_ttl: 12 * 3600,
@@ -79,6 +92,9 @@ impl Settings {
             signing_alg: SigningAlg::Es256,
             key_activation_delay: 600,
             fetch_policy: FetchPolicy::default(),
+            registrations_per_minute: 60,
+            max_unused_clients: 1000,
+            unused_client_ttl: 24 * 3600,
         }
     }
     /// True when the issuer is served over https (cookies get `Secure` and `__Host-`).

@@ -53,9 +53,52 @@ fn check_display_url(key: &str, value: &str) -> Result<(), OAuthError> {
     if ok { Ok(()) } else { Err(metadata_error(format!("{key} must be an https URL"))) }
 }
 
+/// Why a registration was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// The request is invalid (RFC 7591 §3.2.2).
+    #[error(transparent)]
+    Invalid(#[from] OAuthError),
+    /// Too many registrations from all addresses together, or too many registered clients never
+    /// used (DC-10): retry after this many seconds (429 with `Retry-After`).
+    #[error("too many clients were registered recently; retry later")]
+    Busy { retry_after: i64 },
+}
+
+/// Seconds a refused registration is told to wait: the rate is counted over a minute.
+const BUSY_RETRY_AFTER: i64 = 60;
+
 impl AuthServer {
     /// Registers a client; returns the RFC 7591 §3.2.1 response body (status 201).
-    pub async fn register_client(&self, body: &Value) -> Result<Value, OAuthError> {
+    pub async fn register_client(&self, body: &Value) -> Result<Value, RegistrationError> {
+        let (client, response) = self.new_dynamic_client(body)?;
+        let since = client.created_at - 60;
+        let (recent, unused) = self.store.dynamic_registrations(since).await.map_err(OAuthError::from)?;
+        if recent >= self.settings.registrations_per_minute || unused >= self.settings.max_unused_clients {
+            // Logged, not audited: a flood must not become a flood of writes.
+            tracing::warn!(
+                recent,
+                unused,
+                per_minute = self.settings.registrations_per_minute,
+                max_unused = self.settings.max_unused_clients,
+                "dynamic registration refused: too many registrations"
+            );
+            return Err(RegistrationError::Busy { retry_after: BUSY_RETRY_AFTER });
+        }
+        self.store.insert_client(&client).await.map_err(OAuthError::from)?;
+        self.audit(AuditDraft {
+            kind: "client.registered",
+            outcome: "success",
+            client: Some(&client.id),
+            detail: Some(format!("dynamic registration of {:?}", client.name)),
+            ..Default::default()
+        })
+        .await;
+        Ok(response)
+    }
+
+    /// The client a registration request describes, and the response that registers it.
+    fn new_dynamic_client(&self, body: &Value) -> Result<(Client, Value), OAuthError> {
         let obj = body.as_object().ok_or_else(|| metadata_error("the registration request must be a JSON object"))?;
 
         let uris = match obj.get("redirect_uris") {
@@ -159,23 +202,14 @@ impl AuthServer {
             metadata: Value::Object(echoed.clone()),
             created_at: now,
             refresh_after: None,
+            served_resources: Vec::new(),
         };
-        self.store.insert_client(&client).await?;
-        self.audit(AuditDraft {
-            kind: "client.registered",
-            outcome: "success",
-            client: Some(&id),
-            detail: Some(format!("dynamic registration of {:?}", client.name)),
-            ..Default::default()
-        })
-        .await;
-
         let mut response = echoed;
         if let Some(secret) = secret {
             response.insert("client_secret".to_owned(), json!(secret.expose()));
             response.insert("client_secret_expires_at".to_owned(), json!(0));
         }
-        Ok(Value::Object(response))
+        Ok((client, Value::Object(response)))
     }
 }
 

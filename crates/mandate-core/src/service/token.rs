@@ -131,7 +131,10 @@ impl AuthServer {
             }
             return Err(e);
         }
-        let refresh = client.allows_refresh.then(|| self.new_refresh(&record.grant_id, &record.scope, None, now));
+        // The family's absolute lifetime runs from now, its grant's activation (RT-12).
+        let family_end = now + self.settings.refresh_family_ttl;
+        let refresh =
+            client.allows_refresh.then(|| self.new_refresh(&record.grant_id, &record.scope, None, now, family_end));
         // The record of the redemption is written in its own transaction.
         let issued = self.audit_record(AuditDraft {
             kind: "token.issued",
@@ -177,6 +180,7 @@ impl AuthServer {
         scope: &ScopeSet,
         parent: Option<SecretHash>,
         now: i64,
+        family_end: UnixTime,
     ) -> (Secret, RefreshToken) {
         let secret = generate(self.rng.as_ref(), SecretKind::RefreshToken);
         let record = RefreshToken {
@@ -185,7 +189,8 @@ impl AuthServer {
             parent_hash: parent,
             scope: scope.clone(),
             issued_at: now,
-            expires_at: now + self.settings.refresh_token_idle_ttl,
+            // Idle expiry, never past the family's absolute end.
+            expires_at: (now + self.settings.refresh_token_idle_ttl).min(family_end),
             rotated_at: None,
             revoked_at: None,
         };
@@ -246,6 +251,13 @@ impl AuthServer {
         if !person_enabled {
             return Err(invalid());
         }
+        let now = self.now();
+        // A family lives at most `refresh_family_ttl` from its grant's start, however often it is
+        // refreshed (RT-12 a); each token's own expiry is the idle timeout (RT-12 b).
+        let family_end = grant.activated_at.unwrap_or(grant.created_at) + self.settings.refresh_family_ttl;
+        if now >= family_end {
+            return Err(invalid());
+        }
         Self::check_resource(params, &grant.resource)?;
         let scope = match params.single("scope")? {
             Some(s) => {
@@ -257,8 +269,7 @@ impl AuthServer {
             }
             None => token.scope.clone(),
         };
-        let now = self.now();
-        let (secret, next) = self.new_refresh(&grant.id, &token.scope, Some(hash.clone()), now);
+        let (secret, next) = self.new_refresh(&grant.id, &token.scope, Some(hash.clone()), now, family_end);
         // Only a grace window hands a successor out twice; without one nothing is sealed.
         let sealed = match self.settings.refresh_grace > 0 {
             true => Some(successor::seal(self.rng.as_ref(), presented, &secret).map_err(|e| {

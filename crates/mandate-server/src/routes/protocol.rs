@@ -2,8 +2,9 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mandate_core::service::RegistrationError;
 use mandate_core::{ErrorCode, OAuthError};
 
 use crate::AppState;
@@ -31,7 +32,20 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes
     };
     match s.auth.register_client(&value).await {
         Ok(v) => no_store_json(StatusCode::CREATED, &v),
-        Err(e) => OAuthErrorResponse(e).into_response(),
+        Err(RegistrationError::Invalid(e)) => OAuthErrorResponse(e).into_response(),
+        // DC-10: too many registrations from everywhere together. RFC 7591 has no error code for
+        // this; 429 with Retry-After, and the OAuth code that means "retry later".
+        Err(RegistrationError::Busy { retry_after }) => {
+            let body = serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "too many clients were registered recently; retry later",
+            });
+            let mut resp = no_store_json(StatusCode::TOO_MANY_REQUESTS, &body);
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
     }
 }
 

@@ -7,6 +7,8 @@ mod authorize_errors;
 mod battery;
 mod fetcher;
 mod flow;
+mod hardening_access;
+mod hardening_lifetimes;
 mod metadata;
 mod metrics;
 mod pages;

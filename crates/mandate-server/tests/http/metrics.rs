@@ -92,6 +92,7 @@ async fn metrics_count_grants_refresh_rotations_reuse_and_mcp_sessions() {
         "mandate_refresh_grace_retries_total",
         "mandate_refresh_races_lost_total",
         "mandate_refresh_reuse_detections_total",
+        "mandate_pkce_challenge_reuses_total",
         r#"mandate_code_replays_total{grant_revoked="false"}"#,
         r#"mandate_code_replays_total{grant_revoked="true"}"#,
         "mandate_db_write_queue_depth",

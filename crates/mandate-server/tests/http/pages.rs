@@ -79,7 +79,9 @@ async fn consent_says_where_the_answer_goes_and_for_how_long_as7_ui_19() {
     assert!(!page.body.contains("github.com</strong>"), "never reads as github.com: {}", page.body);
     assert!(page.body.contains("opens <code>com.evil.app:</code> links"));
     assert!(page.body.contains("Any app can claim a link type like this"));
-    assert!(page.body.contains("Until you revoke it. It also ends by itself if the app does not use it for 30 days."));
+    assert!(page.body.contains(
+        "Until you revoke it, for 90 days at most. It also ends by itself if the app does not use it for 30 days."
+    ));
     // Scope ids and tool names sit behind a details toggle; the label is plain words.
     assert!(page.body.contains("<details><summary>Details</summary><p>Permission <code>customers.read</code>"));
     assert!(page.body.contains("for the tools <code>list_customers, get_customer</code>"));

@@ -80,6 +80,7 @@ async fn an_operator_scope_list_is_a_ceiling_dc_17() {
             confidential: false,
             allow_refresh: true,
             scope: Some(mandate_core::scope::ScopeSet::from_names(["customers.read", "invoices.read"])),
+            resources: Vec::new(),
         })
         .await
         .unwrap();
@@ -121,6 +122,7 @@ async fn an_operator_scope_list_must_name_offered_scopes() {
         confidential: false,
         allow_refresh: true,
         scope: Some(mandate_core::scope::ScopeSet::from_names(scope.iter().copied())),
+        resources: Vec::new(),
     };
     let e = s.auth.add_client(add(&["customers.read", "root"])).await.unwrap_err();
     assert!(e.to_string().contains("root"), "{e}");
