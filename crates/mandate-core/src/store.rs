@@ -63,13 +63,17 @@ pub trait ConsentStore: Send + Sync {
         redirect_host: &str,
         resource: &str,
     ) -> StoreResult<Option<Consent>>;
-    async fn save_consent(&self, consent: &Consent) -> StoreResult<()>;
 }
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Creates a (not yet active) grant and its authorization code, atomically.
-    async fn insert_grant_with_code(&self, grant: &Grant, code: &AuthorizationCode) -> StoreResult<()>;
+    async fn insert_grant_with_code(
+        &self,
+        grant: &Grant,
+        code: &AuthorizationCode,
+        consent: Option<&Consent>,
+    ) -> StoreResult<()>;
     async fn code(&self, hash: &SecretHash) -> StoreResult<Option<AuthorizationCode>>;
     /// Marks the code used; true for exactly one caller.
     async fn consume_code(&self, hash: &SecretHash, now: UnixTime) -> StoreResult<bool>;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use mandate_core::clock::UnixTime;
 use mandate_core::error::StoreResult;
 use mandate_core::model::{
-    AuditOf, AuthorizationCode, Grant, Redemption, RefreshContext, RefreshToken, RetryWindow, RotateOutcome,
+    AuditOf, AuthorizationCode, Consent, Grant, Redemption, RefreshContext, RefreshToken, RetryWindow, RotateOutcome,
 };
 use mandate_core::secret::SecretHash;
 use mandate_core::store::GrantStore;
@@ -236,8 +236,13 @@ async fn rotate(
 
 #[async_trait]
 impl GrantStore for SqlStore {
-    async fn insert_grant_with_code(&self, g: &Grant, c: &AuthorizationCode) -> StoreResult<()> {
-        let (g, c) = (g.clone(), c.clone());
+    async fn insert_grant_with_code(
+        &self,
+        g: &Grant,
+        c: &AuthorizationCode,
+        consent: Option<&Consent>,
+    ) -> StoreResult<()> {
+        let (g, c, consent) = (g.clone(), c.clone(), consent.cloned());
         self.write(move |mut tx| {
             Box::pin(async move {
                 sqlx::query(
@@ -276,6 +281,9 @@ impl GrantStore for SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
+                if let Some(consent) = &consent {
+                    crate::sessions::save_consent_in(&mut tx, consent).await?;
+                }
                 tx.commit().await.map_err(map_err)
             })
         })

@@ -7,6 +7,7 @@ use mandate_core::model::{Consent, PendingAuthorization, Session};
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{AuthorizationRequestStore, ConsentStore, SessionStore};
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 use crate::SqlStore;
 use crate::convert::*;
@@ -172,19 +173,22 @@ impl ConsentStore for SqlStore {
         })
         .transpose()
     }
+}
 
-    async fn save_consent(&self, c: &Consent) -> StoreResult<()> {
-        self.execute(sqlx::query(
-            "INSERT INTO consents (user_id, client_id, redirect_host, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (user_id, client_id, redirect_host, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
-        )
-        .bind(&c.user_id)
-        .bind(&c.client_id)
-        .bind(&c.redirect_host)
-        .bind(&c.resource)
-        .bind(c.scope.to_string())
-        .bind(c.updated_at)
-        ).await?;
-        Ok(())
-    }
+/// Remembers a consent (or widens one) inside `tx`.
+pub(crate) async fn save_consent_in(tx: &mut Transaction<'_, Any>, c: &Consent) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO consents (user_id, client_id, redirect_host, resource, scope, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (user_id, client_id, redirect_host, resource) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
+    )
+    .bind(&c.user_id)
+    .bind(&c.client_id)
+    .bind(&c.redirect_host)
+    .bind(&c.resource)
+    .bind(c.scope.to_string())
+    .bind(c.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }

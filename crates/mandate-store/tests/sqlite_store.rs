@@ -57,7 +57,7 @@ async fn pending_grant(s: &SqlStore) {
         expires_at: 60,
         consumed_at: None,
     };
-    s.insert_grant_with_code(&g, &c).await.unwrap();
+    s.insert_grant_with_code(&g, &c, None).await.unwrap();
 }
 
 #[test]
@@ -500,7 +500,7 @@ async fn a_code_is_redeemed_once_with_its_grant_in_one_transaction(s: SqlStore) 
         ..s.code(&code).await.unwrap().unwrap()
     };
     let c2 = AuthorizationCode { consumed_at: None, ..c2 };
-    s.insert_grant_with_code(&g2, &c2).await.unwrap();
+    s.insert_grant_with_code(&g2, &c2, None).await.unwrap();
     s.revoke_grant("g2", 6).await.unwrap();
     assert_eq!(s.redeem_code(&c2.hash, "g2", None, 7, Box::new(|_| None)).await.unwrap(), Redemption::GrantRevoked);
     assert_eq!(s.redeem_code(&c2.hash, "g2", None, 8, Box::new(|_| None)).await.unwrap(), Redemption::CodeAlreadyUsed);

@@ -99,7 +99,7 @@ async fn a_rotation_and_its_audit_record_commit_together() {
         expires_at: 60,
         consumed_at: None,
     };
-    s.insert_grant_with_code(&g, &code).await.unwrap();
+    s.insert_grant_with_code(&g, &code, None).await.unwrap();
     assert!(s.activate_grant("g1", Some(&token("r0", None)), 0).await.unwrap());
     let event = |kind: &str| AuditEvent {
         id: format!("e-{kind}"),

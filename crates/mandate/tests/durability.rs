@@ -23,9 +23,7 @@
 
 mod support;
 
-use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,62 +31,13 @@ use std::time::{Duration, Instant};
 use mandate_testkit::{Authz, Browser, TestDatabase, pkce, postgres_admin_url, query_param, submit_consent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Proc, free_port, serve, wait_ready};
+use support::free_port;
+use support::killed::{PASSWORD, REDIRECT, SCOPES, USER, admin, resource_server, start};
 
 /// Refresh-token families rotated at once, one worker each.
 const FAMILIES: usize = 8;
 /// Rotations answered 200 in every family before the kill.
 const ROTATIONS: usize = 50;
-const USER: &str = "alice";
-const PASSWORD: &str = "a long enough password";
-const REDIRECT: &str = "http://127.0.0.1:5000/cb";
-const SCOPES: &[&str] = &["customers.read"];
-/// Seconds (see the module's comment).
-const REFRESH_GRACE: &str = "300";
-
-/// The `mandate` binary on `db` with the key-encryption key `kek`.
-fn mandate(db: &str, kek: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mandate"));
-    c.env("MANDATE_DATABASE", db).env("MANDATE_SECRET_KEY", kek).env("RUST_LOG", "warn");
-    c
-}
-
-/// Runs an administration command to completion, `stdin` (a line) on its standard input; its
-/// stdout.
-fn admin(db: &str, kek: &str, base: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = mandate(db, kek)
-        .args(args)
-        .args(["--public-url", base])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(line) = stdin {
-        writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "mandate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `mandate serve` on `127.0.0.1:port`, ready. The port may still be held for a moment by the
-/// process just killed: starting is retried until it binds.
-async fn start(db: &str, kek: &str, port: u16) -> Proc {
-    let base = format!("http://127.0.0.1:{port}");
-    let env = [("MANDATE_SECRET_KEY", kek), ("MANDATE_REFRESH_GRACE", REFRESH_GRACE)];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (proc, banner) = serve(db, &["--listen", &format!("127.0.0.1:{port}")], &env);
-        if banner.iter().any(|l| l.strip_prefix("mandate is serving ") == Some(base.as_str())) {
-            wait_ready(&base).await;
-            return proc;
-        }
-        assert!(Instant::now() < deadline, "mandate serve did not start on {base}: {banner:?}");
-        drop(proc);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A refresh-token family: its client, and the tokens the code was redeemed for.
 struct Family {
@@ -224,28 +173,7 @@ async fn every_answered_refresh_survives_a_kill9_and_restart(engine: &str, db: &
     let base = format!("http://127.0.0.1:{port}");
     admin(db, &kek, &base, &["users", "add", USER, "--password-stdin"], Some(PASSWORD));
     // A resource server an operator registered for the demo resource: it may introspect its tokens.
-    let resource = format!("{base}/mcp");
-    let out = admin(
-        db,
-        &kek,
-        &base,
-        &[
-            "clients",
-            "add",
-            "--name",
-            "Resource server",
-            "--redirect-uri",
-            "https://rs.example/cb",
-            "--confidential",
-            "--resource",
-            resource.as_str(),
-        ],
-        None,
-    );
-    let field = |name: &str| {
-        out.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("no {name} in {out}")).trim().to_owned()
-    };
-    let (rs_id, rs_secret) = (field("client_id:"), field("client_secret:"));
+    let (rs_id, rs_secret) = resource_server(db, &kek, &base);
 
     let mut server = start(db, &kek, port).await;
     let mut browser = Browser::for_base(&base);

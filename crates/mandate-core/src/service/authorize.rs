@@ -373,7 +373,7 @@ impl AuthServer {
                 ..Default::default()
             })
             .await;
-            return self.issue_code(&pending, user, pending.scope.clone()).await;
+            return self.issue_code(&pending, user, pending.scope.clone(), None).await;
         }
         Ok(AuthorizeOutcome::Consent { pending_id: pending.id })
     }
@@ -471,16 +471,16 @@ impl AuthServer {
             let e = OAuthError::new(ErrorCode::AccessDenied, "the person declined the request");
             return Ok(self.error_redirect(&pending.redirect_uri, &e, pending.state.as_deref()));
         }
-        self.store
-            .save_consent(&Consent {
-                user_id: user.id.clone(),
-                client_id: pending.client_id.clone(),
-                redirect_host: key,
-                resource: pending.resource.clone(),
-                scope: earlier.union(&ticked),
-                updated_at: self.now(),
-            })
-            .await?;
+        // Remembered with the grant it led to, in one transaction: a crash never leaves a
+        // consent that issued nothing (RL-06).
+        let consent = Consent {
+            user_id: user.id.clone(),
+            client_id: pending.client_id.clone(),
+            redirect_host: key,
+            resource: pending.resource.clone(),
+            scope: earlier.union(&ticked),
+            updated_at: self.now(),
+        };
         let detail = if earlier.is_empty() {
             format!("granted {granted} of requested {}", pending.scope)
         } else {
@@ -488,7 +488,7 @@ impl AuthServer {
             format!("granted {granted} of requested {}; newly allowed {ticked}", pending.scope)
         };
         self.audit(draft("granted", detail)).await;
-        self.issue_code(&pending, user, granted).await
+        self.issue_code(&pending, user, granted, Some(&consent)).await
     }
 
     /// How long a grant lasts, in words, for the consent page.
@@ -537,6 +537,7 @@ impl AuthServer {
         pending: &PendingAuthorization,
         user: &User,
         scope: ScopeSet,
+        consent: Option<&Consent>,
     ) -> Result<AuthorizeOutcome, OAuthError> {
         let now = self.now();
         let code = generate(self.rng.as_ref(), SecretKind::AuthorizationCode);
@@ -564,7 +565,7 @@ impl AuthServer {
             expires_at: now + self.settings.code_ttl,
             consumed_at: None,
         };
-        self.store.insert_grant_with_code(&grant, &record).await?;
+        self.store.insert_grant_with_code(&grant, &record, consent).await?;
         let mut pairs = vec![("code", code.expose())];
         if let Some(s) = pending.state.as_deref() {
             pairs.push(("state", s));

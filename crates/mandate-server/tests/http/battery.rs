@@ -72,6 +72,7 @@ async fn a_grant_type_the_client_did_not_register_is_unauthorized_client_tk_09()
             confidential: false,
             allow_refresh: false,
             scope: None,
+            resources: Vec::new(),
         })
         .await
         .unwrap();

@@ -2,6 +2,8 @@
 //! credentials directory, and the test acting as the person in the browser.
 #![allow(dead_code)]
 
+pub mod killed;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
