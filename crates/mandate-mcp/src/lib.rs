@@ -243,7 +243,8 @@ pub fn endpoint(
     config.allowed_origins.extend(settings.extra_origins);
     // rmcp checks Host itself (loopback only by default): allow exactly what the guard allows.
     let hosts = config.allowed_hosts.clone();
-    let mut guard = Guard::new(config, settings.check).with_audit(Arc::new(AuditRefusals(auth.clone())));
+    let mut guard =
+        Guard::new(config, settings.check).with_audit(Arc::new(AuditRefusals(auth.clone()))).with_clock(auth.clock());
     if let Some(r) = settings.revocation {
         guard = guard.with_revocation(r);
     }

@@ -2,6 +2,7 @@
 //! The protected MCP server over real HTTP on loopback: the seed dialogue end to end, and each
 //! token-validation rule with its exact status and challenge (RS*, JW*, H* ids in test names).
 
+mod hardening;
 mod jsonrpc_errors;
 mod seed_dialogue;
 mod sessions;
