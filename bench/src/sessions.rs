@@ -284,6 +284,8 @@ pub(crate) async fn run(a: &Args) -> anyhow::Result<()> {
         ("MANDATE_DATABASE", format!("sqlite://{}", dir.path().join("mandate.db").display())),
         ("MANDATE_TRUST_FORWARDED_FOR", "true".to_owned()),
         ("MANDATE_LOG", "warn".to_owned()),
+        // The cap phase opens every session as one person: not what the new-session limit is for.
+        ("MANDATE_MCP_NEW_SESSIONS_BURST", n.max(1).to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -23,6 +23,7 @@ use crate::deadline::PersonWaits;
 use crate::error::ClientError;
 use crate::login::{CallbackListener, LoginMode, Timeouts, run_user_agent};
 use crate::net::{GuardedOAuthHttp, NetPolicy, check_url, guarded_reqwest, network_error};
+use crate::pinning::{check_pin, check_resource_metadata_origin, pinned_endpoints};
 use crate::stepup::{ask, printable};
 use crate::vault::{CredentialVault, ScopedStore};
 
@@ -256,6 +257,8 @@ impl Connection {
             self.vault.remove(&self.resource)?;
             return Ok(None);
         }
+        // ... and only through the endpoints they were issued through (CL-07).
+        check_pin(&self.vault, &self.resource, &metadata)?;
         manager.set_metadata(metadata);
         if !manager.initialize_from_store().await.map_err(|e| self.explain(e))? {
             return Ok(None);
@@ -291,7 +294,7 @@ impl Connection {
             }
         }
         let scopes = self.opts.scope.as_deref().map(split_scopes);
-        self.authorize(&mut held, Some(challenge), scopes).await
+        self.authorize(&mut held, Some(challenge), scopes, false).await
     }
 
     /// After a 403 `insufficient_scope`: step up to held ∪ challenged scopes (C12, C13). `tool`
@@ -324,7 +327,7 @@ impl Connection {
                 union.push(s);
             }
         }
-        match self.authorize(&mut held, Some(challenge), Some(union)).await {
+        match self.authorize(&mut held, Some(challenge), Some(union), false).await {
             Err(ClientError::AccessDenied(_)) => {
                 Err(ClientError::AccessDenied(crate::stepup::declined(tool.as_deref(), &printable(&asked))))
             }
@@ -337,7 +340,7 @@ impl Connection {
         let challenge = self.probe_challenge().await?;
         let mut held = self.held.lock().await;
         let scopes = self.opts.scope.as_deref().map(split_scopes);
-        self.authorize(&mut held, challenge.as_deref(), scopes).await.map(|_| ())
+        self.authorize(&mut held, challenge.as_deref(), scopes, true).await.map(|_| ())
     }
 
     /// Sends an unauthenticated `initialize` and returns the 401's `WWW-Authenticate`, if any.
@@ -360,12 +363,15 @@ impl Connection {
         Ok(None)
     }
 
-    /// Discovery, registration, the person's login and the code exchange.
+    /// Discovery, registration, the person's login and the code exchange. `explicit`: the person
+    /// asked for this login (`mandate login`), which may replace credentials pinned to endpoints
+    /// the authorization server no longer names; other logins refuse to (CL-07).
     async fn authorize(
         &self,
         held: &mut Held,
         challenge: Option<&str>,
         scopes: Option<Vec<String>>,
+        explicit: bool,
     ) -> Result<String, ClientError> {
         let n = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
         if n > MAX_AUTHORIZATION_ATTEMPTS {
@@ -389,6 +395,18 @@ impl Connection {
             .unwrap_or(false);
         let has_registration = metadata.registration_endpoint.is_some();
         let as_scopes = metadata.scopes_supported.clone().unwrap_or_default();
+        let endpoints = pinned_endpoints(&metadata);
+        // Credentials stored for this issuer are reused only through the endpoints they were
+        // issued through (CL-07). Otherwise only the person's own `mandate login` replaces them.
+        let stored = self.vault.load(&self.resource)?.filter(|(c, _)| c.issuer.is_some() && c.issuer == issuer);
+        let stored = match stored {
+            Some(s) if self.vault.endpoints(&self.resource)?.as_ref() == Some(&endpoints) => Some(s),
+            Some(_) if !explicit => {
+                check_pin(&self.vault, &self.resource, &metadata)?;
+                None
+            }
+            _ => None,
+        };
         manager.set_metadata(metadata);
 
         let listener = CallbackListener::bind().await?;
@@ -403,7 +421,6 @@ impl Connection {
         }
 
         // Registration order (C6): pre-registered → stored for this issuer → CIMD → DCR.
-        let stored = self.vault.load(&self.resource)?.filter(|(c, _)| c.issuer.is_some() && c.issuer == issuer);
         let mut new_secret: Option<Option<String>> = None;
         if let Some(id) = &self.opts.client_id {
             request = request.with_preregistered_client(id);
@@ -470,6 +487,7 @@ impl Connection {
         if let Some(secret) = new_secret {
             self.vault.set_client_secret(&self.resource, secret)?;
         }
+        self.vault.set_endpoints(&self.resource, endpoints)?;
         let manager = session.auth_manager;
         let token = manager.get_access_token().await.map_err(|e| self.explain(e))?;
         held.manager = Some(manager);
@@ -483,6 +501,9 @@ impl Connection {
         manager: &AuthorizationManager,
         challenge: Option<&str>,
     ) -> Result<AuthorizationMetadata, ClientError> {
+        if let Some(challenge) = challenge {
+            check_resource_metadata_origin(&self.server, challenge)?;
+        }
         let resolution = manager.resolve_metadata_from_challenge(challenge).await.map_err(|e| self.explain(e))?;
         if resolution.source == AuthorizationMetadataSource::LegacyEndpointFallback {
             return Err(ClientError::Discovery(format!(
@@ -517,11 +538,24 @@ impl Connection {
         if let Some(token) = creds.token_response.as_ref() {
             let manager = self.new_manager().await?;
             match self.discover(&manager, None).await {
-                // Tokens and the client secret go only to the issuer that issued them.
+                // Tokens and the client secret go only to the issuer that issued them, at the
+                // revocation endpoint pinned at login (CL-07).
                 Ok(m) if creds.issuer.is_some() && m.issuer == creds.issuer => {
-                    match m.additional_fields.get("revocation_endpoint").and_then(|v| v.as_str()) {
-                        Some(endpoint) => self.revoke(endpoint, token, &creds.client_id, secret.as_deref()).await,
-                        None => eprintln!("note: the authorization server offers no revocation; forgetting locally"),
+                    match check_pin(&self.vault, &self.resource, &m) {
+                        Ok(()) => match self.vault.endpoints(&self.resource)?.and_then(|p| p.revocation_endpoint) {
+                            Some(endpoint) => self.revoke(&endpoint, token, &creds.client_id, secret.as_deref()).await,
+                            None => {
+                                eprintln!("note: the authorization server offers no revocation; forgetting locally")
+                            }
+                        },
+                        Err(e) => eprintln!(
+                            "warning: {}; not sending it the tokens, forgetting them locally (revoke this agent's \
+                         access at the authorization server itself)",
+                            match e {
+                                ClientError::EndpointsChanged { reason, .. } => reason,
+                                other => other.to_string(),
+                            }
+                        ),
                     }
                 }
                 Ok(_) => eprintln!(

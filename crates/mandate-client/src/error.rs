@@ -21,6 +21,10 @@ pub enum ClientError {
     /// The callback's `state` is not the one this login sent.
     #[error("the authorization response's state does not match this login's request; it was discarded")]
     StateMismatch,
+    /// The authorization server's endpoints are not those the stored credentials were issued
+    /// through (CL-07), or the entry predates pinning: nothing stored was sent.
+    #[error("{reason}; the stored credentials were not sent. Log in again: mandate login {server}")]
+    EndpointsChanged { reason: String, server: String },
     /// The server wants more scopes and step-up was not allowed (or the person said no).
     #[error(
         "{} needs the scope(s) `{scopes}`, which you have not granted to this agent; run again with --step-up to ask for them",

@@ -52,10 +52,23 @@ struct Secrets {
     client_secret: Option<String>,
 }
 
+/// The authorization server endpoints an entry's credentials were issued through, recorded at
+/// login (CL-07). Stored client credentials and refresh tokens go to these and nowhere else: when
+/// rediscovered metadata names other endpoints, even under the same issuer, nothing is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedEndpoints {
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+}
+
 /// One server's entry in the file.
 #[derive(Clone, Serialize, Deserialize)]
 struct Entry {
     issuer: Option<String>,
+    /// Absent in entries written before endpoints were pinned: such credentials are never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoints: Option<PinnedEndpoints>,
     client_id: String,
     scopes: Vec<String>,
     /// Unix seconds when the access token expires, when the server said.
@@ -250,7 +263,13 @@ impl CredentialVault {
         client_secret: Option<Option<String>>,
     ) -> Result<(), ClientError> {
         self.modify(|file| {
-            let previous = match file.connections.get(resource) {
+            let previous_entry = file.connections.get(resource);
+            // A refresh keeps the pin; credentials of another client or issuer have none until
+            // their login pins them.
+            let endpoints = previous_entry
+                .filter(|e| e.client_id == credentials.client_id && e.issuer == credentials.issuer)
+                .and_then(|e| e.endpoints.clone());
+            let previous = match previous_entry {
                 Some(e) => self.get_secrets(resource, e)?,
                 None => None,
             };
@@ -268,6 +287,7 @@ impl CredentialVault {
                 .map(|(e, at)| at.saturating_add(e));
             let mut entry = Entry {
                 issuer: credentials.issuer.clone(),
+                endpoints,
                 client_id: credentials.client_id.clone(),
                 scopes: credentials.granted_scopes.clone(),
                 expires_at,
@@ -292,6 +312,22 @@ impl CredentialVault {
             file.connections.insert(resource.to_owned(), entry);
             Ok(())
         })
+    }
+
+    /// Pins the endpoints the stored credentials were just issued through.
+    pub fn set_endpoints(&self, resource: &str, endpoints: PinnedEndpoints) -> Result<(), ClientError> {
+        self.modify(|file| {
+            if let Some(entry) = file.connections.get_mut(resource) {
+                entry.endpoints = Some(endpoints);
+            }
+            Ok(())
+        })
+    }
+
+    /// The endpoints pinned for a server's stored credentials (`None`: nothing stored, or stored
+    /// before pinning).
+    pub fn endpoints(&self, resource: &str) -> Result<Option<PinnedEndpoints>, ClientError> {
+        Ok(self.read_file()?.connections.get(resource).and_then(|e| e.endpoints.clone()))
     }
 
     /// Forgets a server; true when something was stored.
@@ -512,6 +548,36 @@ mod tests {
         let err = CredentialVault::open(dir.path(), BackendChoice::File).err().unwrap();
         assert!(err.to_string().contains("not a valid credentials file"), "{err}");
         assert_eq!(std::fs::read(&file).unwrap(), b"{not json");
+    }
+
+    #[test]
+    fn endpoints_are_pinned_kept_on_refresh_and_dropped_for_another_client_cl_07() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = CredentialVault::open(dir.path(), BackendChoice::File).unwrap();
+        let r = "https://mcp.example/mcp";
+        let pin = PinnedEndpoints { token_endpoint: "https://as/token".into(), revocation_endpoint: None };
+        vault.save(r, creds("c1", "https://as"), None).unwrap();
+        assert_eq!(vault.endpoints(r).unwrap(), None);
+        vault.set_endpoints(r, pin.clone()).unwrap();
+        vault.save(r, creds("c1", "https://as"), None).unwrap(); // a refresh
+        let reopened = CredentialVault::open(dir.path(), BackendChoice::File).unwrap();
+        assert_eq!(reopened.endpoints(r).unwrap(), Some(pin));
+        reopened.save(r, creds("c2", "https://as"), None).unwrap(); // another client: not pinned yet
+        assert_eq!(reopened.endpoints(r).unwrap(), None);
+    }
+
+    #[test]
+    fn an_entry_written_before_pinning_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE_NAME);
+        drop(private_file(&file).unwrap());
+        let old = serde_json::json!({"version": 1, "connections": {"https://a/mcp": {"issuer": "https://as",
+            "client_id": "c", "scopes": [], "expires_at": null, "has_refresh_token": false, "secrets_in": "file",
+            "secrets": {"credentials": {"client_id": "c", "granted_scopes": [], "token_received_at": null}}}}});
+        std::fs::write(&file, old.to_string()).unwrap();
+        let vault = CredentialVault::open(dir.path(), BackendChoice::File).unwrap();
+        assert_eq!(vault.load("https://a/mcp").unwrap().unwrap().0.client_id, "c");
+        assert_eq!(vault.endpoints("https://a/mcp").unwrap(), None);
     }
 
     #[test]

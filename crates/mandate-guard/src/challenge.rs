@@ -27,6 +27,9 @@ pub enum ChallengeKind {
     InvalidToken,
     /// The token lacks scopes the operation needs.
     InsufficientScope,
+    /// The request itself is malformed, e.g. it carries the token in more than one way (RFC 6750
+    /// §2 and §3.1: 400 `invalid_request`).
+    InvalidRequest,
 }
 
 /// Builds the challenge response.
@@ -36,6 +39,7 @@ pub fn challenge(kind: ChallengeKind, resource_metadata: &str, scopes: &str, des
         ChallengeKind::Missing => (StatusCode::UNAUTHORIZED, None),
         ChallengeKind::InvalidToken => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
         ChallengeKind::InsufficientScope => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+        ChallengeKind::InvalidRequest => (StatusCode::BAD_REQUEST, Some("invalid_request")),
     };
     if let Some(e) = error {
         params.insert(0, format!("error={}", quoted(e)));

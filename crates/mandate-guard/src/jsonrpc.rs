@@ -24,6 +24,17 @@ pub(crate) fn called_tool(m: &Value) -> Option<&str> {
     m.get("params").and_then(|p| p.get("name")).and_then(Value::as_str)
 }
 
+/// When the body (escapes decoded) holds an `initialize` request: its `id` (`null` in a batch),
+/// the id a refusal answers to.
+pub(crate) fn initialize_id(body: &[u8]) -> Option<Value> {
+    let is_init = |m: &Value| m.get("method").and_then(Value::as_str) == Some("initialize");
+    match serde_json::from_slice::<Value>(body).ok()? {
+        Value::Array(items) => items.iter().any(is_init).then_some(Value::Null),
+        m if is_init(&m) => Some(m.get("id").cloned().unwrap_or(Value::Null)),
+        _ => None,
+    }
+}
+
 fn is_tool_call(m: &Value) -> bool {
     m.get("method").and_then(Value::as_str) == Some("tools/call")
 }

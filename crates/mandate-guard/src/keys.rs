@@ -2,7 +2,7 @@
 //! triggers at most one refetch per cooldown), or mandate's own key ring in-process.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -73,16 +73,25 @@ pub fn keys_from_jwks(set: &JwkSet) -> HashMap<String, VerificationKey> {
         .collect()
 }
 
-struct Cache {
+/// The keys last fetched, replaced whole on each successful fetch.
+struct Snapshot {
     keys: HashMap<String, VerificationKey>,
     fetched_at: Option<Instant>,
 }
 
 /// An issuer's JWKS fetched over HTTP(S), never following redirects.
+///
+/// Lookups read an immutable snapshot of the keys (the lock around it is held only to clone an
+/// `Arc`), so a token signed with a known key is never held up by a refetch in flight. A refetch
+/// (an unknown `kid`, or keys older than the maximum age) is single-flight: one request fetches,
+/// others looking for an unknown `kid` wait for its result, and at most one fetch starts per
+/// cooldown.
 pub struct JwksKeySource {
     url: String,
     http: reqwest::Client,
-    cache: Mutex<Cache>,
+    current: RwLock<Arc<Snapshot>>,
+    /// Held while fetching; holds when the last fetch started.
+    refetch: Mutex<Option<Instant>>,
     /// Minimum time between two fetches triggered by unknown `kid`s (RL-11, JW-14).
     cooldown: Duration,
     /// Keys are refetched when older than this.
@@ -98,7 +107,8 @@ impl JwksKeySource {
         Ok(Self {
             url: url.into(),
             http,
-            cache: Mutex::new(Cache { keys: HashMap::new(), fetched_at: None }),
+            current: RwLock::new(Arc::new(Snapshot { keys: HashMap::new(), fetched_at: None })),
+            refetch: Mutex::new(None),
             cooldown: Duration::from_secs(30),
             max_age: Duration::from_secs(300),
         })
@@ -108,6 +118,17 @@ impl JwksKeySource {
     pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
         self
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn fresh(&self, snapshot: &Snapshot) -> bool {
+        snapshot.fetched_at.is_some_and(|t| t.elapsed() <= self.max_age)
     }
 
     async fn fetch(&self) -> Option<HashMap<String, VerificationKey>> {
@@ -128,20 +149,40 @@ impl JwksKeySource {
 #[async_trait]
 impl KeySource for JwksKeySource {
     async fn key(&self, kid: &str) -> Option<VerificationKey> {
-        let mut cache = self.cache.lock().await;
-        let stale = cache.fetched_at.is_none_or(|t| t.elapsed() > self.max_age);
-        let known = cache.keys.get(kid).cloned();
-        if known.is_some() && !stale {
+        let snapshot = self.snapshot();
+        let known = snapshot.keys.get(kid).cloned();
+        if known.is_some() && self.fresh(&snapshot) {
             return known;
         }
-        let may_fetch = cache.fetched_at.is_none_or(|t| t.elapsed() > self.cooldown) || stale;
-        if may_fetch {
-            cache.fetched_at = Some(Instant::now());
+        let mut last_fetch = match known {
+            // A known key whose set is due for a refresh: served at once when another request is
+            // already refreshing (or the issuer's JWKS is slow or down).
+            Some(key) => match self.refetch.try_lock() {
+                Ok(gate) => gate,
+                Err(_) => return Some(key),
+            },
+            // An unknown kid waits for the fetch in flight, if any (single flight), then looks again.
+            None => self.refetch.lock().await,
+        };
+        let snapshot = self.snapshot();
+        if let Some(key) = snapshot.keys.get(kid)
+            && self.fresh(&snapshot)
+        {
+            return Some(key.clone());
+        }
+        // Whatever triggered it (an unknown kid, or keys past their age), at most one fetch per
+        // cooldown: a JWKS endpoint that is down is not hammered, and cached keys stay in use.
+        if last_fetch.is_none_or(|t| t.elapsed() >= self.cooldown) {
+            *last_fetch = Some(Instant::now());
             if let Some(keys) = self.fetch().await {
-                cache.keys = keys;
+                let next = Arc::new(Snapshot { keys, fetched_at: Some(Instant::now()) });
+                match self.current.write() {
+                    Ok(mut s) => *s = next,
+                    Err(poisoned) => *poisoned.into_inner() = next,
+                }
             }
         }
-        cache.keys.get(kid).cloned()
+        self.snapshot().keys.get(kid).cloned()
     }
 }
 

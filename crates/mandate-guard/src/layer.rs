@@ -13,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use mandate_core::clock::{Clock, SystemClock};
 use mandate_core::scope::ScopeSet;
 use serde_json::Value;
 
@@ -20,6 +21,7 @@ use crate::challenge::{ChallengeKind, challenge};
 use crate::jsonrpc;
 use crate::metadata::metadata_path_for;
 use crate::principal::Principal;
+use crate::session_limit::{NewSessionLimit, SessionLimiter};
 use crate::sessions::{SessionOwners, SessionRegistry};
 use crate::tools::{ToolCallAudit, ToolDecision, ToolScopes};
 use crate::validate::{Rejection, Validator};
@@ -48,6 +50,9 @@ pub struct GuardConfig {
     /// Also publish the metadata at the root well-known URL (`/.well-known/oauth-protected-resource`);
     /// only one resource of an origin can.
     pub root_metadata: bool,
+    /// How fast one caller (issuer, subject, client) may open new MCP sessions (`initialize`
+    /// without a session id); beyond it, 429 with `Retry-After`.
+    pub new_sessions: NewSessionLimit,
 }
 
 impl GuardConfig {
@@ -69,6 +74,7 @@ impl GuardConfig {
             allowed_origins: vec![origin],
             tools: ToolScopes::default(),
             root_metadata: true,
+            new_sessions: NewSessionLimit::default(),
         }
     }
 
@@ -125,6 +131,7 @@ pub struct Guard {
     revocation: Option<Arc<dyn RevocationCheck>>,
     audit: Option<Arc<dyn ToolCallAudit>>,
     sessions: Arc<dyn SessionRegistry>,
+    new_sessions: SessionLimiter,
 }
 
 enum Refusal {
@@ -136,7 +143,21 @@ enum Refusal {
 
 impl Guard {
     pub fn new(config: GuardConfig, check: TokenCheck) -> Self {
-        Self { config, check, revocation: None, audit: None, sessions: Arc::new(SessionOwners::default()) }
+        let new_sessions = SessionLimiter::new(config.new_sessions, Arc::new(SystemClock));
+        Self {
+            config,
+            check,
+            revocation: None,
+            audit: None,
+            sessions: Arc::new(SessionOwners::default()),
+            new_sessions,
+        }
+    }
+
+    /// The clock the new-session limit counts with (the system clock by default).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.new_sessions = SessionLimiter::new(self.config.new_sessions, clock);
+        self
     }
 
     pub fn with_revocation(mut self, r: Arc<dyn RevocationCheck>) -> Self {
@@ -350,6 +371,15 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
     if !g.host_and_origin_ok(req.headers(), req.uri().host()) {
         return Err(Refusal::Status(StatusCode::FORBIDDEN, "Host or Origin not allowed"));
     }
+    // RS-05: one way to send the token (RFC 6750 §2). A query token alone is never read: such a
+    // request has no credentials (a bare 401 challenge, RS-04).
+    if req.headers().contains_key(header::AUTHORIZATION) && query_has_access_token(req.uri().query()) {
+        return Err(Refusal::Answer(g.challenge(
+            ChallengeKind::InvalidRequest,
+            "",
+            Some("send the access token in the Authorization header only, not also in the query"),
+        )));
+    }
     let principal = g.authenticate(req.headers()).await.map_err(Refusal::Answer)?;
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let Some(s) = &session {
@@ -366,6 +396,18 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
         let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
             .await
             .map_err(|_| Refusal::Status(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+        if session.is_none()
+            && let Some(id) = jsonrpc::initialize_id(&bytes)
+        {
+            let caller = format!(
+                "{}\u{1f}{}",
+                crate::sessions::owner_key(&principal.issuer, &principal.subject),
+                principal.client_id
+            );
+            if let Err(retry_after) = g.new_sessions.take(&caller) {
+                return Err(Refusal::Answer(too_many_sessions(id, retry_after)));
+            }
+        }
         g.check_tools(&principal, &bytes, jsonrpc::accepts_json(&parts.headers)).await?;
         parts.extensions.insert(principal.clone());
         Request::from_parts(parts, Body::from(bytes))
@@ -390,6 +432,21 @@ async fn guarded(g: &Guard, req: Request, next: Next) -> Result<Response, Refusa
         _ => {}
     }
     Ok(response)
+}
+
+/// True when the query string has an `access_token` parameter (percent-decoded).
+fn query_has_access_token(query: Option<&str>) -> bool {
+    query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"))
+}
+
+/// 429 for an `initialize` past the caller's new-session limit: a JSON-RPC error with the
+/// request's id, and `Retry-After`.
+fn too_many_sessions(id: Value, retry_after: u64) -> Response {
+    let message = format!("too many new MCP sessions for this client; retry after {retry_after} s");
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}});
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    resp
 }
 
 /// Why introspection gave no caller.

@@ -22,6 +22,7 @@ mod keys;
 mod layer;
 mod metadata;
 mod principal;
+mod session_limit;
 mod sessions;
 mod streams;
 mod tools;
@@ -33,6 +34,7 @@ pub use keys::{JwksKeySource, KeySource, LocalKeys, VerificationKey, keys_from_j
 pub use layer::{Guard, GuardConfig, RevocationCheck, TokenCheck};
 pub use metadata::metadata_path_for;
 pub use principal::Principal;
+pub use session_limit::NewSessionLimit;
 pub use sessions::{
     IDLE as SESSION_IDLE, PER_USER as SESSIONS_PER_USER, RegistryUnavailable, SessionRegistry, owner_key,
 };

@@ -20,8 +20,8 @@ use mandate_core::demo::{DemoStore, TOOLS};
 use mandate_core::scope::ResourceDef;
 use mandate_core::service::AuditDraft;
 use mandate_guard::{
-    Guard, GuardConfig, LocalKeys, Principal, RevocationCheck, TokenCheck, ToolCallAudit, ToolDecision, ToolScopes,
-    Validator,
+    Guard, GuardConfig, LocalKeys, NewSessionLimit, Principal, RevocationCheck, TokenCheck, ToolCallAudit,
+    ToolDecision, ToolScopes, Validator,
 };
 use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::streamable_http_server::session::SessionManager;
@@ -145,6 +145,8 @@ pub struct McpSettings {
     pub revocation: Option<Arc<dyn RevocationCheck>>,
     /// Keep MCP sessions in the database (any instance serves any session) rather than in memory.
     pub shared_sessions: bool,
+    /// How fast one caller may open new sessions (429 beyond).
+    pub new_sessions: NewSessionLimit,
     /// Cancelled when the server shuts down: open event streams end and the session workers of
     /// this process stop (sessions stay in the database for other instances). Cancel it only
     /// after in-flight requests have finished, since their responses are streams too.
@@ -173,8 +175,15 @@ impl McpSettings {
             extra_origins,
             revocation: Some(Arc::new(SharedDatabaseRevocation::new(auth.clone()))),
             shared_sessions: true,
+            new_sessions: NewSessionLimit::default(),
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Sets how fast one caller may open new sessions.
+    pub fn with_new_sessions(mut self, limit: NewSessionLimit) -> Self {
+        self.new_sessions = limit;
+        self
     }
 
     /// Ends the endpoint's streams and sessions when `token` is cancelled.
@@ -240,10 +249,12 @@ pub fn endpoint(
     config.resource_name = name.to_owned();
     config.tools = tools;
     config.root_metadata = root_metadata;
+    config.new_sessions = settings.new_sessions;
     config.allowed_origins.extend(settings.extra_origins);
     // rmcp checks Host itself (loopback only by default): allow exactly what the guard allows.
     let hosts = config.allowed_hosts.clone();
-    let mut guard = Guard::new(config, settings.check).with_audit(Arc::new(AuditRefusals(auth.clone())));
+    let mut guard =
+        Guard::new(config, settings.check).with_audit(Arc::new(AuditRefusals(auth.clone()))).with_clock(auth.clock());
     if let Some(r) = settings.revocation {
         guard = guard.with_revocation(r);
     }

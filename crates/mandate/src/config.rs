@@ -68,6 +68,10 @@ pub struct Config {
     /// Browser origins allowed to call `/mcp` besides its own (e.g. `["http://localhost:6274"]`
     /// for the MCP Inspector).
     pub mcp_allowed_origins: Vec<String>,
+    /// New MCP sessions (`initialize`) one caller (person and agent) may open at once, then
+    /// `mcp_new_sessions_per_minute`; beyond that, 429.
+    pub mcp_new_sessions_burst: u32,
+    pub mcp_new_sessions_per_minute: u32,
     /// A trusted reverse proxy sits in front: rate limits and the sign-in lock use the address it
     /// appends to `X-Forwarded-For` (never enable without such a proxy: clients could pick it).
     pub trust_forwarded_for: bool,
@@ -115,6 +119,8 @@ impl Default for Config {
             mcp_only: false,
             issuer: None,
             mcp_allowed_origins: Vec::new(),
+            mcp_new_sessions_burst: mandate_guard::NewSessionLimit::default().burst,
+            mcp_new_sessions_per_minute: mandate_guard::NewSessionLimit::default().per_minute,
             trust_forwarded_for: false,
             shutdown_timeout: 10,
             metrics_listen: None,
@@ -150,6 +156,8 @@ const ENV_KEYS: &[&str] = &[
     "mcp_only",
     "issuer",
     "mcp_allowed_origins",
+    "mcp_new_sessions_burst",
+    "mcp_new_sessions_per_minute",
     "trust_forwarded_for",
     "shutdown_timeout",
     "metrics_listen",
@@ -191,6 +199,14 @@ fn implied_public_url(addr: SocketAddr, tls: bool) -> String {
 }
 
 impl Config {
+    /// The rate at which one caller may open MCP sessions on each guarded endpoint.
+    pub fn new_sessions(&self) -> mandate_guard::NewSessionLimit {
+        mandate_guard::NewSessionLimit {
+            burst: self.mcp_new_sessions_burst,
+            per_minute: self.mcp_new_sessions_per_minute,
+        }
+    }
+
     /// Fills in the public URL when `listen` implies it, then refuses settings that are unsafe or
     /// contradictory.
     pub fn resolve(&mut self) -> anyhow::Result<()> {
@@ -285,6 +301,9 @@ impl Config {
             && (t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             bail!("metrics_token must be at least 16 characters, without spaces");
+        }
+        if self.mcp_new_sessions_burst == 0 || self.mcp_new_sessions_per_minute == 0 {
+            bail!("mcp_new_sessions_burst and mcp_new_sessions_per_minute must be at least 1");
         }
         if self.shutdown_timeout > 600 {
             bail!("shutdown_timeout must be at most 600 seconds");
@@ -475,6 +494,15 @@ mod tests {
             let err = format!("{:#}", load_toml(toml).unwrap_err());
             assert!(err.contains(why), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn new_session_limits_are_read_and_checked() {
+        let c = load_toml("mcp_new_sessions_burst = 5\nmcp_new_sessions_per_minute = 2").unwrap();
+        assert_eq!(c.new_sessions(), mandate_guard::NewSessionLimit { burst: 5, per_minute: 2 });
+        assert_eq!(Config::default().new_sessions(), mandate_guard::NewSessionLimit::default());
+        let mut c = Config { mcp_new_sessions_per_minute: 0, ..Config::default() };
+        assert!(c.resolve().unwrap_err().to_string().contains("at least 1"));
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             let local_mcp = format!("{issuer}/mcp");
             let (app, mcp_line) = if resource.uri == local_mcp {
                 let settings = McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone())
+                    .with_new_sessions(config.new_sessions())
                     .with_shutdown(drain.streams());
                 let mcp = mandate_mcp::router(settings, auth.clone(), demo.clone());
                 let app = mandate_server::router_with(auth.clone(), Some(demo), limits, federation.clone()).merge(mcp);
@@ -222,6 +223,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 let def =
                     auth.resources.resolve(Some(&spec.resource)).map_err(|e| anyhow!(e.description.to_string()))?;
                 let settings = McpSettings::in_process(&auth, def, config.mcp_allowed_origins.clone())
+                    .with_new_sessions(config.new_sessions())
                     .with_shutdown(drain.streams());
                 let what = match &d.error {
                     None if spec.provider.is_some() => "tools read with each person's account".to_owned(),
@@ -526,6 +528,7 @@ async fn mcp_only_router(
             extra_origins: config.mcp_allowed_origins.clone(),
             revocation: None,
             shared_sessions: true,
+            new_sessions: config.new_sessions(),
             shutdown,
         },
         auth,

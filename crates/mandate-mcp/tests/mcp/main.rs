@@ -3,6 +3,7 @@
 //! token-validation rule with its exact status and challenge (RS*, JW*, H* ids in test names).
 
 mod battery;
+mod hardening;
 mod jsonrpc_errors;
 mod seed_dialogue;
 mod sessions;

@@ -233,6 +233,19 @@ impl Cli {
         }
     }
 
+    /// Like [`Cli::run`], with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child =
+            self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Runs to completion with stdin and stdout on a pseudo-terminal (util-linux `script`), as
     /// a person at a terminal would. The output has the terminal's `\r\n` line ends turned into
     /// `\n`, and holds stderr too.
