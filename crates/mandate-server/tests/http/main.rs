@@ -5,6 +5,7 @@
 
 mod authorize_errors;
 mod flow;
+mod hardening;
 mod metadata;
 mod metrics;
 mod pages;
