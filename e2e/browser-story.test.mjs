@@ -362,32 +362,35 @@ test(`CA-01: the account pages: navigation on each; Connected apps lists the age
     const lines = async () => (await page.locator('ol.activity li .text').allInnerTexts()).map((l) => l.replace(/\s+/g, ' '));
     const everyone = await lines();
     say(`activity: ${everyone.join(' | ')}`);
+    // A self-registered client's name is quoted and marked as what it calls itself (issue 13).
+    const SELF_NAMED = `The app calling itself “${APP}” unverified`;
+    const self_named = `the app calling itself “${APP}” unverified`;
     const expected = [
-      `${APP} unverified created customer Ada Lovelace Ltd for you`,
-      `${APP} unverified was refused: you have not allowed it to send invoices to your customers (cannot be undone)`,
+      `${SELF_NAMED} created customer Ada Lovelace Ltd for you`,
+      `${SELF_NAMED} was refused: you have not allowed it to send invoices to your customers (cannot be undone)`,
       'You created customer Grace Hopper & Co',
     ];
     for (const line of expected) assert.ok(everyone.includes(line), `the activity shows "${line}"`);
-    assert.ok(everyone.some((l) => new RegExp(`^${APP} unverified sent the invoice of .* to .* for you$`).test(l)), 'the activity shows the invoice sent');
+    assert.ok(everyone.some((l) => new RegExp(`^${SELF_NAMED} sent the invoice of .* to .* for you$`).test(l)), 'the activity shows the invoice sent');
     // Both consents, in words: the first whole, the step-up as what it added.
     const lower = (x) => WORDS[x][0].toLowerCase() + WORDS[x].slice(1);
     const consents = everyone.filter((l) => l.startsWith('You allowed ') || l.startsWith('You also allowed '));
     assert.deepEqual(consents, [
-      `You also allowed ${APP} unverified to ${lower('invoices.send')}`,
-      `You allowed ${APP} unverified to ${FIRST_GRANT.map(lower).join('; ')}`,
+      `You also allowed ${self_named} to ${lower('invoices.send')}`,
+      `You allowed ${self_named} to ${FIRST_GRANT.map(lower).join('; ')}`,
     ]);
     assert.ok(!everyone.some((l) => /[0-9a-f]{8}-[0-9a-f]{4}|client_id|tool\.call/.test(l)), 'no ids or event kinds');
     await s.shot(page, 'activity');
 
     // The filter: only what concerns the agent (the person's own customer disappears).
-    await page.getByLabel('Show').selectOption({ label: APP });
+    await page.getByLabel('Show').selectOption({ label: `“${APP}” (unverified)` });
     await clickAndWait(page, page.getByRole('button', { name: 'Show' }), 'GET', '/account/activity');
     assert.equal(new URL(page.url()).searchParams.get('app'), s.clientId);
     const filtered = await lines();
     assert.ok(filtered.length > 0 && filtered.length < everyone.length, `${filtered.length} of ${everyone.length} lines`);
     assert.ok(filtered.every((l) => l.includes(APP)), `every line names ${APP}: ${filtered.join(' | ')}`);
     assert.ok(!filtered.includes('You created customer Grace Hopper & Co'));
-    assert.equal(await page.getByLabel('Show').locator('option:checked').innerText(), APP);
+    assert.equal(await page.getByLabel('Show').locator('option:checked').innerText(), `“${APP}” (unverified)`);
     await s.shot(page, 'activity-filtered');
   } finally {
     await page.close();

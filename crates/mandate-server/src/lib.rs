@@ -8,6 +8,7 @@ mod health;
 mod http;
 pub mod metrics;
 mod pages;
+pub mod request_head;
 mod routes;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tower_http::trace::TraceLayer;
 pub use fetch::GuardedFetcher;
 pub use health::{ReadinessDetail, health_routes, health_routes_with};
 pub use metrics::{DatabaseGauges, DatabaseStats, Metrics};
+pub use request_head::harden;
 
 /// Largest request body accepted anywhere (FZ-02).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -39,6 +41,10 @@ pub struct RateLimits {
     /// Dynamic client registrations.
     pub register_burst: u32,
     pub register_period: Duration,
+    /// `GET /authorize`: each one may store a pending authorization request, so one address
+    /// gets a burst, then one more every `authorize_period` (429 with `Retry-After` past it).
+    pub authorize_burst: u32,
+    pub authorize_period: Duration,
     /// A trusted reverse proxy sits in front: use the address it appends to `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
 }
@@ -50,6 +56,8 @@ impl Default for RateLimits {
             login_period: Duration::from_secs(6),
             register_burst: 20,
             register_period: Duration::from_secs(3),
+            authorize_burst: 30,
+            authorize_period: Duration::from_secs(2),
             trust_forwarded_for: false,
         }
     }

@@ -24,6 +24,16 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.message().contains("database is locked") => {
             StoreError::Unavailable(e.to_string())
         }
+        // SQLite (numeric codes, extended ones included): the file cannot be written (READONLY,
+        // 8), the disk failed or is full (IOERR 10, FULL 13), or the file cannot be opened
+        // (CANTOPEN 14). PostgreSQL's codes are five characters and never match here.
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| {
+                c.len() < 5 && c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 8 | 10 | 13 | 14))
+            }) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
         // PostgreSQL: connection exceptions (08…), shutdown / restart / failover (57P01–57P03),
         // serialization failure and deadlock (40001, 40P01: retry), and a read-only transaction
         // (25006: a failover left us on a replica).

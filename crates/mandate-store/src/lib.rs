@@ -8,6 +8,7 @@ mod audit_keys;
 mod client_cache;
 mod clients_users;
 mod convert;
+mod database_file;
 mod demo;
 mod grants;
 mod maintenance;
@@ -206,7 +207,8 @@ impl SqlStore {
                     AnyConnection::connect_with(&options).await.map_err(|e| OpenError::Connect(e.to_string()))?;
                 conn.execute(SQLITE_PRAGMAS).await.map_err(|e| OpenError::Connect(e.to_string()))?;
                 writer::spawn_checkpointer(pool.clone());
-                Some(writer::Writer::start(conn))
+                let file = database_file::sqlite_path(&url).and_then(|p| database_file::DatabaseFile::opened(&p));
+                Some(writer::Writer::start(conn, file))
             }
             Engine::Postgres => None,
         };

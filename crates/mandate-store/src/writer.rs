@@ -25,6 +25,7 @@ use sqlx::{Any, AnyPool, Connection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::map_err;
+use crate::database_file::DatabaseFile;
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 256;
@@ -62,11 +63,12 @@ fn unavailable() -> StoreError {
 }
 
 impl Writer {
-    /// Starts the writer on `conn`, which must be a SQLite connection not in a transaction.
-    pub(crate) fn start(conn: AnyConnection) -> Self {
+    /// Starts the writer on `conn`, which must be a SQLite connection not in a transaction;
+    /// `file` (when on disk) is checked before each commit (see [`crate::database_file`]).
+    pub(crate) fn start(conn: AnyConnection, file: Option<DatabaseFile>) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let depth = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(run(conn, jobs, depth.clone()));
+        tokio::spawn(run(conn, jobs, depth.clone(), file));
         Self { queue, depth }
     }
 
@@ -111,7 +113,12 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<Message>, depth: Arc<AtomicUsize>) {
+async fn run(
+    mut conn: AnyConnection,
+    mut queue: mpsc::Receiver<Message>,
+    depth: Arc<AtomicUsize>,
+    file: Option<DatabaseFile>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut closing = None;
     while let Some(first) = queue.recv().await {
@@ -130,7 +137,7 @@ async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<Message>, depth:
         }
         if !batch.is_empty() {
             depth.fetch_sub(batch.len(), Ordering::Relaxed);
-            commit_batch(&mut conn, &mut batch).await;
+            commit_batch(&mut conn, &mut batch, file.as_ref()).await;
         }
         if let Some(done) = closing.take() {
             queue.close();
@@ -144,9 +151,9 @@ async fn run(mut conn: AnyConnection, mut queue: mpsc::Receiver<Message>, depth:
 }
 
 /// Runs `jobs` in one transaction, then answers each with the commit's outcome.
-async fn commit_batch(conn: &mut AnyConnection, jobs: &mut Vec<Job>) {
+async fn commit_batch(conn: &mut AnyConnection, jobs: &mut Vec<Job>, file: Option<&DatabaseFile>) {
     let mut finishes: Vec<Finish> = Vec::with_capacity(jobs.len());
-    let committed = run_jobs(conn, jobs, &mut finishes).await;
+    let committed = run_jobs(conn, jobs, &mut finishes, file).await;
     if let Err(e) = &committed {
         tracing::error!(error = %e, jobs = finishes.len(), "a batch of database writes could not be committed");
     }
@@ -158,11 +165,21 @@ async fn commit_batch(conn: &mut AnyConnection, jobs: &mut Vec<Job>) {
     }
 }
 
-async fn run_jobs(conn: &mut AnyConnection, jobs: &mut Vec<Job>, finishes: &mut Vec<Finish>) -> StoreResult<()> {
+async fn run_jobs(
+    conn: &mut AnyConnection,
+    jobs: &mut Vec<Job>,
+    finishes: &mut Vec<Finish>,
+    file: Option<&DatabaseFile>,
+) -> StoreResult<()> {
     let mut batch = conn.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     for job in jobs.drain(..) {
         let savepoint = batch.begin().await.map_err(map_err)?;
         finishes.push(job(savepoint).await);
+    }
+    // A deleted, replaced or read-only file: roll back (dropping `batch`) rather than commit
+    // writes that would not survive a restart.
+    if let Some(file) = file {
+        file.check()?;
     }
     batch.commit().await.map_err(map_err)
 }

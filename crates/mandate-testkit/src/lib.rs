@@ -51,6 +51,8 @@ pub struct Options {
     pub trust_forwarded_for: bool,
     /// Sign-in posts allowed per address before the rate limit (default: effectively none).
     pub login_burst: u32,
+    /// `GET /authorize` requests allowed per address before the rate limit (default: effectively none).
+    pub authorize_burst: u32,
     /// `Settings::refresh_grace` (seconds); the production default unless a test sets it.
     pub refresh_grace: i64,
     /// A clock shared with another server in the same test (default: a new one at [`START`]).
@@ -74,6 +76,7 @@ impl Default for Options {
             resolver: None,
             trust_forwarded_for: false,
             login_burst: 1000,
+            authorize_burst: 100_000,
             refresh_grace: Settings::new("http://localhost").refresh_grace,
             clock: None,
             access_token_ttl: None,
@@ -128,6 +131,7 @@ impl TestServer {
         let limits = RateLimits {
             login_burst: opts.login_burst,
             register_burst: 1000,
+            authorize_burst: opts.authorize_burst,
             trust_forwarded_for: opts.trust_forwarded_for,
             ..RateLimits::default()
         };
@@ -151,7 +155,8 @@ impl TestServer {
             let metrics = mandate_server::Metrics::new(auth.clone(), Some(database));
             app = metrics.record(app.merge(metrics.endpoint(Some(token))));
         }
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        // As `mandate serve` does: request-head limits, keep-alive after unread bodies.
+        let app = mandate_server::harden(app).into_make_service_with_connect_info::<SocketAddr>();
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });

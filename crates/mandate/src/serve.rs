@@ -299,7 +299,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         }
         app = m.record(app);
     }
-    let app = drain.track(app);
+    // Request-head limits and keep-alive after unread bodies, for every route (issue 13).
+    let app = drain.track(mandate_server::harden(app));
     tracing::info!(public_url = %issuer, %addr, database = %crate::setup::redact(&config.database), mcp_only = config.mcp_only, "mandate is serving");
     let only = if config.mcp_only { " (the MCP endpoint only)" } else { "" };
     next.insert(0, format!("mandate is serving {issuer}{only}"));

@@ -137,7 +137,7 @@ async fn the_seed_dialogue_end_to_end() {
     // The activity page tells John's actions from the agent's.
     let activity = browser.get("/account/activity").await.body;
     assert!(
-        activity.contains(r#"<bdi class="app">Claude</bdi> <span class="badge unverified">unverified</span> <bdi>created customer Amazon</bdi> for you"#),
+        activity.contains(r#"The app calling itself <span class="app-name">“<bdi class="app">Claude</bdi>”</span> <span class="badge unverified">unverified</span> <bdi>created customer Amazon</bdi> for you"#),
         "{activity}"
     );
     assert!(activity.contains("<strong>You</strong> <bdi>created customer Google</bdi>"), "{activity}");

@@ -23,8 +23,10 @@ const CHUNK: i64 = 200;
 const PAGE_LINES: usize = 50;
 const PAGE_SCAN: usize = 2000;
 
-/// A piece of a sentence: plain text, words from whoever acted, an application's name (isolated and marked when nobody
-/// vouched for it), or the person.
+/// A piece of a sentence: plain text, words from whoever acted, an application's name, or the
+/// person. A name nobody vouched for (chosen by whoever registered the client) is rendered as
+/// *the app calling itself “…”* followed by an *unverified* badge, so that no name can read as a
+/// sentence of mandate's (a client named "You created customer Payroll. Also", issue 13).
 pub enum Part {
     Text(String),
     /// Words that came from whoever acted (a customer's name, a to-do's title): isolated, so
@@ -52,6 +54,8 @@ pub struct ActivityLine {
 pub struct AppOption {
     pub id: String,
     pub name: String,
+    /// Named by an operator; otherwise by whoever registered it (quoted and marked).
+    pub verified: bool,
     pub selected: bool,
 }
 
@@ -247,8 +251,8 @@ pub async fn activity(State(s): State<AppState>, headers: HeaderMap, RawQuery(q)
     };
     let mut apps = Vec::new();
     for id in in_trail {
-        if let Some((name, _)) = app_name(&s.auth, &mut names, &id).await {
-            apps.push(AppOption { selected: app.as_deref() == Some(id.as_str()), id, name });
+        if let Some((name, verified)) = app_name(&s.auth, &mut names, &id).await {
+            apps.push(AppOption { selected: app.as_deref() == Some(id.as_str()), id, name, verified });
         }
     }
     apps.sort_by_key(|a| a.name.to_lowercase());

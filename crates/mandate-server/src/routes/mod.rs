@@ -60,6 +60,15 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         limits.trust_forwarded_for,
         Some(login_rate_limited),
     );
+    // Each anonymous one stores a pending authorization request (expiring after ten minutes):
+    // one address cannot fill the database with them (issue 13).
+    let authorize = limited(
+        Router::new().route("/authorize", get(browser::authorize)),
+        limits.authorize_burst,
+        limits.authorize_period,
+        limits.trust_forwarded_for,
+        None,
+    );
     let register = limited(
         Router::new().route("/register", post(protocol::register)),
         limits.register_burst,
@@ -87,7 +96,6 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
     Router::new()
         .route("/", get(browser::home))
         .route("/static/mandate.css", get(discovery::stylesheet))
-        .route("/authorize", get(browser::authorize))
         .route("/login", get(browser::login_page))
         .route("/consent", get(browser::consent_page).post(browser::consent_submit))
         .route("/logout", post(browser::logout))
@@ -104,6 +112,7 @@ pub fn routes(state: AppState, limits: RateLimits) -> Router {
         .route("/apps/customers", post(personal::create_customer))
         .route("/apps/todos", post(personal::add_todo))
         .merge(login)
+        .merge(authorize)
         .merge(machine)
         .with_state(state)
 }

@@ -7,6 +7,7 @@ mod authorize_errors;
 mod battery;
 mod fetcher;
 mod flow;
+mod hardening;
 mod hardening_access;
 mod hardening_lifetimes;
 mod metadata;

@@ -138,7 +138,7 @@ async fn allow_with_nothing_ticked_allows_nothing_and_asks_again() {
     // The trail says what the step-up added, not the sum again.
     let activity = b.get("/account/activity").await.body;
     assert!(
-        activity.contains("also allowed <bdi class=\"app\">Test agent</bdi> <span class=\"badge unverified\">unverified</span> to send invoices to your customers"),
+        activity.contains("also allowed the app calling itself <span class=\"app-name\">“<bdi class=\"app\">Test agent</bdi>”</span> <span class=\"badge unverified\">unverified</span> to send invoices to your customers"),
         "{activity}"
     );
 }
@@ -330,12 +330,12 @@ async fn activity_reads_as_sentences_with_names_never_ids() {
     let page = b.get("/account/activity").await;
     assert_eq!(page.status, StatusCode::OK);
     let body = &page.body;
-    assert!(body.contains(r#"<bdi class="app">Test agent</bdi> <span class="badge unverified">unverified</span> <bdi>created customer Amazon</bdi> for you"#), "{body}");
+    assert!(body.contains(r#"The app calling itself <span class="app-name">“<bdi class="app">Test agent</bdi>”</span> <span class="badge unverified">unverified</span> <bdi>created customer Amazon</bdi> for you"#), "{body}");
     assert!(body.contains("<bdi>listed 1 customers</bdi> for you"));
     assert!(
         body.contains("was refused: you have not allowed it to send invoices to your customers (cannot be undone)")
     );
-    assert!(body.contains("<strong>You</strong> allowed <bdi class=\"app\">Test agent</bdi>"));
+    assert!(body.contains("<strong>You</strong> allowed the app calling itself <span class=\"app-name\">“<bdi class=\"app\">Test agent</bdi>”</span>"));
     assert!(body.contains("to see your customers and their details; create customers in your name"));
     let alice = s.store.user_by_name("alice").await.unwrap().unwrap();
     let seen = visible_text(body);
@@ -440,7 +440,7 @@ async fn activity_filters_by_app() {
 
     let all = b.get("/account/activity").await;
     assert!(all.body.contains("By the first") && all.body.contains("By the second"));
-    assert!(all.body.contains(&format!(r#"<option value="{first}">Test agent</option>"#)));
+    assert!(all.body.contains(&format!(r#"<option value="{first}">“Test agent” (unverified)</option>"#)));
     let only = b.get(&format!("/account/activity?app={first}")).await;
     assert!(only.body.contains("By the first"));
     assert!(!only.body.contains("By the second"));
