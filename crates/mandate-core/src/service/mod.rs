@@ -18,6 +18,7 @@ mod keyman;
 mod login;
 mod mcp_sessions;
 mod metadata;
+mod people;
 mod registration;
 mod token;
 
