@@ -443,6 +443,15 @@ mod tests {
     }
 
     #[test]
+    fn a_fallback_key_comes_from_one_place() {
+        let c = load_toml("fallback_secret_key_file = \"old.key\"").unwrap();
+        assert_eq!(c.fallback_secret_key_file, Some(PathBuf::from("old.key")));
+        let err =
+            format!("{:#}", load_toml("fallback_secret_key = \"x\"\nfallback_secret_key_file = \"k\"").unwrap_err());
+        assert!(err.contains("set either fallback_secret_key"), "{err}");
+    }
+
+    #[test]
     fn key_file_sits_next_to_the_sqlite_database() {
         let c = Config { database: "sqlite://data/m.db?mode=rwc".into(), ..Config::default() };
         assert_eq!(c.key_file(), Some(PathBuf::from("data/m.db.key")));
