@@ -175,6 +175,7 @@ async fn lifecycle(db: TestDatabase) {
     assert!(out.contains(&format!("disabled alice ({alice_id})")), "{out}");
     assert!(out.contains("1 grant(s) revoked"), "{out}");
     assert!(out.contains("1 browser session(s)"), "{out}");
+    assert!(!out.contains(" 0 MCP session(s)"), "the MCP session opened with her token is forgotten: {out}");
     // RT-11 (a): the refresh token of the earlier family is refused.
     let (status, body) = s.refresh(&client, &rt).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
