@@ -36,17 +36,14 @@ pub async fn disable(auth: &AuthServer, who: &str) -> anyhow::Result<()> {
 
 pub async fn enable(auth: &AuthServer, who: &str) -> anyhow::Result<()> {
     let u = person(auth, who).await?;
+    if !u.disabled {
+        println!("{} ({}) is not disabled; nothing changed", u.username, u.id);
+        return Ok(());
+    }
     if !auth.enable_person(&u).await? {
         return Err(gone(&u));
     }
-    if u.disabled {
-        println!(
-            "enabled {} ({}): they can sign in again; grants revoked when disabled stay revoked",
-            u.username, u.id
-        );
-    } else {
-        println!("{} ({}) was not disabled; nothing changed", u.username, u.id);
-    }
+    println!("enabled {} ({}): they can sign in again; grants revoked when disabled stay revoked", u.username, u.id);
     Ok(())
 }
 

@@ -202,6 +202,7 @@ async fn lifecycle(db: TestDatabase) {
     // Enable (by id): she signs in again; what was revoked stays revoked.
     let out = s.ok(&["users", "enable", &alice_id], None);
     assert!(out.contains("enabled alice") && out.contains("stay revoked"), "{out}");
+    assert!(s.ok(&["users", "enable", "alice"], None).contains("is not disabled; nothing changed"));
     assert!(sign_in(&s.base, "alice", PASSWORD).await.1, "enabled: signs in");
     assert_eq!(s.refresh(&client, &rt).await.1["error"], "invalid_grant");
     assert_eq!(s.mcp_until(&access, StatusCode::UNAUTHORIZED).await, StatusCode::UNAUTHORIZED);
