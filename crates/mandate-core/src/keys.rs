@@ -64,9 +64,13 @@ impl SigningAlg {
     }
 }
 
-/// The key that encrypts signing keys at rest. `Debug` is redacted.
+/// The key that encrypts secrets at rest (signing keys, upstream tokens, provider-flow secrets).
+/// It may carry a fallback: a second key accepted when opening, never used to seal, so that a
+/// server reads both the old and the new key's values while the key-encryption key is rotated
+/// (`mandate keys rotate-kek`). Sealed values carry no key id: AES-GCM's tag tells a wrong key
+/// apart, so opening tries the key, then the fallback. `Debug` is redacted.
 #[derive(Clone)]
-pub struct KeyEncryptionKey([u8; 32]);
+pub struct KeyEncryptionKey([u8; 32], Option<[u8; 32]>);
 
 impl std::fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,18 +82,36 @@ impl KeyEncryptionKey {
     pub fn generate(rng: &dyn Randomness) -> Self {
         let mut k = [0u8; 32];
         rng.fill(&mut k);
-        Self(k)
+        Self(k, None)
     }
     pub fn from_base64url(s: &str) -> Result<Self, KeyError> {
         let bytes = URL_SAFE_NO_PAD.decode(s.trim().trim_end_matches('=')).map_err(|_| KeyError::BadKek)?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::BadKek)?;
-        Ok(Self(arr))
+        Ok(Self(arr, None))
     }
+    /// The key (without any fallback), base64url encoded.
     pub fn to_base64url(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }
+    /// This key, also opening what `fallback` sealed (its own fallback is dropped).
+    pub fn with_fallback(self, fallback: &KeyEncryptionKey) -> Self {
+        Self(self.0, Some(fallback.0))
+    }
+    /// The key alone, without its fallback.
+    pub fn without_fallback(&self) -> Self {
+        Self(self.0, None)
+    }
+    /// Whether the fallback is set.
+    pub fn has_fallback(&self) -> bool {
+        self.1.is_some()
+    }
+    /// Whether both are the same key (fallbacks aside).
+    pub fn same_key(&self, other: &KeyEncryptionKey) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.ct_eq(&other.0))
+    }
     fn aead(&self) -> Result<LessSafeKey, KeyError> {
-        Ok(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).map_err(|_| KeyError::BadKek)?))
+        aead(&self.0)
     }
     /// `nonce || ciphertext || tag`, with `aad` bound in.
     pub fn seal(&self, rng: &dyn Randomness, plaintext: &[u8], aad: &str) -> Result<Vec<u8>, KeyError> {
@@ -103,16 +125,45 @@ impl KeyEncryptionKey {
         out.extend_from_slice(&buf);
         Ok(out)
     }
+    /// Opens with the key, else with the fallback.
     pub fn open(&self, sealed: &[u8], aad: &str) -> Result<Vec<u8>, KeyError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(KeyError::Decrypt);
+        match (open_with(&self.0, sealed, aad), &self.1) {
+            (Err(KeyError::Decrypt), Some(fallback)) => open_with(fallback, sealed, aad),
+            (other, _) => other,
         }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Decrypt)?;
-        let mut buf = ct.to_vec();
-        let plain =
-            self.aead()?.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| KeyError::Decrypt)?;
-        Ok(plain.to_vec())
+    }
+}
+
+fn aead(key: &[u8; 32]) -> Result<LessSafeKey, KeyError> {
+    Ok(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| KeyError::BadKek)?))
+}
+
+fn open_with(key: &[u8; 32], sealed: &[u8], aad: &str) -> Result<Vec<u8>, KeyError> {
+    if sealed.len() < NONCE_LEN {
+        return Err(KeyError::Decrypt);
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Decrypt)?;
+    let mut buf = ct.to_vec();
+    let plain = aead(key)?.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| KeyError::Decrypt)?;
+    Ok(plain.to_vec())
+}
+
+/// What each value sealed under the key-encryption key is bound to (its associated data): the
+/// same string must be given to open it. Every sealed value at rest is one of these.
+pub mod aad {
+    /// A signing key's private half: its key id.
+    pub fn signing_key(kid: &str) -> String {
+        kid.to_owned()
+    }
+    /// A connected account's tokens (`upstream_accounts.sealed_tokens`).
+    pub fn upstream_account(user_id: &str, provider: &str) -> String {
+        format!("upstream-account\u{1f}{user_id}\u{1f}{provider}")
+    }
+    /// A provider authorization request's secrets (`provider_flows.sealed_secrets`), by the hash
+    /// of its state.
+    pub fn provider_flow(state_hash: &str) -> String {
+        format!("provider-flow\u{1f}{state_hash}")
     }
 }
 
@@ -135,7 +186,7 @@ pub fn generate_key(
     let jwk = public_jwk(alg, der, &kid)?;
     let public_jwk = serde_json::to_string(&jwk).map_err(|_| KeyError::Generate)?;
     Ok(StoredSigningKey {
-        encrypted_private_key: kek.seal(rng, der, &kid)?,
+        encrypted_private_key: kek.seal(rng, der, &aad::signing_key(&kid))?,
         kid,
         alg: alg.as_str().to_owned(),
         public_jwk,
@@ -242,7 +293,7 @@ impl KeyRing {
         let mut keys = Vec::with_capacity(stored.len());
         for s in stored {
             let alg = SigningAlg::parse(&s.alg)?;
-            let der = kek.open(&s.encrypted_private_key, &s.kid)?;
+            let der = kek.open(&s.encrypted_private_key, &aad::signing_key(&s.kid))?;
             let public_jwk: Jwk =
                 serde_json::from_str(&s.public_jwk).map_err(|_| KeyError::Malformed(s.kid.clone()))?;
             let decoding = DecodingKey::from_jwk(&public_jwk).map_err(|_| KeyError::Malformed(s.kid.clone()))?;
@@ -325,6 +376,21 @@ mod tests {
         assert!(KeyEncryptionKey::generate(&OsRandom).open(&sealed, "kid1").is_err());
         let round = KeyEncryptionKey::from_base64url(&kek.to_base64url()).unwrap();
         assert_eq!(round.open(&sealed, "kid1").unwrap(), b"private");
+    }
+
+    #[test]
+    fn a_fallback_opens_but_never_seals() {
+        let old = KeyEncryptionKey::generate(&OsRandom);
+        let new = KeyEncryptionKey::generate(&OsRandom);
+        let under_old = old.seal(&OsRandom, b"secret", "ctx").unwrap();
+        let both = new.clone().with_fallback(&old);
+        assert!(both.has_fallback() && both.same_key(&new) && !both.same_key(&old));
+        assert_eq!(both.open(&under_old, "ctx").unwrap(), b"secret");
+        assert!(both.open(&under_old, "other").is_err(), "the context still binds");
+        let sealed = both.seal(&OsRandom, b"fresh", "ctx").unwrap();
+        assert_eq!(new.open(&sealed, "ctx").unwrap(), b"fresh", "sealed under the key itself");
+        assert!(old.open(&sealed, "ctx").is_err());
+        assert!(both.without_fallback().open(&under_old, "ctx").is_err());
     }
 
     #[test]

@@ -378,3 +378,34 @@ pub struct FederatedIdentity {
     pub email: Option<String>,
     pub created_at: UnixTime,
 }
+
+/// What ending a person's access took away (`mandate users disable|remove|passwd`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersonRevocation {
+    /// Grants revoked (or, on removal, deleted) that were live or not yet activated.
+    pub grants: u64,
+    /// Browser sessions ended.
+    pub sessions: u64,
+    /// MCP sessions forgotten.
+    pub mcp_sessions: u64,
+}
+
+/// A value sealed under the key-encryption key, as `mandate keys rotate-kek` meets it: what it is
+/// bound to (see [`crate::keys::aad`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedRef<'a> {
+    SigningKey { kid: &'a str },
+    UpstreamAccount { user_id: &'a str, provider: &'a str },
+    ProviderFlow { state_hash: &'a str },
+}
+
+/// Opens a sealed value and seals it again under another key; an error undoes the rotation.
+pub type Reseal = std::sync::Arc<dyn Fn(SealedRef<'_>, &[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// How many sealed values a key-encryption key rotation re-sealed, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealCount {
+    pub signing_keys: u64,
+    pub upstream_accounts: u64,
+    pub provider_flows: u64,
+}

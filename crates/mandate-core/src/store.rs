@@ -248,6 +248,57 @@ pub trait UpstreamStore: Send + Sync {
     async fn delete_upstream_account(&self, user_id: &str, provider: &str) -> StoreResult<bool>;
 }
 
+/// The end of a person's access: disabling, removing, a new password. Each is one transaction,
+/// which also writes the audit event `audit` makes of the outcome.
+#[async_trait]
+pub trait PeopleStore: Send + Sync {
+    /// Marks the person disabled and revokes everything that lets them or their agents in: every
+    /// grant with its refresh tokens (resource servers then refuse the grants' access tokens),
+    /// their consents, their browser sessions, and the MCP sessions `mcp_owner` owns. `None` when
+    /// there is no such person.
+    async fn disable_user(
+        &self,
+        user_id: &str,
+        mcp_owner: &str,
+        now: UnixTime,
+        audit: AuditOf<PersonRevocation>,
+    ) -> StoreResult<Option<PersonRevocation>>;
+    /// Clears the disabled mark; nothing revoked comes back. False when there is no such person.
+    async fn enable_user(&self, user_id: &str, audit: AuditOf<bool>) -> StoreResult<bool>;
+    /// Deletes the person and what is theirs: grants with their codes and refresh tokens,
+    /// pending requests, consents, browser and MCP sessions, identities, connected accounts,
+    /// provider requests, sign-in failure counts under `username`, and the demo apps' rows. The
+    /// audit trail is kept. `None` when there is no such person.
+    async fn remove_user(
+        &self,
+        user_id: &str,
+        username: &str,
+        mcp_owner: &str,
+        audit: AuditOf<PersonRevocation>,
+    ) -> StoreResult<Option<PersonRevocation>>;
+    /// Replaces the password hash and ends the person's browser sessions; with `revoke_grants`,
+    /// also revokes grants and MCP sessions as [`PeopleStore::disable_user`] does (RT-11 (b)).
+    /// `None` when there is no such person.
+    async fn change_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        revoke_grants: bool,
+        mcp_owner: &str,
+        now: UnixTime,
+        audit: AuditOf<PersonRevocation>,
+    ) -> StoreResult<Option<PersonRevocation>>;
+}
+
+/// Every value sealed under the key-encryption key.
+#[async_trait]
+pub trait SealedStore: Send + Sync {
+    /// Replaces every sealed value (signing keys, connected accounts' tokens, provider requests'
+    /// secrets) with what `reseal` makes of it, in one transaction: an error from `reseal` or the
+    /// database leaves every value as it was.
+    async fn reseal_all(&self, reseal: Reseal, audit: AuditOf<ResealCount>) -> StoreResult<ResealCount>;
+}
+
 /// Everything the authorization server needs from storage.
 pub trait Store:
     UserStore
@@ -262,6 +313,8 @@ pub trait Store:
     + LoginThrottleStore
     + MaintenanceStore
     + UpstreamStore
+    + PeopleStore
+    + SealedStore
 {
 }
 
@@ -278,5 +331,7 @@ impl<T> Store for T where
         + LoginThrottleStore
         + MaintenanceStore
         + UpstreamStore
+        + PeopleStore
+        + SealedStore
 {
 }

@@ -332,7 +332,8 @@ impl GrantStore for SqlStore {
         let (grant_id, refresh) = (grant_id.to_owned(), refresh.cloned());
         self.write(move |mut tx| Box::pin(async move {
         let n = sqlx::query(
-            "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL",
+            "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = grants.user_id AND u.disabled = 0)",
         )
         .bind(now)
         .bind(&grant_id)
@@ -364,7 +365,8 @@ impl GrantStore for SqlStore {
         self.write(move |mut tx| Box::pin(async move {
         // Grant row first, as every transaction that touches a grant's tokens does.
         let activated = sqlx::query(
-            "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL",
+            "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = grants.user_id AND u.disabled = 0)",
         )
         .bind(now)
         .bind(&grant_id)

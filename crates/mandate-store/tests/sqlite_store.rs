@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{postgres, sqlite};
-use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome};
+use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome, User};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
-use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore};
+use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore, UserStore};
 use mandate_store::{OpenError, SqlStore, migration_names};
 
 fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
@@ -33,6 +33,10 @@ async fn active_grant(s: &SqlStore) {
 }
 
 async fn pending_grant(s: &SqlStore) {
+    // The grant's person: a code's grant activates only for an enabled person (issue 13).
+    let person =
+        User { id: "u1".into(), username: "u1".into(), password_hash: "x".into(), created_at: 0, disabled: false };
+    let _ = s.insert_user(&person).await;
     let g = Grant {
         id: "g1".into(),
         user_id: "u1".into(),

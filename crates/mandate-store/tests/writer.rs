@@ -65,6 +65,7 @@ async fn one_failing_write_does_not_abort_its_batch() {
 #[tokio::test]
 async fn a_rotation_and_its_audit_record_commit_together() {
     let (_d, s) = sqlite().await;
+    s.insert_user(&user("u1", "ann")).await.unwrap();
     let g = Grant {
         id: "g1".into(),
         user_id: "u1".into(),

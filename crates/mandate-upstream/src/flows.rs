@@ -76,7 +76,7 @@ pub enum SignInOutcome {
 }
 
 fn flow_context(state_hash: &SecretHash) -> String {
-    format!("provider-flow\u{1f}{}", state_hash.as_str())
+    mandate_core::keys::aad::provider_flow(state_hash.as_str())
 }
 
 impl Upstreams {

@@ -84,7 +84,7 @@ pub(crate) struct Vault {
 const BACKOFF: Duration = Duration::from_secs(30);
 
 fn context(user_id: &str, provider: &str) -> String {
-    format!("upstream-account\u{1f}{user_id}\u{1f}{provider}")
+    mandate_core::keys::aad::upstream_account(user_id, provider)
 }
 
 /// Seconds before expiry at which a token is refreshed: a quarter of its life, 5 s to 60 s.

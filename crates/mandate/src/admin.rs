@@ -50,14 +50,26 @@ impl AdminCommand {
         }
     }
 
-    /// The command's name, when it only reads the database.
-    fn only_reads(&self) -> Option<&'static str> {
+    /// The command's name and what it does, when it only reads or changes what exists.
+    fn only_reads(&self) -> Option<(&'static str, &'static str)> {
+        const READS: &str = "only reads";
+        const CHANGES: &str = "only changes what exists";
         match self {
-            AdminCommand::Users(c) if matches!(c.command, UsersCommand::List) => Some("users list"),
-            AdminCommand::Clients(c) if matches!(c.command, ClientsCommand::List) => Some("clients list"),
-            AdminCommand::Grants(c) if matches!(c.command, GrantsCommand::List) => Some("grants list"),
-            AdminCommand::Audit(_) => Some("audit"),
-            AdminCommand::Keys(c) if matches!(c.command, KeysCommand::List) => Some("keys list"),
+            AdminCommand::Users(c) => match c.command {
+                UsersCommand::List => Some(("users list", READS)),
+                UsersCommand::Add { .. } => None,
+                UsersCommand::Disable { .. } => Some(("users disable", CHANGES)),
+                UsersCommand::Enable { .. } => Some(("users enable", CHANGES)),
+                UsersCommand::Remove { .. } => Some(("users remove", CHANGES)),
+                UsersCommand::Passwd { .. } => Some(("users passwd", CHANGES)),
+            },
+            AdminCommand::Clients(c) if matches!(c.command, ClientsCommand::List) => Some(("clients list", READS)),
+            AdminCommand::Grants(c) if matches!(c.command, GrantsCommand::List) => Some(("grants list", READS)),
+            AdminCommand::Audit(_) => Some(("audit", READS)),
+            AdminCommand::Keys(c) if matches!(c.command, KeysCommand::List) => Some(("keys list", READS)),
+            AdminCommand::Keys(c) if matches!(c.command, KeysCommand::RotateKek { .. }) => {
+                Some(("keys rotate-kek", CHANGES))
+            }
             _ => None,
         }
     }
@@ -74,6 +86,34 @@ pub enum UsersCommand {
     },
     /// List people.
     List,
+    /// Disable a person: sign-in refused; every grant, browser session and MCP session ends.
+    Disable {
+        /// The person's id or username.
+        person: String,
+    },
+    /// Let a disabled person sign in again (what disabling revoked stays revoked).
+    Enable {
+        /// The person's id or username.
+        person: String,
+    },
+    /// Delete a person and their data (grants, sessions, consents, connected accounts); the
+    /// audit trail is kept.
+    Remove {
+        /// The person's id or username.
+        person: String,
+    },
+    /// Set a new password (asked for, or read from stdin); ends the person's browser sessions
+    /// and revokes their grants.
+    Passwd {
+        /// The person's id or username.
+        person: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Keep the person's grants (agents stay connected); browser sessions still end.
+        #[arg(long)]
+        keep_grants: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +181,14 @@ pub enum KeysCommand {
     List,
     /// Publish a new signing key; it signs after the activation delay.
     Rotate,
+    /// Re-seal every secret kept under the key-encryption key (signing keys, connected accounts'
+    /// tokens) under a new one, in one transaction; prints what to change in the configuration.
+    RotateKek {
+        /// The new key: read from FILE, or created there (mode 0600) when FILE does not exist.
+        /// Without it, the configured key is the new one and `fallback_secret_key_file` the old.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<std::path::PathBuf>,
+    },
 }
 
 fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
@@ -159,7 +207,7 @@ fn parse_since(s: &str, now: i64) -> anyhow::Result<i64> {
     Ok(now - secs)
 }
 
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+pub(crate) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
@@ -180,9 +228,9 @@ fn time(t: i64) -> String {
 pub async fn run(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
     let sqlite_path = config.sqlite_path().map(|p| std::path::absolute(&p).unwrap_or(p));
     let missing = sqlite_path.as_ref().filter(|p| !p.exists());
-    if let (Some(path), Some(name)) = (missing, command.only_reads()) {
+    if let (Some(path), Some((name, what))) = (missing, command.only_reads()) {
         bail!(
-            "no database at {}: `mandate {name}` only reads, so it does not create one.\n\
+            "no database at {}: `mandate {name}` {what}, so it does not create one.\n\
              Point at your database with --database sqlite://PATH, MANDATE_DATABASE, or `database` in the \
              configuration file (--config, MANDATE_CONFIG); `mandate serve` creates a new one.",
             path.display()
@@ -198,7 +246,7 @@ pub async fn run(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
         AdminCommand::Clients(c) => clients(&auth, c.command).await,
         AdminCommand::Grants(c) => grants(&auth, c.command).await,
         AdminCommand::Audit(f) => audit(&auth, f).await,
-        AdminCommand::Keys(c) => keys(&auth, c.command).await,
+        AdminCommand::Keys(c) => keys(&auth, c.command, config).await,
     }
 }
 
@@ -215,6 +263,12 @@ async fn users(auth: &AuthServer, c: UsersCommand) -> anyhow::Result<()> {
                 let status = if u.disabled { "disabled" } else { "active" };
                 println!("{:<24} {:<24} {:<20} {status}", u.id, u.username, time(u.created_at));
             }
+        }
+        UsersCommand::Disable { person } => crate::people::disable(auth, &person).await?,
+        UsersCommand::Enable { person } => crate::people::enable(auth, &person).await?,
+        UsersCommand::Remove { person } => crate::people::remove(auth, &person).await?,
+        UsersCommand::Passwd { person, password_stdin, keep_grants } => {
+            crate::people::passwd(auth, &person, password_stdin, keep_grants).await?
         }
     }
     Ok(())
@@ -361,7 +415,7 @@ async fn audit(auth: &AuthServer, f: AuditFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn keys(auth: &AuthServer, c: KeysCommand) -> anyhow::Result<()> {
+async fn keys(auth: &AuthServer, c: KeysCommand, config: &Config) -> anyhow::Result<()> {
     match c {
         KeysCommand::List => {
             println!("{:<24} {:<6} {:<8} {:<20} SIGNS FROM", "KID", "ALG", "STATE", "CREATED");
@@ -380,6 +434,7 @@ async fn keys(auth: &AuthServer, c: KeysCommand) -> anyhow::Result<()> {
             let k = auth.rotate_key().await?;
             println!("published key {} ({}); it signs from {}", k.kid, k.alg, time(k.activates_at));
         }
+        KeysCommand::RotateKek { new_key_file } => crate::people::rotate_kek(auth, config, new_key_file).await?,
     }
     Ok(())
 }

@@ -44,6 +44,11 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// A file holding the key-encryption key; for SQLite, created next to the database if absent.
     pub secret_key_file: Option<PathBuf>,
+    /// A second key-encryption key, accepted when opening sealed values but never used to seal:
+    /// set while the key-encryption key is rotated (`mandate keys rotate-kek`).
+    pub fallback_secret_key: Option<String>,
+    /// A file holding the fallback key-encryption key.
+    pub fallback_secret_key_file: Option<PathBuf>,
     /// Log filter (`info`, `mandate=debug`, ...); `RUST_LOG` wins when set.
     pub log: String,
     /// Protected resources: MCP servers elsewhere that trust mandate (`uri`, `scopes`), and
@@ -110,6 +115,8 @@ impl Default for Config {
             key_activation_delay: 600,
             secret_key: None,
             secret_key_file: None,
+            fallback_secret_key: None,
+            fallback_secret_key_file: None,
             log: "info".into(),
             resources: None,
             providers: None,
@@ -149,6 +156,8 @@ const ENV_KEYS: &[&str] = &[
     "key_activation_delay",
     "secret_key",
     "secret_key_file",
+    "fallback_secret_key",
+    "fallback_secret_key_file",
     "log",
     "resource_url",
     "password_login",
@@ -264,6 +273,9 @@ impl Config {
         }
         if self.secret_key.is_some() && self.secret_key_file.is_some() {
             bail!("set either secret_key (MANDATE_SECRET_KEY) or secret_key_file, not both");
+        }
+        if self.fallback_secret_key.is_some() && self.fallback_secret_key_file.is_some() {
+            bail!("set either fallback_secret_key (MANDATE_FALLBACK_SECRET_KEY) or fallback_secret_key_file, not both");
         }
         if self.demo && (self.mcp_only || !is_loopback_host(host)) {
             bail!(
@@ -503,6 +515,15 @@ mod tests {
         assert_eq!(Config::default().new_sessions(), mandate_guard::NewSessionLimit::default());
         let mut c = Config { mcp_new_sessions_per_minute: 0, ..Config::default() };
         assert!(c.resolve().unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn a_fallback_key_comes_from_one_place() {
+        let c = load_toml("fallback_secret_key_file = \"old.key\"").unwrap();
+        assert_eq!(c.fallback_secret_key_file, Some(PathBuf::from("old.key")));
+        let err =
+            format!("{:#}", load_toml("fallback_secret_key = \"x\"\nfallback_secret_key_file = \"k\"").unwrap_err());
+        assert!(err.contains("set either fallback_secret_key"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod demo_upstream;
 mod gateway;
 mod help;
 mod names;
+mod people;
 mod providers;
 mod serve;
 mod setup;

@@ -1,6 +1,7 @@
 //! Turning a [`Config`] into a running [`AuthServer`]: database, key-encryption key, resources.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -14,8 +15,75 @@ use mandate_store::SqlStore;
 
 use crate::config::Config;
 
-/// The key-encryption key: `secret_key`, else the key file (created for a fresh SQLite database).
+/// Reads a key-encryption key file, refusing one that others can read.
+fn read_key_file(path: &Path) -> anyhow::Result<KeyEncryptionKey> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "key file {} is readable by others (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    KeyEncryptionKey::from_base64url(&text).with_context(|| format!("key file {}", path.display()))
+}
+
+/// Writes a new random key-encryption key to `path`, which must not exist (mode 0600).
+fn create_key_file(path: &Path) -> anyhow::Result<KeyEncryptionKey> {
+    let kek = KeyEncryptionKey::generate(&OsRandom);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating key file {}", path.display()))?;
+    file.write_all(kek.to_base64url().as_bytes())?;
+    file.sync_all()?;
+    Ok(kek)
+}
+
+/// The new key for `mandate keys rotate-kek --new-key-file`: read from `path`, or created there
+/// when it does not exist; true when created.
+pub fn new_key_file(path: &Path) -> anyhow::Result<(KeyEncryptionKey, bool)> {
+    if path.exists() {
+        return Ok((read_key_file(path)?, false));
+    }
+    Ok((create_key_file(path)?, true))
+}
+
+/// The fallback key-encryption key (opens, never seals), when configured.
+fn fallback_key(config: &Config) -> anyhow::Result<Option<KeyEncryptionKey>> {
+    if let Some(k) = &config.fallback_secret_key {
+        return KeyEncryptionKey::from_base64url(k)
+            .context("fallback_secret_key (MANDATE_FALLBACK_SECRET_KEY)")
+            .map(Some);
+    }
+    match &config.fallback_secret_key_file {
+        Some(path) if !path.exists() => bail!("fallback key file {} does not exist", path.display()),
+        Some(path) => read_key_file(path).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The key-encryption key: `secret_key`, else the key file (created for a fresh SQLite
+/// database); with the fallback key, when configured, accepted for opening.
 async fn key_encryption_key(config: &Config, store: &SqlStore) -> anyhow::Result<KeyEncryptionKey> {
+    let kek = primary_key(config, store).await?;
+    Ok(match fallback_key(config)? {
+        Some(fallback) => kek.with_fallback(&fallback),
+        None => kek,
+    })
+}
+
+async fn primary_key(config: &Config, store: &SqlStore) -> anyhow::Result<KeyEncryptionKey> {
     if let Some(k) = &config.secret_key {
         return KeyEncryptionKey::from_base64url(k).context("secret_key (MANDATE_SECRET_KEY)");
     }
@@ -23,22 +91,7 @@ async fn key_encryption_key(config: &Config, store: &SqlStore) -> anyhow::Result
         bail!("a key-encryption key is required for this database: set MANDATE_SECRET_KEY or --secret-key-file");
     };
     if path.exists() {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode =
-                std::fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
-            if mode & 0o077 != 0 {
-                bail!(
-                    "key file {} is readable by others (mode {:o}); run: chmod 600 {}",
-                    path.display(),
-                    mode & 0o777,
-                    path.display()
-                );
-            }
-        }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return KeyEncryptionKey::from_base64url(&text).with_context(|| format!("key file {}", path.display()));
+        return read_key_file(&path);
     }
     if config.secret_key_file.is_some() {
         bail!("key file {} does not exist", path.display());
@@ -51,17 +104,7 @@ async fn key_encryption_key(config: &Config, store: &SqlStore) -> anyhow::Result
             path.display()
         );
     }
-    let kek = KeyEncryptionKey::generate(&OsRandom);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&path).with_context(|| format!("creating key file {}", path.display()))?;
-    file.write_all(kek.to_base64url().as_bytes())?;
-    file.sync_all()?;
+    let kek = create_key_file(&path)?;
     tracing::info!(path = %path.display(), "created a new key-encryption key; back it up with the database");
     Ok(kek)
 }

@@ -218,6 +218,18 @@ fn read_only_admin_commands_never_create_a_database() {
         }
         assert!(empty(), "{args:?} created {:?}", std::fs::read_dir(e.dir.path()).unwrap().collect::<Vec<_>>());
     }
+    // Issue 13: nor do those that only change what exists.
+    for args in [
+        vec!["users", "disable", "alice"],
+        vec!["users", "enable", "alice"],
+        vec!["users", "remove", "alice"],
+        vec!["users", "passwd", "alice", "--password-stdin"],
+        vec!["keys", "rotate-kek", "--new-key-file", "new.key"],
+    ] {
+        let err = e.fails(&args, Some("a long enough password\n"));
+        assert!(err.contains("only changes what exists, so it does not create one"), "{args:?}: {err}");
+        assert!(empty(), "{args:?} created {:?}", std::fs::read_dir(e.dir.path()).unwrap().collect::<Vec<_>>());
+    }
     // A command that writes still creates one, and says where.
     let out = e.run(&["keys", "rotate"], None);
     assert!(out.status.success());
@@ -400,6 +412,11 @@ fn every_command_has_help() {
         vec!["grants", "revoke", "--help"],
         vec!["audit", "--help"],
         vec!["keys", "rotate", "--help"],
+        vec!["keys", "rotate-kek", "--help"],
+        vec!["users", "disable", "--help"],
+        vec!["users", "enable", "--help"],
+        vec!["users", "remove", "--help"],
+        vec!["users", "passwd", "--help"],
     ] {
         assert!(e.ok(&args, None).contains("Usage"), "{args:?}");
     }

@@ -109,6 +109,13 @@ impl KeyManager {
                 tracing::warn!(error = %e, "reloading the signing keys failed; keeping the last good key ring");
                 cached.ok_or(KeyManagerError::Store(e))
             }
+            // The keys were re-sealed under a key-encryption key this process was not given
+            // (`mandate keys rotate-kek`): the keys already loaded still sign and verify until
+            // the restart with the new key; readiness reports the failure meanwhile.
+            Err(KeyManagerError::Key(e)) if cached.is_some() => {
+                tracing::error!(error = %e, "the signing keys no longer open with this key-encryption key; keeping the loaded ones until a restart with the new key");
+                cached.ok_or(KeyManagerError::Key(e))
+            }
             Err(e) => Err(e),
         }
     }

@@ -18,6 +18,7 @@ mod keyman;
 mod login;
 mod mcp_sessions;
 mod metadata;
+mod people;
 mod pkce_reuse;
 mod registration;
 mod token;

@@ -48,16 +48,24 @@ pub async fn pair() -> Pair {
 
 /// A second mandate instance on `ours`'s database (same key-encryption key, its own vault).
 pub async fn second_instance(p: &Pair) -> Arc<Upstreams> {
+    instance_with_kek(p, p.ours.kek.clone()).await.unwrap()
+}
+
+/// Another mandate instance on `ours`'s database, with the key-encryption key `kek`; the error
+/// when it cannot start (its signing keys do not open).
+pub async fn instance_with_kek(
+    p: &Pair,
+    kek: mandate_core::keys::KeyEncryptionKey,
+) -> Result<Arc<Upstreams>, mandate_core::service::SetupError> {
     let deps = Dependencies {
         store: Arc::new(p.ours.store.clone()),
         clock: Arc::new(p.ours.clock.clone()),
         rng: Arc::new(OsRandom),
-        kek: p.ours.kek.clone(),
+        kek,
         documents: Arc::new(mandate_server::GuardedFetcher::new(Default::default()).unwrap()),
     };
-    let auth =
-        AuthServer::new(Settings::new(&p.ours.base), ResourceCatalog::demo(&p.ours.base).unwrap(), deps).await.unwrap();
-    Arc::new(Upstreams::new(Arc::new(auth), vec![p.spec.clone()], Upstreams::http_client().unwrap()))
+    let auth = AuthServer::new(Settings::new(&p.ours.base), ResourceCatalog::demo(&p.ours.base).unwrap(), deps).await?;
+    Ok(Arc::new(Upstreams::new(Arc::new(auth), vec![p.spec.clone()], Upstreams::http_client().unwrap())))
 }
 
 pub async fn user_id(s: &TestServer, name: &str) -> String {
