@@ -4,6 +4,7 @@
 
 mod support;
 
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use support::{Cli, DemoServer, credentials, person_consents, write_credentials};
 
@@ -269,4 +270,56 @@ async fn credentials_stay_with_their_issuer_and_a_dead_refresh_means_a_new_login
     let auth_line = out.stderr.lines().find(|l| l.trim().starts_with("http")).unwrap();
     let new_client = support::query(auth_line.trim(), "client_id").unwrap();
     assert_ne!(new_client, before["client_id"].as_str().unwrap(), "re-registered at the new issuer");
+}
+
+/// CL-11: the token the agent holds for one MCP server is never sent to another, even to one that
+/// names the same authorization server. Server B records every request it gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_for_one_server_is_never_sent_to_another_cl_11() {
+    use std::sync::{Arc, Mutex};
+    let server = DemoServer::start().await;
+    let cli = Cli::new();
+    let url = server.mcp_url();
+    let mut browser = server.browser();
+    let mut run = cli.spawn(&["login", &url, "--scope", "customers.read", "--no-browser", "--allow-loopback-http"]);
+    let auth_url = run.wait_for_url();
+    person_consents(&mut browser, &server.password, &auth_url, &["customers.read"]).await;
+    assert_eq!(run.finish().code, 0);
+    let stored = credentials(&cli.dir.path().join("client/credentials.json"), &url);
+    let access = stored["token_response"]["access_token"].as_str().unwrap().to_owned();
+    let refresh = stored["token_response"]["refresh_token"].as_str().unwrap().to_owned();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let prm = json!({"resource": format!("{b}/mcp"), "authorization_servers": [server.base], "scopes_supported": ["customers.read"]});
+    let challenge =
+        format!(r#"Bearer resource_metadata="{b}/.well-known/oauth-protected-resource/mcp", scope="customers.read""#);
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (log, prm, challenge) = (log.clone(), prm.clone(), challenge.clone());
+        async move {
+            let headers: Vec<String> =
+                req.headers().iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?"))).collect();
+            log.lock().unwrap().push(format!("{} {} {}", req.method(), req.uri(), headers.join(" | ")));
+            if req.uri().path().starts_with("/.well-known/oauth-protected-resource") {
+                return axum::Json(prm).into_response();
+            }
+            (axum::http::StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // No token is held for B: the CLI asks the person to log in for it (and is stopped there).
+    let mut other =
+        cli.spawn(&["call", &format!("{b}/mcp"), "list_customers", "--no-browser", "--allow-loopback-http"]);
+    let second = other.wait_for_url();
+    other.kill();
+    assert!(second.contains(&format!("resource={}", urlencode(&format!("{b}/mcp")))), "{second}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|r| r.starts_with("POST /mcp")), "the CLI did call B: {seen:?}");
+    for r in &seen {
+        assert!(!r.contains(&access) && !r.contains(&refresh), "A's token reached B: {r}");
+        assert!(!r.to_ascii_lowercase().contains("authorization:"), "B got credentials: {r}");
+    }
 }

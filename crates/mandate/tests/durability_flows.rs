@@ -86,7 +86,7 @@ async fn flows_until_killed(base: String, worker: usize, progress: Arc<AtomicUsi
                          "client_name": "Agent", "grant_types": ["authorization_code", "refresh_token"]});
         // A new address for each registration: the per-address limit is not what is tested.
         let address = format!("10.{worker}.{}.{}", out.registered.len() / 250, out.registered.len() % 250 + 1);
-        let registering = http.post(format!("{base}/register")).header("x-forwarded-for", address).json(&reg);
+        let registering = http.post(format!("{base}/register")).header("x-forwarded-for", address.clone()).json(&reg);
         let (status, _, body) = step!("register", registering);
         if status != StatusCode::CREATED {
             out.refused = Some(format!("register: {status} {body}"));
@@ -98,7 +98,10 @@ async fn flows_until_killed(base: String, worker: usize, progress: Arc<AtomicUsi
         let mut authz = Authz::new(&client, REDIRECT, &challenge);
         authz.resource = Some(format!("{base}/mcp"));
         authz.scope = Some(SCOPES.join(" "));
-        let (_, mut location, _) = step!("authorize", http.get(format!("{base}{}", authz.url())));
+        // From the same address as the registration: the per-address limit on anonymous
+        // authorization requests is not what is tested either.
+        let authorizing = http.get(format!("{base}{}", authz.url())).header("x-forwarded-for", address.clone());
+        let (status, mut location, _) = step!("authorize", authorizing);
         // Sign in (the first flow only), then consent.
         for _ in 0..3 {
             let Some(next) = location.clone() else { break };
@@ -119,7 +122,7 @@ async fn flows_until_killed(base: String, worker: usize, progress: Arc<AtomicUsi
             }
         }
         let Some(code) = location.as_deref().and_then(|l| query_param(l, "code")) else {
-            out.refused = Some(format!("no code: {location:?}"));
+            out.refused = Some(format!("no code: {location:?} (authorize answered {status})"));
             return out;
         };
         let form = [

@@ -315,6 +315,12 @@ impl Cli {
 }
 
 impl Running {
+    /// Stops the command (it may be waiting for a person who will not come).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits for the authorization URL the CLI prints on stderr.
     pub fn wait_for_url(&mut self) -> String {
         loop {
