@@ -517,19 +517,7 @@ impl Connection {
 
     /// C17 and C23 on the discovered metadata, before anything is registered or opened.
     fn check_metadata(&self, m: &AuthorizationMetadata) -> Result<(), ClientError> {
-        let s256 = m.code_challenge_methods_supported.as_ref().is_some_and(|v| v.iter().any(|x| x == "S256"));
-        if !s256 {
-            return Err(ClientError::Discovery(
-                "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); refusing to continue"
-                    .into(),
-            ));
-        }
-        check_url(&m.authorization_endpoint, "the authorization endpoint", self.opts.policy)?;
-        check_url(&m.token_endpoint, "the token endpoint", self.opts.policy)?;
-        if let Some(r) = &m.registration_endpoint {
-            check_url(r, "the registration endpoint", self.opts.policy)?;
-        }
-        Ok(())
+        check_authorization_metadata(m, self.opts.policy)
     }
 
     /// Revokes the stored tokens at the authorization server (best effort) and forgets them.
@@ -598,6 +586,24 @@ impl Connection {
             }
         }
     }
+}
+
+/// The checks on discovered authorization server metadata (C17, C23), before anything is
+/// registered or opened: PKCE S256 advertised, and every endpoint a URL the client may reach.
+pub fn check_authorization_metadata(m: &AuthorizationMetadata, policy: NetPolicy) -> Result<(), ClientError> {
+    let s256 = m.code_challenge_methods_supported.as_ref().is_some_and(|v| v.iter().any(|x| x == "S256"));
+    if !s256 {
+        return Err(ClientError::Discovery(
+            "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported); refusing to continue"
+                .into(),
+        ));
+    }
+    check_url(&m.authorization_endpoint, "the authorization endpoint", policy)?;
+    check_url(&m.token_endpoint, "the token endpoint", policy)?;
+    if let Some(r) = &m.registration_endpoint {
+        check_url(r, "the registration endpoint", policy)?;
+    }
+    Ok(())
 }
 
 fn split_scopes(s: &str) -> Vec<String> {

@@ -118,7 +118,13 @@ pub fn canonical_resource(raw: &str) -> Result<String, OAuthError> {
         return Err(invalid());
     }
     let s = url.as_str();
-    if url.path() == "/" && url.query().is_none() { Ok(s.trim_end_matches('/').to_owned()) } else { Ok(s.to_owned()) }
+    let canonical = if url.path() == "/" && url.query().is_none() { s.trim_end_matches('/') } else { s };
+    // Percent-encoding can make the canonical form longer than the input: bound it too, so that
+    // canonicalising is idempotent (found by fuzzing).
+    if canonical.len() > 2000 {
+        return Err(invalid());
+    }
+    Ok(canonical.to_owned())
 }
 
 /// Every resource mandate issues tokens for.
@@ -243,6 +249,19 @@ mod tests {
         for bad in ["https://host/mcp#x", "/mcp", "urn:x", "https://u:p@host/mcp", "ftp://h/x"] {
             assert!(canonical_resource(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A 1999-byte URI of `é`s is three times longer once percent-encoded: refused, where its
+    /// canonical form used to be accepted and then refused when canonicalised again (fuzz target
+    /// `scope`).
+    #[test]
+    fn canonicalisation_is_idempotent_even_when_encoding_lengthens() {
+        let raw = format!("https://host/{}", "\u{e9}".repeat(993));
+        assert!(raw.len() <= 2000);
+        assert!(canonical_resource(&raw).is_err());
+        let ok = format!("https://host/{}", "a".repeat(1900));
+        let c = canonical_resource(&ok).ok();
+        assert_eq!(c.as_deref().map(canonical_resource).and_then(Result::ok), c);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// Quotes a value for an auth-param (RFC 9110 quoted-string; no control characters).
+/// Quotes a value for an auth-param (RFC 9110 quoted-string): control characters dropped, and
+/// anything outside ASCII shown as `?` (RFC 6750 §3 allows ASCII only; clients read the header
+/// as ASCII text and would ignore the whole challenge, as rmcp's does: found by fuzzing).
 fn quoted(v: &str) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
@@ -12,7 +14,7 @@ fn quoted(v: &str) -> String {
         if c == '"' || c == '\\' {
             out.push('\\');
         }
-        out.push(c);
+        out.push(if c.is_ascii() { c } else { '?' });
     }
     out.push('"');
     out
@@ -80,6 +82,21 @@ mod tests {
         assert_eq!(
             r.headers()[header::WWW_AUTHENTICATE],
             r#"Bearer error="insufficient_scope", resource_metadata="m", scope="invoices.send", error_description="needs \"x\"""#
+        );
+    }
+
+    /// A description naming a tool outside ASCII (the tool names come from the configuration and
+    /// from upstream servers) still gives a header clients can read as text (fuzz target
+    /// `www_authenticate`).
+    #[test]
+    fn challenges_are_ascii_whatever_the_description_says() {
+        let r = challenge(ChallengeKind::InsufficientScope, "m", "x", Some("the cr\u{e9}er \u{1F600} tool\u{7}"));
+        let value = r.headers()[header::WWW_AUTHENTICATE].to_str().ok().map(str::to_owned);
+        assert_eq!(
+            value.as_deref(),
+            Some(
+                r#"Bearer error="insufficient_scope", resource_metadata="m", scope="x", error_description="the cr?er ? tool""#
+            )
         );
     }
 }

@@ -256,6 +256,18 @@ impl Guard {
         Ok(principal)
     }
 
+    /// The tool-policy inspection of a JSON-RPC body as the guard runs it after authentication,
+    /// for the fuzz targets in `fuzz/` (not an API): `None` when the body may be forwarded, else
+    /// the status of the guard's own answer.
+    #[doc(hidden)]
+    pub async fn inspect_body(&self, principal: &Principal, body: &[u8], accepts_json: bool) -> Option<StatusCode> {
+        match self.check_tools(principal, body, accepts_json).await {
+            Ok(()) => None,
+            Err(Refusal::Answer(resp)) => Some(resp.status()),
+            Err(Refusal::Status(status, _)) => Some(status),
+        }
+    }
+
     /// Finds tools/call requests in a JSON-RPC body and checks them against the tool policy.
     async fn check_tools(&self, principal: &Principal, body: &[u8], accepts_json: bool) -> Result<(), Refusal> {
         // Always decode: the transport decodes JSON escapes ("tools\/call"), so must we.

@@ -11,6 +11,12 @@ mod pages;
 pub mod request_head;
 mod routes;
 
+/// The request parsers that take outside input, for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::http::{basic_credentials, form_params};
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -28,12 +28,12 @@ use std::sync::Arc;
 pub use admin::{AdminError, ClientRegistration, KeyInfo};
 pub use apps::ConnectedApp;
 pub use authorize::{AuthorizeOutcome, ConsentDecision, ConsentView, ScopeLine, Stale, human_duration};
-pub use cimd::{ClientDocumentFetcher, FetchError, FetchedDocument, validate_document_url};
+pub use cimd::{ClientDocumentFetcher, FetchError, FetchedDocument, parse_document, validate_document_url};
 pub use clients::{BasicCredentials, ClientLookupError};
 pub use counters::ServiceCounters;
 pub use keyman::{KeyManager, KeyManagerError};
 pub use login::LoginError;
-pub use registration::RegistrationError;
+pub use registration::{MAX_REDIRECT_URIS, RegistrationError, ValidatedRegistration, validate_registration};
 pub use token::{RACE_TOLERANCE, TokenResponse};
 
 use crate::clock::{Clock, Randomness, UnixTime};

@@ -68,6 +68,112 @@ pub enum RegistrationError {
 /// Seconds a refused registration is told to wait: the rate is counted over a minute.
 const BUSY_RETRY_AFTER: i64 = 60;
 
+/// A registration request that passed every check of [`validate_registration`]: what
+/// [`AuthServer::register_client`] stores and echoes (RFC 7591 §2, §3.2.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedRegistration {
+    /// The redirect URIs, each valid for registration, without duplicates, in request order.
+    pub redirect_uris: Vec<String>,
+    pub auth_method: AuthMethod,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    /// The trimmed `client_name` (empty when none was given).
+    pub name: String,
+    /// The display URLs and `application_type`, echoed as given.
+    pub echoed: Map<String, Value>,
+    /// The requested scopes this server knows (`None`: no restriction).
+    pub allowed_scope: Option<ScopeSet>,
+}
+
+/// Checks an RFC 7591 registration request body against the rules of this server (redirect URIs,
+/// grant and response types, authentication method, name, display URLs, scope). Pure: nothing is
+/// stored; [`AuthServer::register_client`] calls it first.
+pub fn validate_registration(body: &Value, resources: &ResourceCatalog) -> Result<ValidatedRegistration, OAuthError> {
+    let obj = body.as_object().ok_or_else(|| metadata_error("the registration request must be a JSON object"))?;
+
+    let uris = match obj.get("redirect_uris") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        _ => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRedirectUri,
+                "redirect_uris must list at least one redirect URI",
+            ));
+        }
+    };
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::new(ErrorCode::InvalidRedirectUri, "too many redirect_uris"));
+    }
+    let mut redirect_uris = Vec::with_capacity(uris.len());
+    for u in uris {
+        let s = u
+            .as_str()
+            .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRedirectUri, "redirect_uris must be strings"))?;
+        redirect::validate_for_registration(s)
+            .map_err(|e| OAuthError::new(ErrorCode::InvalidRedirectUri, e.to_string()))?;
+        if !redirect_uris.iter().any(|r| r == s) {
+            redirect_uris.push(s.to_owned());
+        }
+    }
+
+    let method_name = optional_str(obj, "token_endpoint_auth_method")?.unwrap_or("client_secret_basic");
+    let auth_method = AuthMethod::parse(method_name).ok_or_else(|| {
+        metadata_error("token_endpoint_auth_method must be none, client_secret_basic or client_secret_post")
+    })?;
+
+    let grant_types = string_list(obj, "grant_types", &["authorization_code"])?;
+    if !grant_types.iter().any(|g| g == "authorization_code")
+        || grant_types.iter().any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return Err(metadata_error(
+            "grant_types may only be authorization_code and refresh_token, and must include authorization_code",
+        ));
+    }
+    let response_types = string_list(obj, "response_types", &["code"])?;
+    if response_types.iter().any(|r| r != "code") {
+        return Err(metadata_error("response_types may only be code"));
+    }
+    if obj.contains_key("jwks") && obj.contains_key("jwks_uri") {
+        return Err(metadata_error("jwks and jwks_uri are mutually exclusive"));
+    }
+
+    let name = optional_str(obj, "client_name")?.map(str::trim).unwrap_or("");
+    if name.chars().count() > 200 {
+        return Err(metadata_error("client_name is longer than 200 characters"));
+    }
+    if let Some(problem) = crate::text::display_name_problem(name) {
+        return Err(metadata_error(format!("client_name {problem}")));
+    }
+    let mut echoed = Map::new();
+    for key in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {
+        if let Some(v) = optional_str(obj, key)? {
+            check_display_url(key, v)?;
+            echoed.insert(key.to_owned(), json!(v));
+        }
+    }
+    if let Some(t) = optional_str(obj, "application_type")? {
+        if t != "native" && t != "web" {
+            return Err(metadata_error("application_type must be native or web"));
+        }
+        echoed.insert("application_type".to_owned(), json!(t));
+    }
+    let allowed_scope = match optional_str(obj, "scope")? {
+        Some(s) => {
+            ScopeSet::parse(s).map_err(|_| metadata_error("scope is malformed"))?;
+            known_scopes(s, resources)
+        }
+        None => None,
+    };
+    Ok(ValidatedRegistration {
+        redirect_uris,
+        auth_method,
+        grant_types,
+        response_types,
+        name: name.to_owned(),
+        echoed,
+        allowed_scope,
+    })
+}
+
 impl AuthServer {
     /// Registers a client; returns the RFC 7591 §3.2.1 response body (status 201).
     pub async fn register_client(&self, body: &Value) -> Result<Value, RegistrationError> {
@@ -99,85 +205,20 @@ impl AuthServer {
 
     /// The client a registration request describes, and the response that registers it.
     fn new_dynamic_client(&self, body: &Value) -> Result<(Client, Value), OAuthError> {
-        let obj = body.as_object().ok_or_else(|| metadata_error("the registration request must be a JSON object"))?;
-
-        let uris = match obj.get("redirect_uris") {
-            Some(Value::Array(a)) if !a.is_empty() => a,
-            _ => {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRedirectUri,
-                    "redirect_uris must list at least one redirect URI",
-                ));
-            }
-        };
-        if uris.len() > MAX_REDIRECT_URIS {
-            return Err(OAuthError::new(ErrorCode::InvalidRedirectUri, "too many redirect_uris"));
-        }
-        let mut redirect_uris = Vec::with_capacity(uris.len());
-        for u in uris {
-            let s = u
-                .as_str()
-                .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRedirectUri, "redirect_uris must be strings"))?;
-            redirect::validate_for_registration(s)
-                .map_err(|e| OAuthError::new(ErrorCode::InvalidRedirectUri, e.to_string()))?;
-            if !redirect_uris.iter().any(|r| r == s) {
-                redirect_uris.push(s.to_owned());
-            }
-        }
-
-        let method_name = optional_str(obj, "token_endpoint_auth_method")?.unwrap_or("client_secret_basic");
-        let auth_method = AuthMethod::parse(method_name).ok_or_else(|| {
-            metadata_error("token_endpoint_auth_method must be none, client_secret_basic or client_secret_post")
-        })?;
-
-        let grant_types = string_list(obj, "grant_types", &["authorization_code"])?;
-        if !grant_types.iter().any(|g| g == "authorization_code")
-            || grant_types.iter().any(|g| g != "authorization_code" && g != "refresh_token")
-        {
-            return Err(metadata_error(
-                "grant_types may only be authorization_code and refresh_token, and must include authorization_code",
-            ));
-        }
-        let response_types = string_list(obj, "response_types", &["code"])?;
-        if response_types.iter().any(|r| r != "code") {
-            return Err(metadata_error("response_types may only be code"));
-        }
-        if obj.contains_key("jwks") && obj.contains_key("jwks_uri") {
-            return Err(metadata_error("jwks and jwks_uri are mutually exclusive"));
-        }
-
-        let name = optional_str(obj, "client_name")?.map(str::trim).unwrap_or("");
-        if name.chars().count() > 200 {
-            return Err(metadata_error("client_name is longer than 200 characters"));
-        }
-        if let Some(problem) = crate::text::display_name_problem(name) {
-            return Err(metadata_error(format!("client_name {problem}")));
-        }
-        let mut echoed = Map::new();
-        for key in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {
-            if let Some(v) = optional_str(obj, key)? {
-                check_display_url(key, v)?;
-                echoed.insert(key.to_owned(), json!(v));
-            }
-        }
-        if let Some(t) = optional_str(obj, "application_type")? {
-            if t != "native" && t != "web" {
-                return Err(metadata_error("application_type must be native or web"));
-            }
-            echoed.insert("application_type".to_owned(), json!(t));
-        }
-        let allowed_scope = match optional_str(obj, "scope")? {
-            Some(s) => {
-                ScopeSet::parse(s).map_err(|_| metadata_error("scope is malformed"))?;
-                known_scopes(s, &self.resources)
-            }
-            None => None,
-        };
+        let ValidatedRegistration {
+            redirect_uris,
+            auth_method,
+            grant_types,
+            response_types,
+            name,
+            mut echoed,
+            allowed_scope,
+        } = validate_registration(body, &self.resources)?;
 
         let now = self.now();
         let id = uuid_like(self);
         let secret = auth_method.is_confidential().then(|| generate(self.rng.as_ref(), SecretKind::ClientSecret));
-        let display_name = if name.is_empty() { "Unnamed app".to_owned() } else { name.to_owned() };
+        let display_name = if name.is_empty() { "Unnamed app".to_owned() } else { name };
 
         echoed.insert("client_id".to_owned(), json!(id));
         echoed.insert("client_id_issued_at".to_owned(), json!(now));
