@@ -119,10 +119,12 @@ impl PeopleStore for SqlStore {
         audit: AuditOf<PersonRevocation>,
     ) -> StoreResult<Option<PersonRevocation>> {
         let (user_id, mcp_owner) = (user_id.to_owned(), mcp_owner.to_owned());
-        // Sign-in failures are counted per username and client address (`<username>\x1f<address>`,
-        // the username cut at 64 characters), or per username alone.
-        let username = username.to_owned();
-        let prefix = format!("{}\u{1f}", username.chars().take(64).collect::<String>());
+        // Sign-in failures are counted per username and client address
+        // (`login\x1f<username>\x1f<address>`) and per username from every address
+        // (`account\x1f<username>`), the username cut at 64 characters (service/login.rs).
+        let short: String = username.chars().take(64).collect();
+        let account = format!("account\u{1f}{short}");
+        let prefix = format!("login\u{1f}{short}\u{1f}");
         self.write(move |mut tx| {
             Box::pin(async move {
                 use Bind::*;
@@ -163,7 +165,7 @@ impl PeopleStore for SqlStore {
                 run(
                     &mut tx,
                     "DELETE FROM login_failures WHERE username = $1 OR SUBSTR(username, 1, CAST($2 AS INTEGER)) = $3",
-                    &[Text(&username), Int(prefix_len), Text(&prefix)],
+                    &[Text(&account), Int(prefix_len), Text(&prefix)],
                 )
                 .await?;
                 let done = PersonRevocation { grants, sessions, mcp_sessions };

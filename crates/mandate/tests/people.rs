@@ -231,8 +231,9 @@ async fn lifecycle(db: TestDatabase) {
 
     // Remove: the person and their data go in one transaction; the audit trail stays.
     assert!(!sign_in(&s.base, "alice", "a wrong password").await.1);
+    // One row per (account, address) and one for the account from every address (UI-11).
     let failures = "SELECT COUNT(*) FROM login_failures WHERE username LIKE $1";
-    assert_eq!(s.count(failures, "alice%").await, 1);
+    assert_eq!(s.count(failures, "%alice%").await, 2);
     assert!(s.count("SELECT COUNT(*) FROM consents WHERE user_id = $1", &alice_id).await > 0);
     let out = s.ok(&["users", "remove", "alice"], None);
     assert!(out.contains(&format!("removed alice ({alice_id})")), "{out}");
@@ -241,7 +242,7 @@ async fn lifecycle(db: TestDatabase) {
         let n = s.count(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = $1"), &alice_id).await;
         assert_eq!(n, 0, "{table} keeps nothing of hers");
     }
-    assert_eq!(s.count(failures, "alice%").await, 0, "her sign-in failure counts are gone");
+    assert_eq!(s.count(failures, "%alice%").await, 0, "her sign-in failure counts are gone");
     assert_eq!(s.refresh(&client, &rt).await.1["error"], "invalid_grant");
     assert_eq!(s.mcp_until(&access, StatusCode::UNAUTHORIZED).await, StatusCode::UNAUTHORIZED);
     assert!(!sign_in(&s.base, "alice", PASSWORD).await.1);
