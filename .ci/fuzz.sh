@@ -30,7 +30,11 @@ if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-cargo +nightly fuzz build --sanitizer none
+# Built outside the clone and kept between runs (a cold nightly build of the dependencies takes
+# many minutes on a small machine); MANDATE_FUZZ_TARGET_DIR overrides the place.
+target_dir="${MANDATE_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mandate/fuzz-target}"
+mkdir -p "$target_dir"
+cargo +nightly fuzz build --sanitizer none --target-dir "$target_dir"
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
@@ -39,7 +43,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$scratch/$t"
   log="$scratch/$t.log"
   echo "== fuzz $t (${seconds}s)"
-  if ! cargo +nightly fuzz run --sanitizer none "$t" "$scratch/$t" "corpus/$t" -- \
+  if ! cargo +nightly fuzz run --sanitizer none --target-dir "$target_dir" "$t" "$scratch/$t" "corpus/$t" -- \
       -max_total_time="$seconds" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzz: $t crashed; the input is in fuzz/artifacts/$t/" >&2
