@@ -16,6 +16,19 @@ fn err(status: StatusCode, v: &Value) -> (StatusCode, &str) {
     (status, v["error"].as_str().unwrap_or("<none>"))
 }
 
+/// Redeems `code` as a confidential client authenticating with HTTP Basic.
+async fn redeem_confidential(
+    s: &TestServer,
+    (id, secret): (&str, &str),
+    code: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
+    let form =
+        [("grant_type", "authorization_code"), ("code", code), ("code_verifier", verifier), ("redirect_uri", CB)];
+    let r = s.http.post(s.url("/token")).basic_auth(id, Some(secret)).form(&form).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test]
 async fn credentials_in_the_token_query_string_are_not_read_tk_03() {
     let s = TestServer::start().await;
@@ -45,20 +58,7 @@ async fn credentials_in_the_token_query_string_are_not_read_tk_03() {
     assert_eq!(err(status, &v), (StatusCode::BAD_REQUEST, "invalid_request"), "{v}");
     assert!(v.get("access_token").is_none());
     // The code was not spent by the refused request: the same values in the body work.
-    let r = s
-        .http
-        .post(s.url("/token"))
-        .basic_auth(&client, Some(&secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", CB),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(redeem_confidential(&s, (&client, &secret), &code, &verifier).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -96,21 +96,8 @@ async fn revoking_a_confidential_clients_token_needs_its_credentials_rv_06() {
     let (verifier, challenge) = pkce();
     let loc = consent_flow(&mut b, &Authz::new(&client, CB, &challenge), "alice", &["customers.read"]).await;
     let code = query_param(&loc, "code").unwrap();
-    let r = s
-        .http
-        .post(s.url("/token"))
-        .basic_auth(&client, Some(&secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", CB),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let tok: Value = r.json().await.unwrap();
+    let (status, tok) = redeem_confidential(&s, (&client, &secret), &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK);
     let rt = tok["refresh_token"].as_str().unwrap();
     // No authentication at all, and the client id alone (as a public client would send it).
     for form in [vec![("token", rt)], vec![("token", rt), ("client_id", client.as_str())]] {
