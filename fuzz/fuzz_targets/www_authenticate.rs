@@ -36,7 +36,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(set) = ScopeSet::parse(scopes) else { return };
     let scopes = set.to_string();
     let lower = scopes.to_ascii_lowercase();
-    for kind in [ChallengeKind::Missing, ChallengeKind::InvalidToken, ChallengeKind::InsufficientScope] {
+    for kind in [
+        ChallengeKind::Missing,
+        ChallengeKind::InvalidToken,
+        ChallengeKind::InsufficientScope,
+        ChallengeKind::InvalidRequest,
+    ] {
         let resp = challenge(kind, &rm, &scopes, Some(description));
         let Some(value) = resp.headers().get(http::header::WWW_AUTHENTICATE) else {
             panic!("no challenge header for {rm:?} {scopes:?} {description:?}");
@@ -48,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
             ChallengeKind::Missing => None,
             ChallengeKind::InvalidToken => Some("invalid_token"),
             ChallengeKind::InsufficientScope => Some("insufficient_scope"),
+            ChallengeKind::InvalidRequest => Some("invalid_request"),
         };
         if kind != ChallengeKind::Missing {
             assert_eq!(p.error.as_deref(), expected_error, "{value}");
