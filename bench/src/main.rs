@@ -125,7 +125,12 @@ async fn start(database: Option<&str>, upstream: Option<&str>) -> anyhow::Result
         auth.add_user(&format!("user{i}"), PASSWORD.into()).await?;
     }
     // Bench traffic comes from one address: lift the per-IP limits for it.
-    let limits = RateLimits { login_burst: 1_000_000, register_burst: 1_000_000, ..RateLimits::default() };
+    let limits = RateLimits {
+        login_burst: 1_000_000,
+        register_burst: 1_000_000,
+        authorize_burst: 1_000_000,
+        ..RateLimits::default()
+    };
     let host = base.trim_start_matches("http://").to_owned();
     let def = auth.resources.resolve(None).map_err(|e| anyhow::anyhow!(e.description.to_string()))?.clone();
     let settings = mandate_mcp::McpSettings::in_process(&auth, &def, Vec::new());

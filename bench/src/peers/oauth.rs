@@ -10,6 +10,9 @@ use anyhow::{Context, bail, ensure};
 use mandate_core::clock::OsRandom;
 use serde_json::{Value, json};
 
+/// Addresses handed out to authorization requests, one each.
+static NEXT_ADDRESS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 /// The redirect URI every benchmark client registers (never followed).
 pub const CALLBACK: &str = "https://agent.bench/callback";
 
@@ -278,7 +281,17 @@ impl AuthServer {
     /// One authorization request with the session in `jar`: a code at once, or an error.
     pub async fn authorize(&self, jar: &Jar) -> anyhow::Result<(String, String)> {
         let (verifier, challenge) = pkce();
-        let r = self.http.get(self.authorize_url(&challenge)).header("cookie", jar.header()).send().await?;
+        // A client address of its own for each request (mandate trusts `X-Forwarded-For` in this
+        // harness; the peers ignore it): the per-address /authorize limit is not measured.
+        let n = NEXT_ADDRESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let address = format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+        let r = self
+            .http
+            .get(self.authorize_url(&challenge))
+            .header("cookie", jar.header())
+            .header("x-forwarded-for", address)
+            .send()
+            .await?;
         let status = r.status();
         let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
         // Read the body as a browser would, so that the connection is reused.

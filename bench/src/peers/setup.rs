@@ -86,7 +86,10 @@ impl Run {
         let kek = mandate_core::keys::KeyEncryptionKey::generate(&mandate_core::clock::OsRandom).to_base64url();
         // --demo's Example Accounts keeps its SQLite file in the temporary directory when the
         // database is PostgreSQL: this run's, removed at the end.
-        let mut env = vec![("TMPDIR", dir.display().to_string())];
+        // Every authorization comes from loopback here; each names an address of its own
+        // (`X-Forwarded-For`, oauth.rs) so the per-address limit on /authorize is not what is
+        // measured.
+        let mut env = vec![("TMPDIR", dir.display().to_string()), ("MANDATE_TRUST_FORWARDED_FOR", "true".to_owned())];
         if database.starts_with("postgres") {
             env.push(("MANDATE_SECRET_KEY", kek));
         }
