@@ -423,8 +423,8 @@ test('what the person sees in mandate: each Inspector entry is a connected app "
     await s.person.capture(page, 'activity');
     const activity = (await page.locator('main').innerText()).replace(/\s+/g, ' ');
     const count = (re) => (activity.match(re) ?? []).length;
-    assert.equal(count(/MCP Inspector unverified sent the invoice of 1250\.00 EUR to (Acme Corp|Globex)/g), s.sent, activity);
-    assert.equal(count(/MCP Inspector unverified was refused: you have not allowed it to send invoices/g), s.sent, activity);
+    assert.equal(count(/The app calling itself “MCP Inspector” unverified sent the invoice of 1250\.00 EUR to (Acme Corp|Globex)/g), s.sent, activity);
+    assert.equal(count(/The app calling itself “MCP Inspector” unverified was refused: you have not allowed it to send invoices/g), s.sent, activity);
   } finally {
     await page.close().catch(() => {});
   }
