@@ -59,7 +59,7 @@ pub(crate) struct Call {
 }
 
 /// The demo apps' `list_customers`: a read plus an audit-trail insert.
-fn list_customers() -> Arc<Call> {
+pub(crate) fn list_customers() -> Arc<Call> {
     Arc::new(Call { tool: "list_customers", arguments: json!({}), ok: |r| r["isError"] == json!(false) })
 }
 
@@ -101,6 +101,10 @@ impl Session {
     }
 
     async fn send(&self, body: Value) -> anyhow::Result<String> {
+        self.send_as(body, self.token.as_deref()).await
+    }
+
+    async fn send_as(&self, body: Value, token: Option<&str>) -> anyhow::Result<String> {
         let mut req = self
             .http
             .post(&self.url)
@@ -108,7 +112,7 @@ impl Session {
             .header("mcp-session-id", &self.session)
             .header("mcp-protocol-version", &self.protocol)
             .json(&body);
-        if let Some(t) = &self.token {
+        if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let r = req.send().await?;
@@ -117,9 +121,17 @@ impl Session {
     }
 
     async fn call(&self, id: u64) -> anyhow::Result<()> {
+        self.call_as(id, self.token.as_deref()).await
+    }
+
+    /// The session's call with another token of the same person and client (a newer one).
+    pub(crate) async fn call_as(&self, id: u64, token: Option<&str>) -> anyhow::Result<()> {
         let (tool, arguments) = (self.call.tool, &self.call.arguments);
         let body = self
-            .send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}))
+            .send_as(
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
+                token,
+            )
             .await?;
         let v = data(&body).context("no response")?;
         anyhow::ensure!((self.call.ok)(&v["result"]), "tool error: {v}");

@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::{Args, DEMO, PASSWORD, Target};
+use crate::Args;
+use crate::target::{DEMO, PASSWORD, Target};
 
 /// How long the server is left alone before its RSS is read.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -359,7 +360,7 @@ pub(crate) async fn run(a: &Args) -> anyhow::Result<()> {
                     .redirect(reqwest::redirect::Policy::none())
                     .default_headers(headers)
                     .build()?;
-                let t = Target { base: base.clone(), http, gateway: None, _dir: tempfile::tempdir()? };
+                let t = Target { base: base.clone(), http, local: None, gateway: None, _dir: None };
                 got.push((i, Arc::<str>::from(t.access_token(&person(i), DEMO).await?)));
             }
         });

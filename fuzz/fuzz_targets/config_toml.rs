@@ -41,4 +41,5 @@ fuzz_target!(|data: &[u8]| {
     assert!(!(c.secret_key.is_some() && c.secret_key_file.is_some()));
     assert_eq!(c.tls_cert.is_some(), c.tls_key.is_some());
     assert!(!(c.mcp_only && c.issuer.is_none()));
+    assert!((1..=300).contains(&c.request_timeout) && (1..=100_000).contains(&c.max_in_flight));
 });

@@ -1,6 +1,7 @@
 //! mandate-server: the HTTP surface of the authorization server. Handlers are thin: they read
 //! the request, call `mandate_core::AuthServer`, and render what it returns.
 
+mod admission;
 pub mod client_ip;
 pub mod fetch;
 pub mod guarded_body;
@@ -27,7 +28,6 @@ use mandate_core::demo::DemoStore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use fetch::GuardedFetcher;
@@ -53,6 +53,10 @@ pub struct RateLimits {
     pub authorize_period: Duration,
     /// A trusted reverse proxy sits in front: use the address it appends to `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Requests answered at once; one more is refused at once with 503 (RL-14, [`admission`]).
+    pub max_in_flight: usize,
+    /// A request not answered by then is answered 503 and its work dropped (RL-08).
+    pub request_timeout: Duration,
 }
 
 impl Default for RateLimits {
@@ -65,6 +69,8 @@ impl Default for RateLimits {
             authorize_burst: 30,
             authorize_period: Duration::from_secs(2),
             trust_forwarded_for: false,
+            max_in_flight: 256,
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -173,13 +179,14 @@ pub fn router_with(
         resource_providers: federation.as_ref().map(|f| f.resource_providers.clone()).unwrap_or_default(),
         upstreams: federation.map(|f| f.upstreams),
     };
+    let admission = admission::Admission::new(limits.max_in_flight, limits.request_timeout);
     let mut app = routes::routes(state, limits)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(axum::middleware::from_fn_with_state(admission, admission::admit))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new());
     if https {

@@ -35,11 +35,16 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         // PostgreSQL: connection exceptions (08…), shutdown / restart / failover (57P01–57P03),
-        // serialization failure and deadlock (40001, 40P01: retry), and a read-only transaction
-        // (25006: a failover left us on a replica).
+        // serialization failure and deadlock (40001, 40P01: retry), a read-only transaction
+        // (25006: a failover left us on a replica), and a statement past `statement_timeout` or a
+        // lock not granted in time (57014, 55P03: a slow or locked database, RL-08).
         sqlx::Error::Database(db)
             if db.code().is_some_and(|c| {
-                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006")
+                c.starts_with("08")
+                    || matches!(
+                        c.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006" | "57014" | "55P03"
+                    )
             }) =>
         {
             StoreError::Unavailable(e.to_string())

@@ -151,6 +151,12 @@ async fn listen_until_lost(url: &str, pool: &AnyPool, on_event: &(impl Fn(Listen
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
                               PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;";
 
+/// Every PostgreSQL connection of the pool: no statement runs, and no lock is waited for, longer
+/// than the SQLite writer waits for its lock (`busy_timeout`), so a locked or slow database
+/// frees its connections and answers "unavailable" instead of holding them (RL-08).
+/// Migrations run on a connection of their own, without these limits.
+const POSTGRES_SETTINGS: &str = "SET statement_timeout = 10000; SET lock_timeout = 10000;";
+
 /// The SQL store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SqlStore {
@@ -193,9 +199,10 @@ impl SqlStore {
             .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if engine == Engine::Sqlite {
-                        conn.execute(SQLITE_PRAGMAS).await?;
-                    }
+                    match engine {
+                        Engine::Sqlite => conn.execute(SQLITE_PRAGMAS).await?,
+                        Engine::Postgres => conn.execute(POSTGRES_SETTINGS).await?,
+                    };
                     Ok(())
                 })
             })
@@ -275,6 +282,16 @@ impl SqlStore {
         });
     }
 
+    /// Runs the migrator on a connection taken out of the pool, without the pool's statement
+    /// and lock timeouts (a migration, or waiting for another instance's, may take longer).
+    async fn run_migrations(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        if self.engine == Engine::Postgres {
+            conn.execute("SET statement_timeout = 0; SET lock_timeout = 0;").await?;
+        }
+        self.migrator().run(&mut conn).await
+    }
+
     fn migrator(&self) -> &'static Migrator {
         match self.engine {
             Engine::Sqlite => &SQLITE_MIGRATIONS,
@@ -318,7 +335,7 @@ impl SqlStore {
         // from where that one got (RL-16); a failure without progress is a real one.
         let mut applied = before.applied.len();
         for _ in 0..=self.migrator().iter().count() {
-            let Err(e) = self.migrator().run(&self.pool).await else { return Ok(before) };
+            let Err(e) = self.run_migrations().await else { return Ok(before) };
             let now = self.schema_status().await?.applied.len();
             if now <= applied {
                 return Err(OpenError::Migrate(e.to_string()));

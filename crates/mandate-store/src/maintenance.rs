@@ -16,7 +16,7 @@ const MCP_SESSION_IDLE: i64 = 3600;
 #[async_trait]
 impl MaintenanceStore for SqlStore {
     async fn purge_expired(&self, now: UnixTime, sealed_until: UnixTime) -> StoreResult<u64> {
-        let statements: [(&'static str, i64); 10] = [
+        let statements: [(&'static str, i64); 11] = [
             ("DELETE FROM provider_flows WHERE expires_at < $1", now),
             // A grace window that has passed: the rotated token can no longer lead forward.
             (
@@ -30,6 +30,15 @@ impl MaintenanceStore for SqlStore {
             ("DELETE FROM grants WHERE activated_at IS NULL AND created_at < $1", now - GRACE),
             ("DELETE FROM refresh_tokens WHERE expires_at < $1", now),
             ("DELETE FROM revoked_access_tokens WHERE expires_at < $1", now),
+            // A revoked grant nothing refers to any more: its codes and refresh tokens are gone
+            // (above), and an access token naming a grant that is not there is refused as
+            // revoked. Without this, every authorization ever made stays a row (RL-13).
+            (
+                "DELETE FROM grants WHERE revoked_at IS NOT NULL AND revoked_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE refresh_tokens.grant_id = grants.id) \
+                 AND NOT EXISTS (SELECT 1 FROM authorization_codes WHERE authorization_codes.grant_id = grants.id)",
+                now,
+            ),
             (
                 "DELETE FROM login_failures WHERE first_failure_at < $1 AND (locked_until IS NULL OR locked_until < $1)",
                 now - 3600,

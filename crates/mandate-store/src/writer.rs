@@ -13,7 +13,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -29,15 +29,32 @@ use crate::database_file::DatabaseFile;
 
 /// At most this many jobs share one transaction.
 const MAX_BATCH: usize = 256;
-/// Jobs that may wait for the writer before callers wait to queue.
+/// Jobs that may wait for the writer; past this, a write is refused at once as unavailable.
 const QUEUE: usize = 4096;
 /// How often the write-ahead log is folded into the database file, off the request path.
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Reports a job's outcome once the batch it ran in is committed (or not).
 type Finish = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A write: runs inside its own savepoint and returns how to answer its caller.
-type Job = Box<dyn for<'t> FnOnce(Transaction<'t, Any>) -> BoxFuture<'t, Finish> + Send>;
+/// What a write does: runs inside its own savepoint and returns how to answer its caller.
+type Work = Box<dyn for<'t> FnOnce(Transaction<'t, Any>) -> BoxFuture<'t, Finish> + Send>;
+
+/// A write, and whether its caller still waits for it.
+struct Job {
+    work: Work,
+    /// Set when the caller stopped waiting (its request passed its deadline, RL-08): the write
+    /// is skipped if it has not started, so a request answered 503 changes nothing.
+    abandoned: Arc<AtomicBool>,
+}
+
+/// Held by the caller while it waits; dropping it unanswered marks the job abandoned.
+struct Waiting(Arc<AtomicBool>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
 
 enum Message {
     Job(Job),
@@ -84,7 +101,9 @@ impl Writer {
         F: for<'t> FnOnce(Transaction<'t, Any>) -> BoxFuture<'t, StoreResult<T>> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<StoreResult<T>>();
-        let job: Job = Box::new(move |tx| {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let waiting = Waiting(abandoned.clone());
+        let work: Work = Box::new(move |tx| {
             Box::pin(async move {
                 let result = AssertUnwindSafe(op(tx)).catch_unwind().await.unwrap_or_else(|_| {
                     tracing::error!("a database write panicked; it is undone");
@@ -96,12 +115,21 @@ impl Writer {
                 finish
             })
         });
+        // A full queue is refused at once rather than waited on: under an overload, callers
+        // get "unavailable" quickly instead of joining a queue that only grows (RL-14).
         self.depth.fetch_add(1, Ordering::Relaxed);
-        if self.queue.send(Message::Job(job)).await.is_err() {
+        if let Err(e) = self.queue.try_send(Message::Job(Job { work, abandoned })) {
             self.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(unavailable());
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Unavailable("the database write queue is full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => unavailable(),
+            });
         }
-        answered.await.unwrap_or_else(|_| Err(unavailable()))
+        let answer = answered.await.unwrap_or_else(|_| Err(unavailable()));
+        drop(waiting);
+        answer
     }
 
     /// Commits what is queued, then closes the writing connection.
@@ -173,8 +201,13 @@ async fn run_jobs(
 ) -> StoreResult<()> {
     let mut batch = conn.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
     for job in jobs.drain(..) {
+        // Once the lock is held, a job whose caller has gone (it waited past its deadline) is
+        // not started; dropping it tells no one, since no one waits.
+        if job.abandoned.load(Ordering::Acquire) {
+            continue;
+        }
         let savepoint = batch.begin().await.map_err(map_err)?;
-        finishes.push(job(savepoint).await);
+        finishes.push((job.work)(savepoint).await);
     }
     // A deleted, replaced or read-only file: roll back (dropping `batch`) rather than commit
     // writes that would not survive a restart.

@@ -323,6 +323,19 @@ async fn purge_removes_only_what_can_no_longer_be_used(s: SqlStore) {
     assert!(s.grant("g1").await.unwrap().is_some());
 }
 
+async fn a_revoked_grant_is_collected_once_nothing_refers_to_it_rl_13(s: SqlStore) {
+    active_grant(&s).await;
+    assert!(s.revoke_grant("g1", 10).await.unwrap());
+    // Its refresh token (expiring at 1000) and its code (kept a day past its expiry, so that a
+    // replay still gets a precise answer) still refer to it: it stays.
+    assert_eq!(s.purge_expired(500, 490).await.unwrap(), 0);
+    assert!(s.grant("g1").await.unwrap().is_some());
+    // Once both are gone, so is the grant; an access token naming it is still refused.
+    assert_eq!(s.purge_expired(200_000, 199_990).await.unwrap(), 3);
+    assert!(s.grant("g1").await.unwrap().is_none());
+    assert!(s.access_revoked(Some("g1"), None).await.unwrap());
+}
+
 async fn purge_clears_sealed_successors_whose_window_has_passed(s: SqlStore) {
     active_grant(&s).await;
     present(&s, "r0", "r1", 10, 10).await;
@@ -419,6 +432,7 @@ on_both_engines!(
     without_a_window_a_replay_after_the_successor_was_used_is_reuse_rt_04,
     a_refresh_locks_the_grant_row_and_leaves_last_used_alone,
     purge_removes_only_what_can_no_longer_be_used,
+    a_revoked_grant_is_collected_once_nothing_refers_to_it_rl_13,
     purge_clears_sealed_successors_whose_window_has_passed,
     a_family_revocation_clears_the_sealed_successor,
     one_query_answers_whether_an_access_token_is_revoked,

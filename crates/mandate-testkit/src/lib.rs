@@ -66,6 +66,9 @@ pub struct Options {
     pub extra_resources: Vec<mandate_core::scope::ResourceDef>,
     /// Adjusts the settings last (a test's own limits and lifetimes).
     pub settings: Option<fn(&mut Settings)>,
+    /// `RateLimits::request_timeout` and `max_in_flight` (the production defaults otherwise).
+    pub request_timeout: Option<std::time::Duration>,
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for Options {
@@ -83,6 +86,8 @@ impl Default for Options {
             metrics_token: None,
             extra_resources: Vec::new(),
             settings: None,
+            request_timeout: None,
+            max_in_flight: None,
         }
     }
 }
@@ -133,6 +138,8 @@ impl TestServer {
             register_burst: 1000,
             authorize_burst: opts.authorize_burst,
             trust_forwarded_for: opts.trust_forwarded_for,
+            request_timeout: opts.request_timeout.unwrap_or(RateLimits::default().request_timeout),
+            max_in_flight: opts.max_in_flight.unwrap_or(RateLimits::default().max_in_flight),
             ..RateLimits::default()
         };
         let resource = auth.resources.resolve(None).unwrap().clone();

@@ -83,6 +83,12 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C, how long in-flight requests get to finish before the process exits
     /// anyway (seconds).
     pub shutdown_timeout: u64,
+    /// Seconds an authorization-server request may take; past it, 503 `temporarily_unavailable`
+    /// with `Retry-After`, and the request's work is dropped (a locked or slow database, RL-08).
+    pub request_timeout: u64,
+    /// Authorization-server requests answered at once; one more gets 503 at once (load
+    /// shedding, RL-14). MCP streams, health and metrics are not counted.
+    pub max_in_flight: usize,
     /// Serve `/metrics` (Prometheus) on a listener of its own at this address, e.g.
     /// `127.0.0.1:9464`; off the public listener.
     pub metrics_listen: Option<String>,
@@ -130,6 +136,8 @@ impl Default for Config {
             mcp_new_sessions_per_minute: mandate_guard::NewSessionLimit::default().per_minute,
             trust_forwarded_for: false,
             shutdown_timeout: 10,
+            request_timeout: 10,
+            max_in_flight: 256,
             metrics_listen: None,
             metrics_token: None,
             public_url_implied: false,
@@ -169,6 +177,8 @@ const ENV_KEYS: &[&str] = &[
     "mcp_new_sessions_per_minute",
     "trust_forwarded_for",
     "shutdown_timeout",
+    "request_timeout",
+    "max_in_flight",
     "metrics_listen",
     "metrics_token",
 ];
@@ -319,6 +329,12 @@ impl Config {
         }
         if self.shutdown_timeout > 600 {
             bail!("shutdown_timeout must be at most 600 seconds");
+        }
+        if !(1..=300).contains(&self.request_timeout) {
+            bail!("request_timeout must be between 1 and 300 seconds");
+        }
+        if !(1..=100_000).contains(&self.max_in_flight) {
+            bail!("max_in_flight must be between 1 and 100000");
         }
         if self.registrations_per_minute < 1 || self.max_unused_clients < 1 {
             bail!("registrations_per_minute and max_unused_clients must be at least 1");
@@ -515,6 +531,21 @@ mod tests {
         assert_eq!(Config::default().new_sessions(), mandate_guard::NewSessionLimit::default());
         let mut c = Config { mcp_new_sessions_per_minute: 0, ..Config::default() };
         assert!(c.resolve().unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn admission_limits_are_read_and_checked() {
+        let c = load_toml("request_timeout = 3\nmax_in_flight = 64").unwrap();
+        assert_eq!((c.request_timeout, c.max_in_flight), (3, 64));
+        assert_eq!((Config::default().request_timeout, Config::default().max_in_flight), (10, 256));
+        for (toml, why) in [
+            ("request_timeout = 0", "request_timeout must be between 1 and 300"),
+            ("request_timeout = 301", "request_timeout must be between 1 and 300"),
+            ("max_in_flight = 0", "max_in_flight must be between 1 and 100000"),
+        ] {
+            let err = format!("{:#}", load_toml(toml).unwrap_err());
+            assert!(err.contains(why), "{toml}: {err}");
+        }
     }
 
     #[test]

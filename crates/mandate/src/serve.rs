@@ -196,8 +196,12 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                         .collect(),
                 })
             };
-            let limits =
-                mandate_server::RateLimits { trust_forwarded_for: config.trust_forwarded_for, ..Default::default() };
+            let limits = mandate_server::RateLimits {
+                trust_forwarded_for: config.trust_forwarded_for,
+                max_in_flight: config.max_in_flight,
+                request_timeout: Duration::from_secs(config.request_timeout),
+                ..Default::default()
+            };
             let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
             let local_mcp = format!("{issuer}/mcp");
             let (app, mcp_line) = if resource.uri == local_mcp {

@@ -136,12 +136,16 @@ impl Setup {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
-    /// The status of an MCP request with `access`, once it is `want` (the server may have
-    /// answered "still live" from its one-second cache just before).
+    /// The status of an MCP `initialize` with `access`, once it is `want` (the server may have
+    /// answered "still live" from its one-second cache just before). The request alone: the
+    /// `initialized` notification a full handshake sends next could meet the revocation the
+    /// request did not.
     async fn mcp_until(&self, access: &str, want: StatusCode) -> StatusCode {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let params = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "people-test", "version": "1"}});
         loop {
-            let status = McpClient::new(&self.mcp_url(), Some(access)).initialize().await.status;
+            let status =
+                McpClient::new(&self.mcp_url(), Some(access)).request("initialize", params.clone()).await.status;
             if status == want || Instant::now() > deadline {
                 return status;
             }

@@ -12,6 +12,7 @@ mod hardening_access;
 mod hardening_lifetimes;
 mod metadata;
 mod metrics;
+mod overload;
 mod pages;
 mod races;
 mod refresh_concurrency;
