@@ -1,19 +1,21 @@
-//! `mandate --help`: the commands listed in three groups. clap lists subcommands under one
+//! `mandate --help`: the commands listed in four groups. clap lists subcommands under one
 //! heading, so the top-level help uses a template whose command list is rendered here from the
-//! three command enums themselves: a command lands in the group of the enum that declares it.
+//! four command enums themselves: a command lands in the group of the enum that declares it.
 
 use clap::builder::StyledStr;
 use clap::{CommandFactory, Subcommand};
 
 use crate::client::ClientCommand;
+use crate::developer::DevCommand;
 use crate::{Cli, ServerCommand, admin::AdminCommand};
 
 /// The groups, in the order the help lists them.
-fn groups() -> [(&'static str, clap::Command); 3] {
+fn groups() -> [(&'static str, clap::Command); 4] {
     [
         ("Server commands", ServerCommand::augment_subcommands(clap::Command::new("server"))),
         ("Admin commands (on the server's database)", AdminCommand::augment_subcommands(clap::Command::new("admin"))),
         ("Agent commands (connect to any MCP server)", ClientCommand::augment_subcommands(clap::Command::new("agent"))),
+        ("Developer tools", DevCommand::augment_subcommands(clap::Command::new("developer"))),
     ]
 }
 
@@ -100,6 +102,7 @@ mod tests {
                 "Agent commands (connect to any MCP server)",
                 &["login", "tools", "call", "logout", "connections", "bridge"],
             ),
+            ("Developer tools", &["doctor"]),
         ] {
             let found = grouped_names().into_iter().find(|(h, _)| *h == group).unwrap().1;
             assert_eq!(found, names, "{group}");

@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod config;
 mod demo_upstream;
+mod developer;
 mod gateway;
 mod help;
 mod names;
@@ -140,6 +141,8 @@ enum Command {
     Admin(admin::AdminCommand),
     #[command(flatten)]
     Agent(client::ClientCommand),
+    #[command(flatten)]
+    Developer(developer::DevCommand),
 }
 
 /// Running the server.
@@ -294,6 +297,21 @@ fn main() -> ExitCode {
             }
             init_client_tracing();
             let code = runtime.block_on(client::run(cmd));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            return code;
+        }
+        Command::Developer(cmd) => {
+            let given = cli.leading.given();
+            if !given.is_empty() {
+                eprintln!(
+                    "error: `mandate {}` does not read {}: only the server and admin commands do",
+                    matches.subcommand_name().unwrap_or_default(),
+                    given.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+            init_client_tracing();
+            let code = runtime.block_on(developer::run(cmd));
             runtime.shutdown_timeout(Duration::from_secs(1));
             return code;
         }
