@@ -319,6 +319,29 @@ TOML
   suite_env=("MANDATE_E2E_IDP_ISSUER=$issuer" "MANDATE_E2E_IDP_EVENTS=$out/$name.idp-events.jsonl")
 }
 
+# The doctor suite's world: mandate configured as the authorization server of the FastMCP example
+# (examples/fastmcp-jwt), whose resource (its URL, its scope) is a [[resources]] entry; the
+# example itself starts once mandate serves (start_fastmcp_example).
+start_doctor_world() {
+  fastmcp_port="$(free_port)"
+  config="$tmp/$name.toml"
+  cat >"$config" <<TOML
+[[resources]]
+uri = "http://127.0.0.1:$fastmcp_port/mcp"
+name = "Notes (FastMCP example)"
+default_scopes = ["notes.read"]
+scopes = [{ name = "notes.read", description = "Greet people", tools = ["hello"] }]
+TOML
+}
+
+start_fastmcp_example() {
+  MANDATE_ISSUER="$base" PORT="$fastmcp_port" "$venv/bin/python" "$root/examples/fastmcp-jwt/server.py" \
+    >"$out/$name.fastmcp.log" 2>&1 &
+  upstreams+=($!)
+  wait_for_line "$out/$name.fastmcp.log" "Uvicorn running on" "$!" "the FastMCP example" || return 1
+  suite_env+=("MANDATE_E2E_FASTMCP_URL=http://127.0.0.1:$fastmcp_port/mcp" "MANDATE_E2E_BIN=$bin")
+}
+
 # Example Accounts, which `serve --demo` starts beside the running server: its address and its
 # own demo password, from the start banner, for the suite.
 read_example_accounts() {
@@ -344,7 +367,7 @@ add_second_person() {
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
   e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs
-  e2e/gateway-instances.test.mjs e2e/federated.test.mjs e2e/connected-account.test.mjs)
+  e2e/gateway-instances.test.mjs e2e/federated.test.mjs e2e/connected-account.test.mjs e2e/doctor.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -379,6 +402,7 @@ for entry in "${suites[@]}"; do
       public_url="http://127.0.0.1:$(free_port)"
       ;;
     e2e/federated.test.mjs) start_federation_world || ready=false ;;
+    e2e/doctor.test.mjs) start_doctor_world ;;
   esac
   if $ready && start_server "$config" "${server_env[@]}"; then
     case "$suite" in
@@ -403,6 +427,7 @@ for entry in "${suites[@]}"; do
         fi
         ;;
       e2e/connected-account.test.mjs) read_example_accounts || ready=false ;;
+      e2e/doctor.test.mjs) start_fastmcp_example || ready=false ;;
     esac
   else
     ready=false

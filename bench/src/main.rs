@@ -31,6 +31,11 @@ use serde_json::{Value, json};
 
 use target::{Access, DEMO, Target, start};
 
+/// The allocator `mandate` ships with (crates/mandate/src/main.rs): the server runs in this
+/// process, and its memory (the soak's resident-memory judgement) should behave as it does there.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 struct Args {
     /// refresh, code, mcp, gateway, login or all; or sessions or soak (not part of all).

@@ -291,7 +291,9 @@ pub(crate) async fn run(a: &Args) -> anyhow::Result<()> {
     let window = Arc::new(Mutex::new(Window::default()));
     let deadline = Instant::now() + length;
     let interval = Duration::from_secs_f64(a.concurrency as f64 / a.rate);
-    let per_worker = a.requests.div_ceil(a.concurrency);
+    // Bounded by the fixed rate and the time (--requests does not apply: it would end the
+    // iterations before the time does).
+    let per_worker = (a.rate * a.seconds as f64 / a.concurrency as f64).ceil() as usize + 1;
     let mut workers = Vec::new();
     let workers_count = a.concurrency;
     for n in 0..a.concurrency {

@@ -343,7 +343,7 @@ async fn cors(net: &Net<'_>, url: &Url, metadata: &Url, options: &Options, repor
         match &preflight {
             Ok(a) if preflight_ok =>
                 format!("allowed (exposes: {})", if exposes.is_empty() { "nothing" } else { &exposes }),
-            Ok(a) => format!("refused ({})", a.status),
+            Ok(a) => format!("no CORS permission for that origin (status {})", a.status),
             Err(e) => e.clone(),
         }
     );
