@@ -43,6 +43,30 @@ impl KeyExtractor for ClientIpKeyExtractor {
     }
 }
 
+/// A budget per client address (a burst, then one more every period), checked where a handler
+/// decides it applies: `GET /authorize` counts only requests without a signed-in person, each of
+/// which may store a pending authorization request.
+pub struct AddressBudget {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl AddressBudget {
+    /// `None` when the burst is 0 (no budget at all would refuse everything).
+    pub fn new(burst: u32, period: std::time::Duration) -> Option<Self> {
+        let burst = std::num::NonZeroU32::new(burst)?;
+        let quota = governor::Quota::with_period(period)?.allow_burst(burst);
+        Some(Self { limiter: governor::RateLimiter::keyed(quota) })
+    }
+
+    /// Takes one from `ip`'s budget; when it is spent, the seconds until the next one.
+    pub fn take(&self, ip: IpAddr) -> Result<(), u64> {
+        use governor::clock::Clock;
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now()).as_secs_f64().ceil() as u64
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,8 +47,9 @@ pub struct RateLimits {
     /// Dynamic client registrations.
     pub register_burst: u32,
     pub register_period: Duration,
-    /// `GET /authorize`: each one may store a pending authorization request, so one address
-    /// gets a burst, then one more every `authorize_period` (429 with `Retry-After` past it).
+    /// `GET /authorize` without a signed-in person: each one may store a pending authorization
+    /// request, so one address gets a burst, then one more every `authorize_period` (429 with
+    /// `Retry-After` past it). Requests of a signed-in person are not counted.
     pub authorize_burst: u32,
     pub authorize_period: Duration,
     /// A trusted reverse proxy sits in front: use the address it appends to `X-Forwarded-For`.
@@ -90,6 +91,8 @@ pub struct AppState {
     pub password_login: bool,
     /// Resource URI → the provider whose account it acts with.
     pub resource_providers: std::collections::HashMap<String, String>,
+    /// Anonymous `GET /authorize` per client address (each may store a pending request).
+    pub anonymous_authorize: Option<Arc<client_ip::AddressBudget>>,
 }
 
 impl AppState {
@@ -177,6 +180,8 @@ pub fn router_with(
         cookies: CookieNames::for_https(https),
         password_login: federation.as_ref().is_none_or(|f| f.password_login),
         resource_providers: federation.as_ref().map(|f| f.resource_providers.clone()).unwrap_or_default(),
+        anonymous_authorize: client_ip::AddressBudget::new(limits.authorize_burst, limits.authorize_period)
+            .map(Arc::new),
         upstreams: federation.map(|f| f.upstreams),
     };
     let admission = admission::Admission::new(limits.max_in_flight, limits.request_timeout);

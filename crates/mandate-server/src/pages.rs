@@ -231,6 +231,28 @@ pub fn rate_limited_page(wait_seconds: u64) -> Response {
     resp
 }
 
+/// Too many authorization requests without a signed-in person from this address.
+pub fn too_many_authorizations_page(wait_seconds: u64) -> Response {
+    let message = format!(
+        "There were too many requests to connect an app from your network in a short time. Wait {} and try again.",
+        match wait_seconds {
+            0 | 1 => "a second".to_owned(),
+            s if s < 90 => format!("{s} seconds"),
+            s => format!("{} minutes", s.div_ceil(60)),
+        }
+    );
+    let mut resp = notice_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests",
+        &message,
+        "Requests from a signed-in person are not counted.",
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait_seconds.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
 fn heading_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::FORBIDDEN => "Request refused",

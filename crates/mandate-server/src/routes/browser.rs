@@ -94,12 +94,24 @@ pub async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
     render(StatusCode::OK, &HomePage { nav }, None)
 }
 
-pub async fn authorize(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn authorize(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let params = Params::parse(q.unwrap_or_default().as_bytes());
     let session = match current_session(&s, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if session.is_none()
+        && let (Some(budget), Some(ip)) =
+            (&s.anonymous_authorize, crate::client_ip::client_ip(&headers, Some(peer.ip()), s.trust_forwarded_for))
+        && let Err(wait) = budget.take(ip)
+    {
+        return crate::pages::too_many_authorizations_page(wait);
+    }
     match s.auth.authorize(&params, session.as_ref().map(|(_, u)| u)).await {
         Ok(outcome) => outcome_response(outcome, false),
         Err(e) => failure_page(&e),

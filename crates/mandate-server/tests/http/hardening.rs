@@ -189,6 +189,32 @@ async fn anonymous_authorize_is_rate_limited_per_address_and_pending_requests_st
     assert_eq!(s.db_count("SELECT COUNT(*) FROM pending_authorizations").await, before + 5);
 }
 
+#[tokio::test]
+async fn a_signed_in_persons_authorizations_are_not_counted_against_the_address() {
+    let s = TestServer::start_with(Options { authorize_burst: 3, ..Options::default() }).await;
+    let client = s.register_public(CB).await;
+    let (_, challenge) = pkce();
+    let url = Authz::new(&client, CB, &challenge).url();
+    // A person signed in, behind the same address as everyone else (one NAT, one proxy): each
+    // authorization is answered, far past the anonymous budget.
+    let mut b = s.browser();
+    b.login("alice", None).await;
+    for i in 0..10 {
+        let r = b.get(&url).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "request {i}: {}", r.body);
+        assert!(r.location.as_deref().is_some_and(|l| l.starts_with("/consent")), "{:?}", r.location);
+    }
+    // Anonymous requests from that address have their own budget: 3, then 429 with a page
+    // that says how long to wait.
+    for _ in 0..3 {
+        assert_eq!(s.http.get(s.url(&url)).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    }
+    let r = s.http.get(s.url(&url)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(r.text().await.unwrap().contains("too many requests to connect an app"));
+}
+
 fn visible_text(html: &str) -> String {
     let mut out = String::new();
     let mut in_tag = false;
