@@ -283,7 +283,7 @@ fn logs_carry_no_colour_codes_off_a_terminal() {
     assert!(plain.contains("INFO") && !plain.contains("\u{1b}["), "NO_COLOR honoured: {plain:?}");
 }
 
-/// `mandate --help` lists the commands in three groups (server, admin, agent).
+/// `mandate --help` lists the commands in four groups (server, admin, agent, developer tools).
 #[test]
 fn help_groups_the_commands() {
     let e = Env::new();
@@ -302,6 +302,7 @@ fn help_groups_the_commands() {
             "Server commands",
             "Admin commands (on the server's database)",
             "Agent commands (connect to any MCP server)",
+            "Developer tools",
             "Options"
         ],
         "{help}"
@@ -309,6 +310,7 @@ fn help_groups_the_commands() {
     assert_eq!(sections[0].1, ["serve", "migrate", "resources", "providers"]);
     assert_eq!(sections[1].1, ["users", "clients", "grants", "audit", "keys"]);
     assert_eq!(sections[2].1, ["login", "tools", "call", "logout", "connections", "bridge"]);
+    assert_eq!(sections[3].1, ["doctor"]);
     // `mandate help` says the same.
     assert_eq!(e.ok(&["help"], None), help);
 }
