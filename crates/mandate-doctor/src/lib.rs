@@ -7,19 +7,21 @@
 //! what clients rely on: a byte-identical issuer, PKCE with S256, the `iss` response parameter, a
 //! way to register (Client ID Metadata Documents, dynamic registration, or neither), token
 //! endpoint authentication for public clients, CORS for browser-based clients, and a JWKS whose
-//! keys can be used. Each [`Check`] says pass, warn or fail, what it saw, and how to fix it.
+//! keys can be used; with [`Options::login`], it signs in and reads the token it gets. Each [`Check`] says pass, warn or fail, what it saw, and how to fix it.
 //!
 //! The commonest failures in the field are metadata and issuer mismatches that clients report
 //! only as "authorization failed"; each has a check of its own here, named in the report.
 
 mod authorization;
 mod fetch;
+mod login;
 mod render;
 mod resource;
 
 use serde::Serialize;
 use url::Url;
 
+pub use login::Login;
 pub use render::render_text;
 
 /// How a check came out.
@@ -91,6 +93,8 @@ pub struct Options {
     /// The browser origin whose CORS access is checked (default `http://localhost:6274`, the MCP
     /// Inspector's).
     pub browser_origin: Option<String>,
+    /// Also sign in (the person consents in the browser) and check the token (`--login`).
+    pub login: Option<Login>,
 }
 
 /// The browser origin checked by default: the MCP Inspector's.
@@ -105,6 +109,19 @@ pub async fn diagnose(url: &Url, options: &Options) -> Report {
         return report;
     };
     authorization::check(&net, &found, &mut report).await;
+    if let Some(login) = &options.login {
+        if report.worst() == Status::Fail {
+            report.push(
+                "login",
+                "Sign in and consent",
+                Status::Warn,
+                "not tried: clients fail at the checks above before they can sign in",
+                Some("fix the failures above, then run with --login again"),
+            );
+        } else {
+            login::check(&net, url, &found, login, &mut report).await;
+        }
+    }
     report
 }
 

@@ -1,8 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test harness: failing loudly is the point
-//! `mandate doctor` as people run it: the text report and exit status, `--json`, and a bad URL.
-//! The checks themselves are tested in `mandate-doctor` (mandate itself, broken fixtures).
+//! `mandate doctor` as people run it: the text report and exit status, `--json`, and a bad URL;
+//! `--login`, with the person consenting to part of what the server offers. The checks themselves
+//! are tested in `mandate-doctor` (mandate itself, broken fixtures).
+
+mod support;
 
 use std::process::Output;
+
+use support::{Cli, DemoServer, person_consents};
 
 use mandate_testkit::TestServer;
 use serde_json::Value;
@@ -45,4 +50,61 @@ async fn doctor_fails_with_2_on_an_unreachable_server_and_refuses_a_bad_url() {
     let out = doctor(&["not a url"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an http(s) URL"));
+}
+
+#[tokio::test]
+async fn doctor_login_reads_the_token_and_checks_the_403_names_the_missing_scope() {
+    let s = DemoServer::start().await;
+    let url = s.mcp_url();
+    let cli = Cli::new();
+    let mut running = cli.spawn(&[
+        "doctor",
+        &url,
+        "--json",
+        "--origin",
+        &s.base,
+        "--login",
+        "--no-browser",
+        "--scope",
+        "customers.read",
+        "--call-without-scope",
+        "send_invoice",
+    ]);
+    let auth_url = running.wait_for_url();
+    let mut browser = s.browser();
+    person_consents(&mut browser, &s.password, &auth_url, &["customers.read"]).await;
+    let out = tokio::task::spawn_blocking(move || running.finish()).await.unwrap();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let check = |id: &str| {
+        report["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no {id}")).clone()
+    };
+    for id in ["login", "token.format", "token.iss", "token.aud", "token.scope", "token.lifetime", "token.accepted"] {
+        assert_eq!(check(id)["status"], "pass", "{id}: {}", check(id));
+    }
+    assert_eq!(check("token.iss")["saw"], s.base.as_str());
+    assert_eq!(check("token.aud")["saw"], url.as_str());
+    assert_eq!(check("token.scope")["saw"], "customers.read");
+    assert!(
+        check("token.lifetime")["saw"].as_str().unwrap().contains("lifetime 3600 s"),
+        "{}",
+        check("token.lifetime")
+    );
+    // MCP RS11: the refusal names the scope the tool needs.
+    let refused = check("challenge.insufficient_scope");
+    assert_eq!(refused["status"], "pass", "{refused}");
+    assert!(refused["saw"].as_str().unwrap().contains("invoices.send"), "{refused}");
+}
+
+#[tokio::test]
+async fn doctor_login_is_not_tried_past_a_failure_and_its_flags_need_it() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = doctor(&[&format!("http://{closed}/mcp"), "--login", "--json"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Nothing to sign in at: the unreachable server is the one failure reported.
+    assert!(report["checks"].as_array().unwrap().iter().all(|c| c["id"] != "login"), "{report}");
+    let out = doctor(&["http://127.0.0.1:1/mcp", "--scope", "a"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--login"), "{}", String::from_utf8_lossy(&out.stderr));
 }
