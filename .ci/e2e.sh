@@ -33,32 +33,8 @@ bin="$(realpath "${1:-target/debug/mandate}")"
 shift || true
 [ -x "$bin" ] || { echo "no mandate binary at $bin; run cargo build -p mandate first" >&2; exit 1; }
 
-# What apt must provide: Chromium, and python3 with venv.
-chromium="${MANDATE_E2E_CHROMIUM:-/usr/bin/chromium}"
-missing=()
-[ -x "$chromium" ] || missing+=(chromium)
-python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing ${missing[*]} (apt-get install -y)"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# package.json holds vite (an Inspector dependency) at 8.3.8; see its description.
-(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
-export PATH="$root/e2e/node_modules/.bin:$PATH"
-
-# The Python SDK (and FastMCP, for the gateway suite's notes server) in a venv of its own,
-# rebuilt when e2e/python/requirements.txt changes.
-venv="$root/target/e2e-venv"
-want="$(sha256sum e2e/python/requirements.txt | cut -d' ' -f1)"
-if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r e2e/python/requirements.txt
-  echo "$want" >"$venv/.requirements.sha256"
-fi
+# Chromium, Node 22 and the npm packages, the Python venv (.ci/tools.sh).
+. .ci/tools.sh
 echo "node $(node --version), $("$venv/bin/python" --version), $("$chromium" --version 2>/dev/null | head -n1)"
 
 out="$root/target/e2e"

@@ -102,7 +102,7 @@ mod tests {
                 "Agent commands (connect to any MCP server)",
                 &["login", "tools", "call", "logout", "connections", "bridge"],
             ),
-            ("Developer tools", &["doctor"]),
+            ("Developer tools", &["new", "dev", "doctor"]),
         ] {
             let found = grouped_names().into_iter().find(|(h, _)| *h == group).unwrap().1;
             assert_eq!(found, names, "{group}");

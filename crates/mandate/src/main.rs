@@ -4,15 +4,18 @@ mod admin;
 mod client;
 mod config;
 mod demo_upstream;
+mod dev;
 mod developer;
 mod gateway;
 mod help;
 mod names;
 mod people;
 mod providers;
+mod scaffold;
 mod serve;
 mod setup;
 mod shutdown;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -149,7 +152,7 @@ enum Command {
 #[derive(Subcommand)]
 enum ServerCommand {
     /// Run the authorization server (with the MCP endpoint and its demo apps).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply pending database migrations and report the schema version (serve also migrates).
     Migrate {
         #[command(flatten)]
@@ -271,6 +274,28 @@ enum ServerOrAdmin {
     Admin(admin::AdminCommand),
 }
 
+/// Runs an agent or developer command: they read no server flags (those before the command).
+fn standalone(
+    leading: &LeadingFlags,
+    matches: &clap::ArgMatches,
+    runtime: tokio::runtime::Runtime,
+    command: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
+    let given = leading.given();
+    if !given.is_empty() {
+        eprintln!(
+            "error: `mandate {}` does not read {}: only the server and admin commands do",
+            matches.subcommand_name().unwrap_or_default(),
+            given.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    init_client_tracing();
+    let code = runtime.block_on(command);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
 fn main() -> ExitCode {
     let matches = help::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -285,36 +310,8 @@ fn main() -> ExitCode {
         }
     };
     let command = match cli.command {
-        Command::Agent(cmd) => {
-            let given = cli.leading.given();
-            if !given.is_empty() {
-                eprintln!(
-                    "error: `mandate {}` does not read {}: only the server and admin commands do",
-                    matches.subcommand_name().unwrap_or_default(),
-                    given.join(", ")
-                );
-                return ExitCode::from(2);
-            }
-            init_client_tracing();
-            let code = runtime.block_on(client::run(cmd));
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            return code;
-        }
-        Command::Developer(cmd) => {
-            let given = cli.leading.given();
-            if !given.is_empty() {
-                eprintln!(
-                    "error: `mandate {}` does not read {}: only the server and admin commands do",
-                    matches.subcommand_name().unwrap_or_default(),
-                    given.join(", ")
-                );
-                return ExitCode::from(2);
-            }
-            init_client_tracing();
-            let code = runtime.block_on(developer::run(cmd));
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            return code;
-        }
+        Command::Agent(cmd) => return standalone(&cli.leading, &matches, runtime, client::run(cmd)),
+        Command::Developer(cmd) => return standalone(&cli.leading, &matches, runtime, developer::run(cmd)),
         Command::Server(c) => ServerOrAdmin::Server(c),
         Command::Admin(c) => ServerOrAdmin::Admin(c),
     };

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// run without a shell, one process per MCP session)
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+    /// Pass this variable of mandate's environment to the stdio server after `--` (repeatable;
+    /// it otherwise sees only PATH, HOME, LANG, LC_ALL, TMPDIR, USER, LOGNAME, SHELL and TERM).
+    #[arg(long = "upstream-env", value_name = "NAME", requires = "command")]
+    pub upstream_env: Vec<String>,
 }
 
 impl ServeArgs {
@@ -52,6 +56,7 @@ impl ServeArgs {
         } else if let Some((program, args)) = self.command.split_first() {
             entry.command = Some(program.clone());
             entry.args = args.to_vec();
+            entry.env = self.upstream_env.iter().map(|k| (k.clone(), format!("env:{k}"))).collect();
         } else {
             return None;
         }

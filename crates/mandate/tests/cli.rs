@@ -310,7 +310,7 @@ fn help_groups_the_commands() {
     assert_eq!(sections[0].1, ["serve", "migrate", "resources", "providers"]);
     assert_eq!(sections[1].1, ["users", "clients", "grants", "audit", "keys"]);
     assert_eq!(sections[2].1, ["login", "tools", "call", "logout", "connections", "bridge"]);
-    assert_eq!(sections[3].1, ["doctor"]);
+    assert_eq!(sections[3].1, ["new", "dev", "doctor"]);
     // `mandate help` says the same.
     assert_eq!(e.ok(&["help"], None), help);
 }

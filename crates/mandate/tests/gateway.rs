@@ -123,3 +123,16 @@ async fn the_one_line_forms_serve_one_upstream() {
     let prm = reqwest::get(format!("{}/.well-known/oauth-protected-resource/mcp/upstream", s.base)).await.unwrap();
     assert_eq!(prm.status(), StatusCode::OK);
 }
+
+#[test]
+fn upstream_env_names_a_variable_for_a_stdio_server_only() {
+    // Without a command after `--` there is nothing to pass it to (clap: exit 2). What it passes
+    // is tested in tests/dev.rs (mandate dev passes the developer's environment with it).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--upstream-env", "HOME", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--upstream-env") && err.contains("<COMMAND>"), "{err}");
+}

@@ -118,17 +118,7 @@ impl DemoServer {
 
     /// Registers a public client named `name` (RFC 7591) and returns its id.
     pub async fn register(&self, name: &str) -> String {
-        let reg: Value = reqwest::Client::new()
-            .post(format!("{}/register", self.base))
-            .json(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none",
-                          "client_name": name, "grant_types": ["authorization_code", "refresh_token"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        reg["client_id"].as_str().unwrap().to_owned()
+        register_at(&self.base, name).await
     }
 
     /// The person `demo` allows `scopes` to `client` (redirect URI `http://127.0.0.1/cb`); returns
@@ -139,47 +129,74 @@ impl DemoServer {
 
     /// Like [`DemoServer::access_token`], for the resource at `resource`.
     pub async fn access_token_for(&self, client: &str, resource: &str, scopes: &[&str]) -> String {
-        let mut browser = self.browser();
-        let (verifier, challenge) = pkce();
-        let redirect = "http://127.0.0.1:5000/cb";
-        let mut authz = Authz::new(client, redirect, &challenge);
-        authz.resource = Some(resource.to_owned());
-        if resource != self.mcp_url() {
-            // The default request names the demo apps' scopes.
-            authz.scope = Some(scopes.join(" "));
-        }
-        let mut r = browser.get(&authz.url()).await;
-        let mut location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
-        for _ in 0..3 {
-            if let Some(request) = location.strip_prefix("/login?request=") {
-                r = browser.login_with("demo", &self.password, Some(request)).await;
-            } else if location.starts_with("/consent") {
-                let page = browser.get(&location).await;
-                r = submit_consent(&mut browser, &page, "allow", scopes).await;
-            } else {
-                break;
-            }
-            location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
-        }
-        let code = mandate_testkit::query_param(&location, "code").unwrap_or_else(|| panic!("no code in {location}"));
-        let tok: Value = reqwest::Client::new()
-            .post(format!("{}/token", self.base))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("client_id", client),
-                ("redirect_uri", redirect),
-                ("resource", resource),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tok["access_token"].as_str().unwrap_or_else(|| panic!("{tok}")).to_owned()
+        access_token_as(&self.base, ("demo", &self.password), client, resource, scopes).await
     }
+}
+
+/// Registers a public client named `name` (RFC 7591) at `base`; returns its id.
+pub async fn register_at(base: &str, name: &str) -> String {
+    let reg: Value = reqwest::Client::new()
+        .post(format!("{base}/register"))
+        .json(&serde_json::json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none",
+                      "client_name": name, "grant_types": ["authorization_code", "refresh_token"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reg["client_id"].as_str().unwrap().to_owned()
+}
+
+/// The person `(name, password)` at `base` allows `scopes` of `resource` to `client` (redirect
+/// URI `http://127.0.0.1/cb`); returns the access token.
+pub async fn access_token_as(
+    base: &str,
+    (person, password): (&str, &str),
+    client: &str,
+    resource: &str,
+    scopes: &[&str],
+) -> String {
+    let mut browser = Browser::for_base(base);
+    let (verifier, challenge) = pkce();
+    let redirect = "http://127.0.0.1:5000/cb";
+    let mut authz = Authz::new(client, redirect, &challenge);
+    authz.resource = Some(resource.to_owned());
+    if resource != format!("{base}/mcp") {
+        // The default request names the demo apps' scopes.
+        authz.scope = Some(scopes.join(" "));
+    }
+    let mut r = browser.get(&authz.url()).await;
+    let mut location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+    for _ in 0..3 {
+        if let Some(request) = location.strip_prefix("/login?request=") {
+            r = browser.login_with(person, password, Some(request)).await;
+        } else if location.starts_with("/consent") {
+            let page = browser.get(&location).await;
+            r = submit_consent(&mut browser, &page, "allow", scopes).await;
+        } else {
+            break;
+        }
+        location = r.location.clone().unwrap_or_else(|| panic!("{} {}", r.status, r.body));
+    }
+    let code = mandate_testkit::query_param(&location, "code").unwrap_or_else(|| panic!("no code in {location}"));
+    let tok: Value = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("client_id", client),
+            ("redirect_uri", redirect),
+            ("resource", resource),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tok["access_token"].as_str().unwrap_or_else(|| panic!("{tok}")).to_owned()
 }
 
 /// The CLI with a credentials directory of its own.
