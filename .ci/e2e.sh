@@ -19,7 +19,10 @@
 # (e2e/connected-account.test.mjs): the demo's Example Accounts (a second, local mandate
 # that `serve --demo` starts as a third-party OAuth provider) behind /mcp/example, an agent on the
 # TypeScript SDK whose tool calls run with the person's own Example Accounts token, and Chromium
-# as the person who connects, disconnects and connects again across the two origins. Node 22
+# as the person who connects, disconnects and connects again across the two origins; then
+# `mandate doctor` on real servers (e2e/doctor.test.mjs) and the examples (e2e/examples.test.mjs:
+# examples/ts-sdk by JWT and by introspection, examples/fastmcp-jwt by introspection, each signed
+# in to by the TypeScript SDK client, then revoked by the person). Node 22
 # and the npm packages are installed locally (pinned in e2e/package-lock.json), never globally;
 # the Python packages go into a venv under target/ (pinned in e2e/python/requirements.txt; needs
 # python3 with venv); Chromium comes from apt when missing (no browser downloads).
@@ -318,6 +321,58 @@ start_fastmcp_example() {
   suite_env+=("MANDATE_E2E_FASTMCP_URL=http://127.0.0.1:$fastmcp_port/mcp" "MANDATE_E2E_BIN=$bin")
 }
 
+# The examples suite's world (e2e/examples.test.mjs), before mandate starts: ports for the
+# TypeScript SDK example (JWT and introspection) and the FastMCP example (introspection), and
+# mandate's configuration naming the three as resources.
+start_examples_world() {
+  ts_jwt_port="$(free_port)"
+  ts_introspection_port="$(free_port)"
+  fastmcp_introspection_port="$(free_port)"
+  config="$tmp/$name.toml"
+  local p
+  for p in "$ts_jwt_port" "$ts_introspection_port" "$fastmcp_introspection_port"; do
+    cat >>"$config" <<TOML
+[[resources]]
+uri = "http://127.0.0.1:$p/mcp"
+name = "Notes on port $p"
+default_scopes = ["notes.read"]
+scopes = [{ name = "notes.read", description = "Greet people", tools = ["hello"] }]
+
+TOML
+  done
+}
+
+# Once mandate runs: a confidential client per introspecting server (`mandate clients add
+# --confidential --resource`), then the three servers. The TypeScript example uses the SDK, express,
+# jose and zod installed for the suites (e2e/node_modules, pinned).
+start_examples() {
+  local db="sqlite://$tmp/$name/mandate.db" ts="$root/examples/ts-sdk" id secret p
+  ln -sfn "$root/e2e/node_modules" "$ts/node_modules"
+  MANDATE_ISSUER="$base" PORT="$ts_jwt_port" node "$ts/server.mjs" >"$out/$name.ts-jwt.log" 2>&1 &
+  upstreams+=($!)
+  wait_for_line "$out/$name.ts-jwt.log" "serving" "$!" "the TypeScript SDK example (JWT)" || return 1
+  for p in "$ts_introspection_port" "$fastmcp_introspection_port"; do
+    "$bin" clients add --database "$db" --config "$config" --name "Notes on port $p" --confidential --redirect-uri https://notes.invalid/unused \
+      --resource "http://127.0.0.1:$p/mcp" >"$tmp/$name.client-$p" 2>>"$out/$name.clients-add.log" \
+      || { echo "mandate clients add failed:" >&2; cat "$out/$name.clients-add.log" >&2; return 1; }
+  done
+  id="$(sed -n 's/^client_id: //p' "$tmp/$name.client-$ts_introspection_port")"
+  secret="$(sed -n 's/^client_secret: //p' "$tmp/$name.client-$ts_introspection_port")"
+  MANDATE_ISSUER="$base" PORT="$ts_introspection_port" MANDATE_CLIENT_ID="$id" MANDATE_CLIENT_SECRET="$secret" \
+    node "$ts/server.mjs" >"$out/$name.ts-introspection.log" 2>&1 &
+  upstreams+=($!)
+  wait_for_line "$out/$name.ts-introspection.log" "serving" "$!" "the TypeScript SDK example (introspection)" || return 1
+  id="$(sed -n 's/^client_id: //p' "$tmp/$name.client-$fastmcp_introspection_port")"
+  secret="$(sed -n 's/^client_secret: //p' "$tmp/$name.client-$fastmcp_introspection_port")"
+  MANDATE_ISSUER="$base" PORT="$fastmcp_introspection_port" MANDATE_CLIENT_ID="$id" MANDATE_CLIENT_SECRET="$secret" \
+    "$venv/bin/python" "$root/examples/fastmcp-jwt/server.py" >"$out/$name.fastmcp-introspection.log" 2>&1 &
+  upstreams+=($!)
+  wait_for_line "$out/$name.fastmcp-introspection.log" "Uvicorn running on" "$!" "the FastMCP example (introspection)" || return 1
+  suite_env+=("MANDATE_E2E_TS_JWT_URL=http://127.0.0.1:$ts_jwt_port/mcp"
+    "MANDATE_E2E_TS_INTROSPECTION_URL=http://127.0.0.1:$ts_introspection_port/mcp"
+    "MANDATE_E2E_FASTMCP_INTROSPECTION_URL=http://127.0.0.1:$fastmcp_introspection_port/mcp")
+}
+
 # Example Accounts, which `serve --demo` starts beside the running server: its address and its
 # own demo password, from the start banner, for the suite.
 read_example_accounts() {
@@ -343,7 +398,8 @@ add_second_person() {
 # all run, any failure fails. The browser story runs once per window size (`suite@WIDTHxHEIGHT`).
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
   e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs
-  e2e/gateway-instances.test.mjs e2e/federated.test.mjs e2e/connected-account.test.mjs e2e/doctor.test.mjs)
+  e2e/gateway-instances.test.mjs e2e/federated.test.mjs e2e/connected-account.test.mjs e2e/doctor.test.mjs
+  e2e/examples.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -379,6 +435,7 @@ for entry in "${suites[@]}"; do
       ;;
     e2e/federated.test.mjs) start_federation_world || ready=false ;;
     e2e/doctor.test.mjs) start_doctor_world ;;
+    e2e/examples.test.mjs) start_examples_world ;;
   esac
   if $ready && start_server "$config" "${server_env[@]}"; then
     case "$suite" in
@@ -404,6 +461,7 @@ for entry in "${suites[@]}"; do
         ;;
       e2e/connected-account.test.mjs) read_example_accounts || ready=false ;;
       e2e/doctor.test.mjs) start_fastmcp_example || ready=false ;;
+      e2e/examples.test.mjs) start_examples || ready=false ;;
     esac
   else
     ready=false
