@@ -169,6 +169,9 @@ pub trait MaintenanceStore: Send + Sync {
     /// an authorization code (no grant, no code, ever); a client once used is never deleted.
     /// Returns how many (DC-10).
     async fn purge_unused_clients(&self, registered_before: UnixTime) -> StoreResult<u64>;
+    /// Deletes audit events recorded before `before` (the operator's `audit_retention`), at most
+    /// `limit` of them, oldest first, in batches; returns how many.
+    async fn purge_audit(&self, before: UnixTime, limit: u64) -> StoreResult<u64>;
     /// Answers when the database does (readiness).
     async fn ping(&self) -> StoreResult<()>;
     /// Tells other processes on this database that something was revoked.

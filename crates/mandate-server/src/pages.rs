@@ -211,42 +211,33 @@ pub fn stale_page(stale: Stale) -> Response {
 
 /// Too many attempts from this address: the page says how long to wait.
 pub fn rate_limited_page(wait_seconds: u64) -> Response {
-    let message = format!(
-        "There were too many sign-in attempts from your network in a short time. Wait {} and try again.",
-        match wait_seconds {
-            0 | 1 => "a second".to_owned(),
-            s if s < 90 => format!("{s} seconds"),
-            s => format!("{} minutes", s.div_ceil(60)),
-        }
-    );
-    let mut resp = notice_page(
-        StatusCode::TOO_MANY_REQUESTS,
+    too_many_page(
         "Too many sign-in attempts",
-        &message,
+        "There were too many sign-in attempts from your network in a short time.",
         "Nothing is wrong with your account: this protects it from password guessing.",
-    );
-    if let Ok(v) = HeaderValue::from_str(&wait_seconds.max(1).to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
+        wait_seconds,
+    )
 }
 
 /// Too many authorization requests without a signed-in person from this address.
 pub fn too_many_authorizations_page(wait_seconds: u64) -> Response {
-    let message = format!(
-        "There were too many requests to connect an app from your network in a short time. Wait {} and try again.",
-        match wait_seconds {
-            0 | 1 => "a second".to_owned(),
-            s if s < 90 => format!("{s} seconds"),
-            s => format!("{} minutes", s.div_ceil(60)),
-        }
-    );
-    let mut resp = notice_page(
-        StatusCode::TOO_MANY_REQUESTS,
+    too_many_page(
         "Too many requests",
-        &message,
+        "There were too many requests to connect an app from your network in a short time.",
         "Requests from a signed-in person are not counted.",
-    );
+        wait_seconds,
+    )
+}
+
+/// A 429 page: what happened, how long to wait (also as `Retry-After`), and why.
+fn too_many_page(heading: &str, what: &str, why: &str, wait_seconds: u64) -> Response {
+    let wait = match wait_seconds {
+        0 | 1 => "a second".to_owned(),
+        s if s < 90 => format!("{s} seconds"),
+        s => format!("{} minutes", s.div_ceil(60)),
+    };
+    let mut resp =
+        notice_page(StatusCode::TOO_MANY_REQUESTS, heading, &format!("{what} Wait {wait} and try again."), why);
     if let Ok(v) = HeaderValue::from_str(&wait_seconds.max(1).to_string()) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }

@@ -12,6 +12,8 @@ use crate::SqlStore;
 const GRACE: i64 = 24 * 3600;
 /// MCP sessions unused this long are gone (the guard stops honouring them after an hour).
 const MCP_SESSION_IDLE: i64 = 3600;
+/// Audit events deleted per statement.
+const AUDIT_BATCH: u64 = 5_000;
 
 #[async_trait]
 impl MaintenanceStore for SqlStore {
@@ -67,6 +69,30 @@ impl MaintenanceStore for SqlStore {
             self.clients.invalidate();
         }
         Ok(n)
+    }
+
+    async fn purge_audit(&self, before: UnixTime, limit: u64) -> StoreResult<u64> {
+        // In batches, each its own statement: deleting a year of trail at once would hold the
+        // SQLite writer (or a PostgreSQL transaction) for as long as it takes.
+        let mut total = 0;
+        while total < limit {
+            let batch = i64::try_from((limit - total).min(AUDIT_BATCH)).unwrap_or(0);
+            let n = self
+                .execute(
+                    sqlx::query(
+                        "DELETE FROM audit_events WHERE seq IN \
+                         (SELECT seq FROM audit_events WHERE at < $1 ORDER BY seq LIMIT $2)",
+                    )
+                    .bind(before)
+                    .bind(batch),
+                )
+                .await?;
+            total += n;
+            if n < u64::try_from(batch).unwrap_or(0) || n == 0 {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     async fn announce_revocation(&self) -> StoreResult<()> {

@@ -8,10 +8,12 @@ mod common;
 use std::sync::Arc;
 
 use common::{postgres, sqlite};
-use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome, User};
+use mandate_core::model::{
+    AuditEvent, AuditFilter, AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome, User,
+};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
-use mandate_core::store::{GrantStore, LoginThrottleStore, MaintenanceStore, UserStore};
+use mandate_core::store::{AuditStore, GrantStore, LoginThrottleStore, MaintenanceStore, UserStore};
 use mandate_store::{OpenError, SqlStore, migration_names};
 
 fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
@@ -336,6 +338,33 @@ async fn a_revoked_grant_is_collected_once_nothing_refers_to_it_rl_13(s: SqlStor
     assert!(s.access_revoked(Some("g1"), None).await.unwrap());
 }
 
+async fn audit_events_past_their_retention_are_deleted_in_batches(s: SqlStore) {
+    let event = |id: usize, at: i64| AuditEvent {
+        id: format!("e{id}"),
+        at,
+        kind: "token.issued".into(),
+        outcome: "success".into(),
+        user_id: Some("u1".into()),
+        client_id: None,
+        grant_id: None,
+        detail: None,
+    };
+    // 12,000 old events (more than two batches) and three recent ones.
+    let old: Vec<AuditEvent> = (0..12_000).map(|i| event(i, 100 + i64::try_from(i % 50).unwrap())).collect();
+    for chunk in old.chunks(1000) {
+        s.append_all(chunk).await.unwrap();
+    }
+    s.append_all(&[event(20_000, 5_000), event(20_001, 5_001), event(20_002, 9_000)]).await.unwrap();
+    // A limit stops a run part-way (the next run goes on), oldest first.
+    assert_eq!(s.purge_audit(1_000, 7_000).await.unwrap(), 7_000);
+    assert_eq!(s.purge_audit(1_000, 100_000).await.unwrap(), 5_000);
+    assert_eq!(s.purge_audit(1_000, 100_000).await.unwrap(), 0);
+    let left = s.events(&AuditFilter { limit: 100, ..AuditFilter::default() }).await.unwrap();
+    let ids: Vec<&str> = left.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["e20000", "e20001", "e20002"], "only events at or after the cutoff are kept");
+    assert_eq!(s.purge_audit(5_001, 100_000).await.unwrap(), 1);
+}
+
 async fn purge_clears_sealed_successors_whose_window_has_passed(s: SqlStore) {
     active_grant(&s).await;
     present(&s, "r0", "r1", 10, 10).await;
@@ -433,6 +462,7 @@ on_both_engines!(
     a_refresh_locks_the_grant_row_and_leaves_last_used_alone,
     purge_removes_only_what_can_no_longer_be_used,
     a_revoked_grant_is_collected_once_nothing_refers_to_it_rl_13,
+    audit_events_past_their_retention_are_deleted_in_batches,
     purge_clears_sealed_successors_whose_window_has_passed,
     a_family_revocation_clears_the_sealed_successor,
     one_query_answers_whether_an_access_token_is_revoked,

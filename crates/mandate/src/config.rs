@@ -38,6 +38,8 @@ pub struct Config {
     pub max_unused_clients: i64,
     /// Seconds after which a dynamic client that never got an authorization code is deleted.
     pub unused_client_ttl: i64,
+    /// Seconds an audit event is kept; 0 keeps every event.
+    pub audit_retention: i64,
     /// Seconds a rotated-in signing key is published before it signs.
     pub key_activation_delay: i64,
     /// The key-encryption key (32 bytes, base64url). Prefer the environment or a key file.
@@ -118,6 +120,7 @@ impl Default for Config {
             registrations_per_minute: 60,
             max_unused_clients: 1000,
             unused_client_ttl: 24 * 3600,
+            audit_retention: 0,
             key_activation_delay: 600,
             secret_key: None,
             secret_key_file: None,
@@ -161,6 +164,7 @@ const ENV_KEYS: &[&str] = &[
     "registrations_per_minute",
     "max_unused_clients",
     "unused_client_ttl",
+    "audit_retention",
     "key_activation_delay",
     "secret_key",
     "secret_key_file",
@@ -342,6 +346,9 @@ impl Config {
         if self.unused_client_ttl < 600 {
             bail!("unused_client_ttl must be at least 600 seconds");
         }
+        if self.audit_retention != 0 && self.audit_retention < 86_400 {
+            bail!("audit_retention must be 0 (keep every event) or at least 86400 seconds (a day)");
+        }
         if !(0..=300).contains(&self.refresh_grace) {
             bail!("refresh_grace must be between 0 and 300 seconds");
         }
@@ -513,11 +520,15 @@ mod tests {
         );
         let c = load_toml("refresh_family_ttl = 86400\nregistrations_per_minute = 5\nunused_client_ttl = 600").unwrap();
         assert_eq!((c.refresh_family_ttl, c.registrations_per_minute, c.unused_client_ttl), (86400, 5, 600));
+        assert_eq!(c.audit_retention, 0, "the trail is kept unless an operator says otherwise");
+        assert_eq!(load_toml("audit_retention = 86400").unwrap().audit_retention, 86400);
         for (toml, why) in [
             ("refresh_family_ttl = 59", "refresh_family_ttl must be at least 60 seconds"),
             ("registrations_per_minute = 0", "must be at least 1"),
             ("max_unused_clients = 0", "must be at least 1"),
             ("unused_client_ttl = 599", "at least 600 seconds"),
+            ("audit_retention = 3600", "at least 86400 seconds"),
+            ("audit_retention = -1", "at least 86400 seconds"),
         ] {
             let err = format!("{:#}", load_toml(toml).unwrap_err());
             assert!(err.contains(why), "{toml}: {err}");

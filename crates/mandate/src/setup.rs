@@ -152,6 +152,7 @@ pub async fn build_with_store(
     settings.registrations_per_minute = config.registrations_per_minute;
     settings.max_unused_clients = config.max_unused_clients;
     settings.unused_client_ttl = config.unused_client_ttl;
+    settings.audit_retention = config.audit_retention;
     settings.key_activation_delay = config.key_activation_delay;
     settings.signing_alg = SigningAlg::parse(&config.signing_alg)?;
     let mut resources = match (crate::gateway::plain_resources(config)?, &config.resource_url) {

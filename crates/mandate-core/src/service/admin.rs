@@ -12,6 +12,10 @@ use crate::redirect;
 use crate::scope::ScopeSet;
 use crate::secret::{Secret, SecretKind, generate, random_id};
 
+/// Audit events deleted per maintenance run at most (it runs every ten minutes; a first run on a
+/// long trail catches up over several).
+const AUDIT_PURGE_LIMIT: u64 = 100_000;
+
 /// A pre-registered client, as the operator describes it.
 #[derive(Debug, Clone)]
 pub struct ClientRegistration {
@@ -260,8 +264,9 @@ impl AuthServer {
         })
     }
 
-    /// Deletes expired state, clears sealed successors whose grace window has passed, and
-    /// deletes dynamic clients never used within `unused_client_ttl` of their registration (see
+    /// Deletes expired state, clears sealed successors whose grace window has passed, deletes
+    /// dynamic clients never used within `unused_client_ttl` of their registration, and audit
+    /// events older than `audit_retention` when it is set (see
     /// [`crate::store::MaintenanceStore`]); returns rows deleted or cleared.
     pub async fn purge_expired(&self) -> Result<u64, AdminError> {
         let now = self.now();
@@ -279,7 +284,23 @@ impl AuthServer {
             })
             .await;
         }
-        Ok(purged + clients)
+        let audit = match self.settings.audit_retention {
+            0 => 0,
+            keep => self.store.purge_audit(now - keep, AUDIT_PURGE_LIMIT).await?,
+        };
+        if audit > 0 {
+            self.audit(AuditDraft {
+                kind: "audit.collected",
+                outcome: "success",
+                detail: Some(format!(
+                    "{audit} audit event(s) older than {} deleted (audit_retention)",
+                    super::human_duration(self.settings.audit_retention)
+                )),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(purged + clients + audit)
     }
 
     /// Ready to serve: the database answers and the signing keys are loaded (`/readyz`).

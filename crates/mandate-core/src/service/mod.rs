@@ -76,6 +76,8 @@ pub struct Settings {
     pub max_unused_clients: i64,
     /// A dynamic client that never got an authorization code is deleted this long after its
     /// registration (DC-10).
+    /// Audit events older than this many seconds are deleted; 0 keeps them all.
+    pub audit_retention: i64,
     pub unused_client_ttl: i64,
 }
 
@@ -96,6 +98,7 @@ impl Settings {
             registrations_per_minute: 60,
             max_unused_clients: 1000,
             unused_client_ttl: 24 * 3600,
+            audit_retention: 0,
         }
     }
     /// True when the issuer is served over https (cookies get `Secure` and `__Host-`).

@@ -224,3 +224,34 @@ async fn unused_dynamic_clients_are_capped_then_collected_but_used_ones_never_dc
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("not registered"), "{}", r.body);
 }
+
+fn a_week_of_trail(s: &mut mandate_core::Settings) {
+    s.audit_retention = 7 * DAY;
+}
+
+#[tokio::test]
+async fn the_trail_is_kept_for_audit_retention_and_its_collection_is_recorded() {
+    let s = TestServer::start_with(limits(a_week_of_trail)).await;
+    let client = s.register_public(CB).await;
+    let mut b = s.browser();
+    let (code, verifier) = authorize_code(&s, &mut b, &client, CB, &["customers.read"]).await;
+    assert_eq!(redeem(&s, &client, CB, &code, &verifier).await.0, StatusCode::OK);
+    let trail = |s: &TestServer| {
+        let auth = s.auth.clone();
+        async move { auth.audit_events(&Default::default()).await.unwrap() }
+    };
+    let first = trail(&s).await;
+    assert!(first.iter().any(|e| e.kind == "token.issued"), "{first:?}");
+    // A week less a second later, everything is kept.
+    s.clock.advance(7 * DAY - 1);
+    s.auth.purge_expired().await.unwrap();
+    assert_eq!(trail(&s).await.len(), first.len());
+    // Past the week, the events of that day go, and the collection is itself recorded.
+    s.clock.advance(2);
+    s.auth.purge_expired().await.unwrap();
+    let after = trail(&s).await;
+    assert!(after.iter().all(|e| !first.iter().any(|f| f.id == e.id)), "{after:?}");
+    let collected = after.iter().find(|e| e.kind == "audit.collected").expect("the collection is recorded");
+    let expected = format!("{} audit event(s) older than 7 days deleted (audit_retention)", first.len());
+    assert_eq!(collected.detail.as_deref(), Some(expected.as_str()));
+}
