@@ -298,19 +298,25 @@ TOML
   suite_env=("MANDATE_E2E_IDP_ISSUER=$issuer" "MANDATE_E2E_IDP_EVENTS=$out/$name.idp-events.jsonl")
 }
 
+# A [[resources]] entry for an example server on 127.0.0.1:PORT (its `hello` tool needs notes.read).
+example_resource() {
+  cat <<TOML
+[[resources]]
+uri = "http://127.0.0.1:$1/mcp"
+name = "$2"
+default_scopes = ["notes.read"]
+scopes = [{ name = "notes.read", description = "Greet people", tools = ["hello"] }]
+
+TOML
+}
+
 # The doctor suite's world: mandate configured as the authorization server of the FastMCP example
 # (examples/fastmcp-jwt), whose resource (its URL, its scope) is a [[resources]] entry; the
 # example itself starts once mandate serves (start_fastmcp_example).
 start_doctor_world() {
   fastmcp_port="$(free_port)"
   config="$tmp/$name.toml"
-  cat >"$config" <<TOML
-[[resources]]
-uri = "http://127.0.0.1:$fastmcp_port/mcp"
-name = "Notes (FastMCP example)"
-default_scopes = ["notes.read"]
-scopes = [{ name = "notes.read", description = "Greet people", tools = ["hello"] }]
-TOML
+  example_resource "$fastmcp_port" "Notes (FastMCP example)" >"$config"
 }
 
 start_fastmcp_example() {
@@ -331,14 +337,7 @@ start_examples_world() {
   config="$tmp/$name.toml"
   local p
   for p in "$ts_jwt_port" "$ts_introspection_port" "$fastmcp_introspection_port"; do
-    cat >>"$config" <<TOML
-[[resources]]
-uri = "http://127.0.0.1:$p/mcp"
-name = "Notes on port $p"
-default_scopes = ["notes.read"]
-scopes = [{ name = "notes.read", description = "Greet people", tools = ["hello"] }]
-
-TOML
+    example_resource "$p" "Notes on port $p" >>"$config"
   done
 }
 
