@@ -45,9 +45,18 @@ impl KeyExtractor for ClientIpKeyExtractor {
 
 /// A budget per client address (a burst, then one more every period), checked where a handler
 /// decides it applies: `GET /authorize` counts only requests without a signed-in person, each of
-/// which may store a pending authorization request.
+/// which may store a pending authorization request. With a global budget too, every address
+/// together is bounded (many addresses, each within its own budget).
 pub struct AddressBudget {
     limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    global: Option<governor::DefaultDirectRateLimiter>,
+}
+
+/// Which budget a request exceeded, and the seconds until the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    Address(u64),
+    Everyone(u64),
 }
 
 impl AddressBudget {
@@ -55,15 +64,28 @@ impl AddressBudget {
     pub fn new(burst: u32, period: std::time::Duration) -> Option<Self> {
         let burst = std::num::NonZeroU32::new(burst)?;
         let quota = governor::Quota::with_period(period)?.allow_burst(burst);
-        Some(Self { limiter: governor::RateLimiter::keyed(quota) })
+        Some(Self { limiter: governor::RateLimiter::keyed(quota), global: None })
     }
 
-    /// Takes one from `ip`'s budget; when it is spent, the seconds until the next one.
-    pub fn take(&self, ip: IpAddr) -> Result<(), u64> {
+    /// Also at most `per_minute` from every address together (a burst of as many); 0: no
+    /// global bound.
+    pub fn with_global_per_minute(mut self, per_minute: u32) -> Self {
+        self.global = std::num::NonZeroU32::new(per_minute)
+            .map(|n| governor::RateLimiter::direct(governor::Quota::per_minute(n).allow_burst(n)));
+        self
+    }
+
+    /// Takes one from `ip`'s budget, then from everyone's.
+    pub fn take(&self, ip: IpAddr) -> Result<(), Spent> {
         use governor::clock::Clock;
-        self.limiter.check_key(&ip).map_err(|not_until| {
+        let wait = |not_until: governor::NotUntil<governor::clock::QuantaInstant>| {
             not_until.wait_time_from(governor::clock::DefaultClock::default().now()).as_secs_f64().ceil() as u64
-        })
+        };
+        self.limiter.check_key(&ip).map_err(|n| Spent::Address(wait(n)))?;
+        match &self.global {
+            Some(g) => g.check().map_err(|n| Spent::Everyone(wait(n))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -52,6 +52,9 @@ pub struct RateLimits {
     /// `Retry-After` past it). Requests of a signed-in person are not counted.
     pub authorize_burst: u32,
     pub authorize_period: Duration,
+    /// The same requests from every address together, per minute (0: unbounded): many addresses
+    /// each within their budget still cannot fill the database with pending requests.
+    pub anonymous_authorizations_per_minute: u32,
     /// A trusted reverse proxy sits in front: use the address it appends to `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
     /// Requests answered at once; one more is refused at once with 503 (RL-14, [`admission`]).
@@ -69,6 +72,7 @@ impl Default for RateLimits {
             register_period: Duration::from_secs(3),
             authorize_burst: 30,
             authorize_period: Duration::from_secs(2),
+            anonymous_authorizations_per_minute: 600,
             trust_forwarded_for: false,
             max_in_flight: 256,
             request_timeout: Duration::from_secs(10),
@@ -181,7 +185,7 @@ pub fn router_with(
         password_login: federation.as_ref().is_none_or(|f| f.password_login),
         resource_providers: federation.as_ref().map(|f| f.resource_providers.clone()).unwrap_or_default(),
         anonymous_authorize: client_ip::AddressBudget::new(limits.authorize_burst, limits.authorize_period)
-            .map(Arc::new),
+            .map(|b| Arc::new(b.with_global_per_minute(limits.anonymous_authorizations_per_minute))),
         upstreams: federation.map(|f| f.upstreams),
     };
     let admission = admission::Admission::new(limits.max_in_flight, limits.request_timeout);

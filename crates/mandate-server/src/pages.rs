@@ -229,6 +229,16 @@ pub fn too_many_authorizations_page(wait_seconds: u64) -> Response {
     )
 }
 
+/// Too many authorization requests without a signed-in person from everywhere together.
+pub fn too_many_authorizations_everywhere_page(wait_seconds: u64) -> Response {
+    too_many_page(
+        "Too many requests",
+        "This server is receiving too many requests to connect apps right now.",
+        "Requests from a signed-in person are not counted.",
+        wait_seconds,
+    )
+}
+
 /// A 429 page: what happened, how long to wait (also as `Retry-After`), and why.
 fn too_many_page(heading: &str, what: &str, why: &str, wait_seconds: u64) -> Response {
     let wait = match wait_seconds {

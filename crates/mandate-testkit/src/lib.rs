@@ -53,6 +53,8 @@ pub struct Options {
     pub login_burst: u32,
     /// `GET /authorize` requests allowed per address before the rate limit (default: effectively none).
     pub authorize_burst: u32,
+    /// `anonymous_authorizations_per_minute` (0, the default here: unbounded).
+    pub anonymous_authorizations_per_minute: u32,
     /// `Settings::refresh_grace` (seconds); the production default unless a test sets it.
     pub refresh_grace: i64,
     /// A clock shared with another server in the same test (default: a new one at [`START`]).
@@ -80,6 +82,7 @@ impl Default for Options {
             trust_forwarded_for: false,
             login_burst: 1000,
             authorize_burst: 100_000,
+            anonymous_authorizations_per_minute: 0,
             refresh_grace: Settings::new("http://localhost").refresh_grace,
             clock: None,
             access_token_ttl: None,
@@ -137,6 +140,7 @@ impl TestServer {
             login_burst: opts.login_burst,
             register_burst: 1000,
             authorize_burst: opts.authorize_burst,
+            anonymous_authorizations_per_minute: opts.anonymous_authorizations_per_minute,
             trust_forwarded_for: opts.trust_forwarded_for,
             request_timeout: opts.request_timeout.unwrap_or(RateLimits::default().request_timeout),
             max_in_flight: opts.max_in_flight.unwrap_or(RateLimits::default().max_in_flight),

@@ -91,6 +91,9 @@ pub struct Config {
     /// Authorization-server requests answered at once; one more gets 503 at once (load
     /// shedding, RL-14). MCP streams, health and metrics are not counted.
     pub max_in_flight: usize,
+    /// `GET /authorize` without a signed-in person, from every address together, per minute (0:
+    /// unbounded); each may store a pending request.
+    pub anonymous_authorizations_per_minute: u32,
     /// Serve `/metrics` (Prometheus) on a listener of its own at this address, e.g.
     /// `127.0.0.1:9464`; off the public listener.
     pub metrics_listen: Option<String>,
@@ -141,6 +144,7 @@ impl Default for Config {
             shutdown_timeout: 10,
             request_timeout: 10,
             max_in_flight: 256,
+            anonymous_authorizations_per_minute: 600,
             metrics_listen: None,
             metrics_token: None,
             public_url_implied: false,
@@ -183,6 +187,7 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_timeout",
     "request_timeout",
     "max_in_flight",
+    "anonymous_authorizations_per_minute",
     "metrics_listen",
     "metrics_token",
 ];
@@ -339,6 +344,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.max_in_flight) {
             bail!("max_in_flight must be between 1 and 100000");
+        }
+        if self.anonymous_authorizations_per_minute > 1_000_000 {
+            bail!("anonymous_authorizations_per_minute must be between 0 (unbounded) and 1000000");
         }
         if self.registrations_per_minute < 1 || self.max_unused_clients < 1 {
             bail!("registrations_per_minute and max_unused_clients must be at least 1");
@@ -546,13 +554,15 @@ mod tests {
 
     #[test]
     fn admission_limits_are_read_and_checked() {
-        let c = load_toml("request_timeout = 3\nmax_in_flight = 64").unwrap();
-        assert_eq!((c.request_timeout, c.max_in_flight), (3, 64));
+        let c = load_toml("request_timeout = 3\nmax_in_flight = 64\nanonymous_authorizations_per_minute = 0").unwrap();
+        assert_eq!((c.request_timeout, c.max_in_flight, c.anonymous_authorizations_per_minute), (3, 64, 0));
+        assert_eq!(Config::default().anonymous_authorizations_per_minute, 600);
         assert_eq!((Config::default().request_timeout, Config::default().max_in_flight), (10, 256));
         for (toml, why) in [
             ("request_timeout = 0", "request_timeout must be between 1 and 300"),
             ("request_timeout = 301", "request_timeout must be between 1 and 300"),
             ("max_in_flight = 0", "max_in_flight must be between 1 and 100000"),
+            ("anonymous_authorizations_per_minute = 1000001", "between 0 (unbounded) and 1000000"),
         ] {
             let err = format!("{:#}", load_toml(toml).unwrap_err());
             assert!(err.contains(why), "{toml}: {err}");

@@ -204,6 +204,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             let limits = mandate_server::RateLimits {
                 trust_forwarded_for: config.trust_forwarded_for,
                 max_in_flight: config.max_in_flight,
+                anonymous_authorizations_per_minute: config.anonymous_authorizations_per_minute,
                 request_timeout: Duration::from_secs(config.request_timeout),
                 ..Default::default()
             };

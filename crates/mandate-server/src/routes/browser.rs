@@ -108,9 +108,15 @@ pub async fn authorize(
     if session.is_none()
         && let (Some(budget), Some(ip)) =
             (&s.anonymous_authorize, crate::client_ip::client_ip(&headers, Some(peer.ip()), s.trust_forwarded_for))
-        && let Err(wait) = budget.take(ip)
+        && let Err(spent) = budget.take(ip)
     {
-        return crate::pages::too_many_authorizations_page(wait);
+        return match spent {
+            crate::client_ip::Spent::Address(wait) => crate::pages::too_many_authorizations_page(wait),
+            crate::client_ip::Spent::Everyone(wait) => {
+                tracing::warn!("anonymous authorization requests past anonymous_authorizations_per_minute: refused");
+                crate::pages::too_many_authorizations_everywhere_page(wait)
+            }
+        };
     }
     match s.auth.authorize(&params, session.as_ref().map(|(_, u)| u)).await {
         Ok(outcome) => outcome_response(outcome, false),

@@ -215,6 +215,51 @@ async fn a_signed_in_persons_authorizations_are_not_counted_against_the_address(
     assert!(r.text().await.unwrap().contains("too many requests to connect an app"));
 }
 
+#[tokio::test]
+async fn anonymous_authorizations_from_everywhere_together_are_bounded() {
+    // Three a minute from all addresses together; each address alone is far within its budget.
+    let s = TestServer::start_with(Options {
+        trust_forwarded_for: true,
+        anonymous_authorizations_per_minute: 3,
+        ..Options::default()
+    })
+    .await;
+    let client = s.register_public(CB).await;
+    let (_, challenge) = pkce();
+    let url = Authz::new(&client, CB, &challenge).url();
+    let before = s.db_count("SELECT COUNT(*) FROM pending_authorizations").await;
+    let from = |i: u32| format!("198.51.100.{i}");
+    for i in 0..3 {
+        let r = s.http.get(s.url(&url)).header("x-forwarded-for", from(i)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+    for i in 3..20 {
+        let r = s
+            .http
+            .get(s.url(&url))
+            .header("x-forwarded-for", from(i))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "address {i}");
+        assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        let page = visible_text(&r.text().await.unwrap());
+        assert!(page.contains("This server is receiving too many requests to connect apps right now."), "{page}");
+    }
+    assert_eq!(
+        s.db_count("SELECT COUNT(*) FROM pending_authorizations").await,
+        before + 3,
+        "nothing stored past the bound"
+    );
+    // A signed-in person is not counted, and still gets through.
+    let mut b = s.browser();
+    b.login("alice", None).await;
+    let r = b.get(&url).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.as_deref().is_some_and(|l| l.starts_with("/consent")), "{:?}", r.location);
+}
+
 fn visible_text(html: &str) -> String {
     let mut out = String::new();
     let mut in_tag = false;
