@@ -92,6 +92,7 @@ pub(crate) async fn start_with(
         login_burst: 1_000_000,
         register_burst: 1_000_000,
         authorize_burst: 1_000_000,
+        anonymous_authorizations_per_minute: 0,
         ..RateLimits::default()
     };
     let host = base.trim_start_matches("http://").to_owned();
