@@ -75,9 +75,21 @@ async fn supervise(args: DevArgs) -> anyhow::Result<()> {
     let mut first = true;
     loop {
         changes.drain();
-        let (mut child, started) = tokio::select! {
-            s = server.start() => s?,
+        let (mut child, started) = match tokio::select! {
+            s = server.start() => s,
             _ = signals.next() => return Ok(()),
+        } {
+            Ok(s) => s,
+            // The first start failing is an error (a taken port, a bad flag); a restart failing
+            // waits for the next change.
+            Err(e) if first => return Err(e),
+            Err(e) => {
+                say(&[format!("[dev] mandate did not start again ({e:#}); it tries again when a file changes")]);
+                tokio::select! {
+                    _ = changes.next() => continue,
+                    _ = signals.next() => return Ok(()),
+                }
+            }
         };
         if first {
             say(&banner(&server, &started, &password, &data, &watched));
