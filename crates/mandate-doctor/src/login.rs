@@ -37,7 +37,17 @@ pub(crate) async fn check(net: &Net<'_>, url: &Url, found: &Found, login: &Login
     options.client_name = "mandate doctor".into();
     options.scope = login.scope.clone();
     options.login = if login.open_browser { LoginMode::Browser } else { LoginMode::NoBrowser };
-    options.policy = NetPolicy { allow_loopback_http: net.allow_http || crate::is_loopback(url) };
+    if url.scheme() == "http" && !crate::is_loopback(url) {
+        // The client signs in over https, or plain http on loopback only: never off it.
+        return report.push(
+            "login",
+            "Sign in and consent",
+            Status::Fail,
+            "not tried: a sign-in sends credentials, so it needs https (or plain http on loopback)",
+            Some("run the doctor against the https URL, or from the server's own machine on loopback"),
+        );
+    }
+    options.policy = NetPolicy { allow_loopback_http: crate::is_loopback(url) };
     options.login_timeout = login.timeout;
     // Nothing is kept: a fresh registration and a token held in memory only.
     let connection = match Connection::new(options, Arc::new(CredentialVault::in_memory())) {
@@ -62,7 +72,11 @@ pub(crate) async fn check(net: &Net<'_>, url: &Url, found: &Found, login: &Login
     };
     report.push("login", "Sign in and consent", Status::Pass, format!("signed in at {}", found.issuer), None);
     let resource = mandate_client::connection::canonical_resource(url);
-    match claims_of(&token) {
+    let claims = claims_of(&token);
+    let granted: Option<Vec<String>> = claims.as_ref().map(|(_, c)| {
+        c["scope"].as_str().or_else(|| c["scp"].as_str()).unwrap_or("").split_whitespace().map(str::to_owned).collect()
+    });
+    match claims {
         Some((header, claims)) => read_claims(&header, &claims, &found.issuer, &resource, report),
         None => report.push(
             "token.format",
@@ -74,7 +88,7 @@ pub(crate) async fn check(net: &Net<'_>, url: &Url, found: &Found, login: &Login
     }
     accepted(net, url, &token, report).await;
     if let Some(tool) = &login.call_without_scope {
-        insufficient_scope(net, url, &token, tool, report).await;
+        insufficient_scope(net, url, &token, tool, granted.as_deref(), report).await;
     }
 }
 
@@ -210,6 +224,7 @@ fn mcp_post(net: &Net<'_>, url: &Url, token: &str, session: Option<&str>, body: 
 async fn accepted(net: &Net<'_>, url: &Url, token: &str, report: &mut Report) {
     match net.send(mcp_post(net, url, token, None, &initialize())).await {
         Ok(a) if a.status == 200 => {
+            close_session(net, url, token, a.header("mcp-session-id")).await;
             report.push("token.accepted", "The server accepts the token", Status::Pass, "initialize answered 200", None)
         }
         Ok(a) => report.push(
@@ -225,7 +240,14 @@ async fn accepted(net: &Net<'_>, url: &Url, token: &str, report: &mut Report) {
 
 /// Calls `tool` with a token that lacks its scope: the server must refuse it with 403 and a
 /// challenge naming the scope (MCP RS11), so that clients can step up.
-async fn insufficient_scope(net: &Net<'_>, url: &Url, token: &str, tool: &str, report: &mut Report) {
+async fn insufficient_scope(
+    net: &Net<'_>,
+    url: &Url,
+    token: &str,
+    tool: &str,
+    granted: Option<&[String]>,
+    report: &mut Report,
+) {
     const ID: &str = "challenge.insufficient_scope";
     const TITLE: &str = "A tool the token lacks the scope for: 403 naming it";
     let Ok(init) = net.send(mcp_post(net, url, token, None, &initialize())).await else {
@@ -235,20 +257,28 @@ async fn insufficient_scope(net: &Net<'_>, url: &Url, token: &str, tool: &str, r
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let _ = net.send(mcp_post(net, url, token, session.as_deref(), &initialized)).await;
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
-    let answer = match net.send(mcp_post(net, url, token, session.as_deref(), &call)).await {
+    let answer = net.send(mcp_post(net, url, token, session.as_deref(), &call)).await;
+    close_session(net, url, token, session.as_deref()).await;
+    let answer = match answer {
         Ok(a) => a,
         Err(e) => return report.push(ID, TITLE, Status::Fail, e, None),
     };
     let challenge = answer.header("www-authenticate").unwrap_or("").to_owned();
-    let names_scope = challenge.contains("scope=");
+    let named = challenge_scopes(&challenge);
+    // The challenge must name a scope the token lacks: naming only what it holds gives a client
+    // nothing to ask for.
+    let names_missing = match granted {
+        Some(held) => named.iter().any(|s| !held.contains(s)),
+        None => !named.is_empty(),
+    };
     match (answer.status, challenge.contains("insufficient_scope")) {
-        (403, true) if names_scope => report.push(ID, TITLE, Status::Pass, format!("403 {challenge}"), None),
+        (403, true) if names_missing => report.push(ID, TITLE, Status::Pass, format!("403 {challenge}"), None),
         (403, _) => report.push(
             ID,
             TITLE,
             Status::Fail,
             format!("403 with WWW-Authenticate: {}", if challenge.is_empty() { "(none)" } else { &challenge }),
-            Some("answer Bearer error=\"insufficient_scope\", scope=\"<the scopes needed>\" so that clients can ask the person for them (step-up)"),
+            Some("answer Bearer error=\"insufficient_scope\", scope=\"<the scopes needed>\", naming the scope the token lacks, so that clients can ask the person for it (step-up)"),
         ),
         (status, _) => report.push(
             ID,
@@ -257,6 +287,21 @@ async fn insufficient_scope(net: &Net<'_>, url: &Url, token: &str, tool: &str, r
             format!("{status}: the call was not refused for want of scope (was its scope granted after all?)"),
             Some("check the tool's scope per call, before it runs, and answer 403 insufficient_scope naming it"),
         ),
+    }
+}
+
+/// The scopes a `WWW-Authenticate` challenge names (`scope="a b"`).
+fn challenge_scopes(challenge: &str) -> Vec<String> {
+    let Some(at) = challenge.find("scope=\"") else { return Vec::new() };
+    let rest = &challenge[at + "scope=\"".len()..];
+    rest.split('"').next().unwrap_or("").split_whitespace().map(str::to_owned).collect()
+}
+
+/// Ends the MCP session the doctor opened (behind a gateway it may hold a process).
+async fn close_session(net: &Net<'_>, url: &Url, token: &str, session: Option<&str>) {
+    if let Some(id) = session {
+        let req = net.http.delete(url.clone()).bearer_auth(token).header("mcp-session-id", id);
+        let _ = net.send(req).await;
     }
 }
 
@@ -305,6 +350,28 @@ mod tests {
         read_claims(&h, &c, "https://as.example", "https://mcp.example/mcp", &mut report);
         assert_eq!(report.check("token.aud").unwrap().status, Status::Pass, "a trailing slash is the same resource");
         assert_eq!(report.check("token.lifetime").unwrap().status, Status::Fail);
+    }
+
+    #[tokio::test]
+    async fn no_sign_in_over_plain_http_off_loopback() {
+        let http = reqwest::Client::new();
+        let net = Net { http: &http, allow_http: true };
+        let found = Found { issuer: "http://10.0.0.5:8080".into(), scopes: Vec::new() };
+        let login =
+            Login { open_browser: false, scope: None, timeout: Duration::from_secs(1), call_without_scope: None };
+        let mut report = Report { url: String::new(), checks: Vec::new() };
+        let url = Url::parse("http://10.0.0.5:8000/mcp").unwrap();
+        check(&net, &url, &found, &login, &mut report).await;
+        let c = report.check("login").unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.saw.contains("needs https"), "{}", c.saw);
+    }
+
+    #[test]
+    fn the_scopes_a_challenge_names_are_read() {
+        let c = r#"Bearer error="insufficient_scope", scope="invoices.send customers.read", resource_metadata="x""#;
+        assert_eq!(challenge_scopes(c), ["invoices.send", "customers.read"]);
+        assert!(challenge_scopes(r#"Bearer error="insufficient_scope""#).is_empty());
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl AddressBudget {
         let wait = |not_until: governor::NotUntil<governor::clock::QuantaInstant>| {
             not_until.wait_time_from(governor::clock::DefaultClock::default().now()).as_secs_f64().ceil() as u64
         };
-        self.limiter.check_key(&ip).map_err(|n| Spent::Address(wait(n)))?;
+        self.limiter.check_key(&network_of(ip)).map_err(|n| Spent::Address(wait(n)))?;
         match &self.global {
             Some(g) => g.check().map_err(|n| Spent::Everyone(wait(n))),
             None => Ok(()),
@@ -89,9 +89,38 @@ impl AddressBudget {
     }
 }
 
+/// The address a budget is kept for: an IPv4 address (or one mapped into IPv6) as it is, an IPv6
+/// address by its /64, the block one host or one home is given (it can use every address in it).
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_host_has_one_budget_for_its_whole_64() {
+        let budget = AddressBudget::new(2, std::time::Duration::from_secs(3600)).unwrap_or_else(|| unreachable!());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|_| unreachable!());
+        assert_eq!(budget.take(ip("2001:db8:1:2::1")), Ok(()));
+        assert_eq!(budget.take(ip("2001:db8:1:2:ffff::9")), Ok(()));
+        assert!(matches!(budget.take(ip("2001:db8:1:2:abcd::1")), Err(Spent::Address(_))), "the same /64");
+        assert_eq!(budget.take(ip("2001:db8:1:3::1")), Ok(()), "another /64");
+        assert_eq!(budget.take(ip("::ffff:198.51.100.7")), Ok(()));
+        assert_eq!(budget.take(ip("198.51.100.7")), Ok(()), "a mapped address is its IPv4 one");
+        assert!(matches!(budget.take(ip("198.51.100.7")), Err(Spent::Address(_))));
+        assert_eq!(budget.take(ip("198.51.100.8")), Ok(()), "IPv4 addresses each have their own");
+    }
 
     #[test]
     fn forwarded_addresses_count_only_behind_a_trusted_proxy() {

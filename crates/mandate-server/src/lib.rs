@@ -72,7 +72,7 @@ impl Default for RateLimits {
             register_period: Duration::from_secs(3),
             authorize_burst: 30,
             authorize_period: Duration::from_secs(2),
-            anonymous_authorizations_per_minute: 600,
+            anonymous_authorizations_per_minute: 3000,
             trust_forwarded_for: false,
             max_in_flight: 256,
             request_timeout: Duration::from_secs(10),

@@ -144,7 +144,7 @@ impl Default for Config {
             shutdown_timeout: 10,
             request_timeout: 10,
             max_in_flight: 256,
-            anonymous_authorizations_per_minute: 600,
+            anonymous_authorizations_per_minute: 3000,
             metrics_listen: None,
             metrics_token: None,
             public_url_implied: false,
@@ -556,7 +556,7 @@ mod tests {
     fn admission_limits_are_read_and_checked() {
         let c = load_toml("request_timeout = 3\nmax_in_flight = 64\nanonymous_authorizations_per_minute = 0").unwrap();
         assert_eq!((c.request_timeout, c.max_in_flight, c.anonymous_authorizations_per_minute), (3, 64, 0));
-        assert_eq!(Config::default().anonymous_authorizations_per_minute, 600);
+        assert_eq!(Config::default().anonymous_authorizations_per_minute, 3000);
         assert_eq!((Config::default().request_timeout, Config::default().max_in_flight), (10, 256));
         for (toml, why) in [
             ("request_timeout = 0", "request_timeout must be between 1 and 300"),

@@ -75,16 +75,30 @@ async fn supervise(args: DevArgs) -> anyhow::Result<()> {
     let mut first = true;
     loop {
         changes.drain();
-        let (mut child, started) = match tokio::select! {
-            s = server.start() => s,
-            _ = signals.next() => return Ok(()),
-        } {
-            Ok(s) => s,
-            // The first start failing is an error (a taken port, a bad flag); a restart failing
-            // waits for the next change.
-            Err(e) if first => return Err(e),
-            Err(e) => {
-                say(&[format!("[dev] mandate did not start again ({e:#}); it tries again when a file changes")]);
+        let mut child = server.spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("mandate serve has no stdout"))?;
+        // A signal while it starts (reading the tools may mean building them first) stops it.
+        let seen = tokio::select! {
+            seen = server.banner(stdout) => seen,
+            _ = signals.next() => {
+                stop(&mut child).await;
+                return Ok(());
+            }
+        };
+        let started = match seen.map(|seen| server.started(&seen)) {
+            Ok(Some(s)) => s,
+            failed => {
+                stop(&mut child).await;
+                let why = match failed {
+                    Err(e) => format!("{e:#}"),
+                    _ => "it stopped before serving; what it said is above".to_owned(),
+                };
+                // The first start failing is an error (a taken port, a bad flag); a restart
+                // failing waits for the next change.
+                if first {
+                    bail!("mandate serve did not start: {why}");
+                }
+                say(&[format!("[dev] mandate did not start again ({why}); it tries again when a file changes")]);
                 tokio::select! {
                     _ = changes.next() => continue,
                     _ = signals.next() => return Ok(()),
@@ -129,8 +143,12 @@ enum Next {
     Ended(String),
 }
 
-/// The data directory: the owner's only, and never committed.
+/// The data directory, when `mandate dev` makes it: the owner's only, and never committed.
 fn prepare(data: &Path) -> anyhow::Result<()> {
+    if data.is_dir() {
+        // Made before (by an earlier run, or the developer's own choice): left as it is.
+        return Ok(());
+    }
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     #[cfg(unix)]
     {
@@ -149,10 +167,15 @@ fn prepare(data: &Path) -> anyhow::Result<()> {
 /// person added to the database with it.
 async fn dev_login(exe: &Path, database: &str, data: &Path) -> anyhow::Result<String> {
     let file = data.join("dev-login");
-    if let Ok(kept) = std::fs::read_to_string(&file)
-        && let Some(p) = kept.lines().next().filter(|p| !p.is_empty())
-    {
-        return Ok(p.to_owned());
+    let kept = std::fs::read_to_string(&file).ok().and_then(|k| k.lines().next().map(str::to_owned));
+    if let Some(password) = kept.filter(|p| !p.is_empty()) {
+        // The person is added again if the database was deleted; one already there keeps it.
+        match admin(exe, database, &["users", "add", PERSON, "--password-stdin"], &password).await {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("already exists") => {}
+            Err(e) => return Err(e),
+        }
+        return Ok(password);
     }
     let password = mandate_core::secret::random_token(&mandate_core::clock::OsRandom);
     // A database kept from before may know the person already: then the password is replaced.
@@ -174,7 +197,13 @@ fn write_private(file: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Runs an admin command of this binary on the dev database, the password on its stdin.
 async fn admin(exe: &Path, database: &str, args: &[&str], password: &str) -> anyhow::Result<()> {
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MANDATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
         .args(args)
         .env("MANDATE_DATABASE", database)
         .stdin(std::process::Stdio::piped())
@@ -211,23 +240,34 @@ struct Started {
 }
 
 impl Server {
-    /// Starts `mandate serve` (in a process group of its own, so that stopping it reaches the
-    /// developer's server too) and waits for its banner.
-    async fn start(&self) -> anyhow::Result<(Child, Started)> {
+    /// Starts `mandate serve` in a process group of its own (stopping it stops the group;
+    /// `serve` stops the developer's server, in a group of its own, on its way out). Its own
+    /// settings come from here, not from `MANDATE_*` in the developer's environment; it drains
+    /// for at most 3 s, well within [`stop`]'s 10 s.
+    fn spawn(&self) -> anyhow::Result<Child> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--upstream-name", &self.name])
             .args(passed_env().flat_map(|k| ["--upstream-env".to_owned(), k]))
             .arg("--")
-            .args(&self.command)
-            .env("MANDATE_DATABASE", &self.database)
+            .args(&self.command);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("MANDATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("MANDATE_DATABASE", &self.database)
+            .env("MANDATE_SHUTDOWN_TIMEOUT", "3")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         #[cfg(unix)]
         cmd.process_group(0);
-        let mut child = cmd.spawn().context("starting mandate serve")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("mandate serve has no stdout"))?;
+        cmd.spawn().context("starting mandate serve")
+    }
+
+    /// Reads the banner of a started `serve` (up to its last line), then what it said.
+    async fn banner(&self, stdout: tokio::process::ChildStdout) -> anyhow::Result<Vec<String>> {
         let mut lines = BufReader::new(stdout).lines();
         let mut seen = Vec::new();
         while let Some(l) = lines.next_line().await.context("reading what mandate serve printed")? {
@@ -239,12 +279,14 @@ impl Server {
         }
         // What it prints later (nothing, today) is read and dropped, so it never blocks.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let Some(base) = seen.iter().find_map(|l| l.strip_prefix("mandate is serving ")) else {
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-            bail!("mandate serve did not start ({status}); what it said is above");
-        };
-        let path = format!("/mcp/{}", self.name);
-        let resource = format!("{base}{path}");
+        Ok(seen)
+    }
+
+    /// What the banner says: where it serves and how many tools it read; `None` when it never
+    /// said it serves (it stopped first).
+    fn started(&self, seen: &[String]) -> Option<Started> {
+        let base = seen.iter().find_map(|l| l.strip_prefix("mandate is serving "))?;
+        let resource = format!("{base}/mcp/{}", self.name);
         let said = seen
             .iter()
             .find(|l| l.ends_with(&resource))
@@ -256,7 +298,7 @@ impl Server {
             }
             _ => said,
         };
-        Ok((child, Started { base: base.to_owned(), resource, tools }))
+        Some(Started { base: base.to_owned(), resource, tools })
     }
 }
 
@@ -269,8 +311,8 @@ fn passed_env() -> impl Iterator<Item = String> {
         .map(|(k, _)| k)
 }
 
-/// SIGTERM to the server's process group (mandate drains and stops the developer's server),
-/// SIGKILL after 10 s.
+/// SIGTERM to the server's process group (mandate drains for at most 3 s, then stops the
+/// developer's server), SIGKILL after 10 s.
 async fn stop(child: &mut Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {

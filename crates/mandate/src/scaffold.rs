@@ -114,7 +114,7 @@ pub fn create(name: &str, lang: Lang, dir: &Path, mandate_source: Option<&Path>)
         }
     };
     let crate_dep = |krate: &str| match &source {
-        Some(root) => format!("path = {:?}", root.join("crates").join(krate).display().to_string()),
+        Some(root) => format!("path = {}", toml_string(&root.join("crates").join(krate).display().to_string())),
         None => String::new(),
     };
     let mut files = Vec::new();
@@ -151,6 +151,23 @@ pub fn create(name: &str, lang: Lang, dir: &Path, mandate_source: Option<&Path>)
     Ok(Created { dir: dir.to_path_buf(), files, next })
 }
 
+/// A TOML basic string: quotes and backslashes escaped, control characters as `\uXXXX`, the
+/// rest as it is (Rust's `{:?}` writes escapes such as `\u{301}`, which TOML refuses).
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn write(path: &Path, text: &str) -> Result<(), NewError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| NewError::Write(parent.to_path_buf(), e))?;
@@ -183,6 +200,13 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_written_as_toml_strings() {
+        assert_eq!(toml_string("/home/jose\u{301}/src"), "\"/home/jose\u{301}/src\"");
+        assert_eq!(toml_string("C:\\a \"b\""), r#""C:\\a \"b\"""#);
+        assert_eq!(toml_string("a\nb"), r#""a\u000Ab""#);
+    }
+
+    #[test]
     fn a_bad_name_an_existing_directory_and_a_wrong_source_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["Notes", "1notes", "no tes", "notes/x", "", &"n".repeat(41)] {
@@ -201,7 +225,7 @@ mod tests {
         let manifest = std::fs::read_to_string(made.dir.join("Cargo.toml")).unwrap();
         let root = built_from().unwrap();
         let guard = root.join("crates/mandate-guard").display().to_string();
-        assert!(manifest.contains(&format!("mandate-guard = {{ path = {guard:?} }}")), "{manifest}");
+        assert!(manifest.contains(&format!("mandate-guard = {{ path = \"{guard}\" }}")), "{manifest}");
         assert!(made.dir.join("Cargo.lock").is_file());
     }
 }

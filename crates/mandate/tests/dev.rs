@@ -186,6 +186,20 @@ async fn a_saved_file_restarts_the_server_with_its_new_tools_and_the_token_still
     let again = dev.until(|l| l == "Ctrl-C stops it.");
     assert!(value_of(&again, "sign in as:").starts_with(&format!("dev / {password} ")), "{again:?}");
     assert_eq!(tools_listed(&resource, &token).await.len(), 2);
+
+    // The database deleted (to start afresh): the person is added again with the kept password.
+    let mut dev = dev;
+    assert_eq!(dev.terminate(), 0);
+    for f in std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()) {
+        if f.file_name().unwrap().to_string_lossy().starts_with("dev.db") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let dev = Dev::start(dir.path(), &["--port", &port.to_string(), "--name", "notes", "--", "bash", "server.sh"]);
+    dev.until(|l| l == "Ctrl-C stops it.");
+    let client = register_at(&base, "dev test agent").await;
+    let fresh = access_token_as(&base, ("dev", &password), &client, &resource, &["notes.read"]).await;
+    assert_eq!(tools_listed(&resource, &fresh).await.len(), 2);
 }
 
 #[tokio::test]

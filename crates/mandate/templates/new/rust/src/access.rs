@@ -35,7 +35,11 @@ pub fn access(tools: &[Tool], prefix: &str) -> Access {
 
 /// The entry for mandate's configuration file: this resource, its scopes, the tools under each.
 pub fn resource_toml(tools: &[Tool], prefix: &str, uri: &str) -> String {
-    let mut out = format!("[[resources]]\nuri = {uri:?}\nname = {prefix:?}\ndefault_scopes = [\"{prefix}.read\"]\n");
+    let mut out = format!(
+        "[[resources]]\nuri = {}\nname = {}\ndefault_scopes = [\"{prefix}.read\"]\n",
+        toml_string(uri),
+        toml_string(prefix)
+    );
     for (class, what, irreversible) in [
         ("read", "Read your notes", false),
         ("write", "Add notes", false),
@@ -43,11 +47,28 @@ pub fn resource_toml(tools: &[Tool], prefix: &str, uri: &str) -> String {
     ] {
         let scope = format!("{prefix}.{class}");
         let names: Vec<String> =
-            tools.iter().filter(|t| scope_of(t, prefix) == scope).map(|t| format!("{:?}", t.name.as_ref())).collect();
+            tools.iter().filter(|t| scope_of(t, prefix) == scope).map(|t| toml_string(&t.name)).collect();
         out.push_str(&format!(
-            "[[resources.scopes]]\nname = {scope:?}\ndescription = {what:?}\ntools = [{}]\nirreversible = {irreversible}\n",
+            "[[resources.scopes]]\nname = {}\ndescription = {}\ntools = [{}]\nirreversible = {irreversible}\n",
+            toml_string(&scope),
+            toml_string(what),
             names.join(", ")
         ));
     }
+    out
+}
+
+/// A TOML basic string: quotes and backslashes escaped, control characters as `\uXXXX`.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
 }
