@@ -270,12 +270,12 @@ pub trait PeopleStore: Send + Sync {
     async fn enable_user(&self, user_id: &str, audit: AuditOf<bool>) -> StoreResult<bool>;
     /// Deletes the person and what is theirs: grants with their codes and refresh tokens,
     /// pending requests, consents, browser and MCP sessions, identities, connected accounts,
-    /// provider requests, sign-in failure counts under `username`, and the demo apps' rows. The
+    /// provider requests, sign-in failure counts under `throttle`, and the demo apps' rows. The
     /// audit trail is kept. `None` when there is no such person.
     async fn remove_user(
         &self,
         user_id: &str,
-        username: &str,
+        throttle: &crate::service::LoginThrottleKeys,
         mcp_owner: &str,
         audit: AuditOf<PersonRevocation>,
     ) -> StoreResult<Option<PersonRevocation>>;

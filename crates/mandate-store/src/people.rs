@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use mandate_core::clock::UnixTime;
 use mandate_core::error::{StoreError, StoreResult};
 use mandate_core::model::{AuditOf, PersonRevocation, Reseal, ResealCount, SealedRef};
+use mandate_core::service::LoginThrottleKeys;
 use mandate_core::store::{PeopleStore, SealedStore};
 use sqlx::{Any, Transaction};
 
@@ -114,17 +115,13 @@ impl PeopleStore for SqlStore {
     async fn remove_user(
         &self,
         user_id: &str,
-        username: &str,
+        throttle: &LoginThrottleKeys,
         mcp_owner: &str,
         audit: AuditOf<PersonRevocation>,
     ) -> StoreResult<Option<PersonRevocation>> {
         let (user_id, mcp_owner) = (user_id.to_owned(), mcp_owner.to_owned());
-        // Sign-in failures are counted per username and client address
-        // (`login\x1f<username>\x1f<address>`) and per username from every address
-        // (`account\x1f<username>`), the username cut at 64 characters (service/login.rs).
-        let short: String = username.chars().take(64).collect();
-        let account = format!("account\u{1f}{short}");
-        let prefix = format!("login\u{1f}{short}\u{1f}");
+        // The person's sign-in failure counts: from every address, and per address.
+        let (account, prefix) = (throttle.account.clone(), throttle.address_prefix.clone());
         self.write(move |mut tx| {
             Box::pin(async move {
                 use Bind::*;

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use mandate_core::model::{AuditEvent, AuditFilter, Reseal, SealedRef, StoredSigningKey, UpstreamAccount, User};
+use mandate_core::service::LoginThrottleKeys;
 use mandate_core::store::{AuditStore, KeyStore, PeopleStore, SealedStore, UpstreamStore, UserStore};
 use mandate_store::SqlStore;
 
@@ -101,7 +102,7 @@ async fn unknown_people_change_nothing(s: &SqlStore) {
     let audit = || Box::new(|_: &_| Some(event("x"))) as mandate_core::model::AuditOf<_>;
     assert_eq!(s.disable_user("nobody", "o", 1, audit()).await.unwrap(), None);
     assert!(!s.enable_user("nobody", Box::new(|_| Some(event("y")))).await.unwrap());
-    assert_eq!(s.remove_user("nobody", "nobody", "o", audit()).await.unwrap(), None);
+    assert_eq!(s.remove_user("nobody", &LoginThrottleKeys::for_username("nobody"), "o", audit()).await.unwrap(), None);
     assert_eq!(s.change_password("nobody", "h", true, "o", 1, audit()).await.unwrap(), None);
     let filter = AuditFilter { limit: 10, ..AuditFilter::default() };
     assert!(s.events(&filter).await.unwrap().is_empty(), "no event for a person who is not there");

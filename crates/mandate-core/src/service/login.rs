@@ -34,12 +34,28 @@ pub(super) fn lock_for(failures: i64, after: i64, longest: i64) -> Option<i64> {
 /// The throttle key of one account from one address (the kinds are prefixes no input can forge:
 /// the user's text comes only after the first separator).
 fn address_key(username: &str, client: &str) -> String {
-    format!("login\u{1f}{}\u{1f}{}", truncate(username), truncate(client))
+    format!("{}{}", LoginThrottleKeys::for_username(username).address_prefix, truncate(client))
 }
 
 /// The throttle key of one account, from every address together.
 fn account_key(username: &str) -> String {
-    format!("account\u{1f}{}", truncate(username))
+    LoginThrottleKeys::for_username(username).account
+}
+
+/// The sign-in throttle keys of one username: from every address together, and the prefix of
+/// those per address. Only this module knows their form; the store is handed them whole (a
+/// person removed takes their failure counts along).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginThrottleKeys {
+    pub account: String,
+    pub address_prefix: String,
+}
+
+impl LoginThrottleKeys {
+    pub fn for_username(username: &str) -> Self {
+        let short = truncate(username);
+        Self { account: format!("account\u{1f}{short}"), address_prefix: format!("login\u{1f}{short}\u{1f}") }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

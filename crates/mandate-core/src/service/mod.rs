@@ -33,6 +33,7 @@ pub use clients::{BasicCredentials, ClientLookupError};
 pub use counters::ServiceCounters;
 pub use keyman::{KeyManager, KeyManagerError};
 pub use login::LoginError;
+pub use login::LoginThrottleKeys;
 pub use registration::{MAX_REDIRECT_URIS, RegistrationError, ValidatedRegistration, validate_registration};
 pub use token::{RACE_TOLERANCE, TokenResponse};
 

@@ -85,7 +85,15 @@ impl AuthServer {
         let name = user.username.clone();
         let audit =
             with_detail(base, move |r: &PersonRevocation| format!("{name:?} removed by an operator; {}", describe(r)));
-        let done = self.store.remove_user(&user.id, &user.username, &self.mcp_owner(&user.id), audit).await?;
+        let done = self
+            .store
+            .remove_user(
+                &user.id,
+                &super::LoginThrottleKeys::for_username(&user.username),
+                &self.mcp_owner(&user.id),
+                audit,
+            )
+            .await?;
         self.note_revocation().await;
         Ok(done)
     }
