@@ -89,6 +89,41 @@ impl AddressBudget {
     }
 }
 
+impl AddressBudget {
+    /// Forgets the addresses whose budget is whole again (they would start afresh anyway), and
+    /// gives the memory back: without it, every address ever seen keeps an entry.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Addresses remembered.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+/// Every minute, while `what` lives, `sweep` it (a keyed rate limiter forgetting idle keys); no
+/// task outside a tokio runtime.
+pub(crate) fn sweep_every_minute<T: Send + Sync + 'static>(what: std::sync::Weak<T>, sweep: fn(&T)) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            match what.upgrade() {
+                Some(w) => sweep(&w),
+                None => return,
+            }
+        }
+    });
+}
+
 /// The address a budget is kept for: an IPv4 address (or one mapped into IPv6) as it is, an IPv6
 /// address by its /64, the block one host or one home is given (it can use every address in it).
 fn network_of(ip: IpAddr) -> IpAddr {
@@ -107,6 +142,23 @@ fn network_of(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_whose_budget_is_whole_again_are_forgotten() {
+        // A budget that refills at once: every address is idle again right after its request.
+        let budget = AddressBudget::new(1, std::time::Duration::from_nanos(1)).unwrap_or_else(|| unreachable!());
+        for i in 0..200u8 {
+            assert_eq!(budget.take(IpAddr::from([198, 51, 100, i])), Ok(()));
+        }
+        assert_eq!(budget.len(), 200);
+        budget.forget_idle();
+        assert!(budget.is_empty(), "{} left", budget.len());
+        // One still spending its budget is kept.
+        let slow = AddressBudget::new(1, std::time::Duration::from_secs(3600)).unwrap_or_else(|| unreachable!());
+        assert_eq!(slow.take(IpAddr::from([198, 51, 100, 1])), Ok(()));
+        slow.forget_idle();
+        assert_eq!(slow.len(), 1);
+    }
 
     #[test]
     fn an_ipv6_host_has_one_budget_for_its_whole_64() {

@@ -184,8 +184,11 @@ pub fn router_with(
         cookies: CookieNames::for_https(https),
         password_login: federation.as_ref().is_none_or(|f| f.password_login),
         resource_providers: federation.as_ref().map(|f| f.resource_providers.clone()).unwrap_or_default(),
-        anonymous_authorize: client_ip::AddressBudget::new(limits.authorize_burst, limits.authorize_period)
-            .map(|b| Arc::new(b.with_global_per_minute(limits.anonymous_authorizations_per_minute))),
+        anonymous_authorize: client_ip::AddressBudget::new(limits.authorize_burst, limits.authorize_period).map(|b| {
+            let budget = Arc::new(b.with_global_per_minute(limits.anonymous_authorizations_per_minute));
+            client_ip::sweep_every_minute(Arc::downgrade(&budget), client_ip::AddressBudget::forget_idle);
+            budget
+        }),
         upstreams: federation.map(|f| f.upstreams),
     };
     let admission = admission::Admission::new(limits.max_in_flight, limits.request_timeout);

@@ -34,6 +34,12 @@ fn limited(
     else {
         return router;
     };
+    // The limiter keeps an entry per address it has seen; those whose budget is whole again are
+    // forgotten every minute (tower_governor leaves that to its user).
+    crate::client_ip::sweep_every_minute(Arc::downgrade(config.limiter()), |l| {
+        l.retain_recent();
+        l.shrink_to_fit();
+    });
     let layer = GovernorLayer::new(Arc::new(config));
     match page {
         Some(page) => router.layer(layer.error_handler(page)),
