@@ -22,7 +22,8 @@
 # as the person who connects, disconnects and connects again across the two origins; then
 # `mandate doctor` on real servers (e2e/doctor.test.mjs) and the examples (e2e/examples.test.mjs:
 # examples/ts-sdk by JWT and by introspection, examples/fastmcp-jwt by introspection, each signed
-# in to by the TypeScript SDK client, then revoked by the person). Node 22
+# in to by the TypeScript SDK client, then revoked by the person); last, mandate's own inspector
+# (e2e/builtin-inspector.test.mjs: /inspector clicked through by its operator). Node 22
 # and the npm packages are installed locally (pinned in e2e/package-lock.json), never globally;
 # the Python packages go into a venv under target/ (pinned in e2e/python/requirements.txt; needs
 # python3 with venv); Chromium comes from apt when missing (no browser downloads).
@@ -398,7 +399,7 @@ add_second_person() {
 suites=(e2e/ts-sdk-flow.test.mjs e2e/ts-client-v2-flow.test.mjs e2e/python/sdk_flow.py e2e/inspector.test.mjs
   e2e/browser-story.test.mjs@1280x800 e2e/browser-story.test.mjs@375x812 e2e/gateway.test.mjs
   e2e/gateway-instances.test.mjs e2e/federated.test.mjs e2e/connected-account.test.mjs e2e/doctor.test.mjs
-  e2e/examples.test.mjs)
+  e2e/examples.test.mjs e2e/builtin-inspector.test.mjs)
 [ "$#" -eq 0 ] || suites=("$@")
 status=0
 for entry in "${suites[@]}"; do
@@ -435,6 +436,7 @@ for entry in "${suites[@]}"; do
     e2e/federated.test.mjs) start_federation_world || ready=false ;;
     e2e/doctor.test.mjs) start_doctor_world ;;
     e2e/examples.test.mjs) start_examples_world ;;
+    e2e/builtin-inspector.test.mjs) server_env+=("MANDATE_INSPECTOR_OPERATORS=[demo]") ;;
   esac
   if $ready && start_server "$config" "${server_env[@]}"; then
     case "$suite" in

@@ -1,7 +1,8 @@
 // `mandate new` and `mandate dev` as a developer uses them (docs/DEVELOPING.md), in each language:
 // the generated project's own test passes; under `mandate dev` the official TypeScript SDK client
 // signs in (Chromium as the person `dev`, consenting to what the challenge asks: reading), lists
-// the three tools and calls one; the developer saves a new read-only tool in the source and `mandate dev` restarts the
+// the three tools and calls one; the inspector the banner names opens for `dev` and offers the
+// server's URL; the developer saves a new read-only tool in the source and `mandate dev` restarts the
 // server without being asked; a new session lists the new tool and calls it with the same token.
 // Run by .ci/new.sh with MANDATE_E2E_BIN (the mandate binary) and MANDATE_E2E_PYTHON (a Python with
 // fastmcp); the Rust project builds against this checkout's crates (CARGO_TARGET_DIR shared).
@@ -184,6 +185,17 @@ for (const [lang, how] of Object.entries(LANGS)) {
       assert.equal(listed.isError ?? false, false, JSON.stringify(listed));
       assert.equal(textOf(listed), '[]', JSON.stringify(listed));
       await client.close();
+
+      // The one URL to open: the inspector, for the dev person (signed in already, in this browser).
+      const inspector = valueOf(banner, 'open the inspector:');
+      assert.equal(inspector, `http://127.0.0.1:${port}/inspector`);
+      const tab = await browser.newPage();
+      await tab.goto(inspector);
+      await tab.locator('#operator').filter({ hasText: 'signed in as dev' }).waitFor();
+      const offered = await tab.locator('#suggestions option').evaluateAll((os) => os.map((o) => o.value));
+      assert.ok(offered.includes(resource), `the inspector offers ${resource}: ${JSON.stringify(offered)}`);
+      await browser.capture(tab, 'inspector');
+      await tab.close();
 
       // The developer saves a new read-only tool; mandate dev restarts the server by itself.
       const file = path.join(dir, how.addTool.file);

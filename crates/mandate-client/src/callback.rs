@@ -14,7 +14,8 @@ pub struct Callback {
 }
 
 impl Callback {
-    pub(crate) fn from_query(query: &str) -> Self {
+    /// The response as a query string carries it (`code=…&state=…&iss=…`).
+    pub fn from_query(query: &str) -> Self {
         let mut cb = Callback::default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let slot = match k.as_ref() {

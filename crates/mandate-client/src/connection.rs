@@ -24,6 +24,7 @@ use crate::error::ClientError;
 use crate::login::{CallbackListener, LoginMode, Timeouts, run_user_agent};
 use crate::net::{GuardedOAuthHttp, NetPolicy, check_url, guarded_reqwest, network_error};
 use crate::pinning::{check_pin, check_resource_metadata_origin, pinned_endpoints};
+use crate::record::{ExternalSignIn, HttpExchange, Recorder, body_text, header_pairs};
 use crate::stepup::{ask, printable};
 use crate::vault::{CredentialVault, ScopedStore};
 
@@ -69,6 +70,16 @@ pub struct ConnectOptions {
     pub request_timeout: Duration,
     /// A name resolver in place of the system's (tests).
     pub resolver: Option<Arc<dyn Resolve>>,
+    /// Receives every HTTP exchange and JSON-RPC message (the inspector).
+    pub recorder: Option<Arc<dyn Recorder>>,
+    /// Reaches the person some other way than the loopback listener (the inspector's own
+    /// redirect URI); `login` is then not used.
+    pub external_sign_in: Option<Arc<dyn ExternalSignIn>>,
+    /// After a new authorization replaces stored tokens (a step-up, a new login), revoke the
+    /// replaced ones at the revocation endpoint. Off by default: an authorization server that
+    /// ties revocation to the person and client rather than to the grant (RFC 7009 leaves it
+    /// open) would revoke the new tokens too. The inspector turns it on.
+    pub revoke_replaced: bool,
 }
 
 impl ConnectOptions {
@@ -86,6 +97,9 @@ impl ConnectOptions {
             login_timeout: Duration::from_secs(300),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             resolver: None,
+            recorder: None,
+            external_sign_in: None,
+            revoke_replaced: false,
         }
     }
 }
@@ -150,7 +164,8 @@ impl Connection {
         if opts.client_secret.is_some() && opts.client_id.is_none() {
             return Err(ClientError::Usage("a client secret needs --client-id".into()));
         }
-        let oauth_http = GuardedOAuthHttp::new(opts.policy, opts.resolver.clone(), opts.request_timeout)?;
+        let oauth_http = GuardedOAuthHttp::new(opts.policy, opts.resolver.clone(), opts.request_timeout)?
+            .with_recorder(opts.recorder.clone());
         let http = guarded_reqwest(opts.policy, opts.resolver.clone(), opts.request_timeout)?;
         Ok(Self {
             resource: canonical_resource(&server),
@@ -198,6 +213,18 @@ impl Connection {
     /// The scopes the stored credentials for this server were granted (empty when none).
     pub fn granted_scopes(&self) -> Result<Vec<String>, ClientError> {
         Ok(self.vault.load(&self.resource)?.map(|(c, _)| c.granted_scopes).unwrap_or_default())
+    }
+
+    /// The recorder, when one was given.
+    pub fn recorder(&self) -> Option<&Arc<dyn Recorder>> {
+        self.opts.recorder.as_ref()
+    }
+
+    /// Records an exchange made outside rmcp's OAuth client.
+    pub(crate) fn record(&self, exchange: HttpExchange) {
+        if let Some(r) = &self.opts.recorder {
+            r.http(exchange);
+        }
     }
 
     /// A request succeeded: the next refusal starts a fresh count.
@@ -345,6 +372,29 @@ impl Connection {
         self.authorize(&mut held, challenge.as_deref(), scopes, true).await.map(|_| ())
     }
 
+    /// A new authorization asking for exactly `scopes` (the inspector's step-up, where the
+    /// operator chose the scopes): the authorization server's consent decides what is granted.
+    pub async fn reauthorize(&self, scopes: Vec<String>) -> Result<(), ClientError> {
+        let challenge = self.probe_challenge().await?;
+        let mut held = self.held.lock().await;
+        self.attempts.store(0, Ordering::SeqCst);
+        let scopes = (!scopes.is_empty()).then_some(scopes);
+        self.authorize(&mut held, challenge.as_deref(), scopes, true).await.map(|_| ())
+    }
+
+    /// Refreshes the access token now, whatever its expiry (the inspector's refresh button).
+    pub async fn refresh_now(&self) -> Result<(), ClientError> {
+        let mut held = self.held.lock().await;
+        if held.manager.is_none() && !held.restored {
+            held.restored = true;
+            held.manager = self.restore().await?;
+        }
+        let Some(manager) = &held.manager else {
+            return Err(ClientError::Authorization("not signed in: nothing to refresh".into()));
+        };
+        manager.refresh_token().await.map(|_| ()).map_err(|e| self.explain(e))
+    }
+
     /// Revokes the stored tokens at the authorization server (best effort) and forgets them.
     pub async fn logout(&self) -> Result<bool, ClientError> {
         let Some((creds, secret)) = self.vault.load(&self.resource)? else { return Ok(false) };
@@ -404,10 +454,35 @@ impl Connection {
                 Some(s) => req = req.basic_auth(client_id, Some(s)),
                 None => form.push(("client_id", client_id.to_owned())),
             }
+            let sent_form = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
+            let mut exchange = HttpExchange {
+                purpose: "revocation".into(),
+                method: "POST".into(),
+                url: url.to_string(),
+                request_headers: match secret {
+                    Some(_) => vec![("authorization".into(), "Basic (client credentials)".into())],
+                    None => Vec::new(),
+                },
+                request_body: Some(sent_form),
+                ..Default::default()
+            };
             match req.form(&form).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => eprintln!("warning: revoking the {hint} answered {}", r.status().as_u16()),
-                Err(e) => eprintln!("warning: revoking the {hint} failed: {}", network_error(url.as_str(), &e)),
+                Ok(r) => {
+                    let status = r.status();
+                    exchange.status = Some(status.as_u16());
+                    exchange.response_headers = header_pairs(r.headers());
+                    exchange.response_body = r.bytes().await.ok().map(|b| body_text(&b));
+                    self.record(exchange);
+                    if !status.is_success() {
+                        eprintln!("warning: revoking the {hint} answered {}", status.as_u16());
+                    }
+                }
+                Err(e) => {
+                    let e = network_error(url.as_str(), &e);
+                    exchange.error = Some(e.to_string());
+                    self.record(exchange);
+                    eprintln!("warning: revoking the {hint} failed: {e}");
+                }
             }
         }
     }

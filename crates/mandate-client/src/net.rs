@@ -13,6 +13,7 @@ use rmcp::transport::auth::{OAuthHttpClient, OAuthHttpClientFuture, OAuthHttpRed
 use url::Url;
 
 use crate::error::ClientError;
+use crate::record::{HttpExchange, MaybeRecorder, body_text, header_pairs};
 
 /// The longest wait for a connection, whatever the request's own limit.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,11 +118,30 @@ pub struct GuardedOAuthHttp {
     policy: NetPolicy,
     timeout: Duration,
     refusal: Arc<Mutex<Option<ClientError>>>,
+    recorder: MaybeRecorder,
 }
 
 impl GuardedOAuthHttp {
     pub fn new(policy: NetPolicy, resolver: Option<Arc<dyn Resolve>>, timeout: Duration) -> Result<Self, ClientError> {
-        Ok(Self { client: guarded_reqwest(policy, resolver, timeout)?, policy, timeout, refusal: Arc::default() })
+        Ok(Self {
+            client: guarded_reqwest(policy, resolver, timeout)?,
+            policy,
+            timeout,
+            refusal: Arc::default(),
+            recorder: None,
+        })
+    }
+
+    /// Records every exchange (each redirect hop on its own) with `recorder`.
+    pub fn with_recorder(mut self, recorder: Option<Arc<dyn crate::record::Recorder>>) -> Self {
+        self.recorder = recorder;
+        self
+    }
+
+    fn record(&self, exchange: HttpExchange) {
+        if let Some(r) = &self.recorder {
+            r.http(exchange);
+        }
     }
 
     /// The first URL this client refused, if any (taken).
@@ -149,7 +169,16 @@ impl GuardedOAuthHttp {
         let mut method = parts.method;
         let mut body = Some(body);
         for _ in 0..=MAX_REDIRECTS {
-            let checked = check_url(&url, "fetching", self.policy).map_err(|e| self.refuse(e))?;
+            let checked = check_url(&url, "fetching", self.policy).map_err(|e| {
+                self.record(HttpExchange {
+                    purpose: "oauth".into(),
+                    method: method.to_string(),
+                    url: url.clone(),
+                    error: Some(format!("not sent: {e}")),
+                    ..Default::default()
+                });
+                self.refuse(e)
+            })?;
             let mut req = self.client.request(method.clone(), checked).timeout(self.timeout);
             for (name, value) in &parts.headers {
                 req = req.header(name, value);
@@ -157,8 +186,18 @@ impl GuardedOAuthHttp {
             if let Some(b) = body.clone() {
                 req = req.body(b);
             }
+            let mut exchange = HttpExchange {
+                purpose: "oauth".into(),
+                method: method.to_string(),
+                url: url.clone(),
+                request_headers: header_pairs(&parts.headers),
+                request_body: body.as_deref().filter(|b| !b.is_empty()).map(body_text),
+                ..Default::default()
+            };
             let resp = req.send().await.map_err(|e| {
                 let err = network_error(&url, &e);
+                exchange.error = Some(err.to_string());
+                self.record(exchange.clone());
                 if matches!(err, ClientError::PrivateAddress { .. }) {
                     self.refuse(err)
                 } else {
@@ -166,7 +205,10 @@ impl GuardedOAuthHttp {
                 }
             })?;
             let status = resp.status();
+            exchange.status = Some(status.as_u16());
+            exchange.response_headers = header_pairs(resp.headers());
             if status.is_redirection() && redirect_policy == OAuthHttpRedirectPolicy::Follow {
+                self.record(exchange);
                 let Some(next) = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()) else {
                     return Err("redirect without a Location".into());
                 };
@@ -193,6 +235,8 @@ impl GuardedOAuthHttp {
                 }
                 bytes.extend_from_slice(&chunk);
             }
+            exchange.response_body = Some(body_text(&bytes));
+            self.record(exchange);
             return builder.body(bytes).map_err(|e| e.to_string().into());
         }
         Err(format!("{url}: more than {MAX_REDIRECTS} redirects").into())

@@ -17,6 +17,7 @@ use sse_stream::{Error as SseError, Sse};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
+use crate::record::{Direction, HttpExchange};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -54,6 +55,74 @@ impl AuthorizingClient {
     /// was one (taken).
     pub fn take_failure(&self) -> Option<ClientError> {
         self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// The exchange as the recorder sees it, and the messages that came back in it (a stream's
+    /// as they arrive).
+    fn observe(
+        &self,
+        request: Request<'_>,
+        result: Result<StreamableHttpPostResponse, HttpError>,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        let Some(recorder) = self.conn.recorder().cloned() else { return result };
+        let Request { method, uri, message, session_id, token, headers } = request;
+        let sent = message.and_then(|m| serde_json::to_value(m).ok());
+        let mut exchange = HttpExchange {
+            purpose: "mcp".into(),
+            method: method.into(),
+            url: uri.into(),
+            request_headers: request_headers(sent.is_some(), session_id, token, headers),
+            request_body: sent.as_ref().map(|v| serde_json::to_string_pretty(v).unwrap_or_default()),
+            ..Default::default()
+        };
+        if let Some(v) = sent {
+            recorder.rpc(Direction::Sent, v);
+        }
+        let session = |sid: &Option<String>| sid.iter().map(|s| ("mcp-session-id".to_owned(), s.clone())).collect();
+        let result = match result {
+            Ok(StreamableHttpPostResponse::Accepted) if method == "DELETE" => {
+                exchange.response_body = Some("(answered 2xx: the session is over)".into());
+                Ok(StreamableHttpPostResponse::Accepted)
+            }
+            Ok(StreamableHttpPostResponse::Accepted) => {
+                exchange.status = Some(202);
+                Ok(StreamableHttpPostResponse::Accepted)
+            }
+            Ok(StreamableHttpPostResponse::Json(message, sid)) => {
+                exchange.status = Some(200);
+                exchange.response_headers = session(&sid);
+                exchange.response_headers.push(("content-type".into(), "application/json".into()));
+                let v = serde_json::to_value(&message).unwrap_or_default();
+                exchange.response_body = Some(serde_json::to_string_pretty(&v).unwrap_or_default());
+                recorder.rpc(Direction::Received, v);
+                Ok(StreamableHttpPostResponse::Json(message, sid))
+            }
+            Ok(StreamableHttpPostResponse::Sse(stream, sid)) => {
+                exchange.status = Some(200);
+                exchange.response_headers = session(&sid);
+                exchange.response_headers.push(("content-type".into(), "text/event-stream".into()));
+                exchange.response_body = Some("(an event stream: its messages are in the JSON-RPC log)".into());
+                Ok(StreamableHttpPostResponse::Sse(record_stream(stream, recorder.clone()), sid))
+            }
+            Ok(other) => {
+                exchange.status = Some(200);
+                Ok(other)
+            }
+            Err(e) => {
+                describe_failure(&mut exchange, &e);
+                Err(e)
+            }
+        };
+        recorder.http(exchange);
+        result
+    }
+
+    /// A GET event stream, its messages recorded when there is a recorder.
+    fn recorded(&self, stream: BoxStream<'static, Result<Sse, SseError>>) -> BoxStream<'static, Result<Sse, SseError>> {
+        match self.conn.recorder() {
+            Some(r) => record_stream(stream, r.clone()),
+            None => stream,
+        }
     }
 
     fn fail(&self, e: ClientError) -> HttpError {
@@ -117,6 +186,69 @@ impl AuthorizingClient {
     }
 }
 
+/// A request as it was sent, for the recorder.
+struct Request<'a> {
+    method: &'static str,
+    uri: &'a str,
+    message: Option<&'a ClientJsonRpcMessage>,
+    session_id: Option<&'a str>,
+    token: Option<&'a str>,
+    headers: &'a HashMap<HeaderName, HeaderValue>,
+}
+
+/// The headers rmcp's client sends with a request, as far as the recorder is concerned.
+fn request_headers(
+    with_body: bool,
+    session_id: Option<&str>,
+    token: Option<&str>,
+    headers: &HashMap<HeaderName, HeaderValue>,
+) -> Vec<(String, String)> {
+    let mut out = vec![("accept".to_owned(), "application/json, text/event-stream".to_owned())];
+    if with_body {
+        out.push(("content-type".into(), "application/json".into()));
+    }
+    if let Some(t) = token {
+        out.push(("authorization".into(), format!("Bearer {t}")));
+    }
+    if let Some(s) = session_id {
+        out.push(("mcp-session-id".into(), s.to_owned()));
+    }
+    for (k, v) in headers {
+        out.push((k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()));
+    }
+    out
+}
+
+/// A refused or failed request, for the record: 401 and 403 with their challenge.
+fn describe_failure(exchange: &mut HttpExchange, e: &HttpError) {
+    match e {
+        StreamableHttpError::AuthRequired(c) => {
+            exchange.status = Some(401);
+            exchange.response_headers.push(("www-authenticate".into(), c.www_authenticate_header.clone()));
+        }
+        StreamableHttpError::InsufficientScope(c) => {
+            exchange.status = Some(403);
+            exchange.response_headers.push(("www-authenticate".into(), c.www_authenticate_header.clone()));
+        }
+        other => exchange.error = Some(other.to_string()),
+    }
+}
+
+/// Passes a stream's events on, recording each message in it.
+fn record_stream(
+    stream: BoxStream<'static, Result<Sse, SseError>>,
+    recorder: Arc<dyn crate::record::Recorder>,
+) -> BoxStream<'static, Result<Sse, SseError>> {
+    use futures::StreamExt;
+    Box::pin(stream.inspect(move |item| {
+        if let Ok(Sse { data: Some(data), .. }) = item
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(data)
+        {
+            recorder.rpc(Direction::Received, v);
+        }
+    }))
+}
+
 impl StreamableHttpClient for AuthorizingClient {
     type Error = reqwest::Error;
 
@@ -130,7 +262,26 @@ impl StreamableHttpClient for AuthorizingClient {
     ) -> Result<StreamableHttpPostResponse, HttpError> {
         let (what, tool) = describe(&message);
         self.with_auth(&what, tool.as_deref(), |token| {
-            self.inner.post_message(uri.clone(), message.clone(), session_id.clone(), token, headers.clone())
+            let sent = self.inner.post_message(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                token.clone(),
+                headers.clone(),
+            );
+            let (uri, message, session_id, headers) = (&uri, &message, &session_id, &headers);
+            async move {
+                let r = sent.await;
+                let request = Request {
+                    method: "POST",
+                    uri,
+                    message: Some(message),
+                    session_id: session_id.as_deref(),
+                    token: token.as_deref(),
+                    headers,
+                };
+                self.observe(request, r)
+            }
         })
         .await
     }
@@ -146,14 +297,27 @@ impl StreamableHttpClient for AuthorizingClient {
     ) -> Result<StreamableHttpPostResponse, HttpError> {
         let (what, tool) = describe(&message);
         self.with_auth(&what, tool.as_deref(), |token| {
-            self.inner.post_message_with_response_limits(
+            let sent = self.inner.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                token,
+                token.clone(),
                 headers.clone(),
                 limits,
-            )
+            );
+            let (uri, message, session_id, headers) = (&uri, &message, &session_id, &headers);
+            async move {
+                let r = sent.await;
+                let request = Request {
+                    method: "POST",
+                    uri,
+                    message: Some(message),
+                    session_id: session_id.as_deref(),
+                    token: token.as_deref(),
+                    headers,
+                };
+                self.observe(request, r)
+            }
         })
         .await
     }
@@ -166,7 +330,21 @@ impl StreamableHttpClient for AuthorizingClient {
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), HttpError> {
         self.with_auth("ending the session (DELETE)", None, |token| {
-            self.inner.delete_session(uri.clone(), session_id.clone(), token, headers.clone())
+            let sent = self.inner.delete_session(uri.clone(), session_id.clone(), token.clone(), headers.clone());
+            let (uri, session_id, headers) = (&uri, &session_id, &headers);
+            async move {
+                let r = sent.await.map(|()| StreamableHttpPostResponse::Accepted);
+                let request = Request {
+                    method: "DELETE",
+                    uri,
+                    message: None,
+                    session_id: Some(session_id),
+                    token: token.as_deref(),
+                    headers,
+                };
+                let r = self.observe(request, r);
+                r.map(|_| ())
+            }
         })
         .await
     }
@@ -179,10 +357,12 @@ impl StreamableHttpClient for AuthorizingClient {
         _auth: Option<String>,
         headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.with_auth(EVENT_STREAM, None, |token| {
-            self.inner.get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), token, headers.clone())
-        })
-        .await
+        let stream = self
+            .with_auth(EVENT_STREAM, None, |token| {
+                self.inner.get_stream(uri.clone(), session_id.clone(), last_event_id.clone(), token, headers.clone())
+            })
+            .await?;
+        Ok(self.recorded(stream))
     }
 
     async fn get_stream_with_max_sse_event_size(
@@ -194,16 +374,18 @@ impl StreamableHttpClient for AuthorizingClient {
         headers: HashMap<HeaderName, HeaderValue>,
         max: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.with_auth(EVENT_STREAM, None, |token| {
-            self.inner.get_stream_with_max_sse_event_size(
-                uri.clone(),
-                session_id.clone(),
-                last_event_id.clone(),
-                token,
-                headers.clone(),
-                max,
-            )
-        })
-        .await
+        let stream = self
+            .with_auth(EVENT_STREAM, None, |token| {
+                self.inner.get_stream_with_max_sse_event_size(
+                    uri.clone(),
+                    session_id.clone(),
+                    last_event_id.clone(),
+                    token,
+                    headers.clone(),
+                    max,
+                )
+            })
+            .await?;
+        Ok(self.recorded(stream))
     }
 }

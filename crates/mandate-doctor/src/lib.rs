@@ -95,6 +95,9 @@ pub struct Options {
     pub browser_origin: Option<String>,
     /// Also sign in (the person consents in the browser) and check the token (`--login`).
     pub login: Option<Login>,
+    /// The HTTP client to diagnose with, in place of the doctor's own (the inspector passes one
+    /// whose resolver refuses private addresses). It must not follow redirects.
+    pub http: Option<reqwest::Client>,
 }
 
 /// The browser origin checked by default: the MCP Inspector's.
@@ -103,7 +106,7 @@ pub const DEFAULT_BROWSER_ORIGIN: &str = "http://localhost:6274";
 /// Diagnoses the MCP server at `url`.
 pub async fn diagnose(url: &Url, options: &Options) -> Report {
     let mut report = Report { url: url.to_string(), checks: Vec::new() };
-    let http = fetch::client();
+    let http = options.http.clone().unwrap_or_else(fetch::client);
     let net = fetch::Net { http: &http, allow_http: options.allow_http };
     let Some(found) = resource::check(&net, url, options, &mut report).await else {
         return report;

@@ -11,6 +11,7 @@ pub mod metrics;
 mod pages;
 pub mod request_head;
 mod routes;
+mod signed_in;
 
 /// The request parsers that take outside input, for the fuzz targets in `fuzz/` (not an API).
 #[doc(hidden)]
@@ -34,6 +35,7 @@ pub use fetch::GuardedFetcher;
 pub use health::{ReadinessDetail, health_routes, health_routes_with};
 pub use metrics::{DatabaseGauges, DatabaseStats, Metrics};
 pub use request_head::harden;
+pub use signed_in::SignedIn;
 
 /// Largest request body accepted anywhere (FZ-02).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -75,6 +75,9 @@ pub struct Config {
     /// Browser origins allowed to call `/mcp` besides its own (e.g. `["http://localhost:6274"]`
     /// for the MCP Inspector).
     pub mcp_allowed_origins: Vec<String>,
+    /// People (usernames) who may use `/inspector`; empty (the default): the inspector is not
+    /// served. `mandate dev` names its `dev` person.
+    pub inspector_operators: Vec<String>,
     /// New MCP sessions (`initialize`) one caller (person and agent) may open at once, then
     /// `mcp_new_sessions_per_minute`; beyond that, 429.
     pub mcp_new_sessions_burst: u32,
@@ -138,6 +141,7 @@ impl Default for Config {
             mcp_only: false,
             issuer: None,
             mcp_allowed_origins: Vec::new(),
+            inspector_operators: Vec::new(),
             mcp_new_sessions_burst: mandate_guard::NewSessionLimit::default().burst,
             mcp_new_sessions_per_minute: mandate_guard::NewSessionLimit::default().per_minute,
             trust_forwarded_for: false,
@@ -181,6 +185,7 @@ const ENV_KEYS: &[&str] = &[
     "mcp_only",
     "issuer",
     "mcp_allowed_origins",
+    "inspector_operators",
     "mcp_new_sessions_burst",
     "mcp_new_sessions_per_minute",
     "trust_forwarded_for",
@@ -372,6 +377,14 @@ impl Config {
             if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default())) {
                 bail!("--issuer must use https (http only on loopback)");
             }
+        }
+        for name in &self.inspector_operators {
+            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                bail!("inspector_operators: {name:?} is not a username");
+            }
+        }
+        if !self.inspector_operators.is_empty() && self.mcp_only {
+            bail!("inspector_operators: the inspector is served with the authorization server, not with --mcp-only");
         }
         for o in &self.mcp_allowed_origins {
             let u = url::Url::parse(o).with_context(|| format!("mcp_allowed_origins: {o:?} is not an origin"))?;

@@ -257,6 +257,7 @@ impl Server {
             }
         }
         cmd.env("MANDATE_DATABASE", &self.database)
+            .env("MANDATE_INSPECTOR_OPERATORS", format!("[{PERSON}]"))
             .env("MANDATE_SHUTDOWN_TIMEOUT", "3")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -332,6 +333,7 @@ fn banner(server: &Server, started: &Started, password: &str, data: &Path, watch
     let watching: Vec<String> = watched.iter().map(|p| p.display().to_string()).collect();
     vec![
         format!("mandate dev: {} behind mandate at {}", server.command.join(" "), started.base),
+        line("open the inspector", &format!("{}/inspector", started.base)),
         line("add to your MCP client", &started.resource),
         line("its tools", &started.tools),
         line("sign in as", &format!("{PERSON} / {password}   (kept in {})", data.join("dev-login").display())),

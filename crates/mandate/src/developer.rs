@@ -112,7 +112,7 @@ pub async fn run(cmd: DevCommand) -> ExitCode {
                 timeout: std::time::Duration::from_secs(login_timeout.max(1)),
                 call_without_scope,
             });
-            let report = diagnose(&url, &Options { allow_http, browser_origin: Some(origin), login }).await;
+            let report = diagnose(&url, &Options { allow_http, browser_origin: Some(origin), login, http: None }).await;
             if json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(s) => println!("{s}"),

@@ -8,6 +8,7 @@ mod dev;
 mod developer;
 mod gateway;
 mod help;
+mod inspect;
 mod names;
 mod people;
 mod providers;

@@ -209,6 +209,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let resource = auth.resources.resolve(None).map_err(|e| anyhow!(e.description.to_string()))?;
+            let mut inspectable = vec![resource.uri.clone()];
             let local_mcp = format!("{issuer}/mcp");
             let (app, mcp_line) = if resource.uri == local_mcp {
                 let settings = McpSettings::in_process(&auth, resource, config.mcp_allowed_origins.clone())
@@ -241,6 +242,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                     Some(_) => "tools not read yet: upstream unreachable".to_owned(),
                 };
                 gateway_lines.push(line(&format!("{} ({what})", spec.title), &spec.resource));
+                inspectable.push(spec.resource.clone());
                 let account = match (&spec.provider, &federation) {
                     (Some(p), Some(f)) => Some(f.upstreams.handle(p).map_err(|e| anyhow!(e.to_string()))?),
                     (Some(p), None) => bail!("[[resources]] {:?}: provider {p:?} is not configured", spec.name),
@@ -252,6 +254,10 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             }
             let mut next = vec![mcp_line];
             next.extend(gateway_lines);
+            if let Some(inspector) = crate::inspect::router(&config, &auth, inspectable) {
+                app = app.merge(inspector);
+                next.push(line("inspector, for operators", &format!("{issuer}/inspector")));
+            }
             next.extend([
                 line("what agents may do for you", &format!("{issuer}/account/apps")),
                 line("what they did", &format!("{issuer}/account/activity")),

@@ -149,6 +149,9 @@ async fn a_saved_file_restarts_the_server_with_its_new_tools_and_the_token_still
     let resource = format!("{base}/mcp/notes");
     assert_eq!(value_of(&banner, "add to your MCP client:"), resource, "{banner:?}");
     assert_eq!(value_of(&banner, "its tools:"), "1 tools", "{banner:?}");
+    // The one URL to open: the inspector, served to the dev person.
+    assert_eq!(value_of(&banner, "open the inspector:"), format!("{base}/inspector"), "{banner:?}");
+    assert_eq!(reqwest::get(format!("{base}/inspector")).await.unwrap().url().path(), "/login");
     let login = value_of(&banner, "sign in as:");
     let password = login.strip_prefix("dev / ").unwrap().split_whitespace().next().unwrap().to_owned();
     // The sign-in is kept for the owner only, and the data directory is never committed.

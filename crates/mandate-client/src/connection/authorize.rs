@@ -9,6 +9,17 @@ impl Connection {
         let body = serde_json::json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion": crate::session::PROTOCOL_VERSION.as_str(), "capabilities":{},
             "clientInfo":{"name":"mandate","version":env!("CARGO_PKG_VERSION")}}});
+        let mut exchange = HttpExchange {
+            purpose: "probe".into(),
+            method: "POST".into(),
+            url: self.server.to_string(),
+            request_headers: vec![
+                ("accept".into(), "application/json, text/event-stream".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            request_body: Some(body.to_string()),
+            ..Default::default()
+        };
         let resp = self
             .http
             .post(self.server.clone())
@@ -17,11 +28,22 @@ impl Connection {
             .json(&body)
             .send()
             .await
-            .map_err(|e| network_error(self.server.as_str(), &e))?;
-        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-            return Ok(resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned));
+            .map_err(|e| {
+                let e = network_error(self.server.as_str(), &e);
+                exchange.error = Some(e.to_string());
+                self.record(exchange.clone());
+                e
+            })?;
+        exchange.status = Some(resp.status().as_u16());
+        exchange.response_headers = header_pairs(resp.headers());
+        let challenge = (resp.status() == reqwest::StatusCode::UNAUTHORIZED)
+            .then(|| resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned))
+            .flatten();
+        if self.opts.recorder.is_some() {
+            exchange.response_body = resp.bytes().await.ok().map(|b| body_text(&b));
+            self.record(exchange);
         }
-        Ok(None)
+        Ok(challenge)
     }
 
     /// Discovery, registration, the person's login and the code exchange. `explicit`: the person
@@ -68,10 +90,22 @@ impl Connection {
             }
             _ => None,
         };
+        // What this authorization will replace, when it succeeds (see `revoke_replaced`).
+        let replaced = match self.opts.revoke_replaced {
+            true => self.vault.load(&self.resource)?.filter(|(c, _)| c.issuer.is_some() && c.issuer == issuer),
+            false => None,
+        };
         manager.set_metadata(metadata);
 
-        let listener = CallbackListener::bind().await?;
-        let redirect_uri = listener.redirect_uri().to_owned();
+        let listener = match &self.opts.external_sign_in {
+            Some(_) => None,
+            None => Some(CallbackListener::bind().await?),
+        };
+        let redirect_uri = match (&listener, &self.opts.external_sign_in) {
+            (Some(l), _) => l.redirect_uri().to_owned(),
+            (None, Some(external)) => external.redirect_uri(),
+            (None, None) => return Err(ClientError::Authorization("no way to reach the person".into())),
+        };
         let scopes = match scopes {
             Some(s) => s,
             None => manager.select_initial_scopes(&[]).await,
@@ -130,16 +164,24 @@ impl Connection {
             .map(|(_, v)| v.into_owned())
             .ok_or_else(|| ClientError::Authorization("the authorization URL has no state".into()))?;
 
-        listener.expect(&expected_state, issuer.as_deref(), iss_advertised);
-        let callback = run_user_agent(
-            self.opts.login,
-            &auth_url,
-            listener,
-            &self.http,
-            self.opts.policy,
-            Timeouts { login: self.opts.login_timeout, request: self.opts.request_timeout },
-        )
-        .await?;
+        let callback = match (listener, &self.opts.external_sign_in) {
+            (Some(listener), _) => {
+                listener.expect(&expected_state, issuer.as_deref(), iss_advertised);
+                run_user_agent(
+                    self.opts.login,
+                    &auth_url,
+                    listener,
+                    &self.http,
+                    self.opts.policy,
+                    Timeouts { login: self.opts.login_timeout, request: self.opts.request_timeout },
+                )
+                .await?
+            }
+            (None, Some(external)) => {
+                external.sign_in(auth_url.clone(), expected_state.clone(), self.opts.login_timeout).await?
+            }
+            (None, None) => return Err(ClientError::Authorization("no way to reach the person".into())),
+        };
         let code = check_callback(&callback, &expected_state, issuer.as_deref(), iss_advertised)?;
         session
             .handle_callback_with_issuer(&code, &expected_state, callback.iss.as_deref())
@@ -148,7 +190,13 @@ impl Connection {
         if let Some(secret) = new_secret {
             self.vault.set_client_secret(&self.resource, secret)?;
         }
+        let revocation_endpoint = endpoints.revocation_endpoint.clone();
         self.vault.set_endpoints(&self.resource, endpoints)?;
+        if let (Some((old, old_secret)), Some(endpoint)) = (replaced, revocation_endpoint)
+            && let Some(token) = old.token_response.as_ref()
+        {
+            self.revoke(&endpoint, token, &old.client_id, old_secret.as_deref()).await;
+        }
         let manager = session.auth_manager;
         let token = manager.get_access_token().await.map_err(|e| self.explain(e))?;
         held.manager = Some(manager);

@@ -132,7 +132,7 @@ pub(crate) fn safe_return(r: Option<&str>) -> Option<&str> {
     r.filter(|r| match (r.strip_prefix("/account/connections/"), r.strip_prefix("/consent?request=")) {
         (Some(name), _) => token(name),
         (_, Some(request)) => token(request),
-        _ => false,
+        _ => *r == "/inspector",
     })
 }
 
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn only_the_exact_return_shapes_pass() {
-        for ok in ["/account/connections/github", "/consent?request=abc_DEF-123"] {
+        for ok in ["/account/connections/github", "/consent?request=abc_DEF-123", "/inspector"] {
             assert_eq!(safe_return(Some(ok)), Some(ok));
         }
         for bad in [
@@ -429,6 +429,8 @@ mod tests {
             "/consent?request=x&next=https://evil.example",
             "/consent?request=",
             "/account/apps",
+            "/inspector/callback?code=x",
+            "/inspector/../admin",
             "\\evil.example",
         ] {
             assert_eq!(safe_return(Some(bad)), None, "{bad}");
