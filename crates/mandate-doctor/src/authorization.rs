@@ -35,8 +35,9 @@ fn strings(m: &Map<String, Value>, key: &str) -> Option<Vec<String>> {
     m.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
 }
 
-pub(crate) async fn check(net: &Net<'_>, found: &Found, report: &mut Report) {
-    let Ok(issuer_url) = Url::parse(&found.issuer) else { return };
+/// The discovery checks; returns the authorization server's metadata when it was found.
+pub(crate) async fn check(net: &Net<'_>, found: &Found, report: &mut Report) -> Option<Map<String, Value>> {
+    let Ok(issuer_url) = Url::parse(&found.issuer) else { return None };
     let mut seen = Vec::new();
     let mut metadata: Option<(Url, Map<String, Value>)> = None;
     for (i, location) in discovery_locations(&issuer_url).into_iter().enumerate() {
@@ -68,7 +69,7 @@ pub(crate) async fn check(net: &Net<'_>, found: &Found, report: &mut Report) {
             seen.join("; "),
             Some("Serve RFC 8414 metadata at the first location listed (or OpenID Connect discovery at one of the others); MCP clients try these, in this order, and nothing else."),
         );
-        return;
+        return None;
     };
     let first = discovery_locations(&issuer_url).first().cloned();
     if first.as_ref() == Some(&source) {
@@ -221,6 +222,7 @@ pub(crate) async fn check(net: &Net<'_>, found: &Found, report: &mut Report) {
     }
 
     jwks(net, &m, report).await;
+    Some(m)
 }
 
 /// The signing keys a resource server validates tokens with.

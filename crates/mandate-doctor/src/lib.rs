@@ -17,6 +17,7 @@ mod fetch;
 mod login;
 mod render;
 mod resource;
+mod without_resource;
 
 use serde::Serialize;
 use url::Url;
@@ -111,7 +112,7 @@ pub async fn diagnose(url: &Url, options: &Options) -> Report {
     let Some(found) = resource::check(&net, url, options, &mut report).await else {
         return report;
     };
-    authorization::check(&net, &found, &mut report).await;
+    let metadata = authorization::check(&net, &found, &mut report).await;
     if let Some(login) = &options.login {
         if report.worst() == Status::Fail {
             report.push(
@@ -122,7 +123,7 @@ pub async fn diagnose(url: &Url, options: &Options) -> Report {
                 Some("fix the failures above, then run with --login again"),
             );
         } else {
-            login::check(&net, url, &found, login, &mut report).await;
+            login::check(&net, url, &found, metadata.as_ref(), login, &mut report).await;
         }
     }
     report

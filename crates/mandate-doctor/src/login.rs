@@ -32,7 +32,14 @@ pub struct Login {
 /// Access tokens living longer than this are called out (RFC 9700 §2.2.2: short-lived).
 const LONG_LIVED: u64 = 3600;
 
-pub(crate) async fn check(net: &Net<'_>, url: &Url, found: &Found, login: &Login, report: &mut Report) {
+pub(crate) async fn check(
+    net: &Net<'_>,
+    url: &Url,
+    found: &Found,
+    metadata: Option<&serde_json::Map<String, Value>>,
+    login: &Login,
+    report: &mut Report,
+) {
     let mut options = ConnectOptions::new(url.as_str());
     options.client_name = "mandate doctor".into();
     options.scope = login.scope.clone();
@@ -50,7 +57,8 @@ pub(crate) async fn check(net: &Net<'_>, url: &Url, found: &Found, login: &Login
     options.policy = NetPolicy { allow_loopback_http: crate::is_loopback(url) };
     options.login_timeout = login.timeout;
     // Nothing is kept: a fresh registration and a token held in memory only.
-    let connection = match Connection::new(options, Arc::new(CredentialVault::in_memory())) {
+    let vault = Arc::new(CredentialVault::in_memory());
+    let connection = match Connection::new(options, vault.clone()) {
         Ok(c) => c,
         Err(e) => return report.push("login", "Sign in and consent", Status::Fail, e.to_string(), None),
     };
@@ -90,10 +98,13 @@ pub(crate) async fn check(net: &Net<'_>, url: &Url, found: &Found, login: &Login
     if let Some(tool) = &login.call_without_scope {
         insufficient_scope(net, url, &token, tool, granted.as_deref(), report).await;
     }
+    if let Some(m) = metadata {
+        crate::without_resource::check(net, url, found, m, &vault, login, report).await;
+    }
 }
 
 /// The JOSE header and the claims of a JWT, unverified (the server verifies; this reads).
-fn claims_of(token: &str) -> Option<(Value, Value)> {
+pub(crate) fn claims_of(token: &str) -> Option<(Value, Value)> {
     let mut parts = token.split('.');
     let (h, c, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -200,13 +211,19 @@ fn read_claims(header: &Value, claims: &Value, issuer: &str, resource: &str, rep
     }
 }
 
-fn initialize() -> Value {
+pub(crate) fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                       "clientInfo": {"name": "mandate-doctor", "version": env!("CARGO_PKG_VERSION")}}})
 }
 
-fn mcp_post(net: &Net<'_>, url: &Url, token: &str, session: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
+pub(crate) fn mcp_post(
+    net: &Net<'_>,
+    url: &Url,
+    token: &str,
+    session: Option<&str>,
+    body: &Value,
+) -> reqwest::RequestBuilder {
     let mut req = net
         .http
         .post(url.clone())
@@ -298,7 +315,7 @@ fn challenge_scopes(challenge: &str) -> Vec<String> {
 }
 
 /// Ends the MCP session the doctor opened (behind a gateway it may hold a process).
-async fn close_session(net: &Net<'_>, url: &Url, token: &str, session: Option<&str>) {
+pub(crate) async fn close_session(net: &Net<'_>, url: &Url, token: &str, session: Option<&str>) {
     if let Some(id) = session {
         let req = net.http.delete(url.clone()).bearer_auth(token).header("mcp-session-id", id);
         let _ = net.send(req).await;
@@ -361,7 +378,7 @@ mod tests {
             Login { open_browser: false, scope: None, timeout: Duration::from_secs(1), call_without_scope: None };
         let mut report = Report { url: String::new(), checks: Vec::new() };
         let url = Url::parse("http://10.0.0.5:8000/mcp").unwrap();
-        check(&net, &url, &found, &login, &mut report).await;
+        check(&net, &url, &found, None, &login, &mut report).await;
         let c = report.check("login").unwrap();
         assert_eq!(c.status, Status::Fail);
         assert!(c.saw.contains("needs https"), "{}", c.saw);

@@ -73,6 +73,12 @@ async fn doctor_login_reads_the_token_and_checks_the_403_names_the_missing_scope
     let auth_url = running.wait_for_url();
     let mut browser = s.browser();
     person_consents(&mut browser, &s.password, &auth_url, &["customers.read"]).await;
+    // Then once more as clients that omit `resource` sign in: the same client and scopes, no
+    // `resource` (another loopback port, so mandate asks the person again).
+    let again = running.wait_for_url();
+    assert!(!again.contains("resource="), "{again}");
+    assert!(again.contains("scope=customers.read") && again.contains("code_challenge_method=S256"), "{again}");
+    person_consents(&mut browser, &s.password, &again, &["customers.read"]).await;
     let out = tokio::task::spawn_blocking(move || running.finish()).await.unwrap();
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -90,6 +96,11 @@ async fn doctor_login_reads_the_token_and_checks_the_403_names_the_missing_scope
         "{}",
         check("token.lifetime")
     );
+    // A client that omits `resource` still gets a token for this server (mandate defaults the
+    // audience to the one resource), which the server accepts.
+    let quirk = check("quirk.no_resource");
+    assert_eq!(quirk["status"], "pass", "{quirk}");
+    assert!(quirk["saw"].as_str().unwrap().contains(&format!("aud is still {url}")), "{quirk}");
     // MCP RS11: the refusal names the scope the tool needs.
     let refused = check("challenge.insufficient_scope");
     assert_eq!(refused["status"], "pass", "{refused}");
