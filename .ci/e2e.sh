@@ -340,6 +340,8 @@ start_examples_world() {
   for p in "$ts_jwt_port" "$ts_introspection_port" "$fastmcp_introspection_port"; do
     example_resource "$p" "Notes on port $p" >>"$config"
   done
+  # The suite also has mandate's own inspector connect to one of them.
+  server_env+=("MANDATE_INSPECTOR_OPERATORS=[demo]")
 }
 
 # Once mandate runs: a confidential client per introspecting server (`mandate clients add

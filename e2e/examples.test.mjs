@@ -4,7 +4,8 @@
 // is in e2e/doctor.test.mjs). For each, the official TypeScript SDK client signs in (Chromium as
 // the person), consents and calls the tool, which sees who asked; then the person revokes the
 // agent on /account/apps, and its access token is refused at once where the server introspects,
-// and still accepted (until it expires) where the server validates the JWT itself.
+// and still accepted (until it expires) where the server validates the JWT itself. Last, mandate's
+// own inspector (/inspector) connects to the TypeScript SDK example as a third-party server.
 // .ci/e2e.sh starts the servers (start_examples) with confidential clients it registers.
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -124,6 +125,54 @@ test('the person revokes each agent on /account/apps: introspecting servers refu
     const after = await initializeWith(s.url, held.token);
     say(`${s.name}: after revocation the same token gets ${after}`);
     assert.equal(after, s.introspects ? 401 : 200);
+  }
+});
+
+test("mandate's own inspector connects to a third-party server (the TypeScript SDK example, JWT): signs in at mandate, lists and calls its tool, revokes", { timeout: 120_000 }, async () => {
+  const s = SERVERS[0];
+  const page = await person.newPage();
+  const status = () => page.locator('#status');
+  try {
+    await page.goto(`${BASE}/inspector`);
+    await page.locator('#operator').filter({ hasText: 'signed in as demo' }).waitFor();
+    const offered = await page.locator('#suggestions option').evaluateAll((os) => os.map((o) => o.value));
+    assert.ok(offered.includes(s.url), `a resource mandate serves is offered: ${JSON.stringify(offered)}`);
+    await page.fill('#url', s.url);
+    await page.click('#connect-button');
+    await page.locator('#authorize').waitFor({ state: 'visible' });
+    await person.capture(page, 'inspector-ts-sdk-sign-in-waiting');
+    await page.click('#authorize');
+    await page.waitForURL((u) => u.pathname === '/consent');
+    await person.continueAuthorization(page, (u) => u.pathname === '/inspector', async (p) => {
+      const consent = await readConsent(p);
+      assert.deepEqual(consent.boxes, [{ value: 'notes.read', checked: true }], 'what the SDK server challenges for');
+    }, { label: 'inspector-ts-sdk' });
+    await page.waitForFunction(() => {
+      const st = document.getElementById('status');
+      return st.dataset.phase === 'connected' && !st.dataset.busy;
+    });
+    const titles = await page.locator('#flow > li').evaluateAll((els) => els.map((e) => e.dataset.title));
+    for (const want of ['MCP initialize: 401', 'Protected resource metadata (RFC 9728): 200', 'Authorization server metadata (RFC 8414): 200', 'MCP tools/list: 200']) {
+      assert.ok(titles.some((t) => t.startsWith(want)), `${want} in ${JSON.stringify(titles)}`);
+    }
+    // The 401 came from the SDK's requireBearerAuth, naming its own resource metadata.
+    const first = page.locator('#flow > li.exchange', { hasText: 'MCP initialize: 401' }).first();
+    await first.locator('summary').click();
+    assert.match(await first.locator('pre').innerText(), /www-authenticate: Bearer .*resource_metadata=/i);
+    await page.click('#tools button[data-tool="hello"]');
+    await page.fill('#arg-name', 'John');
+    await page.click('#call-button');
+    await page.locator('#result-tool', { hasText: 'hello' }).waitFor();
+    await page.waitForFunction(() => !document.getElementById('status').dataset.busy && document.getElementById('result-outcome').textContent);
+    assert.equal(await page.locator('#result-outcome').innerText(), 'ok');
+    assert.match(await page.locator('#result-body').innerText(), /Hello, John\./);
+    await person.capture(page, 'inspector-ts-sdk-called');
+    await page.click('#revoke-button');
+    await page.waitForFunction(() => document.getElementById('status').dataset.phase === 'revoked');
+    assert.ok(await status().innerText().then((t) => t.includes('revoked')));
+    await person.capture(page, 'inspector-ts-sdk-revoked');
+  } finally {
+    await page.close();
   }
 });
 
