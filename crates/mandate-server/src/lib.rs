@@ -201,7 +201,11 @@ pub fn router_with(
         ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(admission, admission::admit))
-        .layer(TraceLayer::new_for_http())
+        // The request span names the method and the path, never the query: a client that puts
+        // a token there (refused, RS-04) must not get it into the debug log either.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .layer(CatchPanicLayer::new());
     if https {
         app = app.layer(SetResponseHeaderLayer::if_not_present(

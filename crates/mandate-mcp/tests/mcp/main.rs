@@ -4,6 +4,7 @@
 
 mod battery;
 mod hardening;
+mod hostile_tokens;
 mod jsonrpc_errors;
 mod seed_dialogue;
 mod sessions;

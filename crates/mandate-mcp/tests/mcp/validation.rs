@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 /// A valid token for alice with customers.read, minted with the server's own signing key.
-async fn claims(s: &TestServer) -> AccessClaims {
+pub(crate) async fn claims(s: &TestServer) -> AccessClaims {
     let alice = s.auth.store().user_by_name("alice").await.unwrap().unwrap();
     let now = s.auth.now();
     AccessClaims {
@@ -27,14 +27,14 @@ async fn claims(s: &TestServer) -> AccessClaims {
     }
 }
 
-async fn minted(s: &TestServer, c: &AccessClaims) -> String {
+pub(crate) async fn minted(s: &TestServer, c: &AccessClaims) -> String {
     let now = s.auth.now();
     mint(&s.auth.keys().ring(now).await.unwrap(), c, now).unwrap()
 }
 
 /// Opens an MCP session with `token` and lists the tools; returns (status, WWW-Authenticate)
 /// of the first refused step, or of tools/list.
-async fn call(s: &TestServer, token: &str) -> (StatusCode, String) {
+pub(crate) async fn call(s: &TestServer, token: &str) -> (StatusCode, String) {
     let mut c = McpClient::new(&s.url("/mcp"), Some(token));
     let r = c.initialize().await;
     if !r.status.is_success() {
@@ -44,7 +44,7 @@ async fn call(s: &TestServer, token: &str) -> (StatusCode, String) {
     (r.status, r.www_authenticate())
 }
 
-async fn refused(s: &TestServer, token: &str, why: &str) {
+pub(crate) async fn refused(s: &TestServer, token: &str, why: &str) {
     let (status, challenge) = call(s, token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}");
     assert!(challenge.starts_with(r#"Bearer error="invalid_token""#), "{why}: {challenge}");
@@ -53,7 +53,7 @@ async fn refused(s: &TestServer, token: &str, why: &str) {
 }
 
 /// A token whose grant does not exist counts as revoked, so the positive cases use a real grant.
-async fn with_real_grant(s: &TestServer, mut c: AccessClaims) -> AccessClaims {
+pub(crate) async fn with_real_grant(s: &TestServer, mut c: AccessClaims) -> AccessClaims {
     let client = s.register_public("https://agent.test/cb").await;
     let mut b = s.browser();
     let (code, verifier) = authorize_code(s, &mut b, &client, "https://agent.test/cb", &["customers.read"]).await;
