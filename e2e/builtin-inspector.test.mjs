@@ -191,6 +191,54 @@ test("the doctor's report for the URL", { timeout: 60_000 }, async () => {
   await person.capture(page, 'doctor');
 });
 
+test("mandate's pages refuse to be framed by another site (UI-04): Chromium blocks each", { timeout: 60_000 }, async () => {
+  // A page of another origin (a data: URL has an opaque one) framing mandate's pages.
+  const framer = await person.newPage();
+  try {
+    const paths = ['/login', '/account/apps', '/account/activity', '/inspector', '/authorize?client_id=nope'];
+    const html = paths.map((p, i) => `<iframe id="f${i}" src="${BASE}${p}"></iframe>`).join('');
+    await framer.goto(`data:text/html,${encodeURIComponent(html)}`);
+    await framer.waitForLoadState('load');
+    for (const [i, p] of paths.entries()) {
+      const frame = await (await framer.$(`#f${i}`)).contentFrame();
+      // A blocked frame is Chromium's error page: nothing of mandate's is in it.
+      const text = frame ? await frame.evaluate(() => document.body?.innerText ?? '').catch(() => '') : '';
+      assert.ok(!/mandate|Sign in|Inspector/.test(text), `${p} was rendered in a frame: ${text.slice(0, 120)}`);
+      const url = frame?.url() ?? '';
+      assert.ok(!url.startsWith(BASE), `${p}: the frame stayed on mandate (${url})`);
+    }
+    await person.capture(framer, 'framing-blocked');
+  } finally {
+    await framer.close();
+  }
+});
+
+test('payloads in reflected parameters never run in Chromium (UI-17)', { timeout: 60_000 }, async () => {
+  const tab = await person.newPage();
+  const dialogs = [];
+  tab.on('dialog', async (d) => {
+    dialogs.push(d.message());
+    await d.dismiss();
+  });
+  try {
+    const payload = `"><img src=x onerror=alert(1)><script>alert(2)</script>`;
+    for (const url of [
+      `${BASE}/authorize?response_type=code&client_id=${encodeURIComponent(payload)}&state=${encodeURIComponent(payload)}`,
+      `${BASE}/authorize?response_type=code&client_id=nope&redirect_uri=${encodeURIComponent(`https://x.test/${payload}`)}&scope=${encodeURIComponent(payload)}`,
+      `${BASE}/login?return=${encodeURIComponent(payload)}`,
+      `${BASE}/account/apps/revoke?app=${encodeURIComponent(payload)}`,
+    ]) {
+      await tab.goto(url);
+      await tab.waitForLoadState('load');
+      assert.equal(await tab.locator('img[src="x"]').count(), 0, `markup injected at ${url}`);
+    }
+    await person.capture(tab, 'payloads-shown-as-text');
+    assert.deepEqual(dialogs, [], 'no script ran');
+  } finally {
+    await tab.close();
+  }
+});
+
 test('revoke: the tokens are revoked and the inspector leaves the connected apps', { timeout: 60_000 }, async () => {
   await page.click('#revoke-button');
   await settled('revoked');

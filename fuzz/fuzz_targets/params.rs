@@ -1,5 +1,6 @@
 //! Form bodies and query strings: `Params` (OAuth 2.1 §3.1: a repeated parameter is an error,
-//! an empty one absent, control characters refused) and the server's `form_params` (content type).
+//! an empty one absent, control characters and values that are not well-formed percent-encoded
+//! UTF-8 refused) and the server's `form_params` (content type).
 //! Input: the first line is the `Content-Type`, the rest the body; the whole input is also parsed
 //! as a query string.
 #![no_main]
@@ -8,32 +9,70 @@ use libfuzzer_sys::fuzz_target;
 use mandate_core::params::Params;
 use mandate_fuzz::split_line;
 
+/// The value a raw form value stands for, when it is well formed: `+` a space, each `%` followed
+/// by two hex digits, the bytes UTF-8 (decoded here by hand, independently of the parser).
+fn well_formed(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok().filter(|_| hex.bytes().all(|b| b.is_ascii_hexdigit()))?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
 fn check(input: &[u8]) {
     let params = Params::parse(input);
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(input).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    // (name as decoded, the value if well formed)
+    let pairs: Vec<(String, Option<String>)> = input
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, value) = match p.iter().position(|&b| b == b'=') {
+                Some(i) => (&p[..i], &p[i + 1..]),
+                None => (p, &b""[..]),
+            };
+            let name = form_urlencoded::parse(name).map(|(k, _)| k.into_owned()).next().unwrap_or_default();
+            (name, well_formed(value))
+        })
+        .collect();
     for (name, _) in &pairs {
-        let values: Vec<&str> = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect();
-        assert_eq!(params.is_repeated(name), values.len() > 1);
+        let values: Vec<&Option<String>> = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+        let repeated = values.len() > 1;
+        assert_eq!(params.is_repeated(name), repeated);
         match params.single(name) {
             Ok(Some(v)) => {
-                assert_eq!(values, [v], "single() returned a value of a repeated or other parameter");
+                assert!(!repeated, "single() returned a value of a repeated parameter");
+                assert_eq!(values[0].as_deref(), Some(v), "single() returned another value");
                 assert!(!v.is_empty() && !v.chars().any(char::is_control));
             }
-            Ok(None) => assert!(values.len() == 1 && values[0].is_empty()),
-            Err(_) => assert!(values.len() > 1 || values[0].chars().any(char::is_control)),
+            Ok(None) => assert!(!repeated && values[0].as_deref() == Some("")),
+            Err(_) => assert!(
+                repeated || values[0].as_ref().is_none_or(|v| v.chars().any(char::is_control)),
+                "refused a well-formed, single, clean value"
+            ),
         }
         for v in params.all(name) {
             assert!(!v.is_empty() && !v.chars().any(char::is_control));
         }
     }
-    // Parse → serialize → parse: the same answers.
+    // Parse → serialize → parse: the same answers for every well-formed parameter.
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
-        ser.append_pair(k, v);
+        if let Some(v) = v {
+            ser.append_pair(k, v);
+        }
     }
     let again = Params::parse(ser.finish().as_bytes());
-    for (name, _) in &pairs {
+    for (name, _) in pairs.iter().filter(|(n, _)| pairs.iter().filter(|(k, _)| k == n).all(|(_, v)| v.is_some())) {
         assert_eq!(params.single(name).ok(), again.single(name).ok());
         assert_eq!(params.all(name), again.all(name));
     }

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod demo;
 pub mod error;
+pub mod json;
 pub mod keys;
 pub mod model;
 pub mod params;

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC "Invalid Request".
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC's parse error: here, a body that parses two ways.
+pub const PARSE_ERROR: i64 = -32700;
 
 /// The longest tool name echoed back in a message (the name is the caller's own input).
 const MAX_ECHOED_NAME: usize = 128;
@@ -69,7 +71,7 @@ fn call_problem(m: &Value, known: &impl Fn(&str) -> bool) -> Option<String> {
     }
 }
 
-fn error(id: Value, code: i64, message: String) -> Value {
+pub(crate) fn error(id: Value, code: i64, message: String) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 

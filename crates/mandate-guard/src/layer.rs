@@ -271,8 +271,17 @@ impl Guard {
     /// Finds tools/call requests in a JSON-RPC body and checks them against the tool policy.
     async fn check_tools(&self, principal: &Principal, body: &[u8], accepts_json: bool) -> Result<(), Refusal> {
         // Always decode: the transport decodes JSON escapes ("tools\/call"), so must we.
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return Ok(()); // not JSON: the transport refuses it
+        let v = match mandate_core::json::parse_strict(body) {
+            Ok(v) => v,
+            // Not JSON at all: the transport refuses it.
+            Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => return Ok(()),
+            // JSON that another parser could read another way (a member named twice: which
+            // `name` is the tool?) is refused, never checked one way and run the other.
+            Err(e) => {
+                let message = format!("Parse error: {}", e.to_string().split(" at line").next().unwrap_or_default());
+                let answer = jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, message);
+                return Err(Refusal::Answer(jsonrpc::render(StatusCode::BAD_REQUEST, answer, accepts_json)));
+            }
         };
         if self.config.tools.is_empty() {
             return Ok(()); // no per-tool policy configured: authentication is the whole check

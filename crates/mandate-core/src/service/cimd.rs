@@ -95,7 +95,8 @@ pub fn parse_document(
     if doc.body.len() > MAX_DOCUMENT_BYTES {
         return Err(FetchError::TooLarge);
     }
-    let v: Value = serde_json::from_slice(&doc.body).map_err(|_| invalid("not JSON"))?;
+    let v: Value =
+        crate::json::parse_strict(&doc.body).map_err(|_| invalid("not JSON (each member may appear once)"))?;
     let obj = v.as_object().ok_or_else(|| invalid("not a JSON object"))?;
     if obj.get("client_id").and_then(Value::as_str) != Some(url) {
         return Err(invalid("its client_id does not equal the URL it was fetched from"));

@@ -268,3 +268,102 @@ async fn malformed_authorization_headers_are_refused_never_a_server_error_rs_07(
         assert_eq!(with_header(&s, format!("{scheme} {token}").as_bytes()).await.0, StatusCode::OK, "{scheme}");
     }
 }
+
+/// JW-24's cousin in the JSON-RPC body: a `tools/call` naming its tool twice. The guard and the
+/// MCP server must not read it two ways (one checking the scope of the tool named first, the
+/// other calling the one named last): such a body is refused before anything runs.
+#[tokio::test]
+async fn a_tool_named_twice_is_refused_not_read_two_ways() {
+    let s = TestServer::start().await;
+    let c = with_real_grant(&s, claims(&s).await).await;
+    let token = minted(&s, &c).await; // customers.read only
+    let mut client = McpClient::new(&s.url("/mcp"), Some(&token));
+    assert!(client.initialize().await.status.is_success());
+    for body in [
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"send_invoice","name":"list_customers","arguments":{"invoice_id":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"list_customers","name":"send_invoice","arguments":{"invoice_id":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","method":"tools/list","params":{"name":"send_invoice"}}"#,
+    ] {
+        let r = client.post_raw(body.to_owned()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {:?}", r.message);
+        assert_eq!(r.message["error"]["code"], -32700, "{body}: {:?}", r.message);
+        assert!(r.message["error"]["message"].as_str().unwrap().contains("appears twice"), "{:?}", r.message);
+    }
+    // The session goes on: the same call, named once, works.
+    let r = client.call("list_customers", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let sent = s.db_count("SELECT COUNT(*) FROM demo_invoices WHERE status = 'sent'").await;
+    assert_eq!(sent, 0, "nothing was sent");
+}
+
+/// RS-14: every request is authorized, not just the session's first: a token that expires while
+/// its session is open stops working at the next request.
+#[tokio::test]
+async fn a_token_that_expires_inside_an_open_session_is_refused_at_the_next_request_rs_14() {
+    let s = TestServer::start().await;
+    let mut c = with_real_grant(&s, claims(&s).await).await;
+    c.exp = s.auth.now() + 120;
+    let token = minted(&s, &c).await;
+    let mut client = McpClient::new(&s.url("/mcp"), Some(&token));
+    assert!(client.initialize().await.status.is_success());
+    assert_eq!(client.request("tools/list", json!({})).await.status, StatusCode::OK);
+    s.clock.advance(120 + 61); // past the 60 s leeway
+    let r = client.request("tools/list", json!({})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.www_authenticate().starts_with(r#"Bearer error="invalid_token""#), "{}", r.www_authenticate());
+}
+
+/// RS-15: bodies that are not JSON-RPC, and a client that goes away mid-request, leave the
+/// session and the server answering.
+#[tokio::test]
+async fn broken_bodies_and_abandoned_requests_leave_the_session_working_rs_15() {
+    let s = TestServer::start().await;
+    let c = with_real_grant(&s, claims(&s).await).await;
+    let token = minted(&s, &c).await;
+    let mut client = McpClient::new(&s.url("/mcp"), Some(&token));
+    assert!(client.initialize().await.status.is_success());
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"#.to_owned(),
+        "not json".to_owned(),
+        String::from_utf8_lossy(b"\xff\xfe{}").into_owned(),
+        "[]".to_owned(),
+        "{}".to_owned(),
+    ] {
+        let r = client.post_raw(body.clone()).await;
+        assert!(r.status.is_client_error(), "{body:?}: {}", r.status);
+    }
+    // Invalid UTF-8 as raw bytes (post_raw takes text): straight through reqwest.
+    let r = s
+        .http
+        .post(s.url("/mcp"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", client.session.clone().unwrap())
+        .body(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\xff\"}".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // A request abandoned by its client before the answer.
+    let abandoned = tokio::spawn({
+        let url = s.url("/mcp");
+        let (token, session) = (token.clone(), client.session.clone().unwrap());
+        async move {
+            let _ = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .json(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "list_customers", "arguments": {}}}))
+                .send()
+                .await;
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    abandoned.abort();
+    // The session goes on.
+    let r = client.call("list_customers", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.message);
+    assert!(r.message["result"].is_object(), "{:?}", r.message);
+}

@@ -27,8 +27,9 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: Bytes
     if body.len() > MAX_REGISTRATION_BYTES {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return bad("the registration request is not valid JSON");
+    // Strictly: a member named twice is refused, not read as whichever came last (DC-09).
+    let Ok(value) = mandate_core::json::parse_strict(&body) else {
+        return bad("the registration request is not valid JSON (each member may appear once)");
     };
     match s.auth.register_client(&value).await {
         Ok(v) => no_store_json(StatusCode::CREATED, &v),

@@ -5,6 +5,8 @@
 
 mod authorize_errors;
 mod battery;
+mod battery_as;
+mod battery_more;
 mod fetcher;
 mod flow;
 mod hardening;

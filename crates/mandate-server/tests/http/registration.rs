@@ -196,3 +196,23 @@ async fn metadata_document_resolving_to_a_private_address_is_refused_ss_10() {
     let events = s.auth.audit_events(&Default::default()).await.unwrap();
     assert!(events.iter().any(|e| e.kind == "client.metadata_document" && e.outcome == "failure"));
 }
+
+/// A metadata document naming `client_id` twice (the last one right) is refused: a parser that
+/// reads the first would see another client (DC-09, SS-03).
+#[tokio::test]
+async fn metadata_document_with_a_member_twice_is_refused_dc_09() {
+    let s = TestServer::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let body = format!(
+        r#"{{"client_id":"https://evil.test/client.json","client_id":"{url}","client_name":"Claude","redirect_uris":["{CB}"]}}"#
+    );
+    let app = axum::Router::new()
+        .route("/client.json", get(move || std::future::ready(([("content-type", "application/json")], body.clone()))));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_, ch) = pkce();
+    let r = s.browser().get(&Authz::new(&url, CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.location.is_none());
+    assert!(r.body.contains("each member may appear once"), "{}", r.body);
+}
