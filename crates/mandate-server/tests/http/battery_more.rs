@@ -206,3 +206,65 @@ async fn payloads_in_reflected_parameters_are_escaped_ui_17() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_failed_metadata_document_fetch_is_not_cached_ss_08() {
+    use axum::routing::get;
+    let s = TestServer::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (h, doc_url) = (hits.clone(), url.clone());
+    let app = axum::Router::new().route(
+        "/client.json",
+        get(move || {
+            let n = h.fetch_add(1, Ordering::SeqCst);
+            let doc = serde_json::json!({"client_id": doc_url, "client_name": "Claude", "redirect_uris": [CB]});
+            async move {
+                // The first answer is a failure, cacheable by its headers; the next one is good.
+                if n == 0 {
+                    (StatusCode::SERVICE_UNAVAILABLE, [("cache-control", "max-age=3600")], "down".to_owned())
+                } else {
+                    (StatusCode::OK, [("cache-control", "max-age=600")], doc.to_string())
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_, ch) = pkce();
+    let mut b = s.browser();
+    b.login("alice", None).await;
+    let r = b.get(&Authz::new(&url, CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "the document could not be fetched");
+    let r = b.get(&Authz::new(&url, CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "fetched again, not the cached failure: {}", r.body);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_logo_or_terms_on_another_host_are_never_shown_dc_12() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .post(s.url("/register"))
+        .json(&serde_json::json!({
+            "redirect_uris": [CB], "token_endpoint_auth_method": "none", "client_name": "GitHub",
+            "logo_uri": "https://evil.test/github-logo.png", "tos_uri": "https://evil.test/tos",
+            "policy_uri": "https://evil.test/policy", "client_uri": "https://evil.test/",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned();
+    let mut b = s.browser();
+    let (_, ch) = pkce();
+    let mut a = Authz::new(&id, CB, &ch);
+    a.scope = Some("customers.read".into());
+    let page = open_consent(&mut b, &a.url(), "alice").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("badge unverified"), "the name is marked as unchecked");
+    assert!(page.body.contains("<strong class=\"host\">agent.test</strong>"), "the redirect host, prominently");
+    assert!(!page.body.contains("evil.test"), "nothing of the logo, terms, policy or home page is shown");
+    assert!(!page.body.contains("<img"), "no image at all");
+}

@@ -213,3 +213,27 @@ async fn a_sealed_successor_that_does_not_open_is_a_server_error_not_a_token() {
     assert!(v.get("refresh_token").is_none());
     assert_eq!(grants_revoked(&s).await, 0);
 }
+
+/// RL-01: the race above, a hundred times in a row on one family: each round exactly one winner,
+/// one live refresh token after it, nothing revoked, and the last successor works.
+#[tokio::test]
+async fn a_hundred_rounds_of_fifty_concurrent_refreshes_each_have_one_winner_rl_01() {
+    let (s, client, tok) = issued_with(0).await;
+    let mut rt = tok["refresh_token"].as_str().unwrap().to_owned();
+    for round in 0..100 {
+        let answers = burst(&s, &client, &rt, 50).await;
+        let mut winners = Vec::new();
+        for (status, body) in &answers {
+            match *status {
+                StatusCode::OK => winners.push(body["refresh_token"].as_str().unwrap().to_owned()),
+                other => assert_eq!(err(other, body), (StatusCode::BAD_REQUEST, "invalid_grant"), "round {round}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one 200");
+        rt = winners.remove(0);
+        assert_eq!(live_refresh_hashes(&s).await, vec![SecretHash::of(&rt).0], "round {round}: one live token");
+    }
+    assert_eq!(grants_revoked(&s).await, 0, "no round revoked the family");
+    let (st, body) = refresh(&s, &client, &rt).await;
+    assert_eq!(st, StatusCode::OK, "the last successor works: {body}");
+}
