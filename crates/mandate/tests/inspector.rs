@@ -141,6 +141,10 @@ async fn an_operator_connects_consents_to_a_subset_is_refused_steps_up_refreshes
     assert!(token["access_token"].as_str().unwrap().contains("hidden"), "{body}");
     assert!(token["refresh_token"].as_str().unwrap().contains("hidden"), "{body}");
     let sent = redeemed["exchange"]["request_body"].as_str().unwrap();
+    // CL-10: the client names the resource at the token endpoint too (RFC 8707 §2.2).
+    let resource =
+        url::form_urlencoded::parse(sent.as_bytes()).find(|(k, _)| k == "resource").map(|(_, v)| v.into_owned());
+    assert_eq!(resource.as_deref(), Some(s.mcp_url().as_str()), "{sent}");
     let verifier = sent.split('&').find_map(|p| p.strip_prefix("code_verifier=")).unwrap();
     assert!(verifier.contains("hidden"), "{sent}");
 
@@ -211,6 +215,17 @@ async fn an_operator_connects_consents_to_a_subset_is_refused_steps_up_refreshes
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let v = until(&mut b, "refreshed", |v| idle(v) && v["token"]["claims"]["jti"] != before).await;
     assert!(titles(&v).iter().any(|t| t == "Refresh (the refresh token rotates): 200"), "{:#?}", titles(&v));
+    // CL-10: and on refresh.
+    let refreshed = v["flow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["title"] == "Refresh (the refresh token rotates): 200")
+        .unwrap();
+    let sent = refreshed["exchange"]["request_body"].as_str().unwrap();
+    let resource =
+        url::form_urlencoded::parse(sent.as_bytes()).find(|(k, _)| k == "resource").map(|(_, v)| v.into_owned());
+    assert_eq!(resource.as_deref(), Some(s.mcp_url().as_str()), "{sent}");
 
     // The doctor's report for the URL.
     let r = b.post_json("/inspector/api/doctor", &json!({"url": s.mcp_url()})).await;
