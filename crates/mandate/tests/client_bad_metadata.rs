@@ -384,3 +384,44 @@ async fn cl_06_resource_metadata_on_another_origin_is_refused() {
         assert_eq!(f.hits.authorize.load(SeqCst) + f.hits.token.load(SeqCst), 0, "no login anywhere");
     }
 }
+
+/// CL-08: an authorization URL full of shell metacharacters reaches the browser as one argument,
+/// byte for byte, and nothing in it runs: the browser is started directly (`xdg-open URL`), never
+/// through a shell. A stand-in `xdg-open` on PATH records the arguments it got.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_browser_gets_the_url_as_one_argument_and_no_shell_runs_it_cl_08() {
+    let bin = tempfile::tempdir().unwrap();
+    let marker = bin.path().join("pwned");
+    let argv = bin.path().join("argv.txt");
+    let opener = bin.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\nprintf '%s\\n' \"$#\" \"$@\" > '{}'\n", argv.display())).unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hostile = format!("/authorize?x=$(touch {m})&y=`touch {m}`;touch {m}|touch {m}&z='\"", m = marker.display());
+    let f = fake(|_, _| {}, move |base, a| a["authorization_endpoint"] = json!(format!("{base}{hostile}"))).await;
+    let url = format!("{}/mcp", f.base);
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = tokio::task::spawn_blocking(move || {
+        Cli::new().run_with_env(
+            &["login", &url, "--client-id", "pre-registered", "--allow-loopback-http", "--login-timeout", "3"],
+            &[("PATH", &path), ("DISPLAY", ":0")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 1, "no one signs in: the wait times out: {out:?}");
+    let printed = out
+        .stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("http://") && l.contains("/authorize?"))
+        .unwrap_or_else(|| panic!("the URL is printed too: {}", out.stderr))
+        .to_owned();
+    let got = std::fs::read_to_string(&argv).unwrap_or_else(|_| panic!("the browser was started: {}", out.stderr));
+    let mut lines = got.lines();
+    assert_eq!(lines.next(), Some("1"), "one argument: {got}");
+    assert_eq!(lines.next(), Some(printed.as_str()), "the URL, byte for byte");
+    assert!(printed.contains("$(touch") && printed.contains('`'), "the metacharacters were kept: {printed}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!marker.exists(), "nothing in the URL ran");
+}

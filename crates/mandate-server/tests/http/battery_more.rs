@@ -268,3 +268,60 @@ async fn a_logo_or_terms_on_another_host_are_never_shown_dc_12() {
     assert!(!page.body.contains("evil.test"), "nothing of the logo, terms, policy or home page is shown");
     assert!(!page.body.contains("<img"), "no image at all");
 }
+
+/// RL-10: keys rotate (twice, each new key published before it signs) while four agents keep
+/// refreshing and calling /mcp with each new token: not one 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_under_load_without_a_single_refusal_rl_10() {
+    let s = Arc::new(TestServer::start().await);
+    let mut agents = Vec::new();
+    for i in 0..4 {
+        let cb = format!("https://agent{i}.test/cb");
+        let client = s.register_public(&cb).await;
+        let mut b = s.browser();
+        let (code, verifier) = authorize_code(&s, &mut b, &client, &cb, &["customers.read"]).await;
+        let (_, tok) = redeem(&s, &client, &cb, &code, &verifier).await;
+        agents.push((client, tok["refresh_token"].as_str().unwrap().to_owned()));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for (client, mut rt) in agents {
+        let (s, stop, calls) = (s.clone(), stop.clone(), calls.clone());
+        workers.push(tokio::spawn(async move {
+            let mut kids = std::collections::BTreeSet::new();
+            // One MCP session per agent; each new token is sent on it.
+            let mut c = McpClient::new(&s.resource(), None);
+            while !stop.load(Ordering::SeqCst) {
+                let (status, tok) = refresh(&s, &client, &rt).await;
+                assert_eq!(status, StatusCode::OK, "{tok}");
+                rt = tok["refresh_token"].as_str().unwrap().to_owned();
+                let at = tok["access_token"].as_str().unwrap();
+                kids.insert(jsonwebtoken::decode_header(at).unwrap().kid.unwrap());
+                c.token = Some(at.to_owned());
+                if c.session.is_none() {
+                    let r = c.initialize().await;
+                    assert_eq!(r.status, StatusCode::OK, "a token refused during rotation: {}", r.www_authenticate());
+                }
+                let r = c.request("tools/list", serde_json::json!({})).await;
+                assert_eq!(r.status, StatusCode::OK, "a token refused during rotation: {}", r.www_authenticate());
+                calls.fetch_add(1, Ordering::SeqCst);
+            }
+            kids
+        }));
+    }
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        s.auth.rotate_key().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        s.clock.advance(601); // past the activation delay: the new key signs
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut kids = std::collections::BTreeSet::new();
+    for w in workers {
+        kids.extend(w.await.unwrap());
+    }
+    assert_eq!(kids.len(), 3, "tokens were signed by all three keys: {kids:?}");
+    assert!(calls.load(Ordering::SeqCst) >= 20, "under load: {} calls", calls.load(Ordering::SeqCst));
+}
