@@ -50,14 +50,15 @@ fn signed(f: &Fixture, header: &[u8], claims: &[u8]) -> String {
     format!("{input}.{sig}")
 }
 
-/// What the checks below read of a header or claims part, parsed as the validator parses them:
-/// these members by name (the validator names each of them too, so a duplicate is refused by
-/// both), every other member skipped unread. serde skips an unread member without checking its
-/// UTF-8 or whether its number fits an f64 (`1E800000000`): both found by this target, both
-/// harmless (the token is the key holder's own), so the checks parse the same way.
+/// What the checks below read of the header, parsed as the validator parses it: these members by
+/// name (the validator names each of them too, so a duplicate is refused by both), every other
+/// member skipped unread. serde skips an unread member without checking its UTF-8 or whether its
+/// number fits an f64 (`1E800000000`): found by this target, harmless (the token is the key
+/// holder's own), so the checks parse the same way, and the claims separately: a header name in
+/// the claims (a `jku` claim with invalid UTF-8, found by the long run) is a member neither reads.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
-struct Part {
+struct Header {
     alg: serde_json::Value,
     kid: serde_json::Value,
     typ: serde_json::Value,
@@ -66,13 +67,19 @@ struct Part {
     x5u: serde_json::Value,
     x5c: serde_json::Value,
     crit: serde_json::Value,
+}
+
+/// What the checks read of the claims, parsed the same way.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Claims {
     iss: serde_json::Value,
     aud: serde_json::Value,
     exp: serde_json::Value,
     sub: serde_json::Value,
 }
 
-fn part(token: &str, i: usize) -> Part {
+fn part<T: serde::de::DeserializeOwned>(token: &str, i: usize) -> T {
     let raw = token.split('.').nth(i).unwrap_or_default();
     let bytes = URL_SAFE_NO_PAD.decode(raw).unwrap_or_else(|_| panic!("accepted token with a non-base64url part"));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("accepted token with a part that does not parse: {e}"))
@@ -91,8 +98,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(p) = block_on(f.validator.validate(&token)) else { return };
     // Accepted: check it against the token itself.
-    let header = part(&token, 0);
-    let claims = part(&token, 1);
+    let header: Header = part(&token, 0);
+    let claims: Claims = part(&token, 1);
     assert_eq!(header.alg, "EdDSA");
     assert_eq!(header.kid, JWT_KID);
     let typ = header.typ.as_str().unwrap_or_default().to_ascii_lowercase();
