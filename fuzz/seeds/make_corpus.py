@@ -221,3 +221,34 @@ put("config_toml", [
     'password_login = false\n' + OIDC,
     OIDC + '[[resources]]\nname = "gh"\nupstream_url = "https://api.example.com/mcp"\nprovider = "idp"\n',
 ] + ["[[resources]]\n" + e + "\n" for e in gw])
+
+# The address classifier: a flag byte (loopback allowed), an IPv4 and an IPv6 address, a URL host.
+import ipaddress
+def ipseed(flag, v4, v6, host):
+    return bytes([flag]) + ipaddress.IPv4Address(v4).packed + ipaddress.IPv6Address(v6).packed + host.encode()
+put("ip_address", [
+    ipseed(0, "127.0.0.1", "::1", "127.1"),
+    ipseed(1, "127.0.0.1", "::ffff:127.0.0.1", "localhost"),
+    ipseed(0, "10.0.0.1", "fc00::1", "0x7f000001"),
+    ipseed(0, "169.254.169.254", "fe80::1", "[::ffff:7f00:1]"),
+    ipseed(0, "100.64.0.1", "64:ff9b::a00:1", "2130706433"),
+    ipseed(0, "93.184.216.34", "2606:4700::1111", "example.com"),
+    ipseed(0, "198.18.0.1", "2002:a00:1::", "0177.0.0.1"),
+    ipseed(0, "255.255.255.255", "2001::1", "[2001:db8::1]"),
+    ipseed(0, "1.1.1.1", "100::1", "1.1.1.1"),
+])
+
+# JWKS documents: mandate's own shapes (ES256, EdDSA), an RSA key declared PS256, an alg that
+# does not fit its key, a symmetric key, a kid twice, none.
+EC = {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+OKP = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+RSA = {"kty": "RSA", "e": "AQAB", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw"}
+put("jwks", [json.dumps(d) for d in [
+    {"keys": [dict(EC, kid="k1", alg="ES256", use="sig")]},
+    {"keys": [dict(OKP, kid="ed", alg="EdDSA")]},
+    {"keys": [dict(EC, kid="k1", alg="RS256")]},
+    {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h", "alg": "HS256"}]},
+    {"keys": [dict(RSA, kid="rsa", alg="PS256")]},
+    {"keys": [dict(EC, kid="dup"), dict(OKP, kid="dup")]},
+    {"keys": []},
+]])

@@ -52,6 +52,8 @@ pub fn is_forbidden(ip: IpAddr, policy: FetchPolicy) -> bool {
                 || (seg[0] == 0x64 && seg[1] == 0xff9b) // 64:ff9b::/96 NAT64
                 || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
                 || (seg[0] == 0x2002) // 6to4 can embed private v4
+                || (seg[0] == 0x2001 && seg[1] < 0x0200) // 2001::/23 IETF protocol assignments (Teredo, ORCHID, benchmarking)
+                || (seg[0] == 0x0100 && seg[1..4].iter().all(|s| *s == 0)) // 100::/64 discard-only
                 || is_v4_compatible(v6)
         }
     }
@@ -87,11 +89,16 @@ mod tests {
             "::1",
             "::ffff:127.0.0.1",
             "::",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:1ff:ffff::1",
+            "100::1",
         ] {
             let addr: IpAddr = ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             assert!(is_forbidden(addr, p), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+        for ip in ["93.184.216.34", "2606:4700::1111", "1.1.1.1", "2001:200::1", "2001:4860::8888", "100:0:0:1::1"] {
             let addr: IpAddr = ip.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
             assert!(!is_forbidden(addr, p), "{ip}");
         }
