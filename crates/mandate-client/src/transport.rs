@@ -196,6 +196,26 @@ struct Request<'a> {
     headers: &'a HashMap<HeaderName, HeaderValue>,
 }
 
+impl<'a> Request<'a> {
+    /// A JSON-RPC message POSTed.
+    fn post(
+        uri: &'a str,
+        message: &'a ClientJsonRpcMessage,
+        session_id: &'a Option<Arc<str>>,
+        token: &'a Option<String>,
+        headers: &'a HashMap<HeaderName, HeaderValue>,
+    ) -> Self {
+        Request {
+            method: "POST",
+            uri,
+            message: Some(message),
+            session_id: session_id.as_deref(),
+            token: token.as_deref(),
+            headers,
+        }
+    }
+}
+
 /// The headers rmcp's client sends with a request, as far as the recorder is concerned.
 fn request_headers(
     with_body: bool,
@@ -272,15 +292,7 @@ impl StreamableHttpClient for AuthorizingClient {
             let (uri, message, session_id, headers) = (&uri, &message, &session_id, &headers);
             async move {
                 let r = sent.await;
-                let request = Request {
-                    method: "POST",
-                    uri,
-                    message: Some(message),
-                    session_id: session_id.as_deref(),
-                    token: token.as_deref(),
-                    headers,
-                };
-                self.observe(request, r)
+                self.observe(Request::post(uri, message, session_id, &token, headers), r)
             }
         })
         .await
@@ -308,15 +320,7 @@ impl StreamableHttpClient for AuthorizingClient {
             let (uri, message, session_id, headers) = (&uri, &message, &session_id, &headers);
             async move {
                 let r = sent.await;
-                let request = Request {
-                    method: "POST",
-                    uri,
-                    message: Some(message),
-                    session_id: session_id.as_deref(),
-                    token: token.as_deref(),
-                    headers,
-                };
-                self.observe(request, r)
+                self.observe(Request::post(uri, message, session_id, &token, headers), r)
             }
         })
         .await

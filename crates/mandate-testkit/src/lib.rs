@@ -364,33 +364,24 @@ impl Browser {
         self.finish(r).await
     }
 
-    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
-        let r = self
-            .http
+    /// A POST as a browser sends it from one of this site's pages: its cookies, and (pages use
+    /// `Referrer-Policy: same-origin`) its real `Origin` and `Sec-Fetch-Site: same-origin`.
+    fn same_origin_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
             .post(self.abs(path))
             .header("cookie", self.cookie_header())
-            // What a browser sends on a same-origin form post (pages use `Referrer-Policy: same-origin`).
             .header("origin", self.base.clone())
             .header("sec-fetch-site", "same-origin")
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let r = self.same_origin_post(path).form(form).send().await.unwrap();
         self.finish(r).await
     }
 
     /// A same-origin `fetch` POST of JSON, as a page's script sends it.
     pub async fn post_json(&mut self, path: &str, body: &Value) -> Reply {
-        let r = self
-            .http
-            .post(self.abs(path))
-            .header("cookie", self.cookie_header())
-            .header("origin", self.base.clone())
-            .header("sec-fetch-site", "same-origin")
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.same_origin_post(path).json(body).send().await.unwrap();
         self.finish(r).await
     }
 

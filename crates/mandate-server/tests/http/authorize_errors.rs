@@ -4,10 +4,10 @@ use reqwest::StatusCode;
 
 use mandate_testkit::*;
 
-const CB: &str = "https://agent.test/callback";
+pub(crate) const CB: &str = "https://agent.test/callback";
 
 /// A signed-in browser and a client an operator registered (verified, so errors redirect).
-async fn signed_in() -> (TestServer, Browser, String) {
+pub(crate) async fn signed_in() -> (TestServer, Browser, String) {
     let s = TestServer::start().await;
     let (client, _) = s.preregister(CB, false).await;
     let mut b = s.browser();

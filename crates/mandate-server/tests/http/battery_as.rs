@@ -13,16 +13,7 @@ use serde_json::{Value, json};
 
 use mandate_testkit::*;
 
-const CB: &str = "https://agent.test/callback";
-
-/// A signed-in browser and a client an operator registered (verified, so errors redirect).
-async fn signed_in() -> (TestServer, Browser, String) {
-    let s = TestServer::start().await;
-    let (client, _) = s.preregister(CB, false).await;
-    let mut b = s.browser();
-    assert_eq!(b.login("alice", None).await.status, StatusCode::SEE_OTHER);
-    (s, b, client)
-}
+use super::authorize_errors::{CB, signed_in};
 
 #[tokio::test]
 async fn redirect_uris_that_confuse_the_host_get_a_page_az_02() {
