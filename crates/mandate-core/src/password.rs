@@ -91,4 +91,20 @@ mod tests {
         assert!(!h.verify("correct horse".into(), None).await);
         assert!(h.hash("short".into()).await.is_err());
     }
+
+    /// UI-15 without a stopwatch: an unknown username (or a person without a password, or a
+    /// disabled one: `login` passes no hash for them) is verified against a dummy hash of the same
+    /// algorithm, version and cost as every real one, so it takes the same argon2id work; the
+    /// answer is false even when the password happens to match the dummy's.
+    #[tokio::test]
+    async fn an_unknown_person_costs_the_same_argon2_work_ui_15() {
+        let h = PasswordHasher::new(Arc::new(OsRandom)).unwrap();
+        let real = h.hash("correct horse".into()).await.unwrap();
+        let params = |phc: &str| phc.rsplitn(3, '$').nth(2).map(str::to_owned);
+        assert_eq!(params(&h.dummy), params(&real), "dummy {} vs real {real}", h.dummy);
+        assert_eq!(params(&real).as_deref(), Some("$argon2id$v=19$m=19456,t=2,p=1"));
+        let dummy = h.dummy.as_ref().clone();
+        assert!(Argon2::default().verify_password(b"x", dummy.as_str()).is_err(), "the dummy is a real hash");
+        assert!(!h.verify("anything".into(), None).await);
+    }
 }
