@@ -216,3 +216,47 @@ async fn metadata_document_with_a_member_twice_is_refused_dc_09() {
     assert!(r.location.is_none());
     assert!(r.body.contains("each member may appear once"), "{}", r.body);
 }
+
+/// Resolves every name to several addresses.
+struct ManyResolver(Vec<SocketAddr>, Arc<AtomicUsize>);
+
+impl reqwest::dns::Resolve for ManyResolver {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        let addrs = self.0.clone();
+        Box::pin(async move { Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs) })
+    }
+}
+
+/// SS-11: a rebinding answer that mixes a public address with a private one (the attacker's DNS
+/// hoping the client checks one and dials the other) is refused whole, inside the resolver the
+/// connection is made with: there is no separate check for an answer to change after.
+#[tokio::test]
+async fn a_dns_answer_mixing_public_and_private_addresses_is_refused_whole_ss_11() {
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let (listener_addr, hits) = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        let h = Arc::new(AtomicUsize::new(0));
+        let c = h.clone();
+        tokio::spawn(async move {
+            while let Ok(_conn) = l.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        (a, h)
+    };
+    let resolver = Arc::new(ManyResolver(vec!["93.184.216.34:443".parse().unwrap(), listener_addr], lookups.clone()));
+    let s = TestServer::start_with(Options {
+        fetch_policy: FetchPolicy::default(),
+        resolver: Some(resolver),
+        ..Options::default()
+    })
+    .await;
+    let (_, ch) = pkce();
+    let r = s.browser().get(&Authz::new("https://rebind.test/client.json", CB, &ch).url()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("may not be fetched"), "{}", r.body);
+    assert_eq!(lookups.load(Ordering::SeqCst), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the private address was never dialed");
+}
