@@ -311,6 +311,13 @@ impl Connection {
     ) -> Result<String, ClientError> {
         let mut held = self.held.lock().await;
         if may_refresh && let (Some(sent), Some(manager)) = (sent, &held.manager) {
+            // Single flight (CL-12): another request refreshed while this one waited for the
+            // lock; its token is the one to retry with, not a second refresh.
+            if let Ok(current) = manager.get_access_token().await
+                && current != sent
+            {
+                return Ok(current);
+            }
             match manager.refresh_token().await {
                 Ok(_) => {
                     if let Ok(fresh) = manager.get_access_token().await
