@@ -237,3 +237,32 @@ async fn a_hundred_rounds_of_fifty_concurrent_refreshes_each_have_one_winner_rl_
     let (st, body) = refresh(&s, &client, &rt).await;
     assert_eq!(st, StatusCode::OK, "the last successor works: {body}");
 }
+
+/// RL-04: a fail point between the rotation's steps. A trigger makes the insert of the successor
+/// fail after the presented token was marked rotated, inside the same transaction: the refresh
+/// fails, and afterwards the presented token is still the one live token of the family (never
+/// both, never none), usable once the fault is gone, with nothing revoked.
+#[tokio::test]
+async fn a_rotation_failing_between_its_steps_leaves_the_old_token_alone_rl_04() {
+    if engine_is_postgres() {
+        return; // the fail point is a SQLite trigger
+    }
+    let (s, client, tok) = issued_with(0).await;
+    let rt1 = tok["refresh_token"].as_str().unwrap().to_owned();
+    let rows = s.db_count("SELECT COUNT(*) FROM refresh_tokens").await;
+    s.db_execute(
+        "CREATE TRIGGER rl04_fail_point BEFORE INSERT ON refresh_tokens BEGIN SELECT RAISE(ABORT, 'fail point'); END",
+    )
+    .await;
+    let (st, body) = refresh(&s, &client, &rt1).await;
+    assert!(st.is_server_error(), "the refresh fails: {st} {body}");
+    assert!(body.get("refresh_token").is_none() && body.get("access_token").is_none(), "{body}");
+    assert_eq!(live_refresh_hashes(&s).await, vec![SecretHash::of(&rt1).0], "the old token is still the live one");
+    assert_eq!(s.db_count("SELECT COUNT(*) FROM refresh_tokens").await, rows, "no successor was stored");
+    s.db_execute("DROP TRIGGER rl04_fail_point").await;
+    let (st, body) = refresh(&s, &client, &rt1).await;
+    assert_eq!(st, StatusCode::OK, "the old token still works: {body}");
+    assert_eq!(grants_revoked(&s).await, 0, "the failed attempt was not reuse");
+    let (st, _) = refresh(&s, &client, body["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(st, StatusCode::OK);
+}
