@@ -2,7 +2,8 @@
 //! messages and batches; escapes such as `tools\/call` decoded). Input: the request body.
 //! Checked against an independent reading of the body: a call naming a tool the policy does not
 //! list, naming none, or with non-object arguments is never forwarded (answered in JSON-RPC's
-//! form, 200 or 400); a listed tool the caller lacks a scope for gets 403; nothing else is stopped.
+//! form, 200 or 400); a listed tool the caller lacks a scope for gets 403; a body naming a member
+//! twice anywhere is refused with 400 (it could be read two ways); nothing else is stopped.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -62,6 +63,51 @@ fn expected(m: &Value) -> Option<bool> {
     (*scope != "todos.read").then_some(false)
 }
 
+/// Whether any object in the JSON names a member twice: read here by a visitor of its own that
+/// lists each object's keys (the guard refuses such a body, never reading it one way).
+fn has_duplicate_member(data: &[u8]) -> bool {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Dups(bool);
+    struct V<'a>(&'a mut Dups);
+    impl<'de> serde::de::DeserializeSeed<'de> for V<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for V<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> { Ok(()) }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> { Ok(()) }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> { Ok(()) }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> { Ok(()) }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> { Ok(()) }
+        fn visit_unit<E>(self) -> Result<(), E> { Ok(()) }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(V(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut keys: Vec<String> = Vec::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if keys.contains(&k) {
+                    self.0.0 = true;
+                }
+                keys.push(k);
+                map.next_value_seed(V(self.0))?;
+            }
+            Ok(())
+        }
+    }
+    let _ = IgnoredAny;
+    let mut found = Dups(false);
+    let mut de = serde_json::Deserializer::from_slice(data);
+    serde::de::DeserializeSeed::deserialize(V(&mut found), &mut de).is_ok() && found.0
+}
+
 fuzz_target!(|data: &[u8]| {
     let (guard, principal) = fixture();
     let answer = block_on(guard.inspect_body(principal, data, true));
@@ -69,6 +115,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(answer, None, "a body that is not JSON is the transport's to refuse");
         return;
     };
+    if has_duplicate_member(data) {
+        assert_eq!(answer, Some(StatusCode::BAD_REQUEST), "a member named twice: {v}");
+        let refused = block_on(guard.inspect_body(principal, data, false));
+        assert_eq!(refused, Some(StatusCode::NOT_ACCEPTABLE));
+        return;
+    }
     let messages = match &v {
         Value::Array(items) => items.clone(),
         other => vec![other.clone()],
