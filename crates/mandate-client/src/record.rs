@@ -63,8 +63,20 @@ pub(crate) type MaybeRecorder = Option<Arc<dyn Recorder>>;
 const SECRET_HEADERS: [&str; 4] = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
 
 /// Parameter and JSON member names whose values are secrets.
-const SECRET_FIELDS: [&str; 8] =
-    ["access_token", "refresh_token", "id_token", "code", "code_verifier", "client_secret", "token", "password"];
+const SECRET_FIELDS: [&str; 11] = [
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "token",
+    "password",
+    // RFC 7592's management credential, in a registration response; client assertions.
+    "registration_access_token",
+    "client_assertion",
+    "assertion",
+];
 
 /// Hides a secret, keeping its kind and length visible: `Bearer eyJh…(812 chars)`.
 pub fn mask(value: &str) -> String {
@@ -167,12 +179,12 @@ mod tests {
             request_headers: vec![("Authorization".into(), "Bearer eyJhbGciOiJFUzI1NiJ9.payload.sig".into())],
             request_body: Some("grant_type=authorization_code&code=SECRETCODE&code_verifier=VERIFIER123".into()),
             response_body: Some(
-                r#"{"access_token":"AT-SECRET","nested":{"refresh_token":"RT-SECRET"},"scope":"a b"}"#.into(),
+                r#"{"access_token":"AT-SECRET","nested":{"refresh_token":"RT-SECRET"},"registration_access_token":"RAT-SECRET","scope":"a b"}"#.into(),
             ),
             ..Default::default()
         });
         let all = format!("{e:?}");
-        for secret in ["SECRETCODE", "VERIFIER123", "AT-SECRET", "RT-SECRET", "payload.sig"] {
+        for secret in ["SECRETCODE", "VERIFIER123", "AT-SECRET", "RT-SECRET", "RAT-SECRET", "payload.sig"] {
             assert!(!all.contains(secret), "{secret} leaked: {all}");
         }
         assert!(e.url.contains("client_id=c1"), "{}", e.url);

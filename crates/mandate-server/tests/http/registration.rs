@@ -165,14 +165,14 @@ async fn metadata_document_on_loopback_is_not_fetched_by_default_ss_09() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
-/// Resolves every name to one address, recording the names asked for.
-struct FixedResolver(SocketAddr, Arc<AtomicUsize>);
+/// Resolves every name to the same addresses, counting the lookups.
+struct FixedResolver(Vec<SocketAddr>, Arc<AtomicUsize>);
 
 impl reqwest::dns::Resolve for FixedResolver {
     fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         self.1.fetch_add(1, Ordering::SeqCst);
-        let addr = self.0;
-        Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
+        let addrs = self.0.clone();
+        Box::pin(async move { Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs) })
     }
 }
 
@@ -180,7 +180,7 @@ impl reqwest::dns::Resolve for FixedResolver {
 async fn metadata_document_resolving_to_a_private_address_is_refused_ss_10() {
     let lookups = Arc::new(AtomicUsize::new(0));
     // A name that resolves to 10.0.0.1: refused in the resolver, before any connection.
-    let resolver = Arc::new(FixedResolver("10.0.0.1:443".parse().unwrap(), lookups.clone()));
+    let resolver = Arc::new(FixedResolver(vec!["10.0.0.1:443".parse().unwrap()], lookups.clone()));
     let s = TestServer::start_with(Options {
         fetch_policy: FetchPolicy::default(),
         resolver: Some(resolver),
@@ -217,17 +217,6 @@ async fn metadata_document_with_a_member_twice_is_refused_dc_09() {
     assert!(r.body.contains("each member may appear once"), "{}", r.body);
 }
 
-/// Resolves every name to several addresses.
-struct ManyResolver(Vec<SocketAddr>, Arc<AtomicUsize>);
-
-impl reqwest::dns::Resolve for ManyResolver {
-    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        let addrs = self.0.clone();
-        Box::pin(async move { Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs) })
-    }
-}
-
 /// SS-11: a rebinding answer that mixes a public address with a private one (the attacker's DNS
 /// hoping the client checks one and dials the other) is refused whole, inside the resolver the
 /// connection is made with: there is no separate check for an answer to change after.
@@ -246,7 +235,7 @@ async fn a_dns_answer_mixing_public_and_private_addresses_is_refused_whole_ss_11
         });
         (a, h)
     };
-    let resolver = Arc::new(ManyResolver(vec!["93.184.216.34:443".parse().unwrap(), listener_addr], lookups.clone()));
+    let resolver = Arc::new(FixedResolver(vec!["93.184.216.34:443".parse().unwrap(), listener_addr], lookups.clone()));
     let s = TestServer::start_with(Options {
         fetch_policy: FetchPolicy::default(),
         resolver: Some(resolver),
