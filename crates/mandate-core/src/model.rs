@@ -284,6 +284,11 @@ pub struct AuditEvent {
 /// transaction, so the change and its record are kept or lost together.
 pub type AuditOf<O> = Box<dyn FnOnce(&O) -> Option<AuditEvent> + Send>;
 
+/// Like [`AuditOf`], for writes whose store may need the event of more than one outcome before
+/// it knows which one happened (PostgreSQL writes a refresh rotation or a code redemption in one
+/// statement, its record included).
+pub type AuditEach<O> = Box<dyn Fn(&O) -> Option<AuditEvent> + Send + Sync>;
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub user_id: Option<String>,

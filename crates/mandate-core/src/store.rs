@@ -89,7 +89,7 @@ pub trait GrantStore: Send + Sync {
         grant_id: &str,
         refresh: Option<&RefreshToken>,
         now: UnixTime,
-        audit: AuditOf<crate::model::Redemption>,
+        audit: AuditEach<crate::model::Redemption>,
     ) -> StoreResult<crate::model::Redemption>;
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>>;
     /// Active grants, newest first, optionally of one user.
@@ -115,7 +115,7 @@ pub trait GrantStore: Send + Sync {
         sealed: Option<&str>,
         now: UnixTime,
         window: RetryWindow,
-        audit: AuditOf<RotateOutcome>,
+        audit: AuditEach<RotateOutcome>,
     ) -> StoreResult<RotateOutcome>;
     /// Records a revoked access token until it would have expired anyway.
     async fn revoke_access_token(&self, jti: &str, expires_at: UnixTime) -> StoreResult<()>;

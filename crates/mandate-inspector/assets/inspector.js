@@ -220,15 +220,19 @@ function draw(state) {
 }
 
 let timer = null;
+// The last state drawn: polls ask only for what changed since its revision.
+let shown = null;
 async function poll() {
   clearTimeout(timer);
   let busy = false;
   try {
-    const r = await fetch("/inspector/api/state", { cache: "no-store" });
+    const since = shown && shown.inspection ? `?since=${shown.inspection.revision}` : "";
+    const r = await fetch(`/inspector/api/state${since}`, { cache: "no-store" });
     if (r.status === 401) { location.href = "/login?return=/inspector"; return; }
-    const state = await r.json();
+    let state = await r.json();
     if (!r.ok) { showError(state.message); return; }
-    draw(state);
+    if (state.inspection && state.inspection.unchanged) state = shown;
+    else { shown = state; draw(state); }
     busy = !!(state.inspection && state.inspection.busy);
   } catch (e) {
     showError(`the inspector did not answer: ${e.message}`);

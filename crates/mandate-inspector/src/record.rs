@@ -20,8 +20,16 @@ use crate::view::View;
 pub(crate) struct Shared(Arc<Mutex<View>>);
 
 impl Shared {
-    /// The view, even after a panic elsewhere left the lock poisoned (it holds only display data).
+    /// The view to change, even after a panic elsewhere left the lock poisoned (it holds only
+    /// display data). Counts as a change: the view's revision moves on.
     pub(crate) fn lock(&self) -> MutexGuard<'_, View> {
+        let mut view = self.read();
+        view.revision = crate::view::next_revision();
+        view
+    }
+
+    /// The view to read, as it is: its revision stays.
+    pub(crate) fn read(&self) -> MutexGuard<'_, View> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -141,13 +141,22 @@ fn inspection(s: &Inspector, person: &str) -> Option<Arc<Inspection>> {
 }
 
 /// Everything the page shows.
-async fn current(State(s): State<Inspector>, headers: HeaderMap) -> Response {
+/// The operator's inspection; with `?since=N` and nothing changed since revision N, only
+/// `{"revision": N, "unchanged": true}` instead of the whole view.
+async fn current(State(s): State<Inspector>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (person, username) = match operator(&s, &headers, true).await {
         Ok(v) => v,
         Err(r) => return r,
     };
+    let since = q.as_deref().and_then(|q| q.strip_prefix("since=")).and_then(|n| n.parse::<u64>().ok());
     let view = match inspection(&s, &person) {
-        Some(i) => serde_json::to_value(&*i.view.lock()).unwrap_or(Value::Null),
+        Some(i) => {
+            let view = i.view.read();
+            match since == Some(view.revision) {
+                true => json!({ "revision": view.revision, "unchanged": true }),
+                false => serde_json::to_value(&*view).unwrap_or(Value::Null),
+            }
+        }
         None => Value::Null,
     };
     let body = json!({
@@ -282,7 +291,7 @@ async fn doctor(State(s): State<Inspector>, headers: HeaderMap, body: Bytes) -> 
         Err(r) => return r.into_response(),
     };
     let url = req.url.trim();
-    let i = match inspection(&s, &person).filter(|i| i.view.lock().url == url) {
+    let i = match inspection(&s, &person).filter(|i| i.view.read().url == url) {
         Some(i) => i,
         None => match replace(&s, person, url, None) {
             Ok(i) => i,

@@ -2,6 +2,7 @@
 //! masked), the JSON-RPC log, the token decoded, the tools, the last call and the doctor's report.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -77,6 +78,10 @@ pub(crate) struct CallView {
 /// Everything the page shows for one operator.
 #[derive(Default, Serialize)]
 pub(crate) struct View {
+    /// Moves on with every change, so a page that has revision N is sent no more than that
+    /// until something changes (`/inspector/api/state?since=N`). Drawn from one counter for the
+    /// process, so a new inspection never repeats a revision of the one it replaced.
+    pub revision: u64,
     pub url: String,
     /// "idle", "connecting", "connected", "revoked" or "failed".
     pub phase: &'static str,
@@ -100,9 +105,15 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
+/// The next revision of any view in this process.
+pub(crate) fn next_revision() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) + 1
+}
+
 impl View {
     pub(crate) fn new(url: &str) -> Self {
-        Self { url: url.to_owned(), phase: "idle", ..Self::default() }
+        Self { revision: next_revision(), url: url.to_owned(), phase: "idle", ..Self::default() }
     }
 
     fn seq(&mut self) -> u64 {

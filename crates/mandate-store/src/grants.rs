@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use mandate_core::clock::UnixTime;
 use mandate_core::error::StoreResult;
 use mandate_core::model::{
-    AuditOf, AuthorizationCode, Consent, Grant, Redemption, RefreshContext, RefreshToken, RetryWindow, RotateOutcome,
+    AuditEach, AuthorizationCode, Consent, Grant, Redemption, RefreshContext, RefreshToken, RetryWindow, RotateOutcome,
 };
 use mandate_core::secret::SecretHash;
 use mandate_core::store::GrantStore;
@@ -16,6 +16,7 @@ use sqlx::{Any, Transaction};
 use crate::SqlStore;
 use crate::audit_keys::insert_event;
 use crate::convert::*;
+use crate::one_statement;
 
 const GRANT_COLS: &str = "id, user_id, client_id, scope, resource, created_at, activated_at, last_used_at, revoked_at";
 const REFRESH_COLS: &str = "hash, grant_id, parent_hash, scope, issued_at, expires_at, rotated_at, revoked_at";
@@ -359,8 +360,21 @@ impl GrantStore for SqlStore {
         grant_id: &str,
         refresh: Option<&RefreshToken>,
         now: UnixTime,
-        audit: AuditOf<Redemption>,
+        audit: AuditEach<Redemption>,
     ) -> StoreResult<Redemption> {
+        if self.engine == crate::Engine::Postgres {
+            let (activated, revoked) = (audit(&Redemption::Activated), audit(&Redemption::GrantRevoked));
+            return one_statement::redeem(
+                &self.pool,
+                code,
+                grant_id,
+                refresh,
+                now,
+                activated.as_ref(),
+                revoked.as_ref(),
+            )
+            .await;
+        }
         let (code, grant_id, refresh) = (code.clone(), grant_id.to_owned(), refresh.cloned());
         self.write(move |mut tx| Box::pin(async move {
         // Grant row first, as every transaction that touches a grant's tokens does.
@@ -515,10 +529,17 @@ impl GrantStore for SqlStore {
         sealed: Option<&str>,
         now: UnixTime,
         window: RetryWindow,
-        audit: AuditOf<RotateOutcome>,
+        audit: AuditEach<RotateOutcome>,
     ) -> StoreResult<RotateOutcome> {
-        let (presented, next, sealed) = (presented.clone(), next.clone(), sealed.map(str::to_owned));
         let lock = self.engine == crate::Engine::Postgres;
+        // PostgreSQL: the normal case in one statement; anything else in the full rotation below.
+        if lock
+            && one_statement::rotate(&self.pool, presented, next, sealed, now, audit(&RotateOutcome::Rotated).as_ref())
+                .await?
+        {
+            return Ok(RotateOutcome::Rotated);
+        }
+        let (presented, next, sealed) = (presented.clone(), next.clone(), sealed.map(str::to_owned));
         self.write(move |mut tx| {
             Box::pin(async move {
                 let outcome = rotate(&mut tx, &presented, &next, sealed, now, window, lock).await?;

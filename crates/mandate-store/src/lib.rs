@@ -13,6 +13,7 @@ mod demo;
 mod grants;
 mod maintenance;
 mod mcp_sessions;
+mod one_statement;
 mod people;
 mod sessions;
 mod throttle;

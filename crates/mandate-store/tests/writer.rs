@@ -121,7 +121,7 @@ async fn a_rotation_and_its_audit_record_commit_together() {
             None,
             1,
             window,
-            Box::new(move |o| (*o == RotateOutcome::Rotated).then_some(record)),
+            Box::new(move |o| (*o == RotateOutcome::Rotated).then(|| record.clone())),
         )
         .await
         .unwrap();
@@ -139,7 +139,7 @@ async fn a_rotation_and_its_audit_record_commit_together() {
             None,
             2,
             RetryWindow { successor_since: None, race_since: 2 },
-            Box::new(move |_| Some(duplicate)),
+            Box::new(move |_| Some(duplicate.clone())),
         )
         .await;
     assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");

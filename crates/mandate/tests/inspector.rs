@@ -245,6 +245,21 @@ async fn an_operator_connects_consents_to_a_subset_is_refused_steps_up_refreshes
     assert_eq!(t.iter().filter(|t| *t == "Revocation (RFC 7009): 200").count(), 4, "{t:#?}");
     let apps = b.get("/account/apps").await;
     assert!(!apps.body.contains("mandate inspector"), "the inspector's grant is revoked");
+
+    // A poll that has the current revision gets only that back; once anything changes, the
+    // whole view again, at a later revision.
+    let revision = v["revision"].as_u64().unwrap();
+    let r = b.get(&format!("/inspector/api/state?since={revision}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let same: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(same["inspection"], json!({"revision": revision, "unchanged": true}));
+    let r = b.post_json("/inspector/api/doctor", &json!({"url": s.mcp_url()})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let r = b.get(&format!("/inspector/api/state?since={revision}")).await;
+    let changed: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(changed["inspection"]["revision"].as_u64().unwrap() > revision, "{changed:#}");
+    assert_eq!(changed["inspection"]["url"], s.mcp_url().as_str());
+    until(&mut b, "diagnosed again", idle).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

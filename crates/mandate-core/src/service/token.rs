@@ -144,7 +144,7 @@ impl AuthServer {
             grant: Some(&record.grant_id),
             detail: Some(format!("authorization_code; scope {}; resource {}", record.scope, record.resource)),
         });
-        let audit = Box::new(move |r: &Redemption| matches!(r, Redemption::Activated).then_some(issued));
+        let audit = Box::new(move |r: &Redemption| matches!(r, Redemption::Activated).then(|| issued.clone()));
         match self.store.redeem_code(&hash, &record.grant_id, refresh.as_ref().map(|(_, r)| r), now, audit).await? {
             Redemption::Activated => {}
             Redemption::CodeAlreadyUsed => return Err(self.code_replayed(&record, client, proof_ok, now).await),
@@ -305,7 +305,7 @@ impl AuthServer {
                 ),
                 RotateOutcome::Inactive => return None,
             };
-            Some(AuditEvent { kind: kind.into(), outcome: result.into(), detail: Some(detail.into()), ..base })
+            Some(AuditEvent { kind: kind.into(), outcome: result.into(), detail: Some(detail.into()), ..base.clone() })
         });
         let outcome =
             self.store.rotate_refresh(&hash, &next, sealed.as_deref(), now, self.retry_window(now), record).await?;
