@@ -81,8 +81,9 @@ pub trait GrantStore: Send + Sync {
     /// grant was revoked (a replayed code got there first) or is already active.
     async fn activate_grant(&self, grant_id: &str, refresh: Option<&RefreshToken>, now: UnixTime) -> StoreResult<bool>;
     /// Spends the code, activates its grant and stores the first refresh token in one
-    /// transaction (grant row first), so a failure in between leaves the code redeemable. The
-    /// audit event `audit` makes of the outcome is written in that same transaction.
+    /// transaction, so a failure in between leaves the code redeemable. The audit event `audit`
+    /// makes of the outcome is written in that same transaction (a store may ask `audit` for
+    /// more than one outcome's event before it knows which one happened).
     async fn redeem_code(
         &self,
         code: &SecretHash,
@@ -107,7 +108,8 @@ pub trait GrantStore: Send + Sync {
     /// under the presented token) on the presented token's row, clearing any older sealed
     /// successor of the family. A presentation that loses is judged by `window`; a retry gets the
     /// stored sealed successor back and nothing is inserted. Does not touch `last_used_at`. The
-    /// audit event `audit` makes of the outcome is written in the same transaction.
+    /// audit event `audit` makes of the outcome is written in the same transaction (as for
+    /// `redeem_code`, `audit` may be asked for more than one outcome).
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,

@@ -70,6 +70,10 @@ impl AuditStore for SqlStore {
     }
 
     async fn append_all(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        // One event is one statement: on PostgreSQL a round trip, not three (BEGIN, INSERT, COMMIT).
+        if let [event] = events {
+            return self.append(event).await;
+        }
         let events = events.to_vec();
         self.write(move |mut tx| {
             Box::pin(async move {

@@ -243,6 +243,9 @@ impl GrantStore for SqlStore {
         c: &AuthorizationCode,
         consent: Option<&Consent>,
     ) -> StoreResult<()> {
+        if self.engine == crate::Engine::Postgres && consent.is_none() {
+            return one_statement::insert_grant_with_code(&self.pool, g, c).await;
+        }
         let (g, c, consent) = (g.clone(), c.clone(), consent.cloned());
         self.write(move |mut tx| {
             Box::pin(async move {
