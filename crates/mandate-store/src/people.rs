@@ -135,6 +135,11 @@ impl PeopleStore for SqlStore {
                 if run(&mut tx, "DELETE FROM users WHERE id = $1", &[Text(&user_id)]).await? == 0 {
                     return Ok(None);
                 }
+                // Rows in the order the token writes take them, so a refresh or a code redemption
+                // running meanwhile waits instead of deadlocking (PostgreSQL): codes, then grants
+                // (each family operation locks its grant first), then refresh tokens.
+                run(&mut tx, "DELETE FROM authorization_codes WHERE user_id = $1", &[Text(&user_id)]).await?;
+                run(&mut tx, "UPDATE grants SET revoked_at = revoked_at WHERE user_id = $1", &[Text(&user_id)]).await?;
                 run(
                     &mut tx,
                     "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
@@ -142,7 +147,6 @@ impl PeopleStore for SqlStore {
                 )
                 .await?;
                 for sql in [
-                    "DELETE FROM authorization_codes WHERE user_id = $1",
                     "DELETE FROM grants WHERE user_id = $1",
                     "DELETE FROM pending_authorizations WHERE user_id = $1",
                     "DELETE FROM consents WHERE user_id = $1",
