@@ -220,7 +220,7 @@ async fn a_spent_code_never_leaves_a_grant_half_redeemed(s: SqlStore) {
 /// write waits for the others (the removal takes codes, grants, then tokens, the order the token
 /// writes take them) and none fails; afterwards nothing of the person's is left. Before, the
 /// removal deleted tokens before it took the grants, so on PostgreSQL a rotation committed
-/// meanwhile left its new token behind, its grant gone (seen in the third round of this test).
+/// meanwhile left its new token behind, its grant gone (this test fails on that order).
 async fn removing_a_person_while_their_agent_refreshes_leaves_nothing_behind(s: SqlStore) {
     let s = Arc::new(s);
     for round in 0..30 {
