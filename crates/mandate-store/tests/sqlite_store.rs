@@ -3,17 +3,17 @@
 //! same assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 
-use common::{postgres, sqlite};
 use mandate_core::model::{
-    AuditEvent, AuditFilter, AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome, User,
+    AuditEvent, AuditFilter, AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome,
 };
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
-use mandate_core::store::{AuditStore, GrantStore, LoginThrottleStore, MaintenanceStore, UserStore};
+use mandate_core::store::{AuditStore, GrantStore, LoginThrottleStore, MaintenanceStore};
 use mandate_store::{OpenError, SqlStore, migration_names};
 
 fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
@@ -35,35 +35,7 @@ async fn active_grant(s: &SqlStore) {
 }
 
 async fn pending_grant(s: &SqlStore) {
-    // The grant's person: a code's grant activates only for an enabled person (issue 13).
-    let person =
-        User { id: "u1".into(), username: "u1".into(), password_hash: "x".into(), created_at: 0, disabled: false };
-    let _ = s.insert_user(&person).await;
-    let g = Grant {
-        id: "g1".into(),
-        user_id: "u1".into(),
-        client_id: "c1".into(),
-        scope: ScopeSet::parse("a").unwrap(),
-        resource: "https://r".into(),
-        created_at: 0,
-        activated_at: None,
-        last_used_at: None,
-        revoked_at: None,
-    };
-    let c = AuthorizationCode {
-        hash: SecretHash("code".into()),
-        grant_id: "g1".into(),
-        client_id: "c1".into(),
-        user_id: "u1".into(),
-        redirect_uri: "https://a/cb".into(),
-        redirect_uri_explicit: true,
-        code_challenge: "x".into(),
-        scope: g.scope.clone(),
-        resource: g.resource.clone(),
-        expires_at: 60,
-        consumed_at: None,
-    };
-    s.insert_grant_with_code(&g, &c, None).await.unwrap();
+    common::pending_grant_with_code(s, "u1", "g1", "code").await;
 }
 
 #[test]
@@ -418,33 +390,6 @@ async fn concurrent_login_failures_all_count_ui_12(s: SqlStore) {
     assert_eq!(s.login_locked_until("alice").await.unwrap(), Some(10_060));
     s.clear_login_failures("alice").await.unwrap();
     assert_eq!(s.login_locked_until("alice").await.unwrap(), None);
-}
-
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (_dir, s) = super::sqlite().await;
-                    super::$case(s).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(db) = super::postgres().await else {
-                        eprintln!("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL case skipped");
-                        return;
-                    };
-                    super::$case(db.store.clone()).await;
-                    db.drop_database().await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(

@@ -3,18 +3,16 @@
 //! one statement (`one_statement.rs`); these cases hold it to the transaction's behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 
-use common::{postgres, sqlite};
 use mandate_core::StoreError;
-use mandate_core::model::{
-    AuditEvent, AuditFilter, AuthorizationCode, Grant, Redemption, RefreshToken, RetryWindow, RotateOutcome, User,
-};
+use mandate_core::model::{AuditEvent, AuditFilter, Redemption, RefreshToken, RetryWindow, RotateOutcome};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
-use mandate_core::store::{AuditStore, GrantStore, PeopleStore, UserStore};
+use mandate_core::store::{AuditStore, GrantStore, PeopleStore};
 use mandate_store::SqlStore;
 
 fn token(hash: &str, grant: &str, parent: Option<&str>, now: i64) -> RefreshToken {
@@ -48,36 +46,9 @@ async fn pending(s: &SqlStore, id: &str) {
     pending_of(s, "u1", id).await;
 }
 
-/// A pending grant `id` of `person` (added when missing) with its code `code-<id>`.
+/// A pending grant `id` of `person` with its code `code-<id>`.
 async fn pending_of(s: &SqlStore, person: &str, id: &str) {
-    let p =
-        User { id: person.into(), username: person.into(), password_hash: "x".into(), created_at: 0, disabled: false };
-    let _ = s.insert_user(&p).await;
-    let g = Grant {
-        id: id.into(),
-        user_id: person.into(),
-        client_id: "c1".into(),
-        scope: ScopeSet::parse("a").unwrap(),
-        resource: "https://r".into(),
-        created_at: 0,
-        activated_at: None,
-        last_used_at: None,
-        revoked_at: None,
-    };
-    let c = AuthorizationCode {
-        hash: SecretHash(format!("code-{id}")),
-        grant_id: id.into(),
-        client_id: "c1".into(),
-        user_id: person.into(),
-        redirect_uri: "https://a/cb".into(),
-        redirect_uri_explicit: true,
-        code_challenge: "x".into(),
-        scope: g.scope.clone(),
-        resource: g.resource.clone(),
-        expires_at: 60,
-        consumed_at: None,
-    };
-    s.insert_grant_with_code(&g, &c, None).await.unwrap();
+    common::pending_grant_with_code(s, person, id, &format!("code-{id}")).await;
 }
 
 async fn kinds(s: &SqlStore) -> Vec<String> {
@@ -265,33 +236,6 @@ async fn removing_a_person_while_their_agent_refreshes_leaves_nothing_behind(s: 
         assert!(s.grant(&active).await.unwrap().is_none() && s.grant(&other).await.unwrap().is_none(), "round {round}");
         assert!(s.refresh_token(&SecretHash(format!("{first}-next"))).await.unwrap().is_none(), "round {round}");
     }
-}
-
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (_dir, s) = super::sqlite().await;
-                    super::$case(s).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(db) = super::postgres().await else {
-                        eprintln!("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL case skipped");
-                        return;
-                    };
-                    super::$case(db.store.clone()).await;
-                    db.drop_database().await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(
