@@ -380,7 +380,7 @@ impl GrantStore for SqlStore {
         }
         let (code, grant_id, refresh) = (code.clone(), grant_id.to_owned(), refresh.cloned());
         self.write(move |mut tx| Box::pin(async move {
-        // Grant row first, as every transaction that touches a grant's tokens does.
+        // SQLite (PostgreSQL: `one_statement::redeem`): one writer, so no two writes interleave.
         let activated = sqlx::query(
             "UPDATE grants SET activated_at = $1, last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL AND activated_at IS NULL \
              AND EXISTS (SELECT 1 FROM users u WHERE u.id = grants.user_id AND u.disabled = 0)",
