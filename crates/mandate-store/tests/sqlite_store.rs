@@ -11,22 +11,12 @@ use std::sync::Arc;
 use mandate_core::model::{
     AuditEvent, AuditFilter, AuthorizationCode, Grant, RefreshToken, RetryWindow, RotateOutcome,
 };
-use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{AuditStore, GrantStore, LoginThrottleStore, MaintenanceStore};
 use mandate_store::{OpenError, SqlStore, migration_names};
 
 fn rt(hash: &str, parent: Option<&str>, now: i64) -> RefreshToken {
-    RefreshToken {
-        hash: SecretHash(hash.into()),
-        grant_id: "g1".into(),
-        parent_hash: parent.map(|p| SecretHash(p.into())),
-        scope: ScopeSet::parse("a").unwrap(),
-        issued_at: now,
-        expires_at: now + 1000,
-        rotated_at: None,
-        revoked_at: None,
-    }
+    common::refresh_token(hash, "g1", parent, now)
 }
 
 async fn active_grant(s: &SqlStore) {

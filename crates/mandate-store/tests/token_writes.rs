@@ -9,24 +9,12 @@ mod common;
 use std::sync::Arc;
 
 use mandate_core::StoreError;
-use mandate_core::model::{AuditEvent, AuditFilter, Redemption, RefreshToken, RetryWindow, RotateOutcome};
-use mandate_core::scope::ScopeSet;
+use mandate_core::model::{AuditEvent, AuditFilter, Redemption, RetryWindow, RotateOutcome};
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{AuditStore, GrantStore, PeopleStore};
 use mandate_store::SqlStore;
 
-fn token(hash: &str, grant: &str, parent: Option<&str>, now: i64) -> RefreshToken {
-    RefreshToken {
-        hash: SecretHash(hash.into()),
-        grant_id: grant.into(),
-        parent_hash: parent.map(|p| SecretHash(p.into())),
-        scope: ScopeSet::parse("a").unwrap(),
-        issued_at: now,
-        expires_at: now + 1000,
-        rotated_at: None,
-        revoked_at: None,
-    }
-}
+use common::refresh_token as token;
 
 fn event(id: &str, kind: &str) -> AuditEvent {
     AuditEvent {

@@ -2,11 +2,25 @@
 //! when `MANDATE_TEST_POSTGRES_URL` is set.
 #![allow(dead_code)]
 
-use mandate_core::model::{AuthorizationCode, Grant, User};
+use mandate_core::model::{AuthorizationCode, Grant, RefreshToken, User};
 use mandate_core::scope::ScopeSet;
 use mandate_core::secret::SecretHash;
 use mandate_core::store::{GrantStore, UserStore};
 use mandate_store::{SqlStore, url_with_database};
+
+/// A refresh token of `grant` for scope `a`, issued at `now`, living 1000 s.
+pub fn refresh_token(hash: &str, grant: &str, parent: Option<&str>, now: i64) -> RefreshToken {
+    RefreshToken {
+        hash: SecretHash(hash.into()),
+        grant_id: grant.into(),
+        parent_hash: parent.map(|p| SecretHash(p.into())),
+        scope: ScopeSet::parse("a").unwrap(),
+        issued_at: now,
+        expires_at: now + 1000,
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
 
 /// A pending grant `grant` of `person` (added when missing; a code's grant activates only for an
 /// enabled person) to client c1 for scope `a` at `https://r`, with its code `code`.
