@@ -36,6 +36,12 @@ target_dir="${MANDATE_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mandate/f
 mkdir -p "$target_dir"
 cargo +nightly fuzz build --sanitizer none --target-dir "$target_dir"
 
+# The config_toml target writes its input to a temporary file on every execution: in memory that
+# is about six times as fast as on this machine's disk (6,500 executions a second, not 1,100).
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  export TMPDIR=/dev/shm
+fi
+
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 summary=()

@@ -1,13 +1,11 @@
 //! Redirect URIs: what may be registered (`validate_for_registration`), how a requested URI is
 //! matched to a registered one (`matches`: exact, or a loopback URI on any port), and how one is
-//! shown (`display_host`, `redirect_target`, `csp_source`). Input: the first line is the
-//! registered URI, the rest the requested one.
+//! shown (`shown`: what `display_host`, `redirect_target` and `csp_source` return, from one parse).
+//! Input: the first line is the registered URI, the rest the requested one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mandate_core::redirect::{
-    MAX_REDIRECT_URI_LEN, csp_source, display_host, is_loopback, matches, redirect_target, validate_for_registration,
-};
+use mandate_core::redirect::{MAX_REDIRECT_URI_LEN, is_loopback, matches, shown, validate_for_registration};
 use mandate_fuzz::split_line;
 use url::Url;
 
@@ -21,8 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let requested = if data.contains(&b'\n') { String::from_utf8_lossy(requested) } else { registered.clone() };
     let (registered, requested) = (registered.as_ref(), requested.as_ref());
 
-    let _ = (display_host(registered), redirect_target(registered), csp_source(registered));
-    let _ = (display_host(requested), redirect_target(requested), csp_source(requested));
+    let _ = (shown(registered), shown(requested));
     assert!(matches(registered, registered));
 
     if validate_for_registration(registered).is_err() {

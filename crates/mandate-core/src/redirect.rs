@@ -149,17 +149,43 @@ pub fn matches(registered: &str, requested: &str) -> bool {
     }
 }
 
+/// How a redirect URI is shown to a person, from one parse of it (the consent page needs all three;
+/// parsing a host runs IDNA, which is most of the cost of a long one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// What [`display_host`] returns.
+    pub host: String,
+    /// What [`redirect_target`] returns.
+    pub target: RedirectTarget,
+    /// What [`csp_source`] returns.
+    pub csp_source: Option<String>,
+}
+
+/// [`display_host`], [`redirect_target`] and [`csp_source`] of one URI, parsing it once.
+pub fn shown(uri: &str) -> Shown {
+    let parsed = Url::parse(uri).ok();
+    Shown {
+        host: host_of(uri, parsed.as_ref()),
+        target: target_of(uri, parsed.as_ref()),
+        csp_source: parsed.as_ref().and_then(csp_of),
+    }
+}
+
 /// The host a person should see for a redirect URI, or `scheme:` for a native-app URI whatever it
 /// names after the scheme (`com.evil.app://github.com/cb` goes to the app owning `com.evil.app`,
 /// not to github.com). Consent is remembered per this value.
 pub fn display_host(uri: &str) -> String {
-    match Url::parse(uri) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => match u.host_str() {
+    host_of(uri, Url::parse(uri).ok().as_ref())
+}
+
+fn host_of(uri: &str, parsed: Option<&Url>) -> String {
+    match parsed {
+        Some(u) if matches!(u.scheme(), "http" | "https") => match u.host_str() {
             Some(h) if !h.is_empty() => h.to_owned(),
             _ => format!("{}:", u.scheme()),
         },
-        Ok(u) => format!("{}:", u.scheme()),
-        Err(_) => uri.to_owned(),
+        Some(u) => format!("{}:", u.scheme()),
+        None => uri.to_owned(),
     }
 }
 
@@ -176,19 +202,26 @@ pub enum RedirectTarget {
 
 /// Classifies a redirect URI for the consent page.
 pub fn redirect_target(uri: &str) -> RedirectTarget {
+    target_of(uri, Url::parse(uri).ok().as_ref())
+}
+
+fn target_of(uri: &str, parsed: Option<&Url>) -> RedirectTarget {
     if is_loopback(uri) {
-        return RedirectTarget::Loopback { port: Url::parse(uri).ok().and_then(|u| u.port()) };
+        return RedirectTarget::Loopback { port: parsed.and_then(Url::port) };
     }
-    match Url::parse(uri) {
-        Ok(u) if u.scheme() == "https" => RedirectTarget::Web { host: u.host_str().unwrap_or_default().to_owned() },
-        Ok(u) => RedirectTarget::App { scheme: u.scheme().to_owned() },
-        Err(_) => RedirectTarget::Web { host: uri.to_owned() },
+    match parsed {
+        Some(u) if u.scheme() == "https" => RedirectTarget::Web { host: u.host_str().unwrap_or_default().to_owned() },
+        Some(u) => RedirectTarget::App { scheme: u.scheme().to_owned() },
+        None => RedirectTarget::Web { host: uri.to_owned() },
     }
 }
 
 /// The origin (or scheme source) of a redirect URI, for a CSP `form-action` list.
 pub fn csp_source(uri: &str) -> Option<String> {
-    let u = Url::parse(uri).ok()?;
+    csp_of(&Url::parse(uri).ok()?)
+}
+
+fn csp_of(u: &Url) -> Option<String> {
     match u.scheme() {
         "http" | "https" => {
             let origin = u.origin().ascii_serialization();
@@ -290,6 +323,23 @@ mod tests {
             "http://127.0.0.1:/cb",
         ] {
             assert!(!matches(reg, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shown_is_the_three_helpers_from_one_parse() {
+        for uri in [
+            "https://claude.ai/api/cb",
+            "http://127.0.0.1:33418/callback",
+            "http://localhost/callback",
+            "com.evil.app://github.com/cb",
+            "com.example.app:/cb",
+            "not a uri",
+            "https://xn--i-7iq.test/cb",
+            "http://[::1]:9/cb",
+        ] {
+            let expected = Shown { host: display_host(uri), target: redirect_target(uri), csp_source: csp_source(uri) };
+            assert_eq!(shown(uri), expected, "{uri}");
         }
     }
 

@@ -387,7 +387,7 @@ impl AuthServer {
         let Some(client) = self.store.client_by_id(&pending.client_id).await? else {
             return Ok(Err(Stale::ClientGone));
         };
-        let host = redirect::display_host(&pending.redirect_uri);
+        let shown = redirect::shown(&pending.redirect_uri);
         let key = consent_key(Some(&client), &pending.redirect_uri);
         let earlier = self
             .store
@@ -402,8 +402,8 @@ impl AuthServer {
             client_name: client.name.clone(),
             verified: client.is_verified(),
             client_id_host: (client.kind == ClientKind::MetadataDocument).then(|| redirect::display_host(&client.id)),
-            target: redirect::redirect_target(&pending.redirect_uri),
-            redirect_host: host,
+            target: shown.target,
+            redirect_host: shown.host,
             new_scopes: pending.scope.difference(&earlier).iter().map(line).collect(),
             already_granted: pending.scope.intersection(&earlier).iter().map(line).collect(),
             returning: !earlier.is_empty(),
@@ -416,7 +416,7 @@ impl AuthServer {
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| pending.resource.clone()),
             resource: pending.resource.clone(),
-            redirect_csp_source: redirect::csp_source(&pending.redirect_uri),
+            redirect_csp_source: shown.csp_source,
         }))
     }
 
