@@ -327,19 +327,38 @@ mod tests {
     }
 
     #[test]
-    fn shown_is_the_three_helpers_from_one_parse() {
-        for uri in [
-            "https://claude.ai/api/cb",
-            "http://127.0.0.1:33418/callback",
-            "http://localhost/callback",
-            "com.evil.app://github.com/cb",
-            "com.example.app:/cb",
-            "not a uri",
-            "https://xn--i-7iq.test/cb",
-            "http://[::1]:9/cb",
+    fn shown_answers_all_three_from_one_parse() {
+        let web = |h: &str| RedirectTarget::Web { host: h.into() };
+        for (uri, host, target, csp) in [
+            ("https://claude.ai/api/cb", "claude.ai", web("claude.ai"), Some("https://claude.ai")),
+            (
+                "http://127.0.0.1:33418/callback",
+                "127.0.0.1",
+                RedirectTarget::Loopback { port: Some(33418) },
+                Some("http://127.0.0.1:33418"),
+            ),
+            ("http://[::1]/cb", "[::1]", RedirectTarget::Loopback { port: None }, Some("http://[::1]")),
+            (
+                "com.evil.app://github.com/cb",
+                "com.evil.app:",
+                RedirectTarget::App { scheme: "com.evil.app".into() },
+                Some("com.evil.app:"),
+            ),
+            (
+                "https://b\u{fc}cher.test/cb",
+                "xn--bcher-kva.test",
+                web("xn--bcher-kva.test"),
+                Some("https://xn--bcher-kva.test"),
+            ),
+            ("not a uri", "not a uri", web("not a uri"), None),
         ] {
-            let expected = Shown { host: display_host(uri), target: redirect_target(uri), csp_source: csp_source(uri) };
+            let expected = Shown { host: host.into(), target, csp_source: csp.map(str::to_owned) };
             assert_eq!(shown(uri), expected, "{uri}");
+            assert_eq!(
+                (display_host(uri), redirect_target(uri), csp_source(uri)),
+                (expected.host, expected.target, expected.csp_source),
+                "{uri}"
+            );
         }
     }
 
