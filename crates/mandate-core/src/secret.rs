@@ -90,10 +90,18 @@ pub fn generate(rng: &dyn Randomness, kind: SecretKind) -> Secret {
     Secret(format!("{}{}", kind.prefix(), random_token(rng)))
 }
 
-/// A random identifier (not a secret): 16 bytes, base64url.
+/// A random identifier (not a secret): 16 bytes, base64url, never starting with `-` or `_`.
+///
+/// Operators type these ids as arguments (`mandate users enable <id>`, `mandate clients remove
+/// <id>`): one starting with `-` is read as a flag (1 id in 64 did: `-…h…` even printed the help
+/// and exited 0, doing nothing). The first character comes from the first byte's top six bits;
+/// when those are 62 or 63 (`-`, `_`), the top bit is cleared (`e`, `f`), which leaves 127.95 bits.
 pub fn random_id(rng: &dyn Randomness) -> String {
     let mut bytes = [0u8; 16];
     rng.fill(&mut bytes);
+    if bytes[0] >= 0xF8 {
+        bytes[0] &= 0x7F;
+    }
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -117,6 +125,34 @@ mod tests {
             assert_eq!(code.expose().len(), 4 + 43, "32 bytes of randomness, base64url");
             assert!(seen.insert(code.expose().to_owned()));
         }
+    }
+
+    /// Fills every byte with one value.
+    struct Fixed(u8);
+
+    impl Randomness for Fixed {
+        fn fill(&self, buf: &mut [u8]) {
+            buf.fill(self.0);
+        }
+    }
+
+    #[test]
+    fn an_id_never_starts_with_a_hyphen_or_an_underscore() {
+        for first in 0..=u8::MAX {
+            let id = random_id(&Fixed(first));
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with(['-', '_']), "first byte {first:#04x}: {id}");
+        }
+        // Only the two values that would start with `-` or `_` change: the rest are base64url.
+        for (first, shown) in [(0xF8u8, 'e'), (0xFC, 'f'), (0xFF, 'f')] {
+            let (id, plain) = (random_id(&Fixed(first)), URL_SAFE_NO_PAD.encode([first; 16]));
+            assert!(id.starts_with(shown) && plain.starts_with(['-', '_']), "{id} {plain}");
+            assert_eq!(id[1..], plain[1..], "only the first character changes");
+        }
+        assert_eq!(random_id(&Fixed(0xF7)), URL_SAFE_NO_PAD.encode([0xF7u8; 16]));
+        let seen: HashSet<String> = (0..1_000).map(|_| random_id(&OsRandom)).collect();
+        assert_eq!(seen.len(), 1_000);
+        assert!(seen.iter().all(|id| !id.starts_with(['-', '_'])));
     }
 
     #[test]
