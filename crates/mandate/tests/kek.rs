@@ -167,13 +167,11 @@ fn write_key(path: &Path, key: &KeyEncryptionKey) {
 
 /// `mandate serve` with `env`; true when it is ready (its signing keys decrypted).
 async fn serves(db: &str, env: &[(&str, &str)]) -> bool {
-    let port = support::free_port();
-    let (_server, banner) = support::serve(db, &["--listen", &format!("127.0.0.1:{port}")], env);
-    if !banner.iter().any(|l| l.starts_with("mandate is serving")) {
+    let (_server, banner) = support::serve(db, &["--listen", "127.0.0.1:0"], env);
+    let Some(base) = banner.iter().find_map(|l| l.strip_prefix("mandate is serving ")) else {
         return false;
-    }
-    let base = format!("http://127.0.0.1:{port}");
-    support::wait_ready(&base).await;
+    };
+    support::wait_ready(base).await;
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap().status() == StatusCode::OK;
     let jwks: serde_json::Value = reqwest::get(format!("{base}/jwks.json")).await.unwrap().json().await.unwrap();
     ready && jwks["keys"].as_array().is_some_and(|k| k.len() == 2)
@@ -246,9 +244,8 @@ async fn rotate_kek_to_the_configured_key_while_a_server_runs() {
         ("MANDATE_FALLBACK_SECRET_KEY_FILE", old_path.to_str().unwrap()),
     ];
     // A server with both keys runs through the rotation.
-    let port = support::free_port();
-    let (_server, _) = support::serve(e.db.url(), &["--listen", &format!("127.0.0.1:{port}")], &both);
-    let base = format!("http://127.0.0.1:{port}");
+    let (_server, banner) = support::serve(e.db.url(), &["--listen", "127.0.0.1:0"], &both);
+    let base = banner.iter().find_map(|l| l.strip_prefix("mandate is serving ")).expect("serving").to_owned();
     support::wait_ready(&base).await;
     let out = e.ok(&["keys", "rotate-kek"], Some(&both));
     assert!(out.contains("re-sealed 1 signing key(s), 1 connected account(s) and 1 provider request(s)"), "{out}");

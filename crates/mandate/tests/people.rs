@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mandate_testkit::{Authz, Browser, McpClient, TestDatabase, pkce, postgres_admin_url, query_param, submit_consent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Proc, free_port};
+use support::Proc;
 
 const PASSWORD: &str = "a long enough password";
 const NEW_PASSWORD: &str = "another long password";
@@ -28,17 +28,19 @@ impl Setup {
     /// alice and bob, and `mandate serve` on `db`.
     async fn start(db: TestDatabase) -> Self {
         let kek = mandate_core::keys::KeyEncryptionKey::generate(&mandate_core::clock::OsRandom).to_base64url();
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut s = Self { db, kek, base: base.clone(), _server: None };
+        // Port 0: a port picked here and bound later by the server can be taken in between by
+        // another test's connection (the server then exits with "address in use").
+        let (server, banner) = support::serve(db.url(), &["--listen", "127.0.0.1:0"], &[("MANDATE_SECRET_KEY", &kek)]);
+        let base = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("mandate is serving "))
+            .unwrap_or_else(|| panic!("no serving line in {banner:?}"))
+            .to_owned();
+        support::wait_ready(&base).await;
+        let s = Self { db, kek, base, _server: Some(server) };
         for user in ["alice", "bob"] {
             s.ok(&["users", "add", user, "--password-stdin"], Some(PASSWORD));
         }
-        let (server, banner) =
-            support::serve(s.db.url(), &["--listen", &format!("127.0.0.1:{port}")], &[("MANDATE_SECRET_KEY", &s.kek)]);
-        assert!(banner.iter().any(|l| l.contains(&base)), "{banner:?}");
-        support::wait_ready(&base).await;
-        s._server = Some(server);
         s
     }
 

@@ -62,12 +62,20 @@ pub fn serve(db: &str, args: &[&str], env: &[(&str, &str)]) -> (Proc, Vec<String
         .env_remove("MANDATE_PUBLIC_URL")
         .env_remove("MANDATE_LISTEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    let banner = read_banner(child.stdout.take().unwrap());
+    // stderr is drained for the life of the process (a full pipe would block the server); if the
+    // server stops before its banner is out, what it said goes into the banner the test asserts on.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let said = std::thread::spawn(move || stderr.lines().map_while(Result::ok).collect::<Vec<_>>());
+    let mut banner = read_banner(child.stdout.take().unwrap());
+    if !banner.last().is_some_and(|l| l.starts_with("Ctrl-C stops it")) {
+        let _ = child.wait();
+        banner.extend(said.join().unwrap_or_default().into_iter().map(|l| format!("stderr: {l}")));
+    }
     (Proc(child), banner)
 }
 
