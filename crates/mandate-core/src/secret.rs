@@ -95,7 +95,7 @@ pub fn generate(rng: &dyn Randomness, kind: SecretKind) -> Secret {
 /// Operators type these ids as arguments (`mandate users enable <id>`, `mandate clients remove
 /// <id>`): one starting with `-` is read as a flag (1 id in 64 did: `-…h…` even printed the help
 /// and exited 0, doing nothing). The first character comes from the first byte's top six bits;
-/// when those are 62 or 63 (`-`, `_`), the top bit is cleared (`e`, `f`), which leaves 127.95 bits.
+/// when those are 62 or 63 (`-`, `_`), the top bit is cleared (`e`, `f`), which leaves 127.94 bits.
 pub fn random_id(rng: &dyn Randomness) -> String {
     let mut bytes = [0u8; 16];
     rng.fill(&mut bytes);
