@@ -23,18 +23,18 @@ use sqlx::query::Query;
 
 use crate::convert::{int, map_err};
 
-type Q = Query<'static, sqlx::Any, AnyArguments>;
+pub(crate) type Q = Query<'static, sqlx::Any, AnyArguments>;
 
 /// Columns of an audit row, then of a refresh token, as this module's statements insert them.
-const EVENT_COLS: &str = "id, at, kind, outcome, user_id, client_id, grant_id, detail";
-const REFRESH_COLS: &str = "hash, grant_id, parent_hash, scope, issued_at, expires_at";
+pub(crate) const EVENT_COLS: &str = "id, at, kind, outcome, user_id, client_id, grant_id, detail";
+pub(crate) const REFRESH_COLS: &str = "hash, grant_id, parent_hash, scope, issued_at, expires_at";
 
 /// `$first, …` for `n` parameters.
-fn params(first: usize, n: usize) -> String {
+pub(crate) fn params(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-fn bind_refresh(q: Q, t: &RefreshToken) -> Q {
+pub(crate) fn bind_refresh(q: Q, t: &RefreshToken) -> Q {
     q.bind(t.hash.0.clone())
         .bind(t.grant_id.clone())
         .bind(t.parent_hash.as_ref().map(|h| h.0.clone()))
@@ -43,7 +43,7 @@ fn bind_refresh(q: Q, t: &RefreshToken) -> Q {
         .bind(t.expires_at)
 }
 
-fn bind_event(q: Q, e: &AuditEvent) -> Q {
+pub(crate) fn bind_event(q: Q, e: &AuditEvent) -> Q {
     q.bind(e.id.clone())
         .bind(e.at)
         .bind(e.kind.clone())
