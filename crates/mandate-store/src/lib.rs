@@ -10,6 +10,8 @@ mod clients_users;
 mod convert;
 mod database_file;
 mod demo;
+#[cfg(test)]
+mod fixtures;
 mod grants;
 mod maintenance;
 mod mcp_sessions;

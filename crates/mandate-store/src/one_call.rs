@@ -126,45 +126,20 @@ pub(crate) async fn redeem(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use mandate_core::model::{AuthorizationCode, Grant, User};
-    use mandate_core::scope::ScopeSet;
-    use mandate_core::store::{GrantStore, UserStore};
+    use mandate_core::store::GrantStore;
 
     use super::*;
     use crate::SqlStore;
-
-    fn token(hash: &str, parent: Option<&str>) -> RefreshToken {
-        RefreshToken {
-            hash: SecretHash(hash.into()),
-            grant_id: "g".into(),
-            parent_hash: parent.map(|p| SecretHash(p.into())),
-            scope: ScopeSet::parse("a").unwrap(),
-            issued_at: 1,
-            expires_at: 1000,
-            rotated_at: None,
-            revoked_at: None,
-        }
-    }
-
-    fn event(id: &str) -> AuditEvent {
-        AuditEvent {
-            id: id.into(),
-            at: 1,
-            kind: "token.refreshed".into(),
-            outcome: "success".into(),
-            user_id: None,
-            client_id: None,
-            grant_id: None,
-            detail: None,
-        }
-    }
+    use crate::fixtures::{event, pending_grant, token};
 
     async fn call_rotate(s: &SqlStore, presented: &str, next: RefreshToken, sealed: Option<&str>, now: i64) -> bool {
         let (presented, sealed) = (SecretHash(presented.into()), sealed.map(str::to_owned));
         let id = format!("e-{}", next.hash.0);
         s.write(move |mut tx| {
             Box::pin(async move {
-                let done = rotate(&mut tx, &presented, &next, sealed.as_deref(), now, Some(&event(&id))).await?;
+                let done =
+                    rotate(&mut tx, &presented, &next, sealed.as_deref(), now, Some(&event(&id, "token.refreshed")))
+                        .await?;
                 tx.commit().await.map_err(map_err)?;
                 Ok(done)
             })
@@ -177,7 +152,8 @@ mod tests {
         let code = SecretHash(code.into());
         s.write(move |mut tx| {
             Box::pin(async move {
-                let done = redeem(&mut tx, &code, "g", first.as_ref(), now, Some(&event("e-redeemed"))).await?;
+                let done = redeem(&mut tx, &code, "g", first.as_ref(), now, Some(&event("e-redeemed", "token.issued")))
+                    .await?;
                 tx.commit().await.map_err(map_err)?;
                 Ok(done)
             })
@@ -194,34 +170,7 @@ mod tests {
     async fn each_token_write_is_one_call_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqlStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        let person =
-            User { id: "u".into(), username: "u".into(), password_hash: "x".into(), created_at: 0, disabled: false };
-        s.insert_user(&person).await.unwrap();
-        let g = Grant {
-            id: "g".into(),
-            user_id: "u".into(),
-            client_id: "c".into(),
-            scope: ScopeSet::parse("a").unwrap(),
-            resource: "https://r".into(),
-            created_at: 0,
-            activated_at: None,
-            last_used_at: None,
-            revoked_at: None,
-        };
-        let code = AuthorizationCode {
-            hash: SecretHash("code".into()),
-            grant_id: "g".into(),
-            client_id: "c".into(),
-            user_id: "u".into(),
-            redirect_uri: "https://a/cb".into(),
-            redirect_uri_explicit: true,
-            code_challenge: "x".into(),
-            scope: g.scope.clone(),
-            resource: g.resource.clone(),
-            expires_at: 60,
-            consumed_at: None,
-        };
-        s.insert_grant_with_code(&g, &code, None).await.unwrap();
+        pending_grant(&s).await;
 
         // Redemption: once, with its first token and record; the spent code again changes nothing.
         assert!(call_redeem(&s, "code", Some(token("r0", None)), 1).await);

@@ -192,13 +192,12 @@ pub(crate) async fn redeem(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use mandate_core::model::User;
-    use mandate_core::scope::ScopeSet;
-    use mandate_core::store::{GrantStore, UserStore};
+    use mandate_core::store::GrantStore;
     use sqlx::{Connection, Executor};
 
     use super::*;
     use crate::SqlStore;
+    use crate::fixtures::{event, pending_grant, token};
 
     async fn store() -> Option<(SqlStore, String, String)> {
         let admin = std::env::var("MANDATE_TEST_POSTGRES_URL").ok()?;
@@ -218,64 +217,15 @@ mod tests {
         conn.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await.unwrap();
     }
 
-    fn token(hash: &str, parent: Option<&str>) -> RefreshToken {
-        RefreshToken {
-            hash: SecretHash(hash.into()),
-            grant_id: "g".into(),
-            parent_hash: parent.map(|p| SecretHash(p.into())),
-            scope: ScopeSet::parse("a").unwrap(),
-            issued_at: 1,
-            expires_at: 1000,
-            rotated_at: None,
-            revoked_at: None,
-        }
-    }
-
     #[tokio::test]
     async fn each_token_write_is_one_statement_on_postgres() {
         let Some((s, admin, name)) = store().await else {
             eprintln!("MANDATE_TEST_POSTGRES_URL not set: PostgreSQL case skipped");
             return;
         };
-        let person =
-            User { id: "u".into(), username: "u".into(), password_hash: "x".into(), created_at: 0, disabled: false };
-        s.insert_user(&person).await.unwrap();
-        let g = Grant {
-            id: "g".into(),
-            user_id: "u".into(),
-            client_id: "c".into(),
-            scope: ScopeSet::parse("a").unwrap(),
-            resource: "https://r".into(),
-            created_at: 0,
-            activated_at: None,
-            last_used_at: None,
-            revoked_at: None,
-        };
-        let code = AuthorizationCode {
-            hash: SecretHash("code".into()),
-            grant_id: "g".into(),
-            client_id: "c".into(),
-            user_id: "u".into(),
-            redirect_uri: "https://a/cb".into(),
-            redirect_uri_explicit: true,
-            code_challenge: "x".into(),
-            scope: g.scope.clone(),
-            resource: g.resource.clone(),
-            expires_at: 60,
-            consumed_at: None,
-        };
-        s.insert_grant_with_code(&g, &code, None).await.unwrap();
+        let code = pending_grant(&s).await;
         let pool = s.pool().clone();
-        let issued = AuditEvent {
-            id: "e1".into(),
-            at: 1,
-            kind: "token.issued".into(),
-            outcome: "success".into(),
-            user_id: None,
-            client_id: None,
-            grant_id: None,
-            detail: None,
-        };
+        let issued = event("e1", "token.issued");
         let r0 = token("r0", None);
         let outcome = redeem(&pool, &code.hash, "g", Some(&r0), 1, Some(&issued), None).await.unwrap();
         assert_eq!(outcome, Redemption::Activated);
@@ -288,9 +238,9 @@ mod tests {
         let other = RefreshToken { grant_id: "nope".into(), ..token("r2", Some("r1")) };
         assert!(!rotate(&pool, &SecretHash("r1".into()), &other, None, 4, None).await.unwrap());
         assert!(s.refresh_token(&SecretHash("r2".into())).await.unwrap().is_none());
-        let event = AuditEvent { id: "e2".into(), kind: "token.refreshed".into(), ..issued.clone() };
+        let refreshed = event("e2", "token.refreshed");
         assert!(
-            rotate(&pool, &SecretHash("r1".into()), &token("r2", Some("r1")), None, 5, Some(&event)).await.unwrap()
+            rotate(&pool, &SecretHash("r1".into()), &token("r2", Some("r1")), None, 5, Some(&refreshed)).await.unwrap()
         );
         // Rotating r1 cleared the successor sealed on its parent r0.
         let sealed: Option<String> =
