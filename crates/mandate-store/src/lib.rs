@@ -2,7 +2,8 @@
 //! PostgreSQL (sqlx's `Any` driver, `$N` placeholders, integer/text/blob columns). Migrations
 //! for both engines live in `migrations/{sqlite,postgres}` and are kept in lockstep.
 //!
-//! SQLite numbers `$N` parameters by first appearance, so every query here uses them in order.
+//! On SQLite, sqlx binds `$N` to the N-th argument wherever it appears, in every statement of a
+//! multi-statement query too (`one_call.rs` relies on it; its test would fail on positional binding).
 
 mod audit_keys;
 mod client_cache;
